@@ -1,0 +1,98 @@
+"""Helpers shared by the frozen config dataclasses: validation, YAML/JSON files, field docs.
+
+Leaf module: imports nothing from rewardlab but ``errors``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+import textwrap
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+__all__ = ["config_from_file", "field_docs", "to_dict", "validate_fields"]
+
+T = TypeVar("T")
+
+
+def _check(name: str, value: Any, hint: Any) -> None:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"option '{name}' must be one of {list(args)}, got {value!r}")
+    elif origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in args:
+            try:
+                return _check(name, value, arg)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"option '{name}' got {value!r}, which matches none of {hint}")
+    elif hint is type(None):
+        if value is not None:
+            raise ConfigError(f"option '{name}' must be None")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"option '{name}' must be a number, got {value!r}")
+    elif hint in (int, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ConfigError(f"option '{name}' must be {hint.__name__}, got {value!r}")
+
+
+def validate_fields(instance: Any) -> None:
+    """Check every field's value against its annotation (``Literal`` names included)."""
+    hints = typing.get_type_hints(type(instance))
+    for f in dataclasses.fields(instance):
+        _check(f.name, getattr(instance, f.name), hints[f.name])
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings (the string literal under each field) of a dataclass."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+                docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs
+
+
+def to_dict(instance: Any) -> dict[str, Any]:
+    return dataclasses.asdict(instance)
+
+
+def config_from_file(cls: type[T], path: str | Path, **overrides: Any) -> T:
+    """Build ``cls`` from a YAML or JSON file; ``overrides`` (not ``None``) win over the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config: {err}") from None
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: malformed YAML: {err}") from None
+    else:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}:{err.lineno}: malformed JSON: {err.msg}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of option names to values")
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s) {unknown}; known options: {sorted(known)}")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**raw)

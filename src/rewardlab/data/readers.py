@@ -1,0 +1,291 @@
+"""Read preference data from local jsonl / json / parquet files or ``datasets`` names.
+
+Accepted record formats (detected per record):
+
+1. **TRL explicit prompt**: ``prompt``, ``chosen``, ``rejected``; each a string, or a list of
+   ``{"role", "content"}`` messages (``chosen`` / ``rejected`` then hold one assistant message).
+2. **TRL implicit prompt**: ``chosen``, ``rejected`` only, as full conversations (message lists)
+   or texts; the shared prefix is the prompt.
+3. **Anthropic HH**: ``chosen``, ``rejected`` transcripts of ``"\\n\\nHuman: ..."`` and
+   ``"\\n\\nAssistant: ..."`` turns; everything before the last Assistant turn is the prompt.
+
+An optional numeric ``margin`` field is kept for margin losses. Pairs without signal (an empty
+response, or chosen == rejected) are dropped and counted, never silently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataFormatError, RewardlabError
+from .records import Message, PreferencePair
+
+__all__ = [
+    "DropReport",
+    "PromptMismatchError",
+    "iter_records",
+    "parse_hh_transcript",
+    "read_preference_pairs",
+    "to_preference_pair",
+]
+
+ACCEPTED_FORMATS = (
+    "accepted formats: (1) TRL explicit prompt: 'prompt', 'chosen', 'rejected' "
+    "(strings or lists of {'role', 'content'} messages); (2) TRL implicit prompt: 'chosen', "
+    "'rejected' as full conversations; (3) Anthropic HH: 'chosen', 'rejected' transcripts with "
+    "'\\n\\nHuman:' / '\\n\\nAssistant:' turns"
+)
+_HH_TURN = re.compile(r"\n\n(Human|Assistant):")
+_HH_ROLES = {"Human": "user", "Assistant": "assistant"}
+
+
+class PromptMismatchError(DataFormatError):
+    """Chosen and rejected do not share a prompt: a content defect, counted as a drop by readers."""
+
+
+@dataclass
+class DropReport:
+    """Counts of records left out and why; printed at the end of loading.
+
+    >>> report = DropReport(total=10)
+    >>> report.add("with chosen == rejected", location="pairs.jsonl:3")
+    >>> report.summary("pairs")
+    'dropped 1 of 10 pairs: 1 with chosen == rejected (first at pairs.jsonl:3)'
+    """
+
+    total: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=dict)
+    """First location seen for each reason, so a user can look at one."""
+
+    def add(self, reason: str, count: int = 1, location: str = "") -> None:
+        self.reasons[reason] += count
+        if location:
+            self.examples.setdefault(reason, location)
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.reasons.values())
+
+    def summary(self, what: str = "pairs") -> str:
+        if not self.dropped:
+            return f"kept all {self.total} {what}"
+        parts = ", ".join(
+            f"{n} {reason}" + (f" (first at {self.examples[reason]})" if reason in self.examples else "")
+            for reason, n in self.reasons.most_common()
+        )
+        return f"dropped {self.dropped} of {self.total} {what}: {parts}"
+
+
+def _open_text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataFormatError(
+                    f"{path}:{lineno}", f"undecodable bytes at byte {err.start} (expected UTF-8)"
+                ) from None
+
+
+def iter_records(source: str | os.PathLike, split: str = "train") -> Iterator[tuple[str, Mapping]]:
+    """Yield ``(location, record)`` from a local file or a ``datasets`` name / folder.
+
+    ``location`` is ``"path:line"`` for JSON Lines and JSON, ``"path row N"`` otherwise.
+    """
+    path = Path(source)
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    kind = suffixes[-1] if suffixes else ""
+    if path.is_file() and kind == ".jsonl":
+        for lineno, line in _open_text_lines(path):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataFormatError(f"{path}:{lineno}", f"malformed JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(record, dict):
+                raise DataFormatError(f"{path}:{lineno}", f"expected a JSON object, got {type(record).__name__}")
+            yield f"{path}:{lineno}", record
+    elif path.is_file() and kind == ".json":
+        text = "".join(line for _, line in _open_text_lines(path))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(f"{path}:{err.lineno}", f"malformed JSON ({err.msg} at column {err.colno})") from None
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            data = data["data"]
+        if not isinstance(data, list):
+            raise DataFormatError(str(path), "expected a JSON list of objects (or {'data': [...]})")
+        for index, record in enumerate(data):
+            if not isinstance(record, dict):
+                raise DataFormatError(f"{path} item {index}", f"expected a JSON object, got {type(record).__name__}")
+            yield f"{path} item {index}", record
+    elif path.is_file() and kind == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as err:  # pyarrow raises several unrelated types for bad files
+            raise DataFormatError(str(path), f"cannot read as parquet: {err}") from None
+        for index, record in enumerate(table.to_pylist()):
+            yield f"{path} row {index}", record
+    elif path.is_file():
+        raise DataFormatError(str(path), "unknown file type; expected .jsonl, .json or .parquet (optionally .gz)")
+    else:
+        yield from _iter_hub_records(str(source), split)
+
+
+def _iter_hub_records(name: str, split: str) -> Iterator[tuple[str, Mapping]]:
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(name, split=split)
+    except Exception as err:  # datasets raises many types (network, missing split, bad config)
+        raise RewardlabError(
+            f"'{name}' is not a local file, and loading it with datasets.load_dataset(split="
+            f"'{split}') failed: {type(err).__name__}: {err}"
+        ) from None
+    for index, record in enumerate(dataset):
+        yield f"{name}[{split}] row {index}", record
+
+
+def parse_hh_transcript(text: str, location: str = "", field_name: str = "chosen") -> tuple[tuple[Message, ...], str]:
+    """Split an Anthropic HH transcript into (prompt messages, final assistant reply).
+
+    >>> prompt, reply = parse_hh_transcript("\\n\\nHuman: Hi\\n\\nAssistant: Hello!")
+    >>> [(m.role, m.content) for m in prompt], reply
+    ([('user', 'Hi')], 'Hello!')
+    """
+    pieces = _HH_TURN.split(text)
+    if pieces[0].strip() or len(pieces) < 3:
+        raise DataFormatError(location, "not an HH transcript (expected '\\n\\nHuman:' first)", field_name)
+    turns = [Message(_HH_ROLES[pieces[i]], pieces[i + 1].strip()) for i in range(1, len(pieces), 2)]
+    if turns[-1].role != "assistant":
+        raise DataFormatError(location, "HH transcript must end with an '\\n\\nAssistant:' turn", field_name)
+    return tuple(turns[:-1]), turns[-1].content
+
+
+def _looks_hh(value: Any) -> bool:
+    return isinstance(value, str) and value.lstrip(" ").startswith("\n\nHuman:") and "\n\nAssistant:" in value
+
+
+def _messages(value: Any, location: str, field_name: str) -> tuple[Message, ...]:
+    if not isinstance(value, list) or not value:
+        raise DataFormatError(location, f"expected a non-empty list of messages, got {type(value).__name__}", field_name)
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping) or not isinstance(item.get("content"), str) or item.get("role") not in (
+            "system", "user", "assistant"
+        ):
+            raise DataFormatError(
+                location, f"message {i} must be {{'role': system|user|assistant, 'content': str}}", field_name
+            )
+        out.append(Message(item["role"], item["content"]))
+    return tuple(out)
+
+
+def _prompt(value: Any, location: str) -> tuple[Message, ...]:
+    if isinstance(value, str):
+        if _looks_hh(value + "\n\nAssistant:"):
+            return parse_hh_transcript(value.rstrip() + "\n\nAssistant:", location, "prompt")[0]
+        return (Message("user", value),) if value else ()
+    return _messages(value, location, "prompt")
+
+
+def _reply(value: Any, location: str, field_name: str) -> str:
+    if isinstance(value, str):
+        return value
+    messages = _messages(value, location, field_name)
+    if len(messages) != 1 or messages[0].role != "assistant":
+        raise DataFormatError(location, "expected exactly one assistant message after the prompt", field_name)
+    return messages[0].content
+
+
+def _common_prefix_text(a: str, b: str) -> str:
+    n = len(os.path.commonprefix([a, b]))
+    cut = max(a.rfind(" ", 0, n + 1), a.rfind("\n", 0, n + 1))
+    return a[: cut + 1] if n < min(len(a), len(b)) else a[:n]
+
+
+def to_preference_pair(record: Mapping, location: str = "") -> PreferencePair:
+    """Convert one record in any accepted format to a :class:`PreferencePair`.
+
+    >>> to_preference_pair({"prompt": "2+2?", "chosen": "4", "rejected": "5"}).chosen
+    '4'
+    >>> to_preference_pair({"chosen": [{"role": "user", "content": "Hi"},
+    ...                                {"role": "assistant", "content": "Hello"}],
+    ...                     "rejected": [{"role": "user", "content": "Hi"},
+    ...                                  {"role": "assistant", "content": "Go away"}]}).rejected
+    'Go away'
+    """
+    for name in ("chosen", "rejected"):
+        if name not in record:
+            raise DataFormatError(location, f"missing; {ACCEPTED_FORMATS}", name)
+        if not isinstance(record[name], (str, list)):
+            raise DataFormatError(
+                location, f"expected a string or a list of messages, got {type(record[name]).__name__}", name
+            )
+    chosen, rejected = record["chosen"], record["rejected"]
+    if "prompt" in record and record["prompt"] is not None:
+        prompt = _prompt(record["prompt"], location)
+        chosen_text, rejected_text = _reply(chosen, location, "chosen"), _reply(rejected, location, "rejected")
+    elif _looks_hh(chosen) and _looks_hh(rejected):
+        prompt, chosen_text = parse_hh_transcript(chosen, location, "chosen")
+        rejected_prompt, rejected_text = parse_hh_transcript(rejected, location, "rejected")
+        if rejected_prompt != prompt:
+            raise PromptMismatchError(location, "chosen and rejected differ before the final Assistant turn", "rejected")
+    elif isinstance(chosen, list) and isinstance(rejected, list):
+        chosen_msgs, rejected_msgs = _messages(chosen, location, "chosen"), _messages(rejected, location, "rejected")
+        if chosen_msgs[:-1] != rejected_msgs[:-1]:
+            raise PromptMismatchError(location, "chosen and rejected conversations differ before the last message", "rejected")
+        prompt = chosen_msgs[:-1]
+        chosen_text = _reply([chosen_msgs[-1].as_dict()], location, "chosen")
+        rejected_text = _reply([rejected_msgs[-1].as_dict()], location, "rejected")
+    elif isinstance(chosen, str) and isinstance(rejected, str):
+        shared = _common_prefix_text(chosen, rejected)
+        prompt = (Message("user", shared.strip()),) if shared.strip() else ()
+        chosen_text, rejected_text = chosen[len(shared):], rejected[len(shared):]
+    else:
+        raise DataFormatError(location, f"chosen and rejected must both be texts or both message lists; {ACCEPTED_FORMATS}", "rejected")
+    margin = record.get("margin")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
+        raise DataFormatError(location, f"expected a number, got {type(margin).__name__}", "margin")
+    return PreferencePair(prompt, chosen_text, rejected_text, None if margin is None else float(margin), location)
+
+
+def read_preference_pairs(
+    source: str | os.PathLike, split: str = "train", limit: int | None = None
+) -> tuple[list[PreferencePair], DropReport]:
+    """Read pairs, dropping those without signal; returns the pairs and a :class:`DropReport`.
+
+    ``limit`` caps the number of records read (before dropping), for quick runs.
+    """
+    pairs, report = [], DropReport()
+    for location, record in iter_records(source, split):
+        if limit is not None and report.total >= limit:
+            break
+        report.total += 1
+        try:
+            pair = to_preference_pair(record, location)
+        except PromptMismatchError:
+            report.add("with chosen and rejected differing before the final turn", location=location)
+            continue
+        if not pair.chosen.strip() or not pair.rejected.strip():
+            report.add("with an empty response", location=location)
+        elif pair.chosen.strip() == pair.rejected.strip():
+            report.add("with chosen == rejected", location=location)
+        else:
+            pairs.append(pair)
+    if report.total == 0:
+        raise DataFormatError(str(source), "contains no records")
+    return pairs, report

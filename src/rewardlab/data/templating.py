@@ -1,0 +1,113 @@
+"""Turn (prompt, response) into token ids: chat template or plain format, then truncation.
+
+Plain format (for tokenizers without a chat template, e.g. BERT/MiniLM), one block per turn::
+
+    Human: {user turn}\\n\\nAssistant: {assistant turn}\\n\\nHuman: ...\\n\\nAssistant: {response}
+
+(a system turn is written ``System: ...``), tokenized with the tokenizer's own special tokens
+(``[CLS] ... [SEP]``). With a chat template, the template's text is tokenized as is
+(``add_special_tokens=False``: templates carry their own BOS).
+
+Truncation never cuts the response: when the text is longer than ``max_length`` the prompt is
+cut from the left (oldest turns first, keeping leading special tokens such as ``[CLS]``); when
+the response alone does not fit, :func:`tokenize_conversation` returns ``None`` and callers
+drop or reject the item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+from ..errors import ConfigError, DataFormatError
+from .records import Message, PreferencePair
+
+__all__ = ["Prompt", "as_messages", "render", "tokenize_conversation", "tokenize_pairs"]
+
+Prompt = Union[str, Sequence[Message], Sequence[Mapping[str, str]]]
+_PLAIN_ROLES = {"system": "System", "user": "Human", "assistant": "Assistant"}
+
+
+def as_messages(prompt: Prompt) -> tuple[Message, ...]:
+    """Normalize a prompt given as text, ``Message`` s or ``{"role", "content"}`` dicts.
+
+    >>> as_messages("Hi")
+    (Message(role='user', content='Hi'),)
+    """
+    if isinstance(prompt, str):
+        return (Message("user", prompt),) if prompt else ()
+    out = []
+    for i, item in enumerate(prompt):
+        if isinstance(item, Message):
+            out.append(item)
+        elif isinstance(item, Mapping) and "role" in item and "content" in item:
+            out.append(Message(item["role"], item["content"]))
+        else:
+            raise DataFormatError(f"prompt message {i}", "expected a Message or {'role', 'content'} dict", "prompt")
+    return tuple(out)
+
+
+def render(tokenizer: Any, prompt: Sequence[Message], response: str) -> tuple[str, int]:
+    """Render a conversation to text; returns ``(text, n)`` where ``text[:n]`` is the prompt part.
+
+    >>> render(None, (Message("user", "2+2?"),), "4")
+    ('Human: 2+2?\\n\\nAssistant: 4', 24)
+    """
+    if getattr(tokenizer, "chat_template", None):
+        messages = [m.as_dict() for m in prompt]
+        full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": response}], tokenize=False)
+        head = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) if messages else ""
+        if full.startswith(head):
+            return full, len(head)
+        # Some templates rewrite earlier turns (e.g. strip reasoning); fall back to the reply's place.
+        start = full.rfind(response) if response else len(full)
+        return full, max(start, 0)
+    head = "".join(f"{_PLAIN_ROLES[m.role]}: {m.content}\n\n" for m in prompt) + "Assistant: "
+    return head + response, len(head)
+
+
+def tokenize_conversation(
+    tokenizer: Any, prompt: Sequence[Message], response: str, max_length: int
+) -> list[int] | None:
+    """Token ids of the conversation, prompt cut from the left to fit ``max_length``.
+
+    Returns ``None`` when the response (plus special tokens) alone exceeds ``max_length``.
+    Needs a fast tokenizer (character offsets locate the prompt/response boundary).
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer; offsets are required")
+    text, boundary = render(tokenizer, prompt, response)
+    templated = bool(getattr(tokenizer, "chat_template", None))
+    enc = tokenizer(text, add_special_tokens=not templated, return_offsets_mapping=True, truncation=False)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    if len(ids) <= max_length:
+        return list(ids)
+    lead = 0
+    while lead < len(ids) and offsets[lead] == (0, 0):
+        lead += 1
+    prompt_end = lead
+    while prompt_end < len(ids) and offsets[prompt_end][0] < boundary and offsets[prompt_end] != (0, 0):
+        prompt_end += 1
+    excess = len(ids) - max_length
+    if excess > prompt_end - lead:
+        return None
+    return list(ids[:lead]) + list(ids[lead + excess :])
+
+
+def tokenize_pairs(
+    pairs: Sequence["PreferencePair"], tokenizer: Any, max_length: int, report: "DropReport | None" = None
+) -> tuple[list["TokenizedPair"], "DropReport"]:
+    """Tokenize pairs, dropping (and counting in ``report``) those whose response cannot fit."""
+    from .collate import TokenizedPair
+    from .readers import DropReport
+
+    report = report if report is not None else DropReport(total=len(pairs))
+    out = []
+    for pair in pairs:
+        chosen = tokenize_conversation(tokenizer, pair.prompt, pair.chosen, max_length)
+        rejected = tokenize_conversation(tokenizer, pair.prompt, pair.rejected, max_length)
+        if chosen is None or rejected is None:
+            report.add(f"longer than {max_length} tokens without their prompt", location=pair.source)
+            continue
+        out.append(TokenizedPair(tuple(chosen), tuple(rejected), pair.margin))
+    return out, report

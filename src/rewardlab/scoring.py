@@ -1,0 +1,132 @@
+"""The ``Scorer`` protocol (prompts and responses in, rewards out) and the local batched scorer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from .data.collate import pad_sequences
+from .data.templating import Prompt, as_messages, tokenize_conversation
+from .errors import SequenceTooLongError
+from .models.io import Precision, RewardModelMetadata, load_pretrained
+from .models.reward_model import RewardModel
+
+__all__ = ["LocalScorer", "Scorer", "load_reward_model"]
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Anything that scores responses: a local RM, a remote server, an ensemble, an LLM judge.
+
+    ``score(prompts, responses)[i]`` is the reward of ``responses[i]`` to ``prompts[i]``
+    (a text, or a list of chat messages); higher is better.
+    """
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]: ...
+
+
+class LocalScorer:
+    """A reward model in this process: batched, length-sorted, ``inference_mode``, input order kept.
+
+    >>> import torch, transformers
+    >>> from rewardlab.models.reward_model import RewardModel
+    >>> config = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+    ...     num_attention_heads=2, intermediate_size=16, num_labels=1)
+    >>> _ = torch.manual_seed(0)
+    >>> model = RewardModel(transformers.BertForSequenceClassification(config))
+    >>> class Tok:  # a stand-in fast tokenizer: one id per character
+    ...     is_fast, chat_template, pad_token_id = True, None, 0
+    ...     def __call__(self, text, **kw):
+    ...         return {"input_ids": [1 + ord(c) % 29 for c in text],
+    ...                 "offset_mapping": [(i, i + 1) for i in range(len(text))]}
+    >>> scorer = LocalScorer(model, Tok(), max_length=64)
+    >>> rewards = scorer.score(["2+2?", "2+2?"], ["4", "five"])
+    >>> len(rewards), isinstance(rewards[0], float)
+    (2, True)
+    """
+
+    def __init__(
+        self,
+        model: RewardModel,
+        tokenizer: Any,
+        max_length: int = 512,
+        batch_size: int = 32,
+        device: str | torch.device | None = None,
+        metadata: RewardModelMetadata | None = None,
+        normalize: bool = False,
+        show_progress: bool = False,
+    ):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = torch.device(device) if device else next(model.parameters()).device
+        self.model.to(self.device)
+        self.metadata = metadata or RewardModelMetadata(pooling=model.pooling, max_length=max_length)
+        self.show_progress = show_progress
+        if normalize and (self.metadata.reward_mean is None or not self.metadata.reward_std):
+            raise ValueError("normalize=True needs reward_mean and reward_std in the model's metadata")
+        self.normalize = normalize
+
+    def tokenize(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[list[int]]:
+        """Token ids per item; raises :class:`SequenceTooLongError` naming items that cannot fit."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
+        ids, too_long = [], []
+        for i, (prompt, response) in enumerate(zip(prompts, responses)):
+            tokens = tokenize_conversation(self.tokenizer, as_messages(prompt), response, self.max_length)
+            if tokens is None:
+                too_long.append(i)
+            ids.append(tokens)
+        if too_long:
+            raise SequenceTooLongError(
+                f"{len(too_long)} response(s) do not fit in max_length={self.max_length} tokens even without "
+                f"their prompt (items {too_long[:10]}{'...' if len(too_long) > 10 else ''}); raise max_length"
+            )
+        return ids
+
+    @torch.inference_mode()
+    def score_ids(self, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Rewards for token-id sequences, in input order. ``(N,)`` or ``(N, K)`` float32."""
+        from tqdm.auto import tqdm
+
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+        outputs: list[torch.Tensor | None] = [None] * len(sequences)
+        starts = range(0, len(order), self.batch_size)
+        for start in tqdm(starts, desc="scoring", disable=not self.show_progress):
+            idx = order[start : start + self.batch_size]
+            input_ids, mask = pad_sequences([sequences[i] for i in idx], self.tokenizer.pad_token_id)
+            rewards = self.model(input_ids.to(self.device), mask.to(self.device)).float().cpu()
+            for row, i in enumerate(idx):
+                outputs[i] = rewards[row]
+        if not outputs:
+            return torch.empty(0)
+        stacked = torch.stack(outputs)  # type: ignore[arg-type]
+        if self.normalize:
+            stacked = (stacked - self.metadata.reward_mean) / self.metadata.reward_std
+        return stacked
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
+        """Reward per (prompt, response); see :class:`Scorer`."""
+        rewards = self.score_ids(self.tokenize(prompts, responses))
+        return rewards.tolist()
+
+
+def load_reward_model(
+    path: str | os.PathLike,
+    device: str | None = None,
+    precision: Precision = "fp32",
+    batch_size: int = 32,
+    max_length: int | None = None,
+    normalize: bool = False,
+    trust_remote_code: bool = False,
+) -> LocalScorer:
+    """Load a saved reward-model folder (rewardlab's or another tool's) as a :class:`LocalScorer`."""
+    model, tokenizer, metadata = load_pretrained(path, precision, trust_remote_code)
+    return LocalScorer(
+        model, tokenizer, max_length=max_length or metadata.max_length, batch_size=batch_size,
+        device=device, metadata=metadata, normalize=normalize,
+    )

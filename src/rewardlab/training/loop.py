@@ -1,0 +1,264 @@
+"""The training loop: one function, read top to bottom, on Accelerate (1 CPU to many GPUs)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import losses
+from ..config import to_dict
+from ..data.collate import PairCollator, TokenizedPair
+from ..data.readers import DropReport, read_preference_pairs
+from ..data.records import PreferencePair
+from ..data.templating import tokenize_pairs
+from ..errors import TrainingDivergedError
+from ..metrics import mean_margin, pairwise_accuracy
+from ..models.io import RewardModelMetadata, build_reward_model, save_pretrained
+from ..models.reward_model import RewardModel, transformer_layers
+from . import checkpoint as ckpt
+from .batching import global_batches, shard, steps_for
+from .config import TrainConfig
+
+__all__ = ["TrainResult", "evaluate_pairs", "train"]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced."""
+
+    output_dir: Path
+    steps: int
+    final_metrics: dict[str, float]
+    drop_summary: str
+
+
+def _say(accelerator: Any, message: str) -> None:
+    if accelerator.is_main_process:
+        print(f"[rewardlab] {message}", file=sys.stderr, flush=True)
+
+
+def load_train_eval_pairs(config: TrainConfig) -> tuple[list[PreferencePair], list[PreferencePair], DropReport]:
+    """Read ``data`` (and ``eval_data``), holding out ``eval_fraction`` when no eval file is given."""
+    pairs, report = read_preference_pairs(config.data, config.data_split, config.max_pairs)
+    if config.eval_data:
+        eval_pairs, eval_report = read_preference_pairs(config.eval_data, config.data_split)
+        report.total += eval_report.total
+        for reason, count in eval_report.reasons.items():
+            report.add(reason, count, eval_report.examples.get(reason, ""))
+        return pairs, eval_pairs, report
+    order = list(range(len(pairs)))
+    random.Random(config.seed).shuffle(order)
+    n_eval = int(round(config.eval_fraction * len(pairs)))
+    held = set(order[:n_eval])
+    return [p for i, p in enumerate(pairs) if i not in held], [pairs[i] for i in sorted(held)], report
+
+
+def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+
+
+def _forward_pairs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    rewards = model(batch["input_ids"], batch["attention_mask"]).float()
+    n = rewards.shape[0] // 2
+    return rewards[:n], rewards[n:]
+
+
+@torch.inference_mode()
+def evaluate_pairs(
+    model: torch.nn.Module, pairs: list[TokenizedPair], collate: PairCollator, accelerator: Any,
+    batch_size: int, tie_policy: str = "half",
+) -> dict[str, float]:
+    """Loss, pairwise accuracy and mean margin over ``pairs``, sharded across processes."""
+    from accelerate.utils import gather_object
+
+    model.eval()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    mine = sorted(range(rank, len(pairs), world), key=lambda i: pairs[i].length)
+    chosen, rejected = [], []
+    for start in range(0, len(mine), batch_size):
+        idx = mine[start : start + batch_size]
+        batch = {k: v.to(accelerator.device) for k, v in collate([pairs[i] for i in idx]).items()}
+        c, r = _forward_pairs(model, batch)
+        chosen += list(zip(idx, c.tolist()))
+        rejected += r.tolist()
+    rows = gather_object([(i, c, r) for (i, c), r in zip(chosen, rejected)])
+    rows = sorted(rows)
+    model.train()
+    c_all = torch.tensor([row[1] for row in rows])
+    r_all = torch.tensor([row[2] for row in rows])
+    both = torch.cat([c_all, r_all])
+    return {
+        "eval_loss": float(losses.bradley_terry_loss(c_all, r_all).mean()) if rows else float("nan"),
+        "eval_accuracy": pairwise_accuracy(c_all.numpy(), r_all.numpy(), tie_policy),
+        "eval_mean_margin": mean_margin(c_all.numpy(), r_all.numpy()),
+        "eval_reward_mean": float(both.mean()) if rows else float("nan"),
+        "eval_reward_std": float(both.std()) if len(both) > 1 else float("nan"),
+        "eval_pairs": float(len(rows)),
+    }
+
+
+def _freeze_bottom(model: RewardModel, k: int) -> None:
+    if k == 0:
+        return
+    trunk = model.hf_model.base_model
+    for module in [getattr(trunk, "embeddings", None) or model.hf_model.get_input_embeddings()] + list(
+        transformer_layers(model.hf_model)[:k]
+    ):
+        for param in module.parameters():
+            param.requires_grad_(False)
+
+
+def _write_metrics(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
+    """Train a Bradley-Terry reward model; ``train(TrainConfig(...))`` or ``train(model=..., data=..., output_dir=...)``."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    config = replace(config, **options) if config is not None else TrainConfig(**options)
+    accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no")
+    out = Path(config.output_dir)
+    ckpt_root = out / "checkpoints"
+    metrics_path = out / "metrics.jsonl"
+    set_seed(config.seed)
+
+    # Data: read, split, tokenize; every drop is counted and reported.
+    model, tokenizer = build_reward_model(config.model, trust_remote_code=config.trust_remote_code)
+    train_raw, eval_raw, report = load_train_eval_pairs(config)
+    train_pairs, report = tokenize_pairs(train_raw, tokenizer, config.max_length, report)
+    eval_pairs, report = tokenize_pairs(eval_raw, tokenizer, config.max_length, report)
+    _say(accelerator, f"data: {len(train_pairs)} training and {len(eval_pairs)} held-out pairs; {report.summary('pairs')}")
+    collate = PairCollator(tokenizer.pad_token_id, padding_side="right")
+
+    # Model and optimizer.
+    _freeze_bottom(model, config.freeze_layers)
+    if config.gradient_checkpointing:
+        model.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    global_batch = config.batch_size * accelerator.num_processes * config.grad_accum_steps
+    total_steps = config.max_steps or steps_for(len(train_pairs), global_batch, config.num_epochs)
+    warmup = int(config.warmup_ratio * total_steps)
+
+    start_step = 0
+    if config.resume and ckpt.checkpoint_dirs(ckpt_root):
+        latest = ckpt.latest_checkpoint(ckpt_root)
+        from safetensors.torch import load_file
+
+        model.hf_model.load_state_dict(load_file(str(latest / "model.safetensors")), strict=False)
+        ckpt.load_optimizer_state(optimizer, latest)
+        start_step = json.loads((latest / "trainer_state.json").read_text())["step"]
+        ckpt.load_rng_state(latest, accelerator.process_index)
+        _say(accelerator, f"resumed from {latest} at step {start_step}")
+        if accelerator.is_main_process and metrics_path.exists():
+            kept = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= start_step]
+            metrics_path.write_text("".join(ln + "\n" for ln in kept))
+    else:
+        if config.resume:
+            _say(accelerator, f"no checkpoint in {ckpt_root}; starting from step 0")
+        if accelerator.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            metrics_path.write_text("")
+    if accelerator.is_main_process:
+        (out / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
+    metadata = RewardModelMetadata(
+        pooling=model.pooling, max_length=config.max_length,
+        template="chat_template" if getattr(tokenizer, "chat_template", None) else "plain", base_model=config.model,
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+
+    def save(step: int) -> None:
+        tmp = ckpt.temporary_checkpoint_dir(ckpt_root, step) if accelerator.is_main_process else None
+        accelerator.wait_for_everyone()
+        tmp = ckpt_root / f".tmp-step-{step:06d}"
+        ckpt.save_rng_state(tmp, accelerator.process_index)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_pretrained(accelerator.unwrap_model(model), tokenizer, metadata, tmp)
+            ckpt.save_optimizer_state(optimizer, tmp)
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))
+            ckpt.finalize_checkpoint(tmp, step)
+            ckpt.prune_checkpoints(ckpt_root, config.keep_checkpoints)
+        accelerator.wait_for_everyone()
+
+    lengths = [p.length for p in train_pairs]
+    plan = global_batches(lengths, global_batch, total_steps, config.seed, config.group_by_length)
+    progress = tqdm(total=total_steps, initial=start_step, desc="training", disable=not (config.show_progress and accelerator.is_main_process))
+    running: list[float] = []
+    metrics: dict[str, float] = {}
+    for step, indices in enumerate(plan):
+        if step < start_step:
+            continue  # the plan is deterministic: skip what the checkpoint already saw
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate * _lr_factor(step, total_steps, warmup, config.lr_schedule)
+        micro_batches = shard(indices, config.grad_accum_steps, accelerator.num_processes, accelerator.process_index)
+        step_loss = torch.zeros((), device=accelerator.device)
+        for m, micro in enumerate(micro_batches):
+            batch = {k: v.to(accelerator.device) for k, v in collate([train_pairs[i] for i in micro]).items()}
+            with accelerator.autocast():
+                chosen, rejected = _forward_pairs(model, batch)
+            margins = batch["margins"] if config.use_margins else None
+            loss = losses.bradley_terry_loss(chosen, rejected, margins)
+            if config.center_rewards_coef:
+                loss = loss + losses.reward_centering_penalty(chosen, rejected, config.center_rewards_coef)
+            loss = loss.mean() / config.grad_accum_steps
+            if m < len(micro_batches) - 1:
+                with accelerator.no_sync(model):
+                    accelerator.backward(loss)
+            else:
+                accelerator.backward(loss)
+            step_loss += loss.detach()
+        step_loss = accelerator.reduce(step_loss, "mean")
+        if not torch.isfinite(step_loss):
+            raise TrainingDivergedError(
+                f"loss is {step_loss.item()} at step {step + 1}; the last good checkpoint is kept in {ckpt_root} "
+                "(lower learning_rate, or use precision='fp32')"
+            )
+        if config.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        running.append(step_loss.item())
+        done = step + 1
+        progress.update(1)
+        progress.set_postfix(loss=f"{running[-1]:.4f}")
+        if accelerator.is_main_process and (done % config.log_every == 0 or done == total_steps):
+            _write_metrics(metrics_path, {"step": done, "loss": sum(running) / len(running), "lr": optimizer.param_groups[0]["lr"]})
+            running = []
+        if eval_pairs and (done % config.eval_every == 0 or done == total_steps):
+            metrics = evaluate_pairs(model, eval_pairs, collate, accelerator, config.batch_size * 2, config.tie_policy)
+            if accelerator.is_main_process:
+                _write_metrics(metrics_path, {"step": done, **metrics})
+                progress.write(f"step {done}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        if done % config.save_every == 0 and done < total_steps:
+            save(done)
+    progress.close()
+
+    if metrics:
+        metadata = replace(metadata, reward_mean=metrics["eval_reward_mean"], reward_std=metrics["eval_reward_std"])
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_pretrained(accelerator.unwrap_model(model), tokenizer, metadata, out)
+    save(total_steps)
+    _say(accelerator, f"saved the reward model to {out}")
+    return TrainResult(out, total_steps, metrics, report.summary("pairs"))
+
+
