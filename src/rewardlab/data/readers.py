@@ -35,6 +35,7 @@ __all__ = [
     "parse_hh_transcript",
     "read_preference_pairs",
     "to_preference_pair",
+    "to_prompt_response",
 ]
 
 ACCEPTED_FORMATS = (
@@ -289,3 +290,27 @@ def read_preference_pairs(
     if report.total == 0:
         raise DataFormatError(str(source), "contains no records")
     return pairs, report
+
+
+def to_prompt_response(record: Mapping, location: str = "") -> tuple[tuple[Message, ...], str]:
+    """A (prompt, response) to score: ``prompt`` + ``response`` (or ``completion``) fields, or a
+    ``messages`` conversation whose last message is the assistant reply.
+
+    >>> to_prompt_response({"messages": [{"role": "user", "content": "Hi"},
+    ...                                  {"role": "assistant", "content": "Hello"}]})[1]
+    'Hello'
+    """
+    if "messages" in record:
+        messages = _messages(record["messages"], location, "messages")
+        if messages[-1].role != "assistant":
+            raise DataFormatError(location, "the last message must be the assistant reply to score", "messages")
+        return messages[:-1], messages[-1].content
+    key = "response" if "response" in record else "completion" if "completion" in record else None
+    if key is None or "prompt" not in record:
+        raise DataFormatError(
+            location,
+            "expected 'prompt' + 'response' (or 'completion'), 'messages', or a preference pair "
+            "('chosen' + 'rejected')",
+            "response" if "prompt" in record else "prompt",
+        )
+    return _prompt(record["prompt"], location), _reply(record[key], location, key)

@@ -1,0 +1,116 @@
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from rewardlab.data.collate import pad_sequences
+from rewardlab.data.records import Message
+from rewardlab.data.templating import tokenize_conversation
+from rewardlab.models.io import RewardModelMetadata, build_reward_model, load_pretrained, save_pretrained
+from rewardlab.models.pooling import last_token_index
+from rewardlab.scoring import load_reward_model
+
+TEXTS = [
+    ((Message("user", "Tell me about bees."),), "Bees make honey."),
+    ((Message("user", "In at most 7 words, tell me about chess."),), "Chess has sixty-four squares on its board, and more."),
+    ((Message("user", "List three facts about rain."),), "- Rain falls.\n- Rain fills rivers.\n- Rainbows."),
+    ((), "An unconditional reply."),
+]
+
+
+def _ids(tokenizer):
+    return [tokenize_conversation(tokenizer, p, r, 256) for p, r in TEXTS]
+
+
+def _rewards(model, seqs, pad_id, side):
+    ids, mask = pad_sequences(seqs, pad_id, side)
+    with torch.inference_mode():
+        return model(ids, mask)
+
+
+def test_last_token_index_property():
+    torch.manual_seed(0)
+    for _ in range(20):
+        lengths = torch.randint(1, 9, (5,))
+        right = (torch.arange(8) < lengths[:, None]).long()
+        left = right.flip(-1)
+        assert torch.equal(last_token_index(right), lengths - 1)
+        assert torch.equal(last_token_index(left), torch.full((5,), 7))
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_bert_dir"])
+def test_padding_side_and_batch_composition_do_not_change_rewards(fixture, request):
+    model, tokenizer = build_reward_model(str(request.getfixturevalue(fixture)))
+    model.eval()
+    seqs = _ids(tokenizer)
+    alone = torch.stack([_rewards(model, [s], tokenizer.pad_token_id, "right")[0] for s in seqs])
+    right = _rewards(model, seqs, tokenizer.pad_token_id, "right")
+    assert (right - alone).abs().max() < 1e-5
+    reversed_batch = _rewards(model, seqs[::-1], tokenizer.pad_token_id, "right").flip(0)
+    assert (reversed_batch - alone).abs().max() < 1e-5
+    if model.pooling == "last_token":  # encoders read [CLS] at position 0 and are padded on the right
+        left = _rewards(model, seqs, tokenizer.pad_token_id, "left")
+        assert (left - alone).abs().max() < 1e-5
+
+
+def test_llama_with_pad_equal_eos_gets_a_dedicated_pad_token(tiny_llama_dir):
+    raw = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    assert raw.pad_token_id == raw.eos_token_id  # the trap this test is about
+    model, tokenizer = build_reward_model(str(tiny_llama_dir))
+    assert tokenizer.pad_token_id not in (tokenizer.eos_token_id, tokenizer.bos_token_id)
+    assert model.hf_model.config.pad_token_id == tokenizer.pad_token_id
+    assert model.hf_model.get_input_embeddings().weight.shape[0] >= len(tokenizer)
+    # Every rendered conversation ends with EOS (<|im_end|>): the last real token is the old pad.
+    assert _ids(tokenizer)[0][-1] == tokenizer.eos_token_id
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_bert_dir"])
+def test_saved_folder_scores_identically_in_plain_transformers(fixture, request, tmp_path):
+    model, tokenizer = build_reward_model(str(request.getfixturevalue(fixture)))
+    torch.nn.init.normal_(next(p for n, p in model.named_parameters() if "score" in n or "classifier" in n), std=1.0)
+    save_pretrained(model, tokenizer, RewardModelMetadata(pooling=model.pooling, max_length=256), tmp_path)
+    scorer = load_reward_model(tmp_path)
+    ours = torch.tensor(scorer.score([p for p, _ in TEXTS], [r for _, r in TEXTS]))
+
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    plain_tok = AutoTokenizer.from_pretrained(tmp_path)
+    ids, mask = pad_sequences(_ids(plain_tok), plain_tok.pad_token_id, "right")
+    with torch.inference_mode():
+        theirs = plain(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
+    assert plain.config.num_labels == 1
+    assert (ours - theirs).abs().max() < 1e-4
+    assert ours.std() > 1e-3  # a real, non-constant head
+
+
+def test_folder_written_by_another_tool_loads_and_scores(tiny_bert_dir, tmp_path):
+    # What TRL's RewardTrainer saves: a plain AutoModelForSequenceClassification folder, no rewardlab.json.
+    hf = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=1)
+    hf.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path)
+    model, tokenizer, metadata = load_pretrained(tmp_path)
+    assert metadata.written_by == "inferred" and metadata.pooling == "native"
+    scorer = load_reward_model(tmp_path)
+    rewards = scorer.score([p for p, _ in TEXTS], [r for _, r in TEXTS])
+    ids, mask = pad_sequences(_ids(tokenizer), tokenizer.pad_token_id)
+    with torch.inference_mode():
+        expected = hf.eval()(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
+    assert torch.allclose(torch.tensor(rewards), expected, atol=1e-5)
+
+
+def test_real_minilm_weights_roundtrip(tmp_path):
+    model, tokenizer = build_reward_model("builtin:minilm")
+    assert model.pooling == "native"
+    save_pretrained(model, tokenizer, RewardModelMetadata(pooling="native", max_length=128), tmp_path)
+    scorer = load_reward_model(tmp_path)
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    ids, mask = pad_sequences(_ids(scorer.tokenizer), scorer.tokenizer.pad_token_id)
+    with torch.inference_mode():
+        theirs = plain(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
+    ours = torch.tensor(scorer.score([p for p, _ in TEXTS], [r for _, r in TEXTS]))
+    assert (ours - theirs).abs().max() < 1e-4
+
+
+def test_missing_folder_is_a_typed_error(tmp_path):
+    from rewardlab.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="no such reward model folder"):
+        load_pretrained(tmp_path / "nope")
