@@ -59,7 +59,7 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
-    """A randomly initialised 2-layer BERT with MiniLM's real tokenizer, dropout off."""
+    """A randomly initialised 2-layer BERT with MiniLM's real tokenizer and dropout 0.1."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -68,7 +68,7 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_source("builtin:minilm")[0])
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+                        intermediate_size=64, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
     torch.manual_seed(0)
     BertModel(config).save_pretrained(out)
     tokenizer.save_pretrained(out)

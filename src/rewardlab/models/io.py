@@ -133,8 +133,12 @@ def build_reward_model(
     pooling = choose_pooling(hf_model)
     if pooling == "last_token" and _needs_own_pad_token(tokenizer):
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
-        if len(tokenizer) > hf_model.get_input_embeddings().weight.shape[0]:
+        old_rows = hf_model.get_input_embeddings().weight.shape[0]
+        if len(tokenizer) > old_rows:
             hf_model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+            with torch.no_grad():  # deterministic new rows (the pad row is never attended to)
+                weight = hf_model.get_input_embeddings().weight
+                weight[old_rows:] = weight[:old_rows].mean(0)
     if tokenizer.pad_token_id is None:
         raise ConfigError(f"tokenizer of '{name_or_path}' has no pad token")
     hf_model.config.pad_token_id = tokenizer.pad_token_id

@@ -1,0 +1,142 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import rewardlab.training.loop as loop
+from rewardlab.errors import TrainingDivergedError
+from rewardlab.scoring import load_reward_model
+from rewardlab.training.checkpoint import checkpoint_dirs, latest_checkpoint
+from rewardlab.training.config import TrainConfig
+
+FAST = dict(max_length=192, batch_size=4, learning_rate=3e-3, warmup_ratio=0.0, eval_every=5, log_every=1,
+            show_progress=False, eval_fraction=0.125)
+
+
+def _config(model_dir, data, out, **kw):
+    return TrainConfig(model=str(model_dir), data=str(data), output_dir=str(out), **{**FAST, **kw})
+
+
+def _metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(out):
+    return load_file(str(out / "model.safetensors"))
+
+
+def test_training_loss_starts_near_ln2_falls_and_writes_everything(tiny_llama_dir, demo_jsonl, tmp_path):
+    out = tmp_path / "run"
+    result = loop.train(_config(tiny_llama_dir, demo_jsonl, out, max_steps=40))
+    losses = [m["loss"] for m in _metrics(out) if "loss" in m]
+    assert abs(losses[0] - 0.6931) < 0.05
+    assert sum(losses[-5:]) / 5 < losses[0] - 0.1
+    assert {"model.safetensors", "config.json", "rewardlab.json", "run_config.json", "metrics.jsonl"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "run_config.json").read_text())["max_steps"] == 40
+    assert 0 <= result.final_metrics["eval_accuracy"] <= 1 and result.final_metrics["eval_pairs"] == 12
+    scorer = load_reward_model(out)
+    assert scorer.metadata.reward_std == pytest.approx(result.final_metrics["eval_reward_std"])
+
+
+def test_gradient_accumulation_matches_a_bigger_batch(tiny_llama_dir, demo_jsonl, tmp_path):
+    big = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "a", max_steps=4, batch_size=4))
+    acc = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "b", max_steps=4, batch_size=2, grad_accum_steps=2))
+    la = [m["loss"] for m in _metrics(big.output_dir) if "loss" in m]
+    lb = [m["loss"] for m in _metrics(acc.output_dir) if "loss" in m]
+    assert la == pytest.approx(lb, abs=1e-5)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _fail_at_call(monkeypatch, call: int, make_nan: bool = False):
+    real, calls = loop.losses.bradley_terry_loss, {"n": 0}
+
+    def patched(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            if make_nan:
+                return real(*args, **kwargs) * float("nan")
+            raise _Interrupt()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop.losses, "bradley_terry_loss", patched)
+
+
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_bert_dir, demo_jsonl, tmp_path, monkeypatch):
+    # The tiny BERT has dropout 0.1, so this also checks that RNG state is restored.
+    settings = dict(max_steps=10, save_every=4, keep_checkpoints=3, eval_every=100)  # eval only at the end
+    loop.train(_config(tiny_bert_dir, demo_jsonl, tmp_path / "full", **settings))
+    with monkeypatch.context() as patch:
+        _fail_at_call(patch, call=7)  # dies during step 7, after the step-4 checkpoint
+        with pytest.raises(_Interrupt):
+            loop.train(_config(tiny_bert_dir, demo_jsonl, tmp_path / "cut", **settings))
+    assert [p.name for p in checkpoint_dirs(tmp_path / "cut" / "checkpoints")] == ["step-000004"]
+    loop.train(_config(tiny_bert_dir, demo_jsonl, tmp_path / "cut", resume=True, **settings))
+    full, resumed = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert full.keys() == resumed.keys()
+    for name in full:
+        assert torch.allclose(full[name], resumed[name], atol=1e-6), name
+    steps = [m["step"] for m in _metrics(tmp_path / "cut") if "loss" in m]
+    assert steps == list(range(1, 11))  # no duplicated or missing log lines after resuming
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tiny_llama_dir, demo_jsonl, tmp_path, monkeypatch):
+    _fail_at_call(monkeypatch, call=6, make_nan=True)
+    with pytest.raises(TrainingDivergedError, match="at step 6"):
+        loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "nan", max_steps=10, save_every=4, eval_every=100))
+    last = latest_checkpoint(tmp_path / "nan" / "checkpoints")
+    assert last.name == "step-000004"
+    scores = load_reward_model(last).score(["q"], ["a"])
+    assert all(torch.isfinite(torch.tensor(scores)))
+
+
+def test_freeze_layers_keeps_bottom_blocks_fixed(tiny_llama_dir, demo_jsonl, tmp_path):
+    from rewardlab.models.io import build_reward_model
+
+    initial = build_reward_model(str(tiny_llama_dir))[0].hf_model.state_dict()
+    loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "frz", max_steps=3, freeze_layers=1))
+    trained = _weights(tmp_path / "frz")
+    assert torch.equal(trained["model.layers.0.mlp.up_proj.weight"], initial["model.layers.0.mlp.up_proj.weight"])
+    assert torch.equal(trained["model.embed_tokens.weight"], initial["model.embed_tokens.weight"])
+    assert not torch.equal(trained["model.layers.1.mlp.up_proj.weight"], initial["model.layers.1.mlp.up_proj.weight"])
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    import rewardlab.training.checkpoint as ckpt
+    import rewardlab.training.loop as loop
+    from rewardlab.training.config import TrainConfig
+
+    real, calls = ckpt.save_optimizer_state, {"n": 0}
+    def dying_save(optimizer, directory):
+        calls["n"] += 1
+        if calls["n"] == 2:  # second checkpoint: the model files are written, the rest is not
+            (directory / "optimizer.safetensors").write_bytes(b"half")
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(optimizer, directory)
+    ckpt.save_optimizer_state = dying_save
+    loop.train(TrainConfig(model=sys.argv[1], data=sys.argv[2], output_dir=sys.argv[3], max_steps=8, save_every=2,
+                           batch_size=4, max_length=192, show_progress=False, eval_fraction=0.0))
+""")
+
+
+def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tiny_llama_dir, demo_jsonl, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tiny_llama_dir), str(demo_jsonl), str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    root = out / "checkpoints"
+    assert [p.name for p in checkpoint_dirs(root)] == ["step-000002"]
+    assert list(root.glob(".tmp-step-000004"))  # the half-written one never got a real name
+    assert len(load_reward_model(latest_checkpoint(root)).score(["q"], ["a"])) == 1
+    loop.train(TrainConfig(model=str(tiny_llama_dir), data=str(demo_jsonl), output_dir=str(out), max_steps=8, save_every=2,
+                           batch_size=4, max_length=192, show_progress=False, eval_fraction=0.0, resume=True))
+    assert [p.name for p in checkpoint_dirs(root)] == ["step-000006", "step-000008"]
+    assert not list(root.glob(".tmp-*"))
