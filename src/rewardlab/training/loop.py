@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import sys
 
@@ -133,7 +134,10 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     from tqdm.auto import tqdm
 
     config = replace(config, **options) if config is not None else TrainConfig(**options)
-    accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no")
+    # Several processes on a machine without CUDA (torchrun, `accelerate launch --multi_gpu`) means
+    # CPU DDP over gloo; Accelerate only picks it when told the run is on CPU.
+    cpu_ddp = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no", cpu=cpu_ddp)
     out = Path(config.output_dir)
     ckpt_root = out / "checkpoints"
     metrics_path = out / "metrics.jsonl"
