@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         import transformers
 
         transformers.utils.logging.set_verbosity_error()  # the new head's "newly initialized" notice is expected
+        transformers.utils.logging.disable_progress_bar()
         return int(args.func(args))
     except RewardlabError as err:
         print(f"rewardlab: error: {err}", file=sys.stderr)

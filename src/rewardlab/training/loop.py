@@ -144,8 +144,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     set_seed(config.seed)
 
     # Data: read, split, tokenize; every drop is counted and reported.
+    train_raw, eval_raw, report = load_train_eval_pairs(config)  # before the model: bad data fails fast
     model, tokenizer = build_reward_model(config.model, trust_remote_code=config.trust_remote_code)
-    train_raw, eval_raw, report = load_train_eval_pairs(config)
     train_pairs, report = tokenize_pairs(train_raw, tokenizer, config.max_length, report)
     eval_pairs, report = tokenize_pairs(eval_raw, tokenizer, config.max_length, report)
     _say(accelerator, f"data: {len(train_pairs)} training and {len(eval_pairs)} held-out pairs; {report.summary('pairs')}")

@@ -1,0 +1,92 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from rewardlab.cli import main
+from rewardlab.data.collate import pad_sequences
+from rewardlab.data.readers import read_preference_pairs
+from rewardlab.data.templating import tokenize_conversation
+
+from .conftest import HH_FILE, requires_shared, write_jsonl
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "rewardlab.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_train_then_score_from_the_cli_matches_plain_transformers(tiny_llama_dir, demo_jsonl, tmp_path):
+    out = tmp_path / "rm"
+    assert main(["train", "--model", str(tiny_llama_dir), "--data", str(demo_jsonl), "--output-dir", str(out),
+                 "--max-steps", "5", "--max-length", "192", "--learning-rate", "3e-3", "--no-show-progress"]) == 0
+    scores_path = tmp_path / "scores.jsonl"
+    assert main(["score", "--model", str(out), "--data", str(demo_jsonl), "--output", str(scores_path)]) == 0
+    rows = [json.loads(line) for line in scores_path.read_text().splitlines()]
+    pairs, _ = read_preference_pairs(demo_jsonl)
+    assert len(rows) == len(pairs) == 96 and rows[5]["index"] == 5 and rows[5]["source"].endswith("pairs.jsonl:6")
+
+    plain = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tok = AutoTokenizer.from_pretrained(out)
+    seqs = [tokenize_conversation(tok, p.prompt, p.chosen, 192) for p in pairs[:8]]
+    ids, mask = pad_sequences(seqs, tok.pad_token_id)
+    with torch.inference_mode():
+        expected = plain(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
+    assert torch.allclose(torch.tensor([r["chosen_reward"] for r in rows[:8]]), expected, atol=1e-4)
+
+
+def test_config_file_and_flag_override(tiny_llama_dir, demo_jsonl, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model: {tiny_llama_dir}\ndata: {demo_jsonl}\noutput_dir: {tmp_path / 'o'}\nmax_steps: 50\nmax_length: 192\nshow_progress: false\n")
+    assert main(["train", "--config", str(config), "--max-steps", "2"]) == 0
+    saved = json.loads((tmp_path / "o" / "run_config.json").read_text())
+    assert saved["max_steps"] == 2 and saved["max_length"] == 192
+
+
+def test_score_accepts_prompt_response_and_messages(tiny_llama_dir, tmp_path):
+    from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
+
+    model, tok = build_reward_model(str(tiny_llama_dir))
+    save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling), tmp_path / "rm")
+    data = write_jsonl(tmp_path / "in.jsonl", [
+        {"prompt": "Hi", "response": "Hello"},
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]},
+    ])
+    assert main(["score", "--model", str(tmp_path / "rm"), "--data", str(data), "--output", str(tmp_path / "s.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert rows[0]["reward"] == pytest.approx(rows[1]["reward"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": "a"\n', "bad.jsonl:2: malformed JSON"),
+        ('{"prompt": "p", "answer": "a", "rejected": "b"}\n', "bad.jsonl:1: field 'chosen': missing; accepted formats"),
+        ('{"prompt": "p", "chosen": ["a"], "rejected": "b"}\n', "bad.jsonl:1: field 'chosen': message 0 must be"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_a_one_line_message(tiny_llama_dir, tmp_path, content, expected):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(content)
+    proc = _run("train", "--model", str(tiny_llama_dir), "--data", str(bad), "--output-dir", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_invalid_option_value_is_rejected_before_any_work(tmp_path):
+    proc = _run("train", "--model", "m", "--data", "d", "--output-dir", str(tmp_path), "--batch-size", "0")
+    assert proc.returncode == 2 and "option 'batch_size' must be >= 1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@requires_shared(HH_FILE)
+@pytest.mark.slow
+def test_minilm_on_real_hh_pairs_starts_near_ln2(tmp_path):
+    out = tmp_path / "hh"
+    assert main(["train", "--model", "builtin:minilm", "--data", str(HH_FILE), "--max-pairs", "64", "--output-dir", str(out),
+                 "--max-steps", "4", "--batch-size", "4", "--max-length", "128", "--log-every", "1", "--eval-fraction", "0",
+                 "--no-show-progress"]) == 0
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert abs(first["loss"] - 0.6931) < 0.05

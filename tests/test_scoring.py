@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from rewardlab.data.records import Message
+from rewardlab.errors import SequenceTooLongError
+from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
+from rewardlab.scoring import LocalScorer, Scorer, load_reward_model
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_llama_dir, tmp_path_factory):
+    model, tokenizer = build_reward_model(str(tiny_llama_dir))
+    torch.nn.init.normal_(model.hf_model.score.weight, std=1.0)
+    out = tmp_path_factory.mktemp("rm")
+    save_pretrained(model, tokenizer, RewardModelMetadata(pooling=model.pooling, max_length=128, reward_mean=0.5, reward_std=2.0), out)
+    return load_reward_model(out, batch_size=3)
+
+
+PROMPTS = ["Tell me about bees.", [{"role": "user", "content": "Tell me about rain."}], (Message("user", "Hi"),), "q"]
+REPLIES = ["Bees make honey and live in hives.", "Rain falls.", "Hello there, how are you today?", "a"]
+
+
+def test_local_scorer_satisfies_the_protocol(scorer):
+    assert isinstance(scorer, Scorer)
+
+
+def test_results_come_back_in_input_order_whatever_the_batching(scorer):
+    rewards = scorer.score(PROMPTS, REPLIES)
+    singles = [scorer.score([p], [r])[0] for p, r in zip(PROMPTS, REPLIES)]
+    assert rewards == pytest.approx(singles, abs=1e-5)
+    perm = [2, 0, 3, 1]
+    permuted = scorer.score([PROMPTS[i] for i in perm], [REPLIES[i] for i in perm])
+    assert permuted == pytest.approx([rewards[i] for i in perm], abs=1e-5)
+    for batch_size in (1, 2, 64):
+        scorer.batch_size = batch_size
+        assert scorer.score(PROMPTS, REPLIES) == pytest.approx(rewards, abs=1e-5)
+    scorer.batch_size = 3
+
+
+def test_prompt_formats_are_equivalent(scorer):
+    text = scorer.score(["Hi"], ["Hello"])
+    msgs = scorer.score([[{"role": "user", "content": "Hi"}]], ["Hello"])
+    records = scorer.score([(Message("user", "Hi"),)], ["Hello"])
+    assert text == msgs == records
+
+
+def test_normalization_uses_saved_statistics(scorer):
+    normalized = LocalScorer(scorer.model, scorer.tokenizer, max_length=128, metadata=scorer.metadata, normalize=True)
+    raw = scorer.score(PROMPTS, REPLIES)
+    assert normalized.score(PROMPTS, REPLIES) == pytest.approx([(r - 0.5) / 2.0 for r in raw], abs=1e-5)
+
+
+def test_too_long_response_is_an_error_naming_the_item(scorer):
+    with pytest.raises(SequenceTooLongError, match=r"items \[1\]"):
+        scorer.score(["q", "q"], ["short", "word " * 400])
+
+
+def test_mismatched_lengths_and_empty_input(scorer):
+    with pytest.raises(ValueError, match="2 prompts but 1 responses"):
+        scorer.score(["a", "b"], ["c"])
+    assert scorer.score([], []) == []
