@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import config_from_file, field_docs
-from .errors import RewardlabError
+from .errors import RewardlabError, SequenceTooLongError
 
 __all__ = ["main"]
 
@@ -60,7 +60,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .data.readers import iter_records, to_preference_pair, to_prompt_response
+    from .data.readers import iter_records, pair_sides, to_prompt_response
     from .scoring import load_reward_model
 
     scorer = load_reward_model(
@@ -68,19 +68,31 @@ def _cmd_score(args: argparse.Namespace) -> int:
     )
     scorer.show_progress = True
     rows: list[tuple[str, Any]] = []
-    prompts, responses = [], []
+    prompts, responses, item_row = [], [], []
     for location, record in iter_records(args.data, args.split):
         if "chosen" in record:
-            pair = to_preference_pair(record, location)
-            prompts += [pair.prompt, pair.prompt]
-            responses += [pair.chosen, pair.rejected]
+            (chosen_prompt, chosen), (rejected_prompt, rejected) = pair_sides(record, location)
+            prompts += [chosen_prompt, rejected_prompt]
+            responses += [chosen, rejected]
+            item_row += [len(rows), len(rows)]
             rows.append(("pair", location))
         else:
             prompt, response = to_prompt_response(record, location)
             prompts.append(prompt)
             responses.append(response)
+            item_row.append(len(rows))
             rows.append(("single", location))
-    rewards = scorer.score(prompts, responses)
+    ids = scorer.tokenize(prompts, responses, on_too_long="none")
+    missing = [i for i, seq in enumerate(ids) if seq is None]
+    locations = [rows[item_row[i]][1] for i in missing]
+    if missing and not args.skip_too_long:
+        raise SequenceTooLongError(
+            f"{len(missing)} response(s) do not fit in --max-length {scorer.max_length} even without their prompt "
+            f"(first at {locations[0]}); raise --max-length, or pass --skip-too-long to write them with reward null"
+        )
+    fitting = [seq for seq in ids if seq is not None]
+    scored = iter(scorer.score_ids(fitting).tolist())
+    rewards = [None if seq is None else next(scored) for seq in ids]
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     position = 0
@@ -93,7 +105,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
                 line = {"index": index, "source": location, "reward": rewards[position]}
                 position += 1
             handle.write(json.dumps(line) + "\n")
-    print(f"[rewardlab] wrote {len(rows)} scores to {out}", file=sys.stderr)
+    note = f"; {len(missing)} response(s) too long, written with reward null (first at {locations[0]})" if missing else ""
+    print(f"[rewardlab] wrote {len(rows)} lines to {out}{note}", file=sys.stderr)
     return 0
 
 
@@ -124,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=None, help="default: the model's training max_length")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument("--skip-too-long", action="store_true",
+                   help="write responses that cannot fit in --max-length with reward null (and say how many) instead of stopping")
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("demo", help="train, evaluate and score on the embedded default (offline)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -71,17 +71,21 @@ class LocalScorer:
             raise ValueError("normalize=True needs reward_mean and reward_std in the model's metadata")
         self.normalize = normalize
 
-    def tokenize(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[list[int]]:
-        """Token ids per item; raises :class:`SequenceTooLongError` naming items that cannot fit."""
+    def tokenize(
+        self, prompts: Sequence[Prompt], responses: Sequence[str], on_too_long: Literal["raise", "none"] = "raise"
+    ) -> list[list[int] | None]:
+        """Token ids per item. A response that cannot fit in ``max_length`` raises
+        :class:`SequenceTooLongError` naming the items, or gives ``None`` with ``on_too_long="none"``."""
         if len(prompts) != len(responses):
             raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
-        ids, too_long = [], []
+        ids: list[list[int] | None] = []
+        too_long = []
         for i, (prompt, response) in enumerate(zip(prompts, responses)):
             tokens = tokenize_conversation(self.tokenizer, as_messages(prompt), response, self.max_length)
             if tokens is None:
                 too_long.append(i)
             ids.append(tokens)
-        if too_long:
+        if too_long and on_too_long == "raise":
             raise SequenceTooLongError(
                 f"{len(too_long)} response(s) do not fit in max_length={self.max_length} tokens even without "
                 f"their prompt (items {too_long[:10]}{'...' if len(too_long) > 10 else ''}); raise max_length"
@@ -111,7 +115,7 @@ class LocalScorer:
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
         """Reward per (prompt, response); see :class:`Scorer`."""
-        rewards = self.score_ids(self.tokenize(prompts, responses))
+        rewards = self.score_ids(self.tokenize(prompts, responses))  # type: ignore[arg-type]
         return rewards.tolist()
 
 

@@ -140,3 +140,17 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tiny
                            batch_size=4, max_length=192, show_progress=False, eval_fraction=0.0, resume=True))
     assert [p.name for p in checkpoint_dirs(root)] == ["step-000006", "step-000008"]
     assert not list(root.glob(".tmp-*"))
+
+
+def test_gradient_checkpointing_changes_memory_not_results(tiny_llama_dir, demo_jsonl, tmp_path):
+    plain = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "p", max_steps=3))
+    ckpt = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "c", max_steps=3, gradient_checkpointing=True))
+    assert [m["loss"] for m in _metrics(plain.output_dir) if "loss" in m] == pytest.approx(
+        [m["loss"] for m in _metrics(ckpt.output_dir) if "loss" in m], abs=1e-5)
+
+
+def test_bf16_autocast_trains_with_finite_loss(tiny_llama_dir, demo_jsonl, tmp_path):
+    result = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "bf", max_steps=3, precision="bf16"))
+    losses = [m["loss"] for m in _metrics(result.output_dir) if "loss" in m]
+    assert all(abs(x - 0.69) < 0.2 for x in losses)
+    assert load_file(str(result.output_dir / "model.safetensors"))["score.weight"].dtype == torch.float32

@@ -32,6 +32,7 @@ __all__ = [
     "DropReport",
     "PromptMismatchError",
     "iter_records",
+    "pair_sides",
     "parse_hh_transcript",
     "read_preference_pairs",
     "to_preference_pair",
@@ -314,3 +315,27 @@ def to_prompt_response(record: Mapping, location: str = "") -> tuple[tuple[Messa
             "response" if "prompt" in record else "prompt",
         )
     return _prompt(record["prompt"], location), _reply(record[key], location, key)
+
+
+def pair_sides(record: Mapping, location: str = "") -> tuple[tuple[tuple[Message, ...], str], tuple[tuple[Message, ...], str]]:
+    """``((prompt, chosen), (prompt, rejected))`` for scoring; unlike training, a pair whose two
+    transcripts differ before the final turn is still scored, each side with its own prompt.
+
+    >>> (_, c), (rp, r) = pair_sides({"chosen": "\\n\\nHuman: a\\n\\nAssistant: b",
+    ...                               "rejected": "\\n\\nHuman: x\\n\\nAssistant: y"})
+    >>> c, rp[0].content, r
+    ('b', 'x', 'y')
+    """
+    try:
+        pair = to_preference_pair(record, location)
+        return (pair.prompt, pair.chosen), (pair.prompt, pair.rejected)
+    except PromptMismatchError:
+        sides = []
+        for name in ("chosen", "rejected"):
+            value = record[name]
+            if isinstance(value, str):
+                sides.append(parse_hh_transcript(value, location, name))
+            else:
+                messages = _messages(value, location, name)
+                sides.append((messages[:-1], _reply([messages[-1].as_dict()], location, name)))
+        return sides[0], sides[1]
