@@ -36,6 +36,12 @@ def _write_jsonl(pairs: list[PreferencePair], path: Path) -> None:
             handle.write(json.dumps(record) + "\n")
 
 
+def _fitting(scorer: LocalScorer, pairs: list[PreferencePair]) -> list[PreferencePair]:
+    """The pairs whose two replies fit the scorer's max_length (training dropped the others too)."""
+    ids = scorer.tokenize([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs], "none")
+    return [p for i, p in enumerate(pairs) if ids[i] is not None and ids[i + len(pairs)] is not None]
+
+
 def length_split_accuracy(scorer: LocalScorer, pairs: list[PreferencePair]) -> dict[str, float]:
     """Accuracy overall, on pairs whose chosen reply is longer / shorter (characters), and their mean.
 
@@ -80,7 +86,7 @@ def run_demo(
     from .training.loop import load_train_eval_pairs
 
     _, heldout, _ = load_train_eval_pairs(config)
-    heldout = [p for p in heldout if scorer.tokenize([p.prompt] * 2, [p.chosen, p.rejected])]
+    heldout = _fitting(scorer, heldout)
     split = length_split_accuracy(scorer, heldout)
     lines = [
         f"held-out accuracy: {split['accuracy']:.3f} on {len(heldout)} pairs "
@@ -89,6 +95,7 @@ def run_demo(
     ]
     balanced_acc = None
     if balanced is not None:
+        balanced = _fitting(scorer, balanced)
         balanced_acc = length_split_accuracy(scorer, balanced)["accuracy"]
         always_longer = sum(len(p.chosen) > len(p.rejected) for p in balanced) / len(balanced)
         lines.append(

@@ -21,10 +21,11 @@ def bradley_terry_loss(
 
     Shapes: ``(N,)``, ``(N,)``, optional ``(N,)`` -> ``(N,)``.
 
-    >>> bradley_terry_loss(torch.tensor([0.0, 4.0, -4.0]), torch.zeros(3)).round(decimals=4).tolist()
+    >>> rewards = torch.tensor([0.0, 4.0, -4.0], dtype=torch.float64)
+    >>> [round(x, 4) for x in bradley_terry_loss(rewards, torch.zeros(3, dtype=torch.float64)).tolist()]
     [0.6931, 0.0181, 4.0181]
-    >>> bradley_terry_loss(torch.tensor([1.0]), torch.zeros(1), margins=torch.tensor([1.0])).round(decimals=4).tolist()
-    [0.6931]
+    >>> round(bradley_terry_loss(torch.tensor([1.0]), torch.zeros(1), margins=torch.tensor([1.0])).item(), 4)
+    0.6931
     """
     logits = chosen_rewards - rejected_rewards
     if margins is not None:

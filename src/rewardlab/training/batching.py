@@ -31,10 +31,11 @@ def global_batches(
 ) -> Iterator[list[int]]:
     """Yield ``steps`` batches of exactly ``batch`` pair indices.
 
-    Epochs are concatenated, so a batch may span an epoch boundary and no pair is skipped.
+    Epochs are concatenated, so a batch may span an epoch boundary (the second batch below
+    ends epoch 0 and starts epoch 1) and no pair is skipped.
 
     >>> [b for b in global_batches([5, 1, 3], batch=2, steps=3, seed=0, group_by_length=False)]
-    [[2, 1], [0, 2], [1, 0]]
+    [[0, 2], [1, 1], [2, 0]]
     """
     if not lengths:
         raise ValueError("no training pairs")

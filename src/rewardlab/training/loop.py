@@ -137,6 +137,11 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     # Several processes on a machine without CUDA (torchrun, `accelerate launch --multi_gpu`) means
     # CPU DDP over gloo; Accelerate only picks it when told the run is on CPU.
     cpu_ddp = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # Accelerate keeps a per-process singleton; a second train() in one process (notebooks, tests)
+    # may ask for another precision. The process group (PartialState) is kept.
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no", cpu=cpu_ddp)
     out = Path(config.output_dir)
     ckpt_root = out / "checkpoints"
