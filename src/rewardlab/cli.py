@@ -32,12 +32,24 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else "required"
         help_text = f"{docs.get(f.name, '')} (default: {default})"
-        if base is bool:
+        if typing.get_origin(base) is dict:
+            parser.add_argument(flag, type=_json_object, default=None, help=help_text + " (a JSON object)", metavar="JSON")
+        elif base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(hint) is typing.Literal:
             parser.add_argument(flag, choices=typing.get_args(hint), default=None, help=help_text)
         else:
             parser.add_argument(flag, type=base, default=None, help=help_text, metavar=f.name.upper())
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {err.msg}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
 
 
 def _config_from_args(cls: type, args: argparse.Namespace) -> Any:

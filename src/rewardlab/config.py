@@ -35,6 +35,11 @@ def _check(name: str, value: Any, hint: Any) -> None:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(f"option '{name}' got {value!r}, which matches none of {hint}")
+    elif origin is dict:
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in value.items()
+        ):
+            raise ConfigError(f"option '{name}' must be a mapping of names to numbers, got {value!r}")
     elif hint is type(None):
         if value is not None:
             raise ConfigError(f"option '{name}' must be None")

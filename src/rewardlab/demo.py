@@ -83,9 +83,10 @@ def run_demo(
     )
     train(config)
     scorer = load_reward_model(config.output_dir, batch_size=64)
-    from .training.loop import load_train_eval_pairs
+    from .training.loop import load_train_eval_records
+    from .training.objectives import make_objective
 
-    _, heldout, _ = load_train_eval_pairs(config)
+    _, heldout, _ = load_train_eval_records(config, make_objective(config))
     heldout = _fitting(scorer, heldout)
     split = length_split_accuracy(scorer, heldout)
     lines = [

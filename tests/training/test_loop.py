@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import rewardlab.losses as losses_module
 import rewardlab.training.loop as loop
 from rewardlab.errors import TrainingDivergedError
 from rewardlab.scoring import load_reward_model
@@ -56,7 +57,7 @@ class _Interrupt(Exception):
 
 
 def _fail_at_call(monkeypatch, call: int, make_nan: bool = False):
-    real, calls = loop.losses.bradley_terry_loss, {"n": 0}
+    real, calls = losses_module.bradley_terry_loss, {"n": 0}
 
     def patched(*args, **kwargs):
         calls["n"] += 1
@@ -66,7 +67,7 @@ def _fail_at_call(monkeypatch, call: int, make_nan: bool = False):
             raise _Interrupt()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop.losses, "bradley_terry_loss", patched)
+    monkeypatch.setattr(losses_module, "bradley_terry_loss", patched)
 
 
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_bert_dir, demo_jsonl, tmp_path, monkeypatch):

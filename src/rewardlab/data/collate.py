@@ -1,4 +1,4 @@
-"""Batch layout for pairwise training, written once here."""
+"""Batch layout, written once here: groups of token sequences flattened into one forward pass."""
 
 from __future__ import annotations
 
@@ -8,20 +8,7 @@ from typing import Literal
 
 import torch
 
-__all__ = ["PairCollator", "TokenizedPair", "pad_sequences"]
-
-
-@dataclass(frozen=True)
-class TokenizedPair:
-    """Token ids of one preference pair (prompt included in both sides)."""
-
-    chosen_ids: tuple[int, ...]
-    rejected_ids: tuple[int, ...]
-    margin: float | None = None
-
-    @property
-    def length(self) -> int:
-        return max(len(self.chosen_ids), len(self.rejected_ids))
+__all__ = ["Example", "collate_examples", "pad_sequences"]
 
 
 def pad_sequences(
@@ -44,28 +31,40 @@ def pad_sequences(
 
 
 @dataclass(frozen=True)
-class PairCollator:
-    """Stack ``n`` pairs into one ``2n``-row batch so chosen and rejected share one forward pass.
+class Example:
+    """A group of token sequences scored together, with the objective's numeric targets.
 
-    Layout: rows ``0..n-1`` are the chosen sequences, rows ``n..2n-1`` the rejected ones, in
-    pair order; padding is dynamic (to the longest row of this batch). ``margins`` is ``(n,)``
-    with 0.0 where a pair has no margin.
-
-    >>> collate = PairCollator(pad_token_id=0)
-    >>> batch = collate([TokenizedPair((1, 2, 3), (1, 4)), TokenizedPair((1, 5), (1, 6, 7, 8), 2.0)])
-    >>> batch["input_ids"].tolist()
-    [[1, 2, 3, 0], [1, 5, 0, 0], [1, 4, 0, 0], [1, 6, 7, 8]]
-    >>> batch["attention_mask"].tolist()
-    [[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
-    >>> batch["margins"].tolist()
-    [0.0, 2.0]
+    Pairs: ``sequences = (chosen, rejected)``, ``targets = (margin, weight, is_tie, head)``.
+    Scored: ``(response,)``, targets = one (normalized) score per head. Ranked: K sequences,
+    targets = their ranks. Hybrid: all scored responses to one prompt, targets = their scores.
     """
 
-    pad_token_id: int
-    padding_side: Literal["left", "right"] = "right"
+    sequences: tuple[tuple[int, ...], ...]
+    targets: tuple[float, ...] = ()
 
-    def __call__(self, pairs: Sequence[TokenizedPair]) -> dict[str, torch.Tensor]:
-        rows = [p.chosen_ids for p in pairs] + [p.rejected_ids for p in pairs]
-        input_ids, attention_mask = pad_sequences(rows, self.pad_token_id, self.padding_side)
-        margins = torch.tensor([p.margin or 0.0 for p in pairs], dtype=torch.float32)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "margins": margins}
+    @property
+    def length(self) -> int:
+        return max(len(s) for s in self.sequences)
+
+
+def collate_examples(examples: Sequence[Example], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Flatten the groups of a batch into one padded forward pass.
+
+    Layout: the sequences of example 0, then of example 1, ...; ``group_sizes`` ``(G,)`` says how
+    many rows each example has; ``targets`` ``(G, T)`` holds each example's targets (zero-padded).
+
+    >>> batch = collate_examples([Example(((1, 2), (3,)), (0.0, 1.0, 0.0, 0.0)),
+    ...                           Example(((4,), (5, 6, 7)), (2.0, 1.0, 0.0, 0.0))], pad_token_id=0)
+    >>> batch["input_ids"].tolist()
+    [[1, 2, 0], [3, 0, 0], [4, 0, 0], [5, 6, 7]]
+    >>> batch["group_sizes"].tolist(), batch["targets"][:, 0].tolist()
+    ([2, 2], [0.0, 2.0])
+    """
+    rows = [s for e in examples for s in e.sequences]
+    input_ids, attention_mask = pad_sequences(rows, pad_token_id)
+    width = max((len(e.targets) for e in examples), default=0)
+    targets = torch.zeros((len(examples), width), dtype=torch.float32)
+    for i, e in enumerate(examples):
+        targets[i, : len(e.targets)] = torch.tensor(e.targets, dtype=torch.float32)
+    sizes = torch.tensor([len(e.sequences) for e in examples], dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "targets": targets, "group_sizes": sizes}

@@ -9,7 +9,10 @@ Accepted record formats (detected per record):
 3. **Anthropic HH**: ``chosen``, ``rejected`` transcripts of ``"\\n\\nHuman: ..."`` and
    ``"\\n\\nAssistant: ..."`` turns; everything before the last Assistant turn is the prompt.
 
-An optional numeric ``margin`` field is kept for margin losses. Pairs without signal (an empty
+Optional fields: a numeric ``margin`` (margin losses), ``tie`` (true when neither reply is
+better), ``strength`` (a label such as "significantly better", mapped to a margin or weight by
+the training config) and ``attribute`` (which head of a multi-objective model the preference
+is about). Pairs without signal (an empty
 response, or chosen == rejected) are dropped and counted, never silently.
 """
 
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataFormatError, RewardlabError
-from .records import Message, PreferencePair
+from .records import Message, PreferencePair, RankedResponses, ScoredResponse
 
 __all__ = [
     "DropReport",
@@ -36,6 +39,8 @@ __all__ = [
     "parse_hh_transcript",
     "read_preference_pairs",
     "to_preference_pair",
+    "to_ranked_responses",
+    "to_scored_response",
     "to_prompt_response",
 ]
 
@@ -262,7 +267,18 @@ def to_preference_pair(record: Mapping, location: str = "") -> PreferencePair:
     margin = record.get("margin")
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
         raise DataFormatError(location, f"expected a number, got {type(margin).__name__}", "margin")
-    return PreferencePair(prompt, chosen_text, rejected_text, None if margin is None else float(margin), location)
+    tie = record.get("tie", False)
+    if not isinstance(tie, bool):
+        raise DataFormatError(location, f"expected true or false, got {tie!r}", "tie")
+    extras = {}
+    for name in ("strength", "attribute"):
+        value = record.get(name)
+        if value is not None and not isinstance(value, str):
+            raise DataFormatError(location, f"expected a string, got {type(value).__name__}", name)
+        extras[name] = value
+    return PreferencePair(
+        prompt, chosen_text, rejected_text, None if margin is None else float(margin), location, tie, **extras
+    )
 
 
 def read_preference_pairs(
@@ -339,3 +355,72 @@ def pair_sides(record: Mapping, location: str = "") -> tuple[tuple[tuple[Message
                 messages = _messages(value, location, name)
                 sides.append((messages[:-1], _reply([messages[-1].as_dict()], location, name)))
         return sides[0], sides[1]
+
+
+def _score_value(value: Any, location: str, field_name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataFormatError(location, f"expected a number, got {type(value).__name__}", field_name)
+    return float(value)
+
+
+def to_scored_response(record: Mapping, location: str = "", heads: tuple[str, ...] = ("score",)) -> "ScoredResponse":
+    """A :class:`ScoredResponse` from ``prompt`` + ``response`` + ``score`` (or a ``scores`` dict
+    holding every name in ``heads``), or from the USR/Topical-Chat layout (``source`` dialogue
+    history with turns separated by newlines, ``system_output``, ``scores``).
+
+    >>> to_scored_response({"prompt": "Hi", "response": "Hello", "score": 4}).scores
+    {'score': 4.0}
+    """
+    from .records import ScoredResponse
+
+    if "system_output" in record and "source" in record:
+        turns = [t.strip() for t in str(record["source"]).strip().split("\n") if t.strip()]
+        # The last history turn is the user's; roles alternate backwards from it.
+        roles = ["user" if (len(turns) - 1 - i) % 2 == 0 else "assistant" for i in range(len(turns))]
+        prompt = tuple(Message(role, text) for role, text in zip(roles, turns))  # type: ignore[arg-type]
+        response = _reply(record["system_output"], location, "system_output")
+    else:
+        prompt, response = to_prompt_response(record, location)
+    raw = record.get("scores")
+    if isinstance(raw, Mapping):
+        missing = [h for h in heads if h not in raw]
+        if missing:
+            raise DataFormatError(location, f"no score for {missing}; it has {sorted(raw)}", "scores")
+        scores = {h: _score_value(raw[h], location, f"scores.{h}") for h in heads}
+    elif len(heads) == 1 and heads[0] in record:
+        scores = {heads[0]: _score_value(record[heads[0]], location, heads[0])}
+    else:
+        raise DataFormatError(location, f"missing; expected '{heads[0]}' (a number) or 'scores' (an object with {list(heads)})", heads[0])
+    annotator = record.get("annotator")
+    return ScoredResponse(prompt, response, scores, None if annotator is None else str(annotator), location)
+
+
+def to_ranked_responses(record: Mapping, location: str = "") -> "RankedResponses":
+    """A :class:`RankedResponses` from ``prompt`` + ``responses`` + ``ranks`` (1 = best) or
+    ``scores`` (higher is better; equal scores give equal ranks).
+
+    >>> to_ranked_responses({"prompt": "Hi", "responses": ["a", "b", "c"], "scores": [1, 3, 2]}).ranks
+    (3, 1, 2)
+    """
+    from .records import RankedResponses
+
+    if "prompt" not in record:
+        raise DataFormatError(location, "missing; a ranked record has 'prompt', 'responses' and 'ranks' or 'scores'", "prompt")
+    responses = record.get("responses")
+    if not isinstance(responses, list) or len(responses) < 2 or not all(isinstance(r, str) for r in responses):
+        raise DataFormatError(location, "expected a list of at least 2 strings", "responses")
+    if "ranks" in record:
+        name, values = "ranks", record["ranks"]
+    elif "scores" in record:
+        name, values = "scores", record["scores"]
+    else:
+        raise DataFormatError(location, "missing; give 'ranks' (1 = best) or 'scores' (higher is better)", "ranks")
+    if not isinstance(values, list) or len(values) != len(responses):
+        raise DataFormatError(location, f"expected a list of {len(responses)} numbers (one per response)", name)
+    numbers = [_score_value(v, location, name) for v in values]
+    if name == "scores":
+        distinct = sorted(set(numbers), reverse=True)
+        ranks = tuple(distinct.index(v) + 1 for v in numbers)
+    else:
+        ranks = tuple(int(v) for v in numbers)
+    return RankedResponses(_prompt(record["prompt"], location), tuple(responses), ranks, location)

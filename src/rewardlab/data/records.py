@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Message", "PreferencePair", "Role"]
+__all__ = ["Message", "PreferencePair", "RankedResponses", "Role", "ScoredResponse"]
 
 Role = Literal["system", "user", "assistant"]
 
@@ -30,8 +30,11 @@ class PreferencePair:
     """A prompt (a conversation ending with a user turn) and two assistant replies.
 
     ``margin`` (optional, >= 0) is how much better ``chosen`` is, for margin losses (Llama 2,
-    arXiv:2307.09288 eq. 2). ``source`` is where the record came from (``"file:line"``), so
-    later errors and reports can point back at it.
+    arXiv:2307.09288 eq. 2). ``tie`` marks "neither is better" (then the order of the two is
+    meaningless). ``strength`` is a preference-strength label ("significantly better", ...)
+    mapped to a margin or weight by the training config; ``attribute`` names the objective the
+    preference is about, for multi-objective models. ``source`` is where the record came from
+    (``"file:line"``), so later errors and reports can point back at it.
 
     >>> pair = PreferencePair((Message("user", "2+2?"),), chosen="4", rejected="5")
     >>> pair.prompt[-1].content, pair.chosen, pair.margin
@@ -42,4 +45,38 @@ class PreferencePair:
     chosen: str
     rejected: str
     margin: float | None = None
+    source: str = ""
+    tie: bool = False
+    strength: str | None = None
+    attribute: str | None = None
+
+
+@dataclass(frozen=True)
+class ScoredResponse:
+    """One response with absolute scores (e.g. 1-5 Likert), one per named attribute.
+
+    ``annotator`` (optional) identifies who gave the score, for per-annotator normalization.
+
+    >>> ScoredResponse((Message("user", "Hi"),), "Hello", {"score": 4.0}).scores["score"]
+    4.0
+    """
+
+    prompt: tuple[Message, ...]
+    response: str
+    scores: dict[str, float]
+    annotator: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class RankedResponses:
+    """K >= 2 responses to one prompt with ranks (1 = best; equal ranks are ties).
+
+    >>> RankedResponses((Message("user", "Hi"),), ("Hello", "Go away"), (1, 2)).responses[0]
+    'Hello'
+    """
+
+    prompt: tuple[Message, ...]
+    responses: tuple[str, ...]
+    ranks: tuple[int, ...]
     source: str = ""

@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 from ..errors import ConfigError, DataFormatError
-from .records import Message, PreferencePair
+from .records import Message
 
-__all__ = ["Prompt", "as_messages", "render", "tokenize_conversation", "tokenize_pairs"]
+__all__ = ["Prompt", "as_messages", "render", "tokenize_conversation"]
 
 Prompt = Union[str, Sequence[Message], Sequence[Mapping[str, str]]]
 _PLAIN_ROLES = {"system": "System", "user": "Human", "assistant": "Assistant"}
@@ -93,21 +93,3 @@ def tokenize_conversation(
         return None
     return list(ids[:lead]) + list(ids[lead + excess :])
 
-
-def tokenize_pairs(
-    pairs: Sequence["PreferencePair"], tokenizer: Any, max_length: int, report: "DropReport | None" = None
-) -> tuple[list["TokenizedPair"], "DropReport"]:
-    """Tokenize pairs, dropping (and counting in ``report``) those whose response cannot fit."""
-    from .collate import TokenizedPair
-    from .readers import DropReport
-
-    report = report if report is not None else DropReport(total=len(pairs))
-    out = []
-    for pair in pairs:
-        chosen = tokenize_conversation(tokenizer, pair.prompt, pair.chosen, max_length)
-        rejected = tokenize_conversation(tokenizer, pair.prompt, pair.rejected, max_length)
-        if chosen is None or rejected is None:
-            report.add(f"longer than {max_length} tokens without their prompt", location=pair.source)
-            continue
-        out.append(TokenizedPair(tuple(chosen), tuple(rejected), pair.margin))
-    return out, report

@@ -12,7 +12,8 @@ import importlib.util
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +63,10 @@ class RewardModelMetadata:
     """Standard deviation of those rewards."""
     objective: str = "bradley_terry"
     """The training objective."""
+    heads: list[str] = field(default_factory=lambda: ["score"])
+    """Names of the reward heads (also the HF config's ``id2label``)."""
+    target_normalization: dict | None = None
+    """Regression target statistics (``TargetNormalizer.to_json()``), to map scores back to the original scale."""
     base_model: str = ""
     """The backbone the model was trained from."""
     written_by: str = "rewardlab"
@@ -115,7 +120,7 @@ def _needs_own_pad_token(tokenizer: Any) -> bool:
 
 
 def build_reward_model(
-    name_or_path: str, num_labels: int = 1, precision: Precision = "fp32", trust_remote_code: bool = False
+    name_or_path: str, heads: Sequence[str] = ("score",), precision: Precision = "fp32", trust_remote_code: bool = False
 ) -> tuple[RewardModel, Any]:
     """A fresh reward model (pretrained backbone + new head) and its tokenizer.
 
@@ -127,8 +132,10 @@ def build_reward_model(
 
     path, extra = resolve_model_source(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
+    heads = list(heads)
     hf_model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=num_labels, dtype=_DTYPES[precision], trust_remote_code=trust_remote_code, **extra
+        path, num_labels=len(heads), id2label=dict(enumerate(heads)), label2id={h: i for i, h in enumerate(heads)},
+        dtype=_DTYPES[precision], trust_remote_code=trust_remote_code, **extra,
     )
     pooling = choose_pooling(hf_model)
     if pooling == "last_token" and _needs_own_pad_token(tokenizer):
@@ -177,6 +184,7 @@ def load_pretrained(
         pooling = choose_pooling(hf_model)
         metadata = RewardModelMetadata(
             pooling=pooling,
+            heads=[str(hf_model.config.id2label.get(i, f"LABEL_{i}")) for i in range(hf_model.config.num_labels)],
             max_length=min(int(getattr(tokenizer, "model_max_length", 512) or 512), 4096),
             template="chat_template" if getattr(tokenizer, "chat_template", None) else "plain",
             base_model=str(directory),

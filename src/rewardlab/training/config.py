@@ -18,9 +18,13 @@ class TrainConfig:
     model: str
     """Backbone: a local folder, a Hub name, or ``builtin:minilm`` / ``builtin:smollm2``."""
     data: str
-    """Training pairs: a .jsonl/.json/.parquet file (optionally .gz) or a ``datasets`` name."""
+    """Training records: a .jsonl/.json/.parquet file (optionally .gz) or a ``datasets`` name."""
     output_dir: str
     """Where the final model, checkpoints, metrics.jsonl and the resolved config go."""
+    objective: Literal["bradley_terry", "davidson", "regression", "plackett_luce", "hybrid"] = "bradley_terry"
+    """Training objective (docs/objectives.md): pairs, pairs with ties, scores, rankings, or scores + derived pairs."""
+    heads: str | None = None
+    """Comma-separated names of the reward heads (multi-objective when more than one); also the score fields to read."""
     eval_data: str | None = None
     """Held-out pairs; when unset, ``eval_fraction`` of ``data`` is held out."""
     data_split: str = "train"
@@ -61,6 +65,26 @@ class TrainConfig:
     """Subtract a pair's 'margin' field inside the Bradley-Terry loss when present."""
     center_rewards_coef: float = 0.0
     """Reward-centering penalty coefficient (0 disables)."""
+    strength_margins: dict[str, float] | None = None
+    """Margin per preference-strength label (a pair's 'strength' field), e.g. {"significantly better": 1.0}."""
+    strength_weights: dict[str, float] | None = None
+    """Loss weight per preference-strength label."""
+    tie_strength: float = 1.0
+    """Davidson tie parameter nu > 0 (larger: ties more likely at equal rewards)."""
+    regression_loss: Literal["mse", "huber"] = "mse"
+    """Pointwise loss for regression and hybrid objectives."""
+    huber_delta: float = 1.0
+    """Huber threshold (in normalized target units)."""
+    normalize_targets: Literal["none", "global", "annotator"] = "none"
+    """z-normalize regression targets over the data set or per annotator; stats go into the checkpoint."""
+    top_k: int | None = None
+    """Plackett-Luce: only the first k positions of each ranking count (None: all)."""
+    hybrid_alpha: float = 0.5
+    """Hybrid: weight of the regression term; 1 - alpha weighs the ranking term."""
+    pair_rule: Literal["all", "best_worst", "adjacent"] = "all"
+    """Hybrid: how pairs are derived from scores within a prompt."""
+    min_score_gap: float = 0.0
+    """Hybrid: derive a pair only when the scores differ by more than this (normalized units)."""
     eval_every: int = 100
     """Evaluate every N optimizer steps (and at the end)."""
     save_every: int = 100
@@ -92,5 +116,11 @@ class TrainConfig:
             raise ConfigError(f"option 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"option 'max_steps' must be >= 1, got {self.max_steps}")
+        if not 0 <= self.hybrid_alpha <= 1:
+            raise ConfigError(f"option 'hybrid_alpha' must be in [0, 1], got {self.hybrid_alpha}")
+        if self.tie_strength <= 0 or self.huber_delta <= 0:
+            raise ConfigError("options 'tie_strength' and 'huber_delta' must be > 0")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"option 'top_k' must be >= 1, got {self.top_k}")
         if self.num_epochs <= 0 or self.learning_rate <= 0 or self.freeze_layers < 0:
             raise ConfigError("options 'num_epochs' and 'learning_rate' must be > 0 and 'freeze_layers' >= 0")

@@ -14,21 +14,17 @@ from typing import Any
 
 import torch
 
-from .. import losses
 from ..config import to_dict
-from ..data.collate import PairCollator, TokenizedPair
-from ..data.readers import DropReport, read_preference_pairs
-from ..data.records import PreferencePair
-from ..data.templating import tokenize_pairs
+from ..data.readers import DropReport
 from ..errors import TrainingDivergedError
-from ..metrics import mean_margin, pairwise_accuracy
 from ..models.io import RewardModelMetadata, build_reward_model, save_pretrained
 from ..models.reward_model import RewardModel, transformer_layers
 from . import checkpoint as ckpt
 from .batching import global_batches, shard, steps_for
 from .config import TrainConfig
+from .objectives import Example, HybridObjective, collate_examples, make_objective
 
-__all__ = ["TrainResult", "evaluate_pairs", "train"]
+__all__ = ["TrainResult", "evaluate", "load_train_eval_records", "train"]
 
 
 @dataclass(frozen=True)
@@ -46,20 +42,21 @@ def _say(accelerator: Any, message: str) -> None:
         print(f"[rewardlab] {message}", file=sys.stderr, flush=True)
 
 
-def load_train_eval_pairs(config: TrainConfig) -> tuple[list[PreferencePair], list[PreferencePair], DropReport]:
-    """Read ``data`` (and ``eval_data``), holding out ``eval_fraction`` when no eval file is given."""
-    pairs, report = read_preference_pairs(config.data, config.data_split, config.max_pairs)
+def load_train_eval_records(config: TrainConfig, objective: Any) -> tuple[list[Any], list[Any], DropReport]:
+    """Read ``data`` (and ``eval_data``) as the objective's records, holding out ``eval_fraction``
+    of ``data`` when no eval file is given."""
+    records, report = objective.read(config.data, config.data_split, config.max_pairs)
     if config.eval_data:
-        eval_pairs, eval_report = read_preference_pairs(config.eval_data, config.data_split)
+        eval_records, eval_report = objective.read(config.eval_data, config.data_split, None)
         report.total += eval_report.total
         for reason, count in eval_report.reasons.items():
             report.add(reason, count, eval_report.examples.get(reason, ""))
-        return pairs, eval_pairs, report
-    order = list(range(len(pairs)))
+        return records, eval_records, report
+    order = list(range(len(records)))
     random.Random(config.seed).shuffle(order)
-    n_eval = int(round(config.eval_fraction * len(pairs)))
+    n_eval = int(round(config.eval_fraction * len(records)))
     held = set(order[:n_eval])
-    return [p for i, p in enumerate(pairs) if i not in held], [pairs[i] for i in sorted(held)], report
+    return [r for i, r in enumerate(records) if i not in held], [records[i] for i in sorted(held)], report
 
 
 def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -71,44 +68,28 @@ def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
 
 
-def _forward_pairs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    rewards = model(batch["input_ids"], batch["attention_mask"]).float()
-    n = rewards.shape[0] // 2
-    return rewards[:n], rewards[n:]
-
-
 @torch.inference_mode()
-def evaluate_pairs(
-    model: torch.nn.Module, pairs: list[TokenizedPair], collate: PairCollator, accelerator: Any,
+def evaluate(
+    model: torch.nn.Module, objective: Any, examples: list[Example], pad_token_id: int, accelerator: Any,
     batch_size: int, tie_policy: str = "half",
 ) -> dict[str, float]:
-    """Loss, pairwise accuracy and mean margin over ``pairs``, sharded across processes."""
+    """The objective's metrics over ``examples``, sharded across processes and gathered."""
     from accelerate.utils import gather_object
 
     model.eval()
     rank, world = accelerator.process_index, accelerator.num_processes
-    mine = sorted(range(rank, len(pairs), world), key=lambda i: pairs[i].length)
-    chosen, rejected = [], []
+    mine = sorted(range(rank, len(examples), world), key=lambda i: examples[i].length)
+    rows = []
     for start in range(0, len(mine), batch_size):
         idx = mine[start : start + batch_size]
-        batch = {k: v.to(accelerator.device) for k, v in collate([pairs[i] for i in idx]).items()}
-        c, r = _forward_pairs(model, batch)
-        chosen += list(zip(idx, c.tolist()))
-        rejected += r.tolist()
-    rows = gather_object([(i, c, r) for (i, c), r in zip(chosen, rejected)])
-    rows = sorted(rows)
+        batch = collate_examples([examples[i] for i in idx], pad_token_id)
+        rewards = model(batch["input_ids"].to(accelerator.device), batch["attention_mask"].to(accelerator.device)).float().cpu()
+        for i, part in zip(idx, torch.split(rewards, batch["group_sizes"].tolist())):
+            rows.append((i, part.tolist()))
+    rows = sorted(gather_object(rows))
     model.train()
-    c_all = torch.tensor([row[1] for row in rows])
-    r_all = torch.tensor([row[2] for row in rows])
-    both = torch.cat([c_all, r_all])
-    return {
-        "eval_loss": float(losses.bradley_terry_loss(c_all, r_all).mean()) if rows else float("nan"),
-        "eval_accuracy": pairwise_accuracy(c_all.numpy(), r_all.numpy(), tie_policy),
-        "eval_mean_margin": mean_margin(c_all.numpy(), r_all.numpy()),
-        "eval_reward_mean": float(both.mean()) if rows else float("nan"),
-        "eval_reward_std": float(both.std()) if len(both) > 1 else float("nan"),
-        "eval_pairs": float(len(rows)),
-    }
+    rewards = [torch.tensor(r) for _, r in rows]
+    return {f"eval_{k}": v for k, v in objective.metrics(rewards, [examples[i] for i, _ in rows], tie_policy).items()}
 
 
 def _freeze_bottom(model: RewardModel, k: int) -> None:
@@ -128,7 +109,7 @@ def _write_metrics(path: Path, record: dict[str, Any]) -> None:
 
 
 def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
-    """Train a Bradley-Terry reward model; ``train(TrainConfig(...))`` or ``train(model=..., data=..., output_dir=...)``."""
+    """Train a reward model; ``train(TrainConfig(...))`` or ``train(model=..., data=..., output_dir=...)``."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -149,12 +130,18 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     set_seed(config.seed)
 
     # Data: read, split, tokenize; every drop is counted and reported.
-    train_raw, eval_raw, report = load_train_eval_pairs(config)  # before the model: bad data fails fast
-    model, tokenizer = build_reward_model(config.model, trust_remote_code=config.trust_remote_code)
-    train_pairs, report = tokenize_pairs(train_raw, tokenizer, config.max_length, report)
-    eval_pairs, report = tokenize_pairs(eval_raw, tokenizer, config.max_length, report)
-    _say(accelerator, f"data: {len(train_pairs)} training and {len(eval_pairs)} held-out pairs; {report.summary('pairs')}")
-    collate = PairCollator(tokenizer.pad_token_id, padding_side="right")
+    objective = make_objective(config)
+    train_raw, eval_raw, report = load_train_eval_records(config, objective)  # before the model: bad data fails fast
+    objective = objective.fit(train_raw)  # e.g. target normalization statistics, from training data only
+    model, tokenizer = build_reward_model(config.model, trust_remote_code=config.trust_remote_code, heads=objective.heads)
+    train_examples = objective.tokenize(train_raw, tokenizer, config.max_length, report)
+    eval_examples = objective.tokenize(eval_raw, tokenizer, config.max_length, report)
+    kind = objective.record_kind
+    _say(accelerator, f"data: {len(train_examples)} training and {len(eval_examples)} held-out {kind}; {report.summary(kind)}")
+    if isinstance(objective, HybridObjective):
+        _say(accelerator, f"hybrid: derived {objective.pair_count(train_examples)} training pairs with rule "
+             f"'{objective.pair_rule}' (score gap > {objective.min_score_gap})")
+    pad_id = tokenizer.pad_token_id
 
     # Model and optimizer.
     _freeze_bottom(model, config.freeze_layers)
@@ -163,7 +150,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     global_batch = config.batch_size * accelerator.num_processes * config.grad_accum_steps
-    total_steps = config.max_steps or steps_for(len(train_pairs), global_batch, config.num_epochs)
+    total_steps = config.max_steps or steps_for(len(train_examples), global_batch, config.num_epochs)
     warmup = int(config.warmup_ratio * total_steps)
 
     start_step = 0
@@ -187,9 +174,12 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
             metrics_path.write_text("")
     if accelerator.is_main_process:
         (out / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
+    normalizer = getattr(objective, "normalizer", None)
     metadata = RewardModelMetadata(
         pooling=model.pooling, max_length=config.max_length,
         template="chat_template" if getattr(tokenizer, "chat_template", None) else "plain", base_model=config.model,
+        objective=config.objective, heads=list(objective.heads),
+        target_normalization=normalizer.to_json() if normalizer is not None and normalizer.mode != "none" else None,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
@@ -208,7 +198,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
             ckpt.prune_checkpoints(ckpt_root, config.keep_checkpoints)
         accelerator.wait_for_everyone()
 
-    lengths = [p.length for p in train_pairs]
+    lengths = [e.length for e in train_examples]
     plan = global_batches(lengths, global_batch, total_steps, config.seed, config.group_by_length)
     progress = tqdm(total=total_steps, initial=start_step, desc="training", disable=not (config.show_progress and accelerator.is_main_process))
     running: list[float] = []
@@ -221,14 +211,10 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         micro_batches = shard(indices, config.grad_accum_steps, accelerator.num_processes, accelerator.process_index)
         step_loss = torch.zeros((), device=accelerator.device)
         for m, micro in enumerate(micro_batches):
-            batch = {k: v.to(accelerator.device) for k, v in collate([train_pairs[i] for i in micro]).items()}
+            batch = {k: v.to(accelerator.device) for k, v in collate_examples([train_examples[i] for i in micro], pad_id).items()}
             with accelerator.autocast():
-                chosen, rejected = _forward_pairs(model, batch)
-            margins = batch["margins"] if config.use_margins else None
-            loss = losses.bradley_terry_loss(chosen, rejected, margins)
-            if config.center_rewards_coef:
-                loss = loss + losses.reward_centering_penalty(chosen, rejected, config.center_rewards_coef)
-            loss = loss.mean() / config.grad_accum_steps
+                rewards = model(batch["input_ids"], batch["attention_mask"]).float()
+            loss = objective.loss(rewards, batch).mean() / config.grad_accum_steps
             if m < len(micro_batches) - 1:
                 with accelerator.no_sync(model):
                     accelerator.backward(loss)
@@ -252,8 +238,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         if accelerator.is_main_process and (done % config.log_every == 0 or done == total_steps):
             _write_metrics(metrics_path, {"step": done, "loss": sum(running) / len(running), "lr": optimizer.param_groups[0]["lr"]})
             running = []
-        if eval_pairs and (done % config.eval_every == 0 or done == total_steps):
-            metrics = evaluate_pairs(model, eval_pairs, collate, accelerator, config.batch_size * 2, config.tie_policy)
+        if eval_examples and (done % config.eval_every == 0 or done == total_steps):
+            metrics = evaluate(model, objective, eval_examples, pad_id, accelerator, config.batch_size, config.tie_policy)
             if accelerator.is_main_process:
                 _write_metrics(metrics_path, {"step": done, **metrics})
                 progress.write(f"step {done}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
@@ -261,13 +247,13 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
             save(done)
     progress.close()
 
-    if metrics:
+    if "eval_reward_mean" in metrics:
         metadata = replace(metadata, reward_mean=metrics["eval_reward_mean"], reward_std=metrics["eval_reward_std"])
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_pretrained(accelerator.unwrap_model(model), tokenizer, metadata, out)
     save(total_steps)
     _say(accelerator, f"saved the reward model to {out}")
-    return TrainResult(out, total_steps, metrics, report.summary("pairs"))
+    return TrainResult(out, total_steps, metrics, report.summary(kind))
 
 

@@ -1,0 +1,444 @@
+"""Training objectives: how records become token groups (``Example``), and groups a loss.
+
+Every objective reads its record type, turns each record into an :class:`Example` (a group of
+token sequences plus numeric targets), and maps the rewards of a collated batch to a
+per-example loss with a pure function from :mod:`rewardlab.losses`. The training loop only
+sees this interface, so it is the same loop for every objective.
+
+=================  ====================  =============================================
+objective          records               loss
+=================  ====================  =============================================
+``bradley_terry``  PreferencePair        BT (+ margins, strength weights, centering)
+``davidson``       PreferencePair + ties Davidson tie likelihood (BT when nu -> 0)
+``regression``     ScoredResponse        MSE / Huber on (normalized) scores, K heads
+``plackett_luce``  RankedResponses       listwise PL, optionally top-k truncated
+``hybrid``         ScoredResponse        alpha * regression + (1 - alpha) * BT on
+                   (grouped by prompt)   pairs derived from scores within a prompt
+=================  ====================  =============================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import torch
+
+from .. import losses
+from ..data.collate import Example, collate_examples
+from ..data.readers import (
+    DropReport, PromptMismatchError, iter_records, to_preference_pair, to_ranked_responses, to_scored_response,
+)
+from ..data.records import PreferencePair, RankedResponses, ScoredResponse
+from ..data.templating import tokenize_conversation
+from ..errors import ConfigError, DataFormatError
+from ..metrics import mean_margin, pairwise_accuracy
+
+__all__ = [
+    "HybridObjective", "ListwiseObjective", "ObjectiveName", "PairwiseObjective", "RegressionObjective",
+    "TargetNormalizer", "derive_pairs", "make_objective",
+]
+
+ObjectiveName = Literal["bradley_terry", "davidson", "regression", "plackett_luce", "hybrid"]
+
+
+def _split_groups(rewards: torch.Tensor, sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N[, K])`` flat rewards -> ``(G, Kmax[, K])`` padded per group and a ``(G, Kmax)`` mask."""
+    g, kmax = sizes.shape[0], int(sizes.max())
+    mask = torch.arange(kmax, device=rewards.device)[None, :] < sizes[:, None].to(rewards.device)
+    out = rewards.new_zeros((g, kmax) + tuple(rewards.shape[1:]))
+    out[mask] = rewards
+    return out, mask
+
+
+def _read(source: str, split: str, limit: int | None, convert: Any) -> tuple[list[Any], DropReport]:
+    records, report = [], DropReport()
+    for location, record in iter_records(source, split):
+        if limit is not None and report.total >= limit:
+            break
+        report.total += 1
+        records.append(convert(record, location))
+    if report.total == 0:
+        raise DataFormatError(str(source), "contains no records")
+    return records, report
+
+
+def _tokenize_one(tokenizer: Any, prompt: Any, response: str, max_length: int) -> tuple[int, ...] | None:
+    ids = tokenize_conversation(tokenizer, prompt, response, max_length)
+    return None if ids is None else tuple(ids)
+
+
+@dataclass(frozen=True)
+class TargetNormalizer:
+    """z-normalization of regression targets, globally or per annotator; saved in the checkpoint.
+
+    ``global_stats[head] = (mean, std)`` of the raw targets maps normalized predictions back to
+    the original scale (``y = z * std + mean``); ``group_stats[annotator][head]`` normalizes each
+    annotator's scores by their own mean and std first (removing annotator bias).
+
+    >>> n = TargetNormalizer.fit([{"s": 1.0}, {"s": 3.0}, {"s": 5.0}], [None] * 3, "global")
+    >>> n.normalize({"s": 5.0}, None), n.to_original("s", 1.0)
+    ((1.0,), 5.0)
+    """
+
+    mode: Literal["none", "global", "annotator"] = "none"
+    heads: tuple[str, ...] = ("score",)
+    global_stats: dict[str, tuple[float, float]] = field(default_factory=dict)
+    group_stats: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+
+    @staticmethod
+    def _stats(values: list[float]) -> tuple[float, float]:
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1))
+        return mean, (std if std > 0 else 1.0)
+
+    @classmethod
+    def fit(cls, scores: Sequence[dict[str, float]], annotators: Sequence[str | None], mode: str) -> TargetNormalizer:
+        heads = tuple(scores[0]) if scores else ("score",)
+        if mode == "none":
+            return cls("none", heads)
+        global_stats = {h: cls._stats([s[h] for s in scores]) for h in heads}
+        group_stats: dict[str, dict[str, tuple[float, float]]] = {}
+        if mode == "annotator":
+            by: dict[str, list[dict[str, float]]] = defaultdict(list)
+            for s, a in zip(scores, annotators):
+                by[str(a)].append(s)
+            group_stats = {a: {h: cls._stats([s[h] for s in group]) for h in heads} for a, group in by.items()}
+        return cls(mode, heads, global_stats, group_stats)  # type: ignore[arg-type]
+
+    def normalize(self, scores: dict[str, float], annotator: str | None) -> tuple[float, ...]:
+        if self.mode == "none":
+            return tuple(scores[h] for h in self.heads)
+        stats = self.global_stats
+        if self.mode == "annotator":
+            stats = self.group_stats.get(str(annotator), self.global_stats)
+        return tuple((scores[h] - stats[h][0]) / stats[h][1] for h in self.heads)
+
+    def to_original(self, head: str, value: float) -> float:
+        if self.mode == "none":
+            return value
+        mean, std = self.global_stats[head]
+        return value * std + mean
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "heads": list(self.heads), "global_stats": {h: list(v) for h, v in self.global_stats.items()},
+                "group_stats": {a: {h: list(v) for h, v in s.items()} for a, s in self.group_stats.items()}}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> TargetNormalizer:
+        return cls(raw["mode"], tuple(raw["heads"]), {h: tuple(v) for h, v in raw["global_stats"].items()},  # type: ignore[misc]
+                   {a: {h: tuple(v) for h, v in s.items()} for a, s in raw["group_stats"].items()})
+
+
+@dataclass(frozen=True)
+class PairwiseObjective:
+    """Bradley-Terry (``davidson=False``) or Davidson ties on preference pairs."""
+
+    heads: tuple[str, ...] = ("score",)
+    davidson: bool = False
+    use_margins: bool = True
+    center_rewards_coef: float = 0.0
+    tie_strength: float = 1.0
+    strength_margins: dict[str, float] | None = None
+    strength_weights: dict[str, float] | None = None
+    record_kind: str = "preference pairs"
+
+    def read(self, source: str, split: str, limit: int | None) -> tuple[list[PreferencePair], DropReport]:
+        def convert(record: Any, location: str) -> PreferencePair | str:
+            try:
+                return to_preference_pair(record, location)
+            except PromptMismatchError:
+                return location
+
+        raw, report = _read(source, split, limit, convert)
+        pairs = []
+        for pair in raw:
+            if isinstance(pair, str):
+                report.add("with chosen and rejected differing before the final turn", location=pair)
+            elif not pair.chosen.strip() or not pair.rejected.strip():
+                report.add("with an empty response", location=pair.source)
+            elif pair.chosen.strip() == pair.rejected.strip() and not pair.tie:
+                report.add("with chosen == rejected", location=pair.source)
+            elif pair.tie and not self.davidson:
+                report.add("labelled as ties (use --objective davidson to learn from them)", location=pair.source)
+            else:
+                pairs.append(pair)
+        return pairs, report
+
+    def fit(self, records: Sequence[Any]) -> PairwiseObjective:
+        return self
+
+    def _pair_targets(self, pair: PreferencePair) -> tuple[float, float, float, float]:
+        margin = pair.margin or 0.0
+        weight = 1.0
+        if pair.strength is not None:
+            known = {**(self.strength_margins or {}), **(self.strength_weights or {})}
+            if known and pair.strength not in known:
+                raise DataFormatError(pair.source, f"unknown label {pair.strength!r}; the tables know {sorted(known)}", "strength")
+            margin = (self.strength_margins or {}).get(pair.strength, margin)
+            weight = (self.strength_weights or {}).get(pair.strength, 1.0)
+        head = 0
+        if len(self.heads) > 1:
+            if pair.attribute not in self.heads:
+                raise DataFormatError(pair.source, f"expected one of the heads {list(self.heads)}, got {pair.attribute!r}", "attribute")
+            head = self.heads.index(pair.attribute)
+        return margin, weight, float(pair.tie), float(head)
+
+    def tokenize(self, pairs: Sequence[PreferencePair], tokenizer: Any, max_length: int, report: DropReport) -> list[Example]:
+        out = []
+        for pair in pairs:
+            chosen = _tokenize_one(tokenizer, pair.prompt, pair.chosen, max_length)
+            rejected = _tokenize_one(tokenizer, pair.prompt, pair.rejected, max_length)
+            if chosen is None or rejected is None:
+                report.add(f"longer than {max_length} tokens without their prompt", location=pair.source)
+                continue
+            out.append(Example((chosen, rejected), self._pair_targets(pair)))
+        return out
+
+    def _chosen_rejected(self, rewards: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = rewards.view(-1, 2, *rewards.shape[1:])
+        if pairs.dim() == 3:  # (G, 2, K): the head each pair is about
+            head = targets[:, 3].long().to(rewards.device)
+            pairs = pairs.gather(2, head.view(-1, 1, 1).expand(-1, 2, 1)).squeeze(-1)
+        return pairs[:, 0], pairs[:, 1]
+
+    def loss(self, rewards: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        targets = batch["targets"]
+        chosen, rejected = self._chosen_rejected(rewards, targets)
+        if self.davidson:
+            per = losses.davidson_tie_loss(chosen, rejected, targets[:, 2] > 0.5, self.tie_strength)
+        else:
+            per = losses.bradley_terry_loss(chosen, rejected, targets[:, 0] if self.use_margins else None)
+        per = per * targets[:, 1]
+        if self.center_rewards_coef:
+            per = per + losses.reward_centering_penalty(chosen, rejected, self.center_rewards_coef)
+        return per
+
+    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: str) -> dict[str, float]:
+        flat = torch.cat(rewards) if rewards else torch.empty(0)
+        targets = torch.tensor([e.targets for e in examples]) if examples else torch.empty(0, 4)
+        chosen, rejected = self._chosen_rejected(flat, targets) if examples else (flat, flat)
+        strict = targets[:, 2] < 0.5
+        batch = {"targets": targets}
+        return {
+            "loss": float(self.loss(flat, batch).mean()) if examples else float("nan"),
+            "accuracy": pairwise_accuracy(chosen[strict].numpy(), rejected[strict].numpy(), tie_policy),
+            "mean_margin": mean_margin(chosen[strict].numpy(), rejected[strict].numpy()),
+            "reward_mean": float(torch.cat([chosen, rejected]).mean()) if examples else float("nan"),
+            "reward_std": float(torch.cat([chosen, rejected]).std()) if len(examples) > 0 else float("nan"),
+            "pairs": float(len(examples)),
+        }
+
+
+def _pearson(x: torch.Tensor, y: torch.Tensor) -> float:
+    if x.numel() < 2 or x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(torch.corrcoef(torch.stack([x, y]))[0, 1])
+
+
+@dataclass(frozen=True)
+class RegressionObjective:
+    """Pointwise regression to absolute scores (one head per name in ``heads``)."""
+
+    heads: tuple[str, ...] = ("score",)
+    kind: Literal["mse", "huber"] = "mse"
+    huber_delta: float = 1.0
+    normalize: Literal["none", "global", "annotator"] = "none"
+    normalizer: TargetNormalizer | None = None
+    record_kind: str = "scored responses"
+
+    def read(self, source: str, split: str, limit: int | None) -> tuple[list[ScoredResponse], DropReport]:
+        records, report = _read(source, split, limit, lambda r, loc: to_scored_response(r, loc, self.heads))
+        kept = [r for r in records if r.response.strip()]
+        for r in records:
+            if not r.response.strip():
+                report.add("with an empty response", location=r.source)
+        return kept, report
+
+    def fit(self, records: Sequence[ScoredResponse]) -> RegressionObjective:
+        if self.normalizer is not None:
+            return self
+        return replace(self, normalizer=TargetNormalizer.fit([r.scores for r in records], [r.annotator for r in records], self.normalize))
+
+    def tokenize(self, records: Sequence[ScoredResponse], tokenizer: Any, max_length: int, report: DropReport) -> list[Example]:
+        assert self.normalizer is not None, "call fit() first"
+        out = []
+        for r in records:
+            ids = _tokenize_one(tokenizer, r.prompt, r.response, max_length)
+            if ids is None:
+                report.add(f"longer than {max_length} tokens without their prompt", location=r.source)
+                continue
+            out.append(Example((ids,), self.normalizer.normalize(r.scores, r.annotator)))
+        return out
+
+    def loss(self, rewards: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        predicted = rewards.view(rewards.shape[0], -1)
+        per = losses.regression_loss(predicted, batch["targets"].to(predicted.device)[:, : predicted.shape[1]], self.kind, self.huber_delta)
+        return per.mean(-1) if per.dim() > 1 else per
+
+    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: str) -> dict[str, float]:
+        predicted = torch.cat(rewards).view(len(examples), -1) if rewards else torch.empty(0, len(self.heads))
+        targets = torch.tensor([e.targets for e in examples], dtype=torch.float32).view(len(examples), -1)
+        out = {"loss": float(self.loss(predicted, {"targets": targets}).mean()) if examples else float("nan")}
+        for k, head in enumerate(self.heads):
+            out[f"pearson_{head}"] = _pearson(predicted[:, k], targets[:, k])
+        out["reward_mean"], out["reward_std"] = float(predicted.mean()), float(predicted.std())
+        out["responses"] = float(len(examples))
+        return out
+
+
+@dataclass(frozen=True)
+class ListwiseObjective:
+    """Plackett-Luce over K >= 2 ranked responses per prompt (``top_k`` truncates)."""
+
+    top_k: int | None = None
+    heads: tuple[str, ...] = ("score",)
+    record_kind: str = "ranked lists"
+
+    def read(self, source: str, split: str, limit: int | None) -> tuple[list[RankedResponses], DropReport]:
+        return _read(source, split, limit, to_ranked_responses)
+
+    def fit(self, records: Sequence[Any]) -> ListwiseObjective:
+        return self
+
+    def tokenize(self, records: Sequence[RankedResponses], tokenizer: Any, max_length: int, report: DropReport) -> list[Example]:
+        out = []
+        for r in records:
+            ids = [_tokenize_one(tokenizer, r.prompt, resp, max_length) for resp in r.responses]
+            if any(i is None for i in ids):
+                report.add(f"with a response longer than {max_length} tokens without the prompt", location=r.source)
+                continue
+            out.append(Example(tuple(ids), tuple(float(x) for x in r.ranks)))  # type: ignore[arg-type]
+        return out
+
+    def loss(self, rewards: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        grouped, mask = _split_groups(rewards, batch["group_sizes"])
+        ranks = batch["targets"][:, : grouped.shape[1]].to(rewards.device)
+        return losses.plackett_luce_loss(grouped, ranks, mask, self.top_k)
+
+    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: str) -> dict[str, float]:
+        if not examples:
+            return {"loss": float("nan"), "top1_accuracy": float("nan"), "lists": 0.0}
+        batch = collate_examples(examples, 0)
+        flat = torch.cat(rewards)
+        top1 = [float(min(e.targets) == e.targets[int(torch.argmax(r))]) for r, e in zip(rewards, examples)]
+        return {"loss": float(self.loss(flat, batch).mean()), "top1_accuracy": sum(top1) / len(top1),
+                "reward_mean": float(flat.mean()), "reward_std": float(flat.std()), "lists": float(len(examples))}
+
+
+def derive_pairs(scores: Sequence[float], rule: str = "all", min_gap: float = 0.0) -> list[tuple[int, int]]:
+    """(better, worse) index pairs from scores within one prompt.
+
+    ``all``: every pair whose scores differ by more than ``min_gap``; ``best_worst``: the top
+    against the bottom; ``adjacent``: neighbours in score order.
+
+    >>> derive_pairs([1.0, 3.0, 2.0])
+    [(1, 0), (2, 0), (1, 2)]
+    >>> derive_pairs([1.0, 3.0, 2.0], "best_worst"), derive_pairs([1.0, 3.0, 2.0], "adjacent")
+    ([(1, 0)], [(1, 2), (2, 0)])
+    """
+    n = len(scores)
+    if rule == "all":
+        return [(i, j) for j in range(n) for i in range(n) if scores[i] - scores[j] > min_gap]
+    order = sorted(range(n), key=lambda i: -scores[i])
+    if rule == "best_worst":
+        best, worst = order[0], order[-1]
+        return [(best, worst)] if scores[best] - scores[worst] > min_gap else []
+    if rule == "adjacent":
+        return [(a, b) for a, b in zip(order, order[1:]) if scores[a] - scores[b] > min_gap]
+    raise ConfigError(f"pair rule must be 'all', 'best_worst' or 'adjacent', got {rule!r}")
+
+
+@dataclass(frozen=True)
+class HybridObjective:
+    """``alpha * regression + (1 - alpha) * BT`` on responses grouped by prompt."""
+
+    alpha: float = 0.5
+    kind: Literal["mse", "huber"] = "mse"
+    huber_delta: float = 1.0
+    pair_rule: Literal["all", "best_worst", "adjacent"] = "all"
+    min_score_gap: float = 0.0
+    normalize: Literal["none", "global", "annotator"] = "none"
+    normalizer: TargetNormalizer | None = None
+    heads: tuple[str, ...] = ("score",)
+    record_kind: str = "prompt groups of scored responses"
+
+    def read(self, source: str, split: str, limit: int | None) -> tuple[list[list[ScoredResponse]], DropReport]:
+        records, report = RegressionObjective(self.heads).read(source, split, limit)
+        groups: dict[Any, list[ScoredResponse]] = defaultdict(list)
+        for r in records:
+            groups[r.prompt].append(r)
+        return list(groups.values()), report
+
+    def fit(self, groups: Sequence[list[ScoredResponse]]) -> HybridObjective:
+        if self.normalizer is not None:
+            return self
+        flat = [r for g in groups for r in g]
+        return replace(self, normalizer=TargetNormalizer.fit([r.scores for r in flat], [r.annotator for r in flat], self.normalize))
+
+    def tokenize(self, groups: Sequence[list[ScoredResponse]], tokenizer: Any, max_length: int, report: DropReport) -> list[Example]:
+        assert self.normalizer is not None, "call fit() first"
+        out = []
+        for group in groups:
+            kept = [(r, _tokenize_one(tokenizer, r.prompt, r.response, max_length)) for r in group]
+            for r, ids in kept:
+                if ids is None:
+                    report.add(f"longer than {max_length} tokens without their prompt", location=r.source)
+            kept = [(r, ids) for r, ids in kept if ids is not None]
+            if kept:
+                targets = tuple(self.normalizer.normalize(r.scores, r.annotator)[0] for r, _ in kept)
+                out.append(Example(tuple(ids for _, ids in kept), targets))  # type: ignore[misc]
+        return out
+
+    def pair_count(self, examples: Sequence[Example]) -> int:
+        return sum(len(derive_pairs(e.targets, self.pair_rule, self.min_score_gap)) for e in examples)
+
+    def loss(self, rewards: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        grouped, mask = _split_groups(rewards, batch["group_sizes"])
+        targets = batch["targets"][:, : grouped.shape[1]].to(rewards.device)
+        regression = losses.regression_loss(grouped.flatten(), targets.flatten(), self.kind, self.huber_delta).view_as(grouped)
+        regression = (regression * mask).sum(-1) / mask.sum(-1)
+        ranking = torch.zeros_like(regression)
+        for g in range(grouped.shape[0]):
+            n = int(mask[g].sum())
+            pairs = derive_pairs(targets[g, :n].tolist(), self.pair_rule, self.min_score_gap)
+            if pairs:
+                better, worse = zip(*pairs)
+                ranking[g] = losses.bradley_terry_loss(grouped[g, list(better)], grouped[g, list(worse)]).mean()
+        return self.alpha * regression + (1 - self.alpha) * ranking
+
+    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: str) -> dict[str, float]:
+        if not examples:
+            return {"loss": float("nan"), "pair_accuracy": float("nan"), "groups": 0.0}
+        flat = torch.cat(rewards)
+        batch = collate_examples(examples, 0)
+        better, worse = [], []
+        for r, e in zip(rewards, examples):
+            for i, j in derive_pairs(e.targets, self.pair_rule, self.min_score_gap):
+                better.append(float(r[i]))
+                worse.append(float(r[j]))
+        targets = torch.tensor([t for e in examples for t in e.targets])
+        return {"loss": float(self.loss(flat, batch).mean()), "pair_accuracy": pairwise_accuracy(better, worse, tie_policy),
+                "pearson_score": _pearson(flat, targets), "reward_mean": float(flat.mean()), "reward_std": float(flat.std()),
+                "groups": float(len(examples)), "derived_pairs": float(len(better))}
+
+
+def make_objective(config: Any) -> Any:
+    """The objective a :class:`~rewardlab.training.config.TrainConfig` names, with its options."""
+    heads = tuple(h.strip() for h in (config.heads or "score").split(",") if h.strip())
+    if config.objective in ("bradley_terry", "davidson"):
+        return PairwiseObjective(heads, config.objective == "davidson", config.use_margins, config.center_rewards_coef,
+                                 config.tie_strength, config.strength_margins, config.strength_weights)
+    if config.objective == "regression":
+        return RegressionObjective(heads, config.regression_loss, config.huber_delta, config.normalize_targets)
+    if config.objective == "plackett_luce":
+        return ListwiseObjective(config.top_k, heads)
+    if config.objective == "hybrid":
+        if len(heads) != 1:
+            raise ConfigError("option 'heads': the hybrid objective trains one head")
+        return HybridObjective(config.hybrid_alpha, config.regression_loss, config.huber_delta, config.pair_rule,
+                               config.min_score_gap, config.normalize_targets, heads=heads)
+    raise ConfigError(f"unknown objective {config.objective!r}")
