@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
 from .data.collate import pad_sequences
+from .data.normalization import TargetNormalizer
 from .data.templating import Prompt, as_messages, tokenize_conversation
-from .errors import SequenceTooLongError
+from .errors import ConfigError, SequenceTooLongError
 from .models.io import Precision, RewardModelMetadata, load_pretrained
 from .models.reward_model import RewardModel
 
-__all__ = ["LocalScorer", "Scorer", "load_reward_model"]
+__all__ = ["ConstrainedReward", "LocalScorer", "Scorer", "WeightedSum", "load_reward_model"]
 
 
 @runtime_checkable
@@ -26,6 +29,48 @@ class Scorer(Protocol):
     """
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]: ...
+
+
+@dataclass(frozen=True)
+class WeightedSum:
+    """Combine named rewards as ``sum_k w_k r_k`` (heads without a weight count 0).
+
+    >>> WeightedSum({"helpful": 1.0, "safe": 0.5})({"helpful": 2.0, "safe": -2.0, "fluent": 9.0})
+    1.0
+    """
+
+    weights: dict[str, float]
+
+    def __call__(self, rewards: dict[str, float]) -> float:
+        unknown = sorted(set(self.weights) - set(rewards))
+        if unknown:
+            raise ConfigError(f"weights name heads the model does not have: {unknown}; it has {sorted(rewards)}")
+        return float(sum(w * rewards[name] for name, w in self.weights.items()))
+
+
+@dataclass(frozen=True)
+class ConstrainedReward:
+    """The ``primary`` head's reward, or ``penalty`` when any constraint head is below its threshold.
+
+    ``penalty`` is an absolute value (``-inf`` by default, so a violating response never wins a
+    best-of-N), as in "maximize helpfulness subject to RM_safety > tau".
+
+    >>> rule = ConstrainedReward("helpful", {"safe": 0.0})
+    >>> rule({"helpful": 3.0, "safe": 0.5}), rule({"helpful": 3.0, "safe": -0.1})
+    (3.0, -inf)
+    """
+
+    primary: str
+    thresholds: dict[str, float]
+    penalty: float = float("-inf")
+
+    def __call__(self, rewards: dict[str, float]) -> float:
+        unknown = sorted(({self.primary} | set(self.thresholds)) - set(rewards))
+        if unknown:
+            raise ConfigError(f"constraint names heads the model does not have: {unknown}; it has {sorted(rewards)}")
+        if any(rewards[name] < tau for name, tau in self.thresholds.items()):
+            return self.penalty
+        return float(rewards[self.primary])
 
 
 class LocalScorer:
@@ -58,6 +103,8 @@ class LocalScorer:
         metadata: RewardModelMetadata | None = None,
         normalize: bool = False,
         show_progress: bool = False,
+        combine: Callable[[dict[str, float]], float] | None = None,
+        original_scale: bool = False,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -70,6 +117,15 @@ class LocalScorer:
         if normalize and (self.metadata.reward_mean is None or not self.metadata.reward_std):
             raise ValueError("normalize=True needs reward_mean and reward_std in the model's metadata")
         self.normalize = normalize
+        self.combine = combine
+        stats = self.metadata.target_normalization
+        if original_scale and not stats:
+            raise ValueError("original_scale=True needs regression target statistics in the model's metadata")
+        self.original_scale = original_scale
+
+    @property
+    def heads(self) -> list[str]:
+        return list(self.metadata.heads)
 
     def tokenize(
         self, prompts: Sequence[Prompt], responses: Sequence[str], on_too_long: Literal["raise", "none"] = "raise"
@@ -107,16 +163,35 @@ class LocalScorer:
             for row, i in enumerate(idx):
                 outputs[i] = rewards[row]
         if not outputs:
-            return torch.empty(0)
+            return torch.empty((0,) if len(self.metadata.heads) == 1 else (0, len(self.metadata.heads)))
         stacked = torch.stack(outputs)  # type: ignore[arg-type]
         if self.normalize:
             stacked = (stacked - self.metadata.reward_mean) / self.metadata.reward_std
         return stacked
 
+    def named(self, rewards: torch.Tensor) -> list[dict[str, float]]:
+        """Rows of ``score_ids`` output as ``{head: reward}``, mapped to the original target scale
+        when ``original_scale`` (regression models trained with normalized targets)."""
+        rows = rewards.reshape(rewards.shape[0], len(self.heads)).tolist()
+        named = [dict(zip(self.heads, row)) for row in rows]
+        if self.original_scale:
+            normalizer = TargetNormalizer.from_json(self.metadata.target_normalization)  # type: ignore[arg-type]
+            named = [{h: normalizer.to_original(h, v) for h, v in row.items()} for row in named]
+        return named
+
+    def score_named(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[dict[str, float]]:
+        """Every head's reward per (prompt, response), e.g. ``{"helpfulness": 1.2, "safety": -0.3}``."""
+        return self.named(self.score_ids(self.tokenize(prompts, responses)))  # type: ignore[arg-type]
+
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
-        """Reward per (prompt, response); see :class:`Scorer`."""
-        rewards = self.score_ids(self.tokenize(prompts, responses))  # type: ignore[arg-type]
-        return rewards.tolist()
+        """Reward per (prompt, response); see :class:`Scorer`. A multi-objective model needs
+        ``combine`` (:class:`WeightedSum` or :class:`ConstrainedReward`) to give one number."""
+        named = self.score_named(prompts, responses)
+        if len(self.heads) == 1 and self.combine is None:
+            return [row[self.heads[0]] for row in named]
+        if self.combine is None:
+            raise ConfigError(f"the model has {len(self.heads)} heads {self.heads}: pass combine=WeightedSum(...) or ConstrainedReward(...)")
+        return [self.combine(row) for row in named]
 
 
 def load_reward_model(
@@ -127,10 +202,12 @@ def load_reward_model(
     max_length: int | None = None,
     normalize: bool = False,
     trust_remote_code: bool = False,
+    combine: Callable[[dict[str, float]], float] | None = None,
+    original_scale: bool = False,
 ) -> LocalScorer:
     """Load a saved reward-model folder (rewardlab's or another tool's) as a :class:`LocalScorer`."""
     model, tokenizer, metadata = load_pretrained(path, precision, trust_remote_code)
     return LocalScorer(
         model, tokenizer, max_length=max_length or metadata.max_length, batch_size=batch_size,
-        device=device, metadata=metadata, normalize=normalize,
+        device=device, metadata=metadata, normalize=normalize, combine=combine, original_scale=original_scale,
     )

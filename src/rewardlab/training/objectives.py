@@ -19,7 +19,6 @@ objective          records               loss
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -29,6 +28,7 @@ import torch
 
 from .. import losses
 from ..data.collate import Example, collate_examples
+from ..data.normalization import TargetNormalizer
 from ..data.readers import (
     DropReport, PromptMismatchError, iter_records, to_preference_pair, to_ranked_responses, to_scored_response,
 )
@@ -39,7 +39,7 @@ from ..metrics import mean_margin, pairwise_accuracy
 
 __all__ = [
     "HybridObjective", "ListwiseObjective", "ObjectiveName", "PairwiseObjective", "RegressionObjective",
-    "TargetNormalizer", "derive_pairs", "make_objective",
+    "derive_pairs", "make_objective",
 ]
 
 ObjectiveName = Literal["bradley_terry", "davidson", "regression", "plackett_luce", "hybrid"]
@@ -69,68 +69,6 @@ def _read(source: str, split: str, limit: int | None, convert: Any) -> tuple[lis
 def _tokenize_one(tokenizer: Any, prompt: Any, response: str, max_length: int) -> tuple[int, ...] | None:
     ids = tokenize_conversation(tokenizer, prompt, response, max_length)
     return None if ids is None else tuple(ids)
-
-
-@dataclass(frozen=True)
-class TargetNormalizer:
-    """z-normalization of regression targets, globally or per annotator; saved in the checkpoint.
-
-    ``global_stats[head] = (mean, std)`` of the raw targets maps normalized predictions back to
-    the original scale (``y = z * std + mean``); ``group_stats[annotator][head]`` normalizes each
-    annotator's scores by their own mean and std first (removing annotator bias).
-
-    >>> n = TargetNormalizer.fit([{"s": 1.0}, {"s": 3.0}, {"s": 5.0}], [None] * 3, "global")
-    >>> n.normalize({"s": 5.0}, None), n.to_original("s", 1.0)
-    ((1.0,), 5.0)
-    """
-
-    mode: Literal["none", "global", "annotator"] = "none"
-    heads: tuple[str, ...] = ("score",)
-    global_stats: dict[str, tuple[float, float]] = field(default_factory=dict)
-    group_stats: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
-
-    @staticmethod
-    def _stats(values: list[float]) -> tuple[float, float]:
-        mean = sum(values) / len(values)
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1))
-        return mean, (std if std > 0 else 1.0)
-
-    @classmethod
-    def fit(cls, scores: Sequence[dict[str, float]], annotators: Sequence[str | None], mode: str) -> TargetNormalizer:
-        heads = tuple(scores[0]) if scores else ("score",)
-        if mode == "none":
-            return cls("none", heads)
-        global_stats = {h: cls._stats([s[h] for s in scores]) for h in heads}
-        group_stats: dict[str, dict[str, tuple[float, float]]] = {}
-        if mode == "annotator":
-            by: dict[str, list[dict[str, float]]] = defaultdict(list)
-            for s, a in zip(scores, annotators):
-                by[str(a)].append(s)
-            group_stats = {a: {h: cls._stats([s[h] for s in group]) for h in heads} for a, group in by.items()}
-        return cls(mode, heads, global_stats, group_stats)  # type: ignore[arg-type]
-
-    def normalize(self, scores: dict[str, float], annotator: str | None) -> tuple[float, ...]:
-        if self.mode == "none":
-            return tuple(scores[h] for h in self.heads)
-        stats = self.global_stats
-        if self.mode == "annotator":
-            stats = self.group_stats.get(str(annotator), self.global_stats)
-        return tuple((scores[h] - stats[h][0]) / stats[h][1] for h in self.heads)
-
-    def to_original(self, head: str, value: float) -> float:
-        if self.mode == "none":
-            return value
-        mean, std = self.global_stats[head]
-        return value * std + mean
-
-    def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "heads": list(self.heads), "global_stats": {h: list(v) for h, v in self.global_stats.items()},
-                "group_stats": {a: {h: list(v) for h, v in s.items()} for a, s in self.group_stats.items()}}
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> TargetNormalizer:
-        return cls(raw["mode"], tuple(raw["heads"]), {h: tuple(v) for h, v in raw["global_stats"].items()},  # type: ignore[misc]
-                   {a: {h: tuple(v) for h, v in s.items()} for a, s in raw["group_stats"].items()})
 
 
 @dataclass(frozen=True)
