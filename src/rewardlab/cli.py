@@ -71,17 +71,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_score(args: argparse.Namespace) -> int:
+def _read_score_inputs(data: str, split: str) -> tuple[list[tuple[str, str]], list[Any], list[str], list[int]]:
+    """Records to score: ``rows`` of (kind, location), flattened prompts/responses, item -> row."""
     from .data.readers import iter_records, pair_sides, to_prompt_response
-    from .scoring import load_reward_model
 
-    scorer = load_reward_model(
-        args.model, device=args.device, precision=args.precision, batch_size=args.batch_size, max_length=args.max_length
-    )
-    scorer.show_progress = True
-    rows: list[tuple[str, Any]] = []
-    prompts, responses, item_row = [], [], []
-    for location, record in iter_records(args.data, args.split):
+    rows: list[tuple[str, str]] = []
+    prompts: list[Any] = []
+    responses: list[str] = []
+    item_row: list[int] = []
+    for location, record in iter_records(data, split):
         if "chosen" in record:
             (chosen_prompt, chosen), (rejected_prompt, rejected) = pair_sides(record, location)
             prompts += [chosen_prompt, rejected_prompt]
@@ -94,30 +92,66 @@ def _cmd_score(args: argparse.Namespace) -> int:
             responses.append(response)
             item_row.append(len(rows))
             rows.append(("single", location))
-    ids = scorer.tokenize(prompts, responses, on_too_long="none")
-    missing = [i for i, seq in enumerate(ids) if seq is None]
-    locations = [rows[item_row[i]][1] for i in missing]
-    if missing and not args.skip_too_long:
-        raise SequenceTooLongError(
-            f"{len(missing)} response(s) do not fit in --max-length {scorer.max_length} even without their prompt "
-            f"(first at {locations[0]}); raise --max-length, or pass --skip-too-long to write them with reward null"
-        )
-    fitting = [seq for seq in ids if seq is not None]
-    scored = iter(scorer.score_ids(fitting).tolist())
-    rewards = [None if seq is None else next(scored) for seq in ids]
+    return rows, prompts, responses, item_row
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .models.dpo import DPOSettings, load_dpo_scorer
+    from .scoring import ConstrainedReward, WeightedSum, load_reward_model
+
+    rows, prompts, responses, item_row = _read_score_inputs(args.data, args.split)
+    settings: dict[str, Any] = {}
+    missing: list[int] = []
+    values: list[Any]
+    if args.reference or args.reference_free:
+        dpo = DPOSettings(args.beta, args.reference_free, args.length_normalize)
+        settings = {"dpo_beta": dpo.beta, "reference_free": dpo.reference_free, "length_normalized": dpo.length_normalize}
+        scorer = load_dpo_scorer(args.model, args.reference, dpo, args.precision, args.max_length or 1024, args.batch_size, args.device)
+        values = scorer.score(prompts, responses)
+    else:
+        combine = None
+        if args.weights is not None:
+            combine = WeightedSum(args.weights)
+        elif args.primary is not None:
+            combine = ConstrainedReward(args.primary, args.thresholds or {}, args.penalty)
+        local = load_reward_model(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
+                                  max_length=args.max_length, combine=combine, original_scale=args.original_scale)
+        local.show_progress = True
+        ids = local.tokenize(prompts, responses, on_too_long="none")
+        missing = [i for i, seq in enumerate(ids) if seq is None]
+        if missing and not args.skip_too_long:
+            raise SequenceTooLongError(
+                f"{len(missing)} response(s) do not fit in --max-length {local.max_length} even without their prompt "
+                f"(first at {rows[item_row[missing[0]]][1]}); raise --max-length, or pass --skip-too-long to write "
+                "them with reward null"
+            )
+        named = iter(local.named(local.score_ids([seq for seq in ids if seq is not None])))
+        multi = len(local.heads) > 1
+        values = []
+        for seq in ids:
+            if seq is None:
+                values.append(None)
+                continue
+            row = next(named)
+            combined = combine(row) if combine else (None if multi else row[local.heads[0]])
+            values.append({"rewards": row, "reward": combined} if multi else combined)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     position = 0
     with out.open("w") as handle:
         for index, (kind, location) in enumerate(rows):
-            if kind == "pair":
-                line = {"index": index, "source": location, "chosen_reward": rewards[position], "rejected_reward": rewards[position + 1]}
-                position += 2
-            else:
-                line = {"index": index, "source": location, "reward": rewards[position]}
-                position += 1
-            handle.write(json.dumps(line) + "\n")
-    note = f"; {len(missing)} response(s) too long, written with reward null (first at {locations[0]})" if missing else ""
+            line: dict[str, Any] = {"index": index, "source": location}
+            sides = (("chosen", 0), ("rejected", 1)) if kind == "pair" else (("", 0),)
+            for side, offset in sides:
+                value = values[position + offset]
+                prefix = f"{side}_" if side else ""
+                if isinstance(value, dict):
+                    line[f"{prefix}rewards"], line[f"{prefix}reward"] = value["rewards"], value["reward"]
+                else:
+                    line[f"{prefix}reward"] = value
+            position += len(sides)
+            handle.write(json.dumps({**line, **settings}) + "\n")
+    note = f"; {len(missing)} response(s) too long, written with reward null (first at {rows[item_row[missing[0]]][1]})" if missing else ""
     print(f"[rewardlab] wrote {len(rows)} lines to {out}{note}", file=sys.stderr)
     return 0
 
@@ -135,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardlab", description="Train, label, use and check reward models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a Bradley-Terry reward model", description=TrainConfig.__doc__)
+    p = sub.add_parser("train", help="train a reward model (any objective)", description=TrainConfig.__doc__)
     p.add_argument("--config", help="YAML or JSON file of TrainConfig options; flags override it")
     _add_config_flags(p, TrainConfig)
     p.set_defaults(func=_cmd_train)
@@ -149,6 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=None, help="default: the model's training max_length")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument("--weights", type=_json_object, default=None, metavar="JSON",
+                   help='multi-objective: combine heads as a weighted sum, e.g. \'{"helpfulness": 1, "safety": 0.5}\'')
+    p.add_argument("--primary", default=None, help="multi-objective: the head to maximize under --thresholds")
+    p.add_argument("--thresholds", type=_json_object, default=None, metavar="JSON",
+                   help='multi-objective: constraint heads and minimum rewards, e.g. \'{"safety": 0.0}\'')
+    p.add_argument("--penalty", type=float, default=float("-inf"), help="reward when a constraint fails (default -inf)")
+    p.add_argument("--original-scale", action="store_true", help="map regression heads back to the original score scale")
+    p.add_argument("--reference", default=None, help="DPO implicit reward: the reference model (--model is the policy)")
+    p.add_argument("--reference-free", action="store_true", help="DPO implicit reward with log pi_ref = 0")
+    p.add_argument("--beta", type=float, default=0.1, help="DPO beta (default 0.1)")
+    p.add_argument("--length-normalize", action="store_true", help="DPO: mean instead of sum of response token log-probs")
     p.add_argument("--skip-too-long", action="store_true",
                    help="write responses that cannot fit in --max-length with reward null (and say how many) instead of stopping")
     p.set_defaults(func=_cmd_score)

@@ -22,7 +22,7 @@ from typing import Any, Union
 from ..errors import ConfigError, DataFormatError
 from .records import Message
 
-__all__ = ["Prompt", "as_messages", "render", "tokenize_conversation"]
+__all__ = ["Prompt", "as_messages", "render", "tokenize_conversation", "tokenize_with_boundary"]
 
 Prompt = Union[str, Sequence[Message], Sequence[Mapping[str, str]]]
 _PLAIN_ROLES = {"system": "System", "user": "Human", "assistant": "Assistant"}
@@ -74,22 +74,29 @@ def tokenize_conversation(
     Returns ``None`` when the response (plus special tokens) alone exceeds ``max_length``.
     Needs a fast tokenizer (character offsets locate the prompt/response boundary).
     """
+    split = tokenize_with_boundary(tokenizer, prompt, response, max_length)
+    return None if split is None else split[0]
+
+
+def tokenize_with_boundary(
+    tokenizer: Any, prompt: Sequence[Message], response: str, max_length: int
+) -> tuple[list[int], int] | None:
+    """Like :func:`tokenize_conversation`, plus the index of the first response token."""
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer; offsets are required")
     text, boundary = render(tokenizer, prompt, response)
     templated = bool(getattr(tokenizer, "chat_template", None))
     enc = tokenizer(text, add_special_tokens=not templated, return_offsets_mapping=True, truncation=False)
-    ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    if len(ids) <= max_length:
-        return list(ids)
+    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
     lead = 0
-    while lead < len(ids) and offsets[lead] == (0, 0):
+    while lead < len(ids) and tuple(offsets[lead]) == (0, 0):
         lead += 1
     prompt_end = lead
-    while prompt_end < len(ids) and offsets[prompt_end][0] < boundary and offsets[prompt_end] != (0, 0):
+    while prompt_end < len(ids) and offsets[prompt_end][0] < boundary and tuple(offsets[prompt_end]) != (0, 0):
         prompt_end += 1
     excess = len(ids) - max_length
+    if excess <= 0:
+        return ids, prompt_end
     if excess > prompt_end - lead:
         return None
-    return list(ids[:lead]) + list(ids[lead + excess :])
-
+    return ids[:lead] + ids[lead + excess :], prompt_end - excess

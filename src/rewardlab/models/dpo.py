@@ -1,0 +1,114 @@
+"""DPO implicit reward: a DPO-trained policy and its reference used as a reward model.
+
+``r(x, y) = beta * (log pi_theta(y|x) - log pi_ref(y|x))`` (Rafailov et al., arXiv:2305.18290),
+with log-probabilities summed over the response tokens only (prompt tokens masked; the
+end-of-turn tokens a chat template appends after the reply count as response). Options, both
+recorded with every result because scores depend on them: ``reference_free`` (``log pi_ref = 0``)
+and ``length_normalize`` (mean instead of sum over response tokens).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..data.collate import pad_sequences
+from ..data.templating import Prompt, as_messages, tokenize_with_boundary
+from ..errors import SequenceTooLongError
+from ..losses import dpo_implicit_reward
+from .io import Precision, _DTYPES, resolve_model_source
+
+__all__ = ["DPOScorer", "DPOSettings", "load_dpo_scorer", "sequence_logprobs"]
+
+
+def sequence_logprobs(
+    logits: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor, length_normalize: bool = False
+) -> torch.Tensor:
+    """Sum (or mean) of ``log p(token_t | tokens_<t)`` over positions where ``response_mask`` is 1.
+
+    Shapes: ``logits`` ``(B, T, V)``, ``input_ids`` ``(B, T)``, ``response_mask`` ``(B, T)`` -> ``(B,)``.
+
+    >>> logits = torch.zeros(1, 3, 4)  # uniform over 4 tokens
+    >>> round(sequence_logprobs(logits, torch.tensor([[1, 2, 3]]), torch.tensor([[0, 1, 1]])).item(), 4)
+    -2.7726
+    """
+    logps = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    mask = response_mask[:, 1:].to(logps.dtype)
+    total = (logps * mask).sum(-1)
+    return total / mask.sum(-1).clamp(min=1) if length_normalize else total
+
+
+@dataclass(frozen=True)
+class DPOSettings:
+    """What a DPO implicit reward depends on; written next to every score."""
+
+    beta: float = 0.1
+    reference_free: bool = False
+    length_normalize: bool = False
+
+
+class DPOScorer:
+    """A :class:`~rewardlab.scoring.Scorer` from a causal-LM policy and reference (reward-bench's DPO mode)."""
+
+    def __init__(self, policy: Any, reference: Any | None, tokenizer: Any, settings: DPOSettings = DPOSettings(),
+                 max_length: int = 1024, batch_size: int = 8, device: str | None = None):
+        if reference is None and not settings.reference_free:
+            raise ValueError("a reference model is required unless settings.reference_free")
+        self.device = torch.device(device) if device else next(policy.parameters()).device
+        self.policy = policy.eval().to(self.device)
+        self.reference = None if reference is None else reference.eval().to(self.device)
+        self.tokenizer, self.settings = tokenizer, settings
+        self.max_length, self.batch_size = max_length, batch_size
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    @torch.inference_mode()
+    def logprobs(self, model: Any, prompts: Sequence[Prompt], responses: Sequence[str]) -> torch.Tensor:
+        """Response log-probabilities under ``model``, ``(N,)``, in input order."""
+        encoded = [tokenize_with_boundary(self.tokenizer, as_messages(p), r, self.max_length) for p, r in zip(prompts, responses)]
+        too_long = [i for i, e in enumerate(encoded) if e is None]
+        if too_long:
+            raise SequenceTooLongError(f"responses {too_long[:10]} do not fit in max_length={self.max_length}")
+        out = torch.empty(len(encoded))
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))  # type: ignore[index]
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            ids, mask = pad_sequences([encoded[i][0] for i in idx], self.tokenizer.pad_token_id)  # type: ignore[index]
+            response = mask.clone()
+            for row, i in enumerate(idx):
+                response[row, : encoded[i][1]] = 0  # type: ignore[index]
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            out[idx] = sequence_logprobs(logits, ids, response.to(self.device), self.settings.length_normalize).cpu()
+        return out
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
+        if len(prompts) != len(responses):
+            raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
+        if not prompts:
+            return []
+        policy = self.logprobs(self.policy, prompts, responses)
+        reference = torch.zeros_like(policy) if self.reference is None else self.logprobs(self.reference, prompts, responses)
+        return dpo_implicit_reward(policy, reference, self.settings.beta).tolist()
+
+
+def load_dpo_scorer(
+    policy: str | os.PathLike, reference: str | os.PathLike | None, settings: DPOSettings = DPOSettings(),
+    precision: Precision = "fp32", max_length: int = 1024, batch_size: int = 8, device: str | None = None,
+    trust_remote_code: bool = False,
+) -> DPOScorer:
+    """Load a policy (and reference) causal LM from folders, Hub names or ``builtin:smollm2``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def load(name: str | os.PathLike) -> Any:
+        path, extra = resolve_model_source(str(name))
+        return AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[precision], trust_remote_code=trust_remote_code, **extra)
+
+    path, extra = resolve_model_source(str(policy))
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
+    ref_model = None if reference is None or settings.reference_free else load(reference)
+    return DPOScorer(load(policy), ref_model, tokenizer, settings, max_length, batch_size, device)
