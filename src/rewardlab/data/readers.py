@@ -382,13 +382,13 @@ def to_scored_response(record: Mapping, location: str = "", heads: tuple[str, ..
     else:
         prompt, response = to_prompt_response(record, location)
     raw = record.get("scores")
-    if isinstance(raw, Mapping):
+    if len(heads) == 1 and heads[0] in record and heads[0] != "scores":
+        scores = {heads[0]: _score_value(record[heads[0]], location, heads[0])}
+    elif isinstance(raw, Mapping):
         missing = [h for h in heads if h not in raw]
         if missing:
             raise DataFormatError(location, f"no score for {missing}; it has {sorted(raw)}", "scores")
         scores = {h: _score_value(raw[h], location, f"scores.{h}") for h in heads}
-    elif len(heads) == 1 and heads[0] in record:
-        scores = {heads[0]: _score_value(record[heads[0]], location, heads[0])}
     else:
         raise DataFormatError(location, f"missing; expected '{heads[0]}' (a number) or 'scores' (an object with {list(heads)})", heads[0])
     annotator = record.get("annotator")
