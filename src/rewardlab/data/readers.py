@@ -310,13 +310,20 @@ def read_preference_pairs(
 
 
 def to_prompt_response(record: Mapping, location: str = "") -> tuple[tuple[Message, ...], str]:
-    """A (prompt, response) to score: ``prompt`` + ``response`` (or ``completion``) fields, or a
-    ``messages`` conversation whose last message is the assistant reply.
+    """A (prompt, response) to score: ``prompt`` + ``response`` (or ``completion``) fields, a
+    ``messages`` conversation whose last message is the assistant reply, or the USR/Topical-Chat
+    layout (``source`` dialogue history with turns separated by newlines, ``system_output``).
 
     >>> to_prompt_response({"messages": [{"role": "user", "content": "Hi"},
     ...                                  {"role": "assistant", "content": "Hello"}]})[1]
     'Hello'
     """
+    if "system_output" in record and "source" in record:  # USR / Topical-Chat layout
+        turns = [t.strip() for t in str(record["source"]).strip().split("\n") if t.strip()]
+        # The last history turn is the user's; roles alternate backwards from it.
+        roles = ["user" if (len(turns) - 1 - i) % 2 == 0 else "assistant" for i in range(len(turns))]
+        prompt = tuple(Message(role, text) for role, text in zip(roles, turns))  # type: ignore[arg-type]
+        return prompt, _reply(record["system_output"], location, "system_output")
     if "messages" in record:
         messages = _messages(record["messages"], location, "messages")
         if messages[-1].role != "assistant":
@@ -373,14 +380,7 @@ def to_scored_response(record: Mapping, location: str = "", heads: tuple[str, ..
     """
     from .records import ScoredResponse
 
-    if "system_output" in record and "source" in record:
-        turns = [t.strip() for t in str(record["source"]).strip().split("\n") if t.strip()]
-        # The last history turn is the user's; roles alternate backwards from it.
-        roles = ["user" if (len(turns) - 1 - i) % 2 == 0 else "assistant" for i in range(len(turns))]
-        prompt = tuple(Message(role, text) for role, text in zip(roles, turns))  # type: ignore[arg-type]
-        response = _reply(record["system_output"], location, "system_output")
-    else:
-        prompt, response = to_prompt_response(record, location)
+    prompt, response = to_prompt_response(record, location)
     raw = record.get("scores")
     if len(heads) == 1 and heads[0] in record and heads[0] != "scores":
         scores = {heads[0]: _score_value(record[heads[0]], location, heads[0])}

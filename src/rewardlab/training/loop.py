@@ -7,6 +7,7 @@ import math
 import os
 import random
 import sys
+import time
 
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -203,6 +204,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     progress = tqdm(total=total_steps, initial=start_step, desc="training", disable=not (config.show_progress and accelerator.is_main_process))
     running: list[float] = []
     metrics: dict[str, float] = {}
+    started = time.perf_counter()  # wall time of the steps (evaluation included), for throughput
     for step, indices in enumerate(plan):
         if step < start_step:
             continue  # the plan is deterministic: skip what the checkpoint already saw
@@ -236,7 +238,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         progress.update(1)
         progress.set_postfix(loss=f"{running[-1]:.4f}")
         if accelerator.is_main_process and (done % config.log_every == 0 or done == total_steps):
-            _write_metrics(metrics_path, {"step": done, "loss": sum(running) / len(running), "lr": optimizer.param_groups[0]["lr"]})
+            _write_metrics(metrics_path, {"step": done, "loss": sum(running) / len(running), "lr": optimizer.param_groups[0]["lr"],
+                                          "train_seconds": round(time.perf_counter() - started, 3)})
             running = []
         if eval_examples and (done % config.eval_every == 0 or done == total_steps):
             metrics = evaluate(model, objective, eval_examples, pad_id, accelerator, config.batch_size, config.tie_policy)
