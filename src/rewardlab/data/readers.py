@@ -300,7 +300,7 @@ def read_preference_pairs(
             continue
         if not pair.chosen.strip() or not pair.rejected.strip():
             report.add("with an empty response", location=location)
-        elif pair.chosen.strip() == pair.rejected.strip():
+        elif pair.chosen.strip() == pair.rejected.strip() and not pair.tie:
             report.add("with chosen == rejected", location=location)
         else:
             pairs.append(pair)

@@ -29,9 +29,7 @@ import torch
 from .. import losses
 from ..data.collate import Example, collate_examples
 from ..data.normalization import TargetNormalizer
-from ..data.readers import (
-    DropReport, PromptMismatchError, iter_records, to_preference_pair, to_ranked_responses, to_scored_response,
-)
+from ..data.readers import DropReport, iter_records, read_preference_pairs, to_ranked_responses, to_scored_response
 from ..data.records import PreferencePair, RankedResponses, ScoredResponse
 from ..data.templating import tokenize_conversation
 from ..errors import ConfigError, DataFormatError
@@ -85,26 +83,13 @@ class PairwiseObjective:
     record_kind: str = "preference pairs"
 
     def read(self, source: str, split: str, limit: int | None) -> tuple[list[PreferencePair], DropReport]:
-        def convert(record: Any, location: str) -> PreferencePair | str:
-            try:
-                return to_preference_pair(record, location)
-            except PromptMismatchError:
-                return location
-
-        raw, report = _read(source, split, limit, convert)
-        pairs = []
-        for pair in raw:
-            if isinstance(pair, str):
-                report.add("with chosen and rejected differing before the final turn", location=pair)
-            elif not pair.chosen.strip() or not pair.rejected.strip():
-                report.add("with an empty response", location=pair.source)
-            elif pair.chosen.strip() == pair.rejected.strip() and not pair.tie:
-                report.add("with chosen == rejected", location=pair.source)
-            elif pair.tie and not self.davidson:
+        pairs, report = read_preference_pairs(source, split, limit)
+        if self.davidson:
+            return pairs, report
+        for pair in pairs:
+            if pair.tie:
                 report.add("labelled as ties (use --objective davidson to learn from them)", location=pair.source)
-            else:
-                pairs.append(pair)
-        return pairs, report
+        return [p for p in pairs if not p.tie], report
 
     def fit(self, records: Sequence[Any]) -> PairwiseObjective:
         return self
