@@ -2,6 +2,9 @@
 
 * ``rewardlab train``  -> :func:`rewardlab.train` (flags generated from :class:`TrainConfig`)
 * ``rewardlab score``  -> :func:`rewardlab.load_reward_model` + ``LocalScorer.score``
+* ``rewardlab eval``   -> :func:`rewardlab.evaluation.benchmark.evaluate_benchmark` + report
+* ``rewardlab diagnose`` -> length bias, probes, shift (:mod:`rewardlab.evaluation.diagnostics`)
+* ``rewardlab ratings`` -> :func:`rewardlab.evaluation.ratings.bradley_terry_ratings`, Elo, win rates
 * ``rewardlab demo``   -> :func:`rewardlab.run_demo`
 
 Errors from bad input print one line naming the file, line and field, and exit with status 2.
@@ -95,27 +98,131 @@ def _read_score_inputs(data: str, split: str) -> tuple[list[tuple[str, str]], li
     return rows, prompts, responses, item_row
 
 
-def _cmd_score(args: argparse.Namespace) -> int:
+def _build_scorer(args: argparse.Namespace, combine: Any = None) -> Any:
+    """A DPO implicit-reward scorer when --reference/--reference-free is given, else a LocalScorer."""
     from .models.dpo import DPOSettings, load_dpo_scorer
-    from .scoring import ConstrainedReward, WeightedSum, load_reward_model
+    from .scoring import load_reward_model
+
+    if args.reference or args.reference_free:
+        dpo = DPOSettings(args.beta, args.reference_free, args.length_normalize)
+        return load_dpo_scorer(args.model, args.reference, dpo, args.precision, args.max_length or 1024, args.batch_size, args.device)
+    return load_reward_model(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
+                             max_length=args.max_length, combine=combine, original_scale=getattr(args, "original_scale", False))
+
+
+def _add_scorer_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="reward model folder (rewardlab's or any HF sequence-classification RM), or a DPO policy with --reference")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=None, help="default: the model's training max_length")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument("--reference", default=None, help="DPO implicit reward: the reference model (--model is the policy)")
+    p.add_argument("--reference-free", action="store_true", help="DPO implicit reward with log pi_ref = 0")
+    p.add_argument("--beta", type=float, default=0.1, help="DPO beta (default 0.1)")
+    p.add_argument("--length-normalize", action="store_true", help="DPO: mean instead of sum of response token log-probs")
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation.benchmark import REWARDBENCH_SECTIONS, EvalSettings, evaluate_benchmark, read_benchmark
+    from .evaluation.report import write_report
+
+    items = read_benchmark(args.data, args.split, args.subset_field)
+    settings = EvalSettings(args.tie_policy, args.bootstrap, weighting=args.weighting,
+                            sections=args.sections or dict(REWARDBENCH_SECTIONS), seed=args.seed)
+    results = {"benchmark": evaluate_benchmark(_build_scorer(args), items, settings), "data": args.data}
+    report = write_report(results, args.output_dir, title=f"rewardlab eval: {args.model}")
+    bench = results["benchmark"]
+    print(json.dumps({"overall": bench["overall"], "sections": {k: v["accuracy"] for k, v in bench["sections"].items()},
+                      "subsets": {k: v["accuracy"] for k, v in bench["subsets"].items()}, "report": str(report)}))
+    return 0
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from .evaluation.benchmark import read_benchmark
+    from .evaluation.diagnostics import distribution_shift, length_bias, load_probes, run_probes
+    from .evaluation.report import write_report
+
+    scorer = _build_scorer(args)
+    items = read_benchmark(args.data, args.split)
+    results: dict[str, Any] = {"data": args.data, "length_bias": length_bias(scorer, items, args.tie_policy),
+                               "probes": run_probes(scorer, items, load_probes(args.probes))}
+    if args.compare:
+        other = read_benchmark(args.compare, args.split)
+        mine = scorer.score([i.prompt for i in items], [i.chosen for i in items])
+        theirs = scorer.score([i.prompt for i in other], [i.chosen for i in other])
+        results["shift"] = distribution_shift(mine, theirs)
+    report = write_report(results, args.output_dir, title=f"rewardlab diagnose: {args.model}")
+    flags = {"length_bias": results["length_bias"]["flagged"],
+             **{k: v["flagged"] for k, v in results["probes"].items() if "flagged" in v}}
+    print(json.dumps({"flagged": flags, "report": str(report)}))
+    return 0
+
+
+def _cmd_ratings(args: argparse.Namespace) -> int:
+    from .data.readers import iter_records
+    from .errors import DataFormatError
+    from .evaluation.ratings import FitError, bradley_terry_ratings, elo_ratings, length_controlled_win_rate, win_rate
+    from .evaluation.report import write_report
+
+    a, b, outcome, lengths = [], [], [], []
+    values = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
+    for location, record in iter_records(args.battles):
+        for key in ("model_a", "model_b", "winner"):
+            if not isinstance(record.get(key), str):
+                raise DataFormatError(location, "expected a string ('winner' is model_a, model_b or tie)", key)
+        if record["winner"] not in values:
+            raise DataFormatError(location, f"expected model_a, model_b or tie, got {record['winner']!r}", "winner")
+        a.append(record["model_a"])
+        b.append(record["model_b"])
+        outcome.append(values[record["winner"]])
+        lengths.append((record.get("length_a"), record.get("length_b")))
+    ratings = bradley_terry_ratings(a, b, outcome, n_rounds=args.bootstrap, seed=args.seed)
+    results: dict[str, Any] = {"ratings": {"bradley_terry": ratings.table(), "elo": elo_ratings(a, b, outcome),
+                                           "battles": len(a), "bootstrap_rounds": args.bootstrap}}
+    if args.baseline:
+        rows = {}
+        for model in sorted(set(a) | set(b)):
+            if model == args.baseline:
+                continue
+            pairs = [(o if x == model else 1 - o, la - lb if x == model else lb - la) if None not in (la, lb) else (o if x == model else 1 - o, None)
+                     for x, y, o, (la, lb) in zip(a, b, outcome, lengths) if {x, y} == {model, args.baseline}]
+            if not pairs:
+                continue
+            rate, se = win_rate([p[0] for p in pairs])
+            row: dict[str, Any] = {"win_rate": rate, "standard_error": se, "battles": len(pairs)}
+            if all(p[1] is not None for p in pairs):
+                try:
+                    row["length_controlled_win_rate"] = length_controlled_win_rate([p[0] for p in pairs], [p[1] for p in pairs])
+                except FitError as err:
+                    row["length_controlled_win_rate"] = None
+                    row["length_controlled_note"] = str(err)
+            rows[model] = row
+        results["win_rates"] = {"baseline": args.baseline, "models": rows}
+    report = write_report(results, args.output_dir, title="rewardlab ratings")
+    print(json.dumps({"ratings": ratings.table(), "report": str(report)}))
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .models.dpo import DPOScorer
+    from .scoring import ConstrainedReward, WeightedSum
 
     rows, prompts, responses, item_row = _read_score_inputs(args.data, args.split)
     settings: dict[str, Any] = {}
     missing: list[int] = []
     values: list[Any]
-    if args.reference or args.reference_free:
-        dpo = DPOSettings(args.beta, args.reference_free, args.length_normalize)
+    combine = None
+    if args.weights is not None:
+        combine = WeightedSum(args.weights)
+    elif args.primary is not None:
+        combine = ConstrainedReward(args.primary, args.thresholds or {}, args.penalty)
+    scorer = _build_scorer(args, combine)
+    if isinstance(scorer, DPOScorer):
+        dpo = scorer.settings
         settings = {"dpo_beta": dpo.beta, "reference_free": dpo.reference_free, "length_normalized": dpo.length_normalize}
-        scorer = load_dpo_scorer(args.model, args.reference, dpo, args.precision, args.max_length or 1024, args.batch_size, args.device)
         values = scorer.score(prompts, responses)
     else:
-        combine = None
-        if args.weights is not None:
-            combine = WeightedSum(args.weights)
-        elif args.primary is not None:
-            combine = ConstrainedReward(args.primary, args.thresholds or {}, args.penalty)
-        local = load_reward_model(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
-                                  max_length=args.max_length, combine=combine, original_scale=args.original_scale)
+        local = scorer
         local.show_progress = True
         ids = local.tokenize(prompts, responses, on_too_long="none")
         missing = [i for i, seq in enumerate(ids) if seq is None]
@@ -175,14 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("score", help="score responses (or preference pairs) with a reward model")
-    p.add_argument("--model", required=True, help="reward model folder (rewardlab's or any HF sequence-classification RM)")
+    _add_scorer_flags(p)
     p.add_argument("--data", required=True, help="jsonl/json/parquet of {prompt, response}, {messages} or {prompt?, chosen, rejected}")
     p.add_argument("--output", required=True, help="scores.jsonl to write, one line per input record")
     p.add_argument("--split", default="train", help="split when --data is a datasets name")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=None, help="default: the model's training max_length")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
-    p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cpu)")
     p.add_argument("--weights", type=_json_object, default=None, metavar="JSON",
                    help='multi-objective: combine heads as a weighted sum, e.g. \'{"helpfulness": 1, "safety": 0.5}\'')
     p.add_argument("--primary", default=None, help="multi-objective: the head to maximize under --thresholds")
@@ -190,13 +293,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help='multi-objective: constraint heads and minimum rewards, e.g. \'{"safety": 0.0}\'')
     p.add_argument("--penalty", type=float, default=float("-inf"), help="reward when a constraint fails (default -inf)")
     p.add_argument("--original-scale", action="store_true", help="map regression heads back to the original score scale")
-    p.add_argument("--reference", default=None, help="DPO implicit reward: the reference model (--model is the policy)")
-    p.add_argument("--reference-free", action="store_true", help="DPO implicit reward with log pi_ref = 0")
-    p.add_argument("--beta", type=float, default=0.1, help="DPO beta (default 0.1)")
-    p.add_argument("--length-normalize", action="store_true", help="DPO: mean instead of sum of response token log-probs")
     p.add_argument("--skip-too-long", action="store_true",
                    help="write responses that cannot fit in --max-length with reward null (and say how many) instead of stopping")
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("eval", help="RewardBench-style accuracy per subset and section, with CIs and calibration")
+    _add_scorer_flags(p)
+    p.add_argument("--data", required=True, help="RewardBench layout (prompt, chosen, rejected [list for best-of-K], subset) or any pair format")
+    p.add_argument("--output-dir", required=True, help="results.json, report.md and plots go here")
+    p.add_argument("--split", default="train")
+    p.add_argument("--subset-field", default="subset", help="the field naming each record's subset (default: subset)")
+    p.add_argument("--tie-policy", choices=["half", "zero", "exclude"], default="half")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds per interval (0: none)")
+    p.add_argument("--weighting", choices=["rewardbench", "observed"], default="rewardbench",
+                   help="section weights: RewardBench's documented example counts, or this file's counts")
+    p.add_argument("--sections", type=_json_object, default=None, metavar="JSON",
+                   help='section -> subsets, e.g. \'{"Safety": ["hh-harmless"], "Chat": ["pandalm"]}\' (default: RewardBench\'s)')
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("diagnose", help="length bias, perturbation probes and distribution shift of a reward model")
+    _add_scorer_flags(p)
+    p.add_argument("--data", required=True, help="preference pairs to probe")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--split", default="train")
+    p.add_argument("--probes", default=None, help="a folder of extra probe templates (*.json), added to the built-in ones")
+    p.add_argument("--compare", default=None, help="a second set of pairs: compare the reward distributions of their chosen replies")
+    p.add_argument("--tie-policy", choices=["half", "zero", "exclude"], default="half")
+    p.set_defaults(func=_cmd_diagnose)
+
+    p = sub.add_parser("ratings", help="Bradley-Terry and Elo ratings (+ win rates) from pairwise battles")
+    p.add_argument("--battles", required=True, help="jsonl of {model_a, model_b, winner: model_a|model_b|tie, length_a?, length_b?}")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--baseline", default=None, help="report each model's win rate (and length-controlled win rate) against this one")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_ratings)
 
     p = sub.add_parser("demo", help="train, evaluate and score on the embedded default (offline)")
     p.add_argument("--output-dir", default=None, help="where to write data and the model (default: a temp folder)")

@@ -1,0 +1,1 @@
+"""Evaluation and diagnostics of any ``Scorer``: benchmark accuracy, calibration, probes, ratings."""

@@ -1,0 +1,205 @@
+"""RewardBench-style evaluation of any ``Scorer``: per-subset and per-section accuracy with CIs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ..data.readers import iter_records, pair_sides
+from ..data.records import Message
+from ..errors import DataFormatError
+from .calibration import brier_score, expected_calibration_error, fit_temperature
+from .stats import bootstrap_mean_ci
+
+__all__ = [
+    "BenchmarkItem", "EvalSettings", "REWARDBENCH_EXAMPLE_COUNTS", "REWARDBENCH_SECTIONS",
+    "evaluate_benchmark", "item_scores", "read_benchmark",
+]
+
+REWARDBENCH_SECTIONS = {
+    "Chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"],
+    "Chat Hard": ["mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
+                  "llmbar-adver-GPTOut", "llmbar-adver-manual"],
+    "Safety": ["refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond", "donotanswer"],
+    "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
+}
+"""RewardBench (Lambert et al., arXiv:2403.13787) sections and their subsets."""
+
+REWARDBENCH_EXAMPLE_COUNTS = {
+    "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28, "mt-bench-med": 40,
+    "mt-bench-hard": 37, "llmbar-natural": 100, "llmbar-adver-neighbor": 134, "llmbar-adver-GPTInst": 92,
+    "llmbar-adver-GPTOut": 47, "llmbar-adver-manual": 46, "refusals-dangerous": 100, "refusals-offensive": 100,
+    "xstest-should-refuse": 154, "xstest-should-respond": 250, "donotanswer": 136,
+    "math-prm": 984,  # 447 items, up-weighted by RewardBench so math counts as much as all code subsets
+    "hep-cpp": 164, "hep-go": 164, "hep-java": 164, "hep-js": 164, "hep-python": 164, "hep-rust": 164,
+}
+"""RewardBench's documented per-subset weights: a section score is the count-weighted mean of its
+subsets' accuracies, and the overall score the mean of the sections present."""
+
+
+@dataclass(frozen=True)
+class BenchmarkItem:
+    """One prompt with one chosen and K >= 1 rejected replies, in a named subset."""
+
+    prompt: tuple[Message, ...]
+    chosen: str
+    rejected: tuple[str, ...]
+    subset: str
+    source: str = ""
+    rejected_prompts: tuple[tuple[Message, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything an evaluation result depends on; written into the result file."""
+
+    tie_policy: Literal["half", "zero", "exclude"] = "half"
+    """A tie between the chosen and the best rejected counts 0.5, 0, or is left out."""
+    n_bootstrap: int = 1000
+    """Bootstrap rounds for every confidence interval (0 disables)."""
+    confidence: float = 0.95
+    """Confidence level of the intervals."""
+    weighting: Literal["rewardbench", "observed"] = "rewardbench"
+    """Section weights: RewardBench's documented example counts, or the counts in this file."""
+    sections: dict[str, list[str]] = field(default_factory=lambda: dict(REWARDBENCH_SECTIONS))
+    """Section -> subsets; subsets in no section are reported on their own."""
+    calibration_fraction: float = 0.5
+    """Share of pairs (seeded split) used to fit the temperature; the rest reports ECE after it."""
+    seed: int = 0
+    """Seed of the bootstrap and the calibration split."""
+
+
+def read_benchmark(source: str, split: str = "train", subset_field: str = "subset", default_subset: str = "all") -> list[BenchmarkItem]:
+    """RewardBench layout (``prompt``, ``chosen``, ``rejected`` as a string or a list for best-of-K,
+    ``subset``) or any preference-pair format rewardlab reads; records without ``subset_field``
+    go to ``default_subset``."""
+    items = []
+    for location, record in iter_records(source, split):
+        subset = record.get(subset_field, default_subset)
+        if not isinstance(subset, str):
+            raise DataFormatError(location, f"expected a string, got {type(subset).__name__}", subset_field)
+        rejected = record.get("rejected")
+        if isinstance(rejected, list) and rejected and all(isinstance(r, str) for r in rejected):
+            base = {**record, "rejected": rejected[0]}
+            (prompt, chosen), _ = pair_sides(base, location)
+            items.append(BenchmarkItem(prompt, chosen, tuple(rejected), subset, location))
+        else:
+            (prompt, chosen), (rejected_prompt, rejected_text) = pair_sides(record, location)
+            extra = (rejected_prompt,) if rejected_prompt != prompt else ()
+            items.append(BenchmarkItem(prompt, chosen, (rejected_text,), subset, location, extra))
+    if not items:
+        raise DataFormatError(source, "contains no records")
+    return items
+
+
+def item_scores(scorer: Any, items: Sequence[BenchmarkItem]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Chosen rewards ``(N,)`` and rejected rewards (one array per item), in one scoring call."""
+    prompts, responses = [], []
+    for item in items:
+        prompts.append(item.prompt)
+        responses.append(item.chosen)
+        for k, text in enumerate(item.rejected):
+            prompts.append(item.rejected_prompts[k] if k < len(item.rejected_prompts) else item.prompt)
+            responses.append(text)
+    flat = np.asarray(scorer.score(prompts, responses), dtype=float)
+    chosen, rejected, position = np.empty(len(items)), [], 0
+    for i, item in enumerate(items):
+        chosen[i] = flat[position]
+        rejected.append(flat[position + 1 : position + 1 + len(item.rejected)])
+        position += 1 + len(item.rejected)
+    return chosen, rejected
+
+
+def _correct(chosen: float, rejected: np.ndarray, tie_policy: str) -> float:
+    best = rejected.max()
+    if chosen > best:
+        return 1.0
+    if chosen < best:
+        return 0.0
+    return {"half": 0.5, "zero": 0.0, "exclude": float("nan")}[tie_policy]
+
+
+def evaluate_benchmark(scorer: Any, items: Sequence[BenchmarkItem], settings: EvalSettings = EvalSettings()) -> dict[str, Any]:
+    """Per-subset accuracy (+ bootstrap CI, ties), section and overall scores, calibration.
+
+    With one rejected reply per item this is pairwise accuracy; with several it is best-of-K
+    accuracy (RewardBench 2 style: correct when the chosen outscores every rejected reply).
+    """
+    chosen, rejected = item_scores(scorer, items)
+    correct = np.array([_correct(c, r, settings.tie_policy) for c, r in zip(chosen, rejected)])
+    ties = np.array([c == r.max() for c, r in zip(chosen, rejected)])
+    by_subset: dict[str, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        by_subset[item.subset].append(i)
+    subsets = {}
+    for name, idx in sorted(by_subset.items()):
+        values = correct[idx]
+        values = values[~np.isnan(values)]
+        lo, hi = bootstrap_mean_ci(values, settings.n_bootstrap, settings.confidence, settings.seed) if settings.n_bootstrap else (float("nan"),) * 2
+        subsets[name] = {"n": len(idx), "accuracy": float(values.mean()) if values.size else float("nan"),
+                         "ci_low": lo, "ci_high": hi, "ties": int(ties[idx].sum()),
+                         "best_of_k": int(max(len(items[i].rejected) for i in idx)) + 1}
+    sections = {}
+    for section, names in settings.sections.items():
+        present = [n for n in names if n in subsets]
+        if not present:
+            continue
+        weights = np.array([REWARDBENCH_EXAMPLE_COUNTS.get(n, subsets[n]["n"]) if settings.weighting == "rewardbench"
+                            else subsets[n]["n"] for n in present], dtype=float)
+        accs = np.array([subsets[n]["accuracy"] for n in present])
+        sections[section] = {"accuracy": float(np.sum(weights * accs) / weights.sum()), "subsets": present,
+                             "weights": weights.tolist()}
+    in_section = {n for names in settings.sections.values() for n in names}
+    result: dict[str, Any] = {
+        "settings": {**asdict(settings), "scorer": _describe(scorer)},
+        "subsets": subsets,
+        "sections": sections,
+        "overall": float(np.mean([s["accuracy"] for s in sections.values()])) if sections else float(np.nanmean(correct)),
+        "overall_rule": "mean of section scores" if sections else "mean over all items",
+        "unsectioned_subsets": sorted(set(subsets) - in_section),
+        "n_items": len(items),
+    }
+    pairwise = np.array([c - r[0] for c, r in zip(chosen, rejected) if r.size == 1])
+    if pairwise.size >= 4:
+        result["calibration"] = calibration_report(pairwise, settings)
+    return result
+
+
+def calibration_report(margins: np.ndarray, settings: EvalSettings = EvalSettings()) -> dict[str, Any]:
+    """ECE (equal width and equal mass), Brier, and temperature scaling fitted on a calibration split."""
+    rng = np.random.default_rng(settings.seed)
+    order = rng.permutation(margins.size)
+    n_fit = max(1, int(settings.calibration_fraction * margins.size))
+    fit, held = margins[order[:n_fit]], margins[order[n_fit:]]
+    temperature = fit_temperature(fit)
+    return {
+        "ece_equal_width": expected_calibration_error(held, binning="width"),
+        "ece_equal_mass": expected_calibration_error(held, binning="mass"),
+        "brier": brier_score(held),
+        "temperature": temperature,
+        "ece_equal_width_after_temperature": expected_calibration_error(held, binning="width", temperature=temperature),
+        "brier_after_temperature": brier_score(held, temperature),
+        "fit_pairs": int(fit.size), "held_out_pairs": int(held.size),
+        "margins": margins.tolist(),
+    }
+
+
+def _describe(scorer: Any) -> dict[str, Any]:
+    meta = getattr(scorer, "metadata", None)
+    out: dict[str, Any] = {"type": type(scorer).__name__}
+    if meta is not None:
+        out.update({"template": meta.template, "max_length": getattr(scorer, "max_length", meta.max_length),
+                    "pooling": meta.pooling, "base_model": meta.base_model})
+    model = getattr(scorer, "model", None)
+    if model is not None:
+        out["dtype"] = str(next(model.parameters()).dtype).replace("torch.", "")
+    settings = getattr(scorer, "settings", None)
+    if settings is not None and hasattr(settings, "beta"):
+        out["dpo"] = asdict(settings)
+    return out
+
+

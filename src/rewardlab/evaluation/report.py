@@ -1,0 +1,133 @@
+"""Write evaluation results: a JSON file with the exact settings, and a Markdown report with plots.
+
+Plots need matplotlib (``pip install 'rewardlab[plots]'``); without it the report says which
+plots were skipped and the JSON is complete anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .calibration import reliability_curve
+
+__all__ = ["write_report"]
+
+
+def _fmt(x: Any) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def _plots(results: dict[str, Any], out: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    made = []
+    calibration = results.get("benchmark", {}).get("calibration")
+    if calibration:
+        margins = np.array(calibration["margins"])
+        fig, ax = plt.subplots(figsize=(4, 4))
+        for t, label in ((1.0, "raw"), (calibration["temperature"], f"T={calibration['temperature']:.2f}")):
+            p, f, _ = reliability_curve(margins, temperature=t)
+            ax.plot(p, f, marker="o", label=label)
+        ax.plot([0, 1], [0, 1], "k--", lw=1)
+        ax.set(xlabel="predicted P(chosen > rejected)", ylabel="observed frequency", title="Reliability diagram")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "reliability.png", dpi=120)
+        plt.close(fig)
+        made.append("reliability.png")
+    length = results.get("length_bias")
+    if length:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.scatter(length["scatter"]["length"], length["scatter"]["reward"], s=6, alpha=0.5)
+        ax.set(xlabel="response length (words)", ylabel="reward", title=f"Spearman {length['spearman']:.2f}")
+        fig.tight_layout()
+        fig.savefig(out / "length_scatter.png", dpi=120)
+        plt.close(fig)
+        made.append("length_scatter.png")
+    probes = {k: v for k, v in results.get("probes", {}).items() if "fraction_perturbed_higher" in v}
+    if probes:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.bar(list(probes), [v["fraction_perturbed_higher"] for v in probes.values()])
+        ax.axhline(0.5, color="k", ls="--", lw=1)
+        ax.set(ylabel="perturbed reply wins", ylim=(0, 1), title="Perturbation probes")
+        fig.tight_layout()
+        fig.savefig(out / "probes.png", dpi=120)
+        plt.close(fig)
+        made.append("probes.png")
+    ratings = results.get("ratings")
+    if ratings:
+        rows = ratings["bradley_terry"]
+        fig, ax = plt.subplots(figsize=(5, 0.4 * len(rows) + 1))
+        y = np.arange(len(rows))[::-1]
+        r = np.array([row["rating"] for row in rows])
+        ax.errorbar(r, y, xerr=[r - [row["lower"] for row in rows], np.array([row["upper"] for row in rows]) - r], fmt="o")
+        ax.set_yticks(y, [row["name"] for row in rows])
+        ax.set(xlabel="Bradley-Terry rating (Elo scale)", title="Ratings with bootstrap intervals")
+        fig.tight_layout()
+        fig.savefig(out / "ratings.png", dpi=120)
+        plt.close(fig)
+        made.append("ratings.png")
+    return made
+
+
+def write_report(results: dict[str, Any], output_dir: str | Path, title: str = "rewardlab report") -> Path:
+    """Write ``results.json``, plots and ``report.md`` into ``output_dir``; returns the report path."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    plots = _plots(results, out)
+    lines = [f"# {title}", ""]
+    bench = results.get("benchmark")
+    if bench:
+        lines += [f"Overall: **{_fmt(bench['overall'])}** ({bench['overall_rule']}), {bench['n_items']} items, "
+                  f"tie policy `{bench['settings']['tie_policy']}`, weighting `{bench['settings']['weighting']}`.", "",
+                  "| subset | n | accuracy | 95% CI | ties | best of |", "| --- | --- | --- | --- | --- | --- |"]
+        for name, s in bench["subsets"].items():
+            lines.append(f"| {name} | {s['n']} | {_fmt(s['accuracy'])} | {_fmt(s['ci_low'])} - {_fmt(s['ci_high'])} | {s['ties']} | {s['best_of_k']} |")
+        if bench["sections"]:
+            lines += ["", "| section | accuracy | subsets |", "| --- | --- | --- |"]
+            lines += [f"| {k} | {_fmt(v['accuracy'])} | {', '.join(v['subsets'])} |" for k, v in bench["sections"].items()]
+        cal = bench.get("calibration")
+        if cal:
+            lines += ["", f"Calibration (held-out {cal['held_out_pairs']} pairs): ECE {_fmt(cal['ece_equal_width'])} "
+                      f"(equal mass {_fmt(cal['ece_equal_mass'])}), Brier {_fmt(cal['brier'])}; temperature "
+                      f"{_fmt(cal['temperature'])} fitted on {cal['fit_pairs']} pairs gives ECE "
+                      f"{_fmt(cal['ece_equal_width_after_temperature'])}, Brier {_fmt(cal['brier_after_temperature'])}."]
+    length = results.get("length_bias")
+    if length:
+        lines += ["", "## Length bias" + (" (FLAGGED)" if length["flagged"] else ""), "",
+                  f"Spearman {_fmt(length['spearman'])}, Kendall {_fmt(length['kendall'])}; accuracy {_fmt(length['accuracy'])} "
+                  f"(chosen longer {_fmt(length['accuracy_chosen_longer'])}, shorter {_fmt(length['accuracy_chosen_shorter'])}); "
+                  f"always-longer baseline {_fmt(length['always_longer_baseline'])}; length-matched accuracy "
+                  f"{_fmt(length['accuracy_length_matched'])} on {length['pairs_length_matched']} pairs; "
+                  f"length-regressed accuracy {_fmt(length['accuracy_length_regressed'])}."]
+    probes = results.get("probes")
+    if probes:
+        lines += ["", "## Probes", "", "| probe | mean change | perturbed wins | flagged |", "| --- | --- | --- | --- |"]
+        for name, p in probes.items():
+            if "mean_change" in p:
+                lines.append(f"| {name} | {_fmt(p['mean_change'])} | {_fmt(p['fraction_perturbed_higher'])} | {'yes' if p['flagged'] else 'no'} |")
+    shift = results.get("shift")
+    if shift:
+        lines += ["", "## Distribution shift", "", ", ".join(f"{k} {_fmt(v)}" for k, v in shift.items())]
+    ratings = results.get("ratings")
+    if ratings:
+        lines += ["", "## Ratings", "", "| model | BT rating | 95% CI | Elo (online) |", "| --- | --- | --- | --- |"]
+        lines += [f"| {r['name']} | {_fmt(r['rating'])} | {_fmt(r['lower'])} - {_fmt(r['upper'])} | {_fmt(ratings['elo'][r['name']])} |"
+                  for r in ratings["bradley_terry"]]
+    lines += [""] + [f"![{p}]({p})" for p in plots]
+    if not plots:
+        lines.append("(plots skipped: install matplotlib, `pip install 'rewardlab[plots]'`)")
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
