@@ -1,0 +1,114 @@
+import json
+
+import numpy as np
+import pytest
+
+from rewardlab.cli import main
+from rewardlab.data.records import Message
+from rewardlab.evaluation.benchmark import (
+    REWARDBENCH_EXAMPLE_COUNTS, BenchmarkItem, EvalSettings, evaluate_benchmark, read_benchmark,
+)
+
+from ..conftest import HH_FILE, SHARED_DATA, requires_shared, write_jsonl
+from .synthetic import FixedScorer
+
+PANDALM = SHARED_DATA / "pandalm-testset" / "testset-v1.json"
+P = (Message("user", "q"),)
+
+
+def _item(chosen, rejected, subset):
+    return BenchmarkItem(P, chosen, tuple(rejected), subset)
+
+
+def test_subset_accuracy_ties_and_rewardbench_section_weighting():
+    table = {"c1": 2.0, "r1": 1.0, "c2": 0.0, "r2": 1.0, "c3": 1.0, "r3": 1.0, "c4": 3.0, "r4": 1.0}
+    items = [_item("c1", ["r1"], "alpacaeval-easy"), _item("c2", ["r2"], "alpacaeval-easy"),
+             _item("c3", ["r3"], "mt-bench-easy"), _item("c4", ["r4"], "mt-bench-easy")]
+    result = evaluate_benchmark(FixedScorer(table), items, EvalSettings(n_bootstrap=200))
+    assert result["subsets"]["alpacaeval-easy"]["accuracy"] == 0.5
+    assert result["subsets"]["mt-bench-easy"]["accuracy"] == 0.75 and result["subsets"]["mt-bench-easy"]["ties"] == 1
+    expected_chat = (0.5 * REWARDBENCH_EXAMPLE_COUNTS["alpacaeval-easy"] + 0.75 * 28) / (100 + 28)
+    assert result["sections"]["Chat"]["accuracy"] == pytest.approx(expected_chat)
+    assert result["overall"] == pytest.approx(expected_chat)
+    observed = evaluate_benchmark(FixedScorer(table), items, EvalSettings(weighting="observed", n_bootstrap=0))
+    assert observed["sections"]["Chat"]["accuracy"] == pytest.approx(0.625)
+    excluded = evaluate_benchmark(FixedScorer(table), items, EvalSettings(tie_policy="exclude", n_bootstrap=0))
+    assert excluded["subsets"]["mt-bench-easy"]["accuracy"] == 1.0
+
+
+def test_best_of_k_needs_the_chosen_above_every_rejected():
+    table = {"c": 2.0, "a": 1.0, "b": 3.0, "d": 0.0}
+    items = [_item("c", ["a", "d"], "x"), _item("c", ["a", "b", "d"], "x")]
+    result = evaluate_benchmark(FixedScorer(table), items, EvalSettings(n_bootstrap=0, sections={}))
+    assert result["subsets"]["x"]["accuracy"] == 0.5 and result["subsets"]["x"]["best_of_k"] == 4
+    assert result["unsectioned_subsets"] == ["x"] and result["overall_rule"] == "mean over all items"
+
+
+def test_bootstrap_interval_brackets_the_accuracy_and_settings_are_recorded():
+    rng = np.random.default_rng(0)
+    table, items = {}, []
+    for i in range(200):
+        table[f"c{i}"], table[f"r{i}"] = float(rng.normal(0.5)), float(rng.normal())
+        items.append(_item(f"c{i}", [f"r{i}"], "s"))
+    result = evaluate_benchmark(FixedScorer(table), items, EvalSettings(sections={}))
+    s = result["subsets"]["s"]
+    assert s["ci_low"] < s["accuracy"] < s["ci_high"] and s["ci_high"] - s["ci_low"] < 0.2
+    assert result["settings"]["tie_policy"] == "half" and result["settings"]["scorer"]["type"] == "FixedScorer"
+    assert "calibration" in result and result["calibration"]["held_out_pairs"] == 100
+
+
+def test_reader_accepts_rewardbench_layout_and_reports_bad_subset(tmp_path):
+    path = write_jsonl(tmp_path / "rb.jsonl", [
+        {"prompt": "q", "chosen": "a", "rejected": "b", "subset": "s1"},
+        {"prompt": "q", "chosen": "a", "rejected": ["b", "c"], "subset": "s2"},
+        {"prompt": "q", "chosen": "a", "rejected": "b"},
+    ])
+    items = read_benchmark(str(path))
+    assert [i.subset for i in items] == ["s1", "s2", "all"] and items[1].rejected == ("b", "c")
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b", "subset": 3}])
+    from rewardlab.errors import DataFormatError
+
+    with pytest.raises(DataFormatError, match="bad.jsonl:1: field 'subset'"):
+        read_benchmark(str(bad))
+
+
+@requires_shared(HH_FILE)
+@requires_shared(PANDALM)
+def test_eval_on_shared_data_matches_an_independent_computation_from_score(tiny_llama_dir, tmp_path):
+    import gzip
+
+    import torch
+
+    from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
+
+    model, tok = build_reward_model(str(tiny_llama_dir))
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.hf_model.score.weight, std=1.0)
+    save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling, max_length=1024), tmp_path / "rm")
+    rows = []
+    for line in gzip.open(HH_FILE, "rt").readlines()[:60]:
+        rows.append({**json.loads(line), "subset": "hh-harmless"})
+    for record in json.loads(PANDALM.read_text())[:120]:
+        votes = [record[f"annotator{k}"] for k in (1, 2, 3)]
+        majority = max({1, 2}, key=votes.count)
+        if votes.count(majority) < 2:
+            continue  # no majority preference (ties or a split)
+        prompt = record["instruction"] + ("\n\n" + record["input"] if record["input"] else "")
+        good, bad = (record["response1"], record["response2"]) if majority == 1 else (record["response2"], record["response1"])
+        rows.append({"prompt": prompt, "chosen": good, "rejected": bad, "subset": "pandalm"})
+    data = write_jsonl(tmp_path / "bench.jsonl", rows)
+    sections = json.dumps({"Chat": ["pandalm"], "Safety": ["hh-harmless"]})
+    assert main(["eval", "--model", str(tmp_path / "rm"), "--data", str(data), "--output-dir", str(tmp_path / "ev"),
+                 "--sections", sections, "--weighting", "observed", "--bootstrap", "200"]) == 0
+    result = json.loads((tmp_path / "ev" / "results.json").read_text())["benchmark"]
+    assert main(["score", "--model", str(tmp_path / "rm"), "--data", str(data), "--output", str(tmp_path / "s.jsonl")]) == 0
+    scores = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    for subset in ("hh-harmless", "pandalm"):
+        mine = [s for s, r in zip(scores, rows) if r["subset"] == subset]
+        independent = np.mean([1.0 if s["chosen_reward"] > s["rejected_reward"] else 0.5 if s["chosen_reward"] == s["rejected_reward"] else 0.0 for s in mine])
+        assert result["subsets"][subset]["accuracy"] == pytest.approx(independent)
+        assert result["subsets"][subset]["n"] == len(mine)
+    assert result["overall"] == pytest.approx(np.mean([result["sections"][k]["accuracy"] for k in ("Chat", "Safety")]))
+    report = (tmp_path / "ev" / "report.md").read_text()
+    assert "| pandalm |" in report and "reliability.png" in report
+    assert (tmp_path / "ev" / "reliability.png").stat().st_size > 1000
