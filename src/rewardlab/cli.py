@@ -130,8 +130,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     settings = EvalSettings(args.tie_policy, args.bootstrap, weighting=args.weighting,
                             sections=args.sections or dict(REWARDBENCH_SECTIONS), seed=args.seed)
     results = {"benchmark": evaluate_benchmark(_build_scorer(args), items, settings), "data": args.data}
-    report = write_report(results, args.output_dir, title=f"rewardlab eval: {args.model}")
     bench = results["benchmark"]
+    if args.save_temperature:
+        from .models.io import update_metadata
+
+        if "calibration" not in bench or not Path(args.model).is_dir():
+            raise RewardlabError("--save-temperature needs a local reward-model folder and pairwise items to fit on")
+        update_metadata(args.model, temperature=bench["calibration"]["temperature"])
+        bench["temperature_saved_to"] = str(Path(args.model) / "rewardlab.json")
+    report = write_report(results, args.output_dir, title=f"rewardlab eval: {args.model}")
     print(json.dumps({"overall": bench["overall"], "sections": {k: v["accuracy"] for k, v in bench["sections"].items()},
                       "subsets": {k: v["accuracy"] for k, v in bench["subsets"].items()}, "report": str(report)}))
     return 0
@@ -310,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sections", type=_json_object, default=None, metavar="JSON",
                    help='section -> subsets, e.g. \'{"Safety": ["hh-harmless"], "Chat": ["pandalm"]}\' (default: RewardBench\'s)')
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-temperature", action="store_true", help="write the fitted calibration temperature into the model's rewardlab.json")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("diagnose", help="length bias, perturbation probes and distribution shift of a reward model")

@@ -99,7 +99,7 @@ def test_eval_on_shared_data_matches_an_independent_computation_from_score(tiny_
     data = write_jsonl(tmp_path / "bench.jsonl", rows)
     sections = json.dumps({"Chat": ["pandalm"], "Safety": ["hh-harmless"]})
     assert main(["eval", "--model", str(tmp_path / "rm"), "--data", str(data), "--output-dir", str(tmp_path / "ev"),
-                 "--sections", sections, "--weighting", "observed", "--bootstrap", "200"]) == 0
+                 "--sections", sections, "--weighting", "observed", "--bootstrap", "200", "--save-temperature"]) == 0
     result = json.loads((tmp_path / "ev" / "results.json").read_text())["benchmark"]
     assert main(["score", "--model", str(tmp_path / "rm"), "--data", str(data), "--output", str(tmp_path / "s.jsonl")]) == 0
     scores = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
@@ -112,3 +112,5 @@ def test_eval_on_shared_data_matches_an_independent_computation_from_score(tiny_
     report = (tmp_path / "ev" / "report.md").read_text()
     assert "| pandalm |" in report and "reliability.png" in report
     assert (tmp_path / "ev" / "reliability.png").stat().st_size > 1000
+    saved = json.loads((tmp_path / "rm" / "rewardlab.json").read_text())["temperature"]
+    assert saved == pytest.approx(result["calibration"]["temperature"])

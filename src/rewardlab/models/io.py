@@ -12,7 +12,7 @@ import importlib.util
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +30,7 @@ __all__ = [
     "load_pretrained",
     "resolve_model_source",
     "save_pretrained",
+    "update_metadata",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class RewardModelMetadata:
     """Names of the reward heads (also the HF config's ``id2label``)."""
     target_normalization: dict | None = None
     """Regression target statistics (``TargetNormalizer.to_json()``), to map scores back to the original scale."""
+    temperature: float | None = None
+    """Calibration temperature fitted by ``rewardlab eval --save-temperature``: P(a > b) = sigmoid((r_a - r_b) / T)."""
     base_model: str = ""
     """The backbone the model was trained from."""
     written_by: str = "rewardlab"
@@ -159,6 +162,17 @@ def save_pretrained(model: RewardModel, tokenizer: Any, metadata: RewardModelMet
     model.hf_model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
     (directory / METADATA_FILE).write_text(metadata.to_json())
+
+
+def update_metadata(directory: str | os.PathLike, **changes: Any) -> RewardModelMetadata:
+    """Rewrite ``rewardlab.json`` in ``directory`` with ``changes`` (written atomically)."""
+    path = Path(directory) / METADATA_FILE
+    current = RewardModelMetadata.from_file(path) if path.is_file() else RewardModelMetadata(written_by="inferred")
+    updated = replace(current, **changes)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(updated.to_json())
+    tmp.replace(path)
+    return updated
 
 
 def load_pretrained(
