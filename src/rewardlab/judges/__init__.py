@@ -1,0 +1,1 @@
+"""LLM-as-judge: templates, injected clients, pure parsing, bias controls, caching, agreement."""
