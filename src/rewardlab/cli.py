@@ -5,6 +5,8 @@
 * ``rewardlab eval``   -> :func:`rewardlab.evaluation.benchmark.evaluate_benchmark` + report
 * ``rewardlab diagnose`` -> length bias, probes, shift (:mod:`rewardlab.evaluation.diagnostics`)
 * ``rewardlab ratings`` -> :func:`rewardlab.evaluation.ratings.bradley_terry_ratings`, Elo, win rates
+* ``rewardlab judge``  -> :class:`rewardlab.judges.judge.PairwiseJudge` over a cached client
+* ``rewardlab judge-agreement`` -> :func:`rewardlab.judges.agreement.agreement_summary`
 * ``rewardlab demo``   -> :func:`rewardlab.run_demo`
 
 Errors from bad input print one line naming the file, line and field, and exit with status 2.
