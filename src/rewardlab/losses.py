@@ -13,6 +13,8 @@ __all__ = [
     "davidson_tie_loss",
     "dpo_implicit_reward",
     "dpo_loss",
+    "step_bce_loss",
+    "step_cross_entropy_loss",
     "plackett_luce_loss",
     "regression_loss",
     "reward_centering_penalty",
@@ -161,3 +163,27 @@ def dpo_loss(
         dpo_implicit_reward(policy_chosen_logps, reference_chosen_logps, beta),
         dpo_implicit_reward(policy_rejected_logps, reference_rejected_logps, beta),
     )
+
+
+def step_bce_loss(step_logits: torch.Tensor, step_targets: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy per solution, averaged over its labelled steps; targets may be soft.
+
+    Hard labels (0/1) or soft ones (Math-Shepherd's fraction of correct completions, arXiv:2312.08935);
+    unlabelled steps have ``step_mask == 0``. Shapes: ``(N, S)`` x 3 -> ``(N,)``.
+
+    >>> round(step_bce_loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.3]]), torch.tensor([[1, 0]])).item(), 4)
+    0.6931
+    """
+    per = F.binary_cross_entropy_with_logits(step_logits, step_targets.to(step_logits.dtype), reduction="none")
+    mask = step_mask.to(per.dtype)
+    return (per * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+def step_cross_entropy_loss(step_logits: torch.Tensor, step_classes: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
+    """3-class (-1 / 0 / +1 as classes 0 / 1 / 2) cross-entropy per solution over labelled steps.
+
+    Shapes: ``(N, S, 3)``, ``(N, S)`` long, ``(N, S)`` -> ``(N,)``.
+    """
+    per = F.cross_entropy(step_logits.transpose(1, 2), step_classes.clamp(min=0), reduction="none")
+    mask = step_mask.to(per.dtype)
+    return (per * mask).sum(-1) / mask.sum(-1).clamp(min=1)

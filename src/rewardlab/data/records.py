@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Message", "PreferencePair", "RankedResponses", "Role", "ScoredResponse"]
+__all__ = ["Message", "PreferencePair", "RankedResponses", "Role", "ScoredResponse", "StepLabeledSolution"]
 
 Role = Literal["system", "user", "assistant"]
 
@@ -80,3 +80,22 @@ class RankedResponses:
     responses: tuple[str, ...]
     ranks: tuple[int, ...]
     source: str = ""
+
+
+@dataclass(frozen=True)
+class StepLabeledSolution:
+    """A solution split into reasoning steps, with one label per step (None = unlabelled, masked).
+
+    Labels are hard (0/1), soft (a float in [0, 1], e.g. Math-Shepherd's fraction of correct
+    completions) or 3-class (-1 bad / 0 neutral / +1 good, as PRM800K).
+
+    >>> s = StepLabeledSolution((Message("user", "1+1*2?"),), ("1*2 = 2", "1+2 = 3"), (1.0, 1.0))
+    >>> len(s.steps) == len(s.step_labels)
+    True
+    """
+
+    prompt: tuple[Message, ...]
+    steps: tuple[str, ...]
+    step_labels: tuple[float | None, ...]
+    source: str = ""
+    answer: str | None = None

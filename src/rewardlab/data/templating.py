@@ -22,7 +22,7 @@ from typing import Any, Union
 from ..errors import ConfigError, DataFormatError
 from .records import Message
 
-__all__ = ["Prompt", "as_messages", "render", "tokenize_conversation", "tokenize_with_boundary"]
+__all__ = ["Prompt", "as_messages", "render", "tokenize_conversation", "tokenize_steps", "tokenize_with_boundary"]
 
 Prompt = Union[str, Sequence[Message], Sequence[Mapping[str, str]]]
 _PLAIN_ROLES = {"system": "System", "user": "Human", "assistant": "Assistant"}
@@ -100,3 +100,43 @@ def tokenize_with_boundary(
     if excess > prompt_end - lead:
         return None
     return ids[:lead] + ids[lead + excess :], prompt_end - excess
+
+
+def tokenize_steps(
+    tokenizer: Any, prompt: Sequence[Message], steps: Sequence[str], max_length: int, separator: str = "\n"
+) -> tuple[list[int], list[int]] | None:
+    """Token ids of a step-by-step solution and, per step, the index of its last token.
+
+    The steps are joined with ``separator`` into the assistant reply; step k's score is read at
+    the last token that starts inside step k's text. Prompts are cut from the left as in
+    :func:`tokenize_conversation`; ``None`` when the solution alone cannot fit.
+    """
+    response = separator.join(steps)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer; offsets are required")
+    text, boundary = render(tokenizer, prompt, response)
+    start = text.find(response, boundary) if response else boundary
+    ends, cursor = [], start
+    for step in steps:
+        cursor += len(step)
+        ends.append(cursor)
+        cursor += len(separator)
+    templated = bool(getattr(tokenizer, "chat_template", None))
+    enc = tokenizer(text, add_special_tokens=not templated, return_offsets_mapping=True, truncation=False)
+    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    positions = []
+    for end in ends:
+        inside = [i for i, (a, b) in enumerate(offsets) if (a, b) != (0, 0) and a < end]
+        positions.append(inside[-1] if inside else 0)
+    lead = 0
+    while lead < len(ids) and offsets[lead] == (0, 0):
+        lead += 1
+    prompt_end = lead
+    while prompt_end < len(ids) and offsets[prompt_end][0] < boundary and offsets[prompt_end] != (0, 0):
+        prompt_end += 1
+    excess = len(ids) - max_length
+    if excess <= 0:
+        return ids, positions
+    if excess > prompt_end - lead:
+        return None
+    return ids[:lead] + ids[lead + excess :], [p - excess for p in positions]

@@ -68,6 +68,8 @@ class RewardModelMetadata:
     """Names of the reward heads (also the HF config's ``id2label``)."""
     target_normalization: dict | None = None
     """Regression target statistics (``TargetNormalizer.to_json()``), to map scores back to the original scale."""
+    step_separator: str | None = None
+    """Process reward models: the text joining steps; each step is scored at its last token."""
     temperature: float | None = None
     """Calibration temperature fitted by ``rewardlab eval --save-temperature``: P(a > b) = sigmoid((r_a - r_b) / T)."""
     base_model: str = ""

@@ -21,7 +21,7 @@ class TrainConfig:
     """Training records: a .jsonl/.json/.parquet file (optionally .gz) or a ``datasets`` name."""
     output_dir: str
     """Where the final model, checkpoints, metrics.jsonl and the resolved config go."""
-    objective: Literal["bradley_terry", "davidson", "regression", "plackett_luce", "hybrid"] = "bradley_terry"
+    objective: Literal["bradley_terry", "davidson", "regression", "plackett_luce", "hybrid", "prm", "prm_3class"] = "bradley_terry"
     """Training objective (docs/objectives.md): pairs, pairs with ties, scores, rankings, or scores + derived pairs."""
     heads: str | None = None
     """Comma-separated names of the reward heads (multi-objective when more than one); also the score fields to read."""
@@ -85,6 +85,10 @@ class TrainConfig:
     """Hybrid: how pairs are derived from scores within a prompt."""
     min_score_gap: float = 0.0
     """Hybrid: derive a pair only when the scores differ by more than this (normalized units)."""
+    step_separator: str = "\n"
+    """PRM: the text joining steps in the reply; a step's score is read at its last token."""
+    prm_neutral: Literal["positive", "negative", "ignore"] = "positive"
+    """PRM (binary head): how a neutral (0) label of -1/0/+1 data counts."""
     eval_every: int = 100
     """Evaluate every N optimizer steps (and at the end)."""
     save_every: int = 100

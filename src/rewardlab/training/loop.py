@@ -134,7 +134,10 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     objective = make_objective(config)
     train_raw, eval_raw, report = load_train_eval_records(config, objective)  # before the model: bad data fails fast
     objective = objective.fit(train_raw)  # e.g. target normalization statistics, from training data only
-    model, tokenizer = build_reward_model(config.model, trust_remote_code=config.trust_remote_code, heads=objective.heads)
+    if hasattr(objective, "build_model"):  # e.g. a process reward model: per-token head
+        model, tokenizer = objective.build_model(config.model, config.trust_remote_code)
+    else:
+        model, tokenizer = build_reward_model(config.model, trust_remote_code=config.trust_remote_code, heads=objective.heads)
     train_examples = objective.tokenize(train_raw, tokenizer, config.max_length, report)
     eval_examples = objective.tokenize(eval_raw, tokenizer, config.max_length, report)
     kind = objective.record_kind
@@ -180,6 +183,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         pooling=model.pooling, max_length=config.max_length,
         template="chat_template" if getattr(tokenizer, "chat_template", None) else "plain", base_model=config.model,
         objective=config.objective, heads=list(objective.heads),
+        step_separator=getattr(objective, "separator", None),
         target_normalization=normalizer.to_json() if normalizer is not None and normalizer.mode != "none" else None,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
