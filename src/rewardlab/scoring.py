@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Sequence
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,10 @@ from .errors import ConfigError, SequenceTooLongError
 from .models.io import Precision, RewardModelMetadata, load_pretrained
 from .models.reward_model import RewardModel
 
-__all__ = ["ConstrainedReward", "LocalScorer", "Scorer", "WeightedSum", "load_reward_model"]
+__all__ = [
+    "ConstrainedReward", "LocalScorer", "ProcessScorer", "Scorer", "WeightedSum", "load_process_reward_model",
+    "load_reward_model",
+]
 
 
 @runtime_checkable
@@ -211,3 +215,68 @@ def load_reward_model(
         model, tokenizer, max_length=max_length or metadata.max_length, batch_size=batch_size,
         device=device, metadata=metadata, normalize=normalize, combine=combine, original_scale=original_scale,
     )
+
+
+class ProcessScorer:
+    """A process reward model in this process: step probabilities, and a :class:`Scorer` through aggregation.
+
+    ``score(prompts, responses)`` splits each response into steps on the model's separator and
+    aggregates the step probabilities (``min`` by default; see :mod:`rewardlab.search.aggregation`).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, metadata: RewardModelMetadata, aggregation: str = "min",
+                 batch_size: int = 16, device: str | None = None):
+        self.model, self.tokenizer, self.metadata = model.eval(), tokenizer, metadata
+        self.separator = metadata.step_separator or "\n"
+        self.aggregation, self.batch_size = aggregation, batch_size
+        self.device = torch.device(device) if device else next(model.parameters()).device
+        self.model.to(self.device)
+
+    @torch.inference_mode()
+    def score_steps(self, prompts: Sequence[Prompt], steps: Sequence[Sequence[str]]) -> list[list[float]]:
+        """P(step is good) for every step of every solution, in input order."""
+        from .data.templating import tokenize_steps
+        from .models.process_reward_model import gather_step_scores
+
+        encoded = [tokenize_steps(self.tokenizer, as_messages(p), s, self.metadata.max_length, self.separator)
+                   for p, s in zip(prompts, steps)]
+        too_long = [i for i, e in enumerate(encoded) if e is None]
+        if too_long:
+            raise SequenceTooLongError(f"solutions {too_long[:10]} do not fit in max_length={self.metadata.max_length}")
+        out: list[list[float]] = [[] for _ in encoded]
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))  # type: ignore[index]
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            ids, mask = pad_sequences([encoded[i][0] for i in idx], self.tokenizer.pad_token_id)  # type: ignore[index]
+            width = max(len(encoded[i][1]) for i in idx)  # type: ignore[index]
+            positions = torch.full((len(idx), width), -1, dtype=torch.long)
+            for row, i in enumerate(idx):
+                positions[row, : len(encoded[i][1])] = torch.tensor(encoded[i][1])  # type: ignore[index]
+            logits = gather_step_scores(self.model(ids.to(self.device), mask.to(self.device)).float(), positions)
+            probs = torch.softmax(logits, -1)[..., 2] if logits.dim() == 3 else torch.sigmoid(logits)
+            for row, i in enumerate(idx):
+                out[i] = probs[row, : len(encoded[i][1])].cpu().tolist()  # type: ignore[index]
+        return out
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
+        from .search.aggregation import aggregate
+
+        steps = [[s for s in r.split(self.separator) if s.strip()] or [r] for r in responses]
+        return [aggregate(p, self.aggregation) for p in self.score_steps(prompts, steps)]  # type: ignore[arg-type]
+
+
+def load_process_reward_model(path: str | os.PathLike, aggregation: str = "min", batch_size: int = 16,
+                              device: str | None = None) -> ProcessScorer:
+    """Load a PRM folder written by ``rewardlab train --objective prm`` (or any token-classification PRM)."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from .models.io import METADATA_FILE
+    from .models.process_reward_model import ProcessRewardModel
+
+    folder = Path(path)
+    meta_path = folder / METADATA_FILE
+    metadata = RewardModelMetadata.from_file(meta_path) if meta_path.is_file() else RewardModelMetadata(
+        pooling="last_token", written_by="inferred", objective="prm", step_separator="\n")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = ProcessRewardModel(AutoModelForTokenClassification.from_pretrained(folder))
+    return ProcessScorer(model, tokenizer, metadata, aggregation, batch_size, device)

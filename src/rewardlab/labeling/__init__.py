@@ -1,0 +1,1 @@
+"""Automatic process labels: Math-Shepherd Monte-Carlo estimation, answer checkers, generators."""

@@ -1,0 +1,115 @@
+"""Math-Shepherd automatic step labels (Wang et al., arXiv:2312.08935), resumable.
+
+For each step prefix ``s_1..s_k`` of a solution, sample N completions with a generator, check
+each completion's final answer against the gold answer, and label step k with
+hard estimation ``HE = 1 if any completion is correct`` and soft estimation ``SE = fraction
+correct``. Results are appended to a JSON Lines file as they are computed; a re-run skips the
+(solution, step) keys already there, so an interrupted run loses at most the step in flight.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..data.readers import iter_records
+from ..data.records import Message, StepLabeledSolution
+from ..errors import DataFormatError
+from .checkers import Checker
+from .generators import Generator
+
+__all__ = ["SolutionToLabel", "assemble_labels", "label_solutions", "read_solutions_to_label"]
+
+
+@dataclass(frozen=True)
+class SolutionToLabel:
+    key: str
+    prompt: tuple[Message, ...]
+    steps: tuple[str, ...]
+    gold: str
+
+
+def read_solutions_to_label(source: str, limit: int | None = None) -> list[SolutionToLabel]:
+    """GSM8K (``question``, ``answer`` with steps on lines and ``#### n``), GSM8K example model
+    solutions (``question``, ``ground_truth``, ``*.solution`` objects: every solution becomes one
+    item), or rewardlab's (``prompt``, ``steps``, ``answer``)."""
+    items: list[SolutionToLabel] = []
+    for location, record in iter_records(source):
+        if limit is not None and len(items) >= limit:
+            break
+        if "question" in record and isinstance(record.get("answer"), str) and "####" in record["answer"]:
+            lines = [ln.strip() for ln in record["answer"].split("\n") if ln.strip()]
+            steps = [ln for ln in lines if not ln.startswith("####")]
+            items.append(SolutionToLabel(location, (Message("user", record["question"]),), tuple(steps), lines[-1]))
+        elif "question" in record and "ground_truth" in record:
+            gold = record["ground_truth"].strip().split("\n")[-1]
+            for name, value in record.items():
+                if isinstance(value, dict) and "solution" in value:
+                    steps = [ln.strip() for ln in value["solution"].split("\n") if ln.strip()]
+                    items.append(SolutionToLabel(f"{location}/{name}", (Message("user", record["question"]),), tuple(steps), gold))
+        elif "steps" in record and "answer" in record:
+            prompt = record.get("prompt", "")
+            items.append(SolutionToLabel(location, (Message("user", prompt),), tuple(record["steps"]), str(record["answer"])))
+        else:
+            raise DataFormatError(location, "expected GSM8K (question, answer with ####), GSM8K example solutions "
+                                  "(question, ground_truth) or (prompt, steps, answer)")
+    return items
+
+
+def _done(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    keys = set()
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            keys.add(json.loads(line)["key"])
+        except (json.JSONDecodeError, KeyError):
+            # a line cut off by a crash mid-write: that step is simply redone
+            if lineno != len(path.read_text().splitlines()):
+                raise DataFormatError(f"{path}:{lineno}", "malformed result line in the middle of the file") from None
+    return keys
+
+
+def label_solutions(
+    solutions: Sequence[SolutionToLabel], generator: Generator, checker: Checker, output: str | Path, n: int = 8,
+    max_new_tokens: int = 256, show_progress: bool = True,
+) -> dict[str, int]:
+    """Label every step of every solution, appending one JSON line per step to ``output``.
+
+    Returns counts: steps labelled now, skipped (already in ``output``), generator calls.
+    """
+    from tqdm.auto import tqdm
+
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = _done(path)
+    todo = [(s, k) for s in solutions for k in range(len(s.steps)) if f"{s.key}#{k}" not in done]
+    stats = {"labelled": 0, "skipped": sum(len(s.steps) for s in solutions) - len(todo), "generator_calls": 0}
+    with path.open("a") as handle:
+        for solution, k in tqdm(todo, desc="Math-Shepherd labels", disable=not show_progress):
+            prefix = "\n".join(solution.steps[: k + 1]) + "\n"
+            completions = generator.continue_solution(solution.prompt, prefix, n, max_new_tokens)
+            stats["generator_calls"] += 1
+            correct = [bool(checker(prefix + c, solution.gold)) for c in completions]
+            record = {"key": f"{solution.key}#{k}", "solution": solution.key, "step": k, "n": len(correct),
+                      "correct": sum(correct), "hard": float(any(correct)), "soft": sum(correct) / len(correct)}
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            stats["labelled"] += 1
+    return stats
+
+
+def assemble_labels(solutions: Sequence[SolutionToLabel], output: str | Path, kind: Literal["hard", "soft"] = "soft") -> list[StepLabeledSolution]:
+    """Step-labelled solutions from a (possibly partial) label file; unlabelled steps are None."""
+    labels: dict[str, dict[int, float]] = {}
+    for line in Path(output).read_text().splitlines():
+        try:
+            r: dict[str, Any] = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the torn last line of an interrupted run
+        labels.setdefault(r["solution"], {})[r["step"]] = float(r[kind])
+    return [StepLabeledSolution(s.prompt, s.steps, tuple(labels.get(s.key, {}).get(k) for k in range(len(s.steps))), s.key, s.gold)
+            for s in solutions]
