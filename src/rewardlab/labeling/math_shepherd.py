@@ -60,8 +60,12 @@ def read_solutions_to_label(source: str, limit: int | None = None) -> list[Solut
 
 
 def _done(path: Path) -> set[str]:
+    """Keys already labelled; a last line torn by a crash mid-write is cut off (that step is redone)."""
     if not path.exists():
         return set()
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        path.write_text(text[: text.rfind("\n") + 1])
     keys = set()
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         try:

@@ -1,0 +1,80 @@
+import json
+
+import pytest
+
+from rewardlab.cli import main
+from rewardlab.data.records import Message
+from rewardlab.labeling.checkers import boxed_answer, gsm8k_answer, make_checker, normalize_math
+from rewardlab.labeling.generators import Generator
+from rewardlab.labeling.math_shepherd import SolutionToLabel, assemble_labels, label_solutions
+
+
+class ScriptedGenerator:
+    """Deterministic: after a prefix containing 'bad', 1 of 4 completions is right; else 3 of 4; never after 'dead'."""
+
+    def __init__(self, fail_after=None):
+        self.calls, self.fail_after = 0, fail_after
+
+    def continue_solution(self, prompt, prefix, n, max_new_tokens=256, stop=None):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        right = 0 if "dead" in prefix else 1 if "bad" in prefix else 3
+        return ["#### 10"] * right + ["#### 7"] * (n - right)
+
+
+SOLUTION = SolutionToLabel("s1", (Message("user", "q"),), ("good step", "bad step", "dead step"), "#### 10")
+
+
+def test_hard_and_soft_estimation_are_exact(tmp_path):
+    generator = ScriptedGenerator()
+    assert isinstance(generator, Generator)
+    stats = label_solutions([SOLUTION], generator, make_checker("gsm8k"), tmp_path / "l.jsonl", n=4, show_progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "l.jsonl").read_text().splitlines()]
+    assert [(r["hard"], r["soft"]) for r in rows] == [(1.0, 0.75), (1.0, 0.25), (0.0, 0.0)]
+    assert stats == {"labelled": 3, "skipped": 0, "generator_calls": 3}
+    soft = assemble_labels([SOLUTION], tmp_path / "l.jsonl", "soft")[0]
+    assert soft.step_labels == (0.75, 0.25, 0.0) and isinstance(soft.step_labels[0], float)
+    assert assemble_labels([SOLUTION], tmp_path / "l.jsonl", "hard")[0].step_labels == (1.0, 1.0, 0.0)
+
+
+def test_an_interrupted_run_resumes_without_redoing_finished_steps(tmp_path):
+    out = tmp_path / "l.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        label_solutions([SOLUTION], ScriptedGenerator(fail_after=2), make_checker("gsm8k"), out, n=4, show_progress=False)
+    assert len(out.read_text().splitlines()) == 2
+    out.write_text(out.read_text() + '{"key": "s1#2", "sol')  # a line torn by a crash mid-write
+    again = ScriptedGenerator()
+    stats = label_solutions([SOLUTION], again, make_checker("gsm8k"), out, n=4, show_progress=False)
+    assert again.calls == 1 and stats["skipped"] == 2 and stats["labelled"] == 1
+    assert assemble_labels([SOLUTION], out, "soft")[0].step_labels == (0.75, 0.25, 0.0)
+
+
+def test_checkers():
+    gsm = make_checker("gsm8k")
+    assert gsm("so it is 1,000\n#### 1,000", "#### 1000") and not gsm("#### 999", "#### 1000") and not gsm("no number", "5")
+    assert gsm("A: 18", "A: 18.0")
+    boxed = make_checker("boxed")
+    assert boxed("thus \\boxed{\\dfrac{1}{2}}", "\\frac{1}{2}") and not boxed("no box", "1")
+    assert boxed_answer("\\boxed{x^{2}}") == "x^{2}" and normalize_math("$3.50$") == "3.5"
+    assert make_checker("exact")("Paris ", "paris") and gsm8k_answer("") is None
+    with pytest.raises(ValueError, match="checker must be"):
+        make_checker("fuzzy")
+
+
+@pytest.mark.slow
+def test_label_steps_cli_with_the_local_smollm2_generator(tmp_path):
+    from ..conftest import SHARED_DATA
+
+    gsm = SHARED_DATA / "gsm8k" / "test.jsonl"
+    if not gsm.exists():
+        pytest.skip(f"needs {gsm}")
+    args = ["label-steps", "--data", str(gsm), "--limit", "1", "--n", "2", "--max-new-tokens", "24",
+            "--output", str(tmp_path / "ms.jsonl"), "--steps-output", str(tmp_path / "steps.jsonl")]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in (tmp_path / "ms.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(0.0 <= r["soft"] <= 1.0 and r["n"] == 2 for r in rows)  # Janet's ducks: 2 steps
+    assert main(args) == 0  # resumed: nothing left to do
+    assert len((tmp_path / "ms.jsonl").read_text().splitlines()) == 2
+    steps = json.loads((tmp_path / "steps.jsonl").read_text().splitlines()[0])
+    assert len(steps["step_labels"]) == 2
