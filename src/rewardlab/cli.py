@@ -232,9 +232,11 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     judge = PairwiseJudge(cached, args.template, args.rubric or "", both_orders=not args.single_order,
                           on_disagreement=args.on_disagreement, max_tokens=args.max_tokens,
                           use_logprobs=args.logprobs, concurrency=args.concurrency)
+    from tqdm.auto import tqdm
+
     results, stopped = [], None
     try:
-        for start in range(0, len(items), args.chunk):  # chunks: a budget stop keeps finished chunks
+        for start in tqdm(range(0, len(items), args.chunk), desc="judging (chunks)"):  # a budget stop keeps finished chunks
             chunk = items[start : start + args.chunk]
             results += judge.judge([i.prompt for i in chunk], [i.response_a for i in chunk], [i.response_b for i in chunk])
     except BudgetExceeded as err:
