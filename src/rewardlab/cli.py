@@ -227,8 +227,12 @@ def _cmd_judge(args: argparse.Namespace) -> int:
             raise RewardlabError("--backend openai needs --base-url (e.g. http://localhost:8000/v1)")
         client = OpenAIChatClient(args.base_url, args.model, args.api_key_env, timeout=args.timeout, max_retries=args.max_retries)
     else:
-        client = LocalHFClient(args.model)
-    cached = CachedClient(client, args.cache or out / "judge_cache.sqlite", args.max_calls)
+        client = LocalHFClient(args.model, answer_prefix="Verdict: [[" if args.force_verdict else "")
+    if args.force_verdict and args.backend != "local":
+        raise RewardlabError("--force-verdict works with --backend local (it writes the start of the model's answer)")
+    # the cache key must change with the answer prefix: it is part of what the model is asked
+    cached = CachedClient(client, args.cache or out / ("judge_cache_forced.sqlite" if args.force_verdict else "judge_cache.sqlite"),
+                          args.max_calls)
     judge = PairwiseJudge(cached, args.template, args.rubric or "", both_orders=not args.single_order,
                           on_disagreement=args.on_disagreement, max_tokens=args.max_tokens,
                           use_logprobs=args.logprobs, concurrency=args.concurrency)
@@ -573,6 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--single-order", action="store_true", help="judge in the given order only (default: both orders)")
     p.add_argument("--on-disagreement", choices=["tie", "average"], default="tie")
     p.add_argument("--logprobs", action="store_true", help="ask for token log-probabilities (probability-weighted verdicts)")
+    p.add_argument("--force-verdict", action="store_true",
+                   help="local backend: start the answer with 'Verdict: [[' so weak models emit a parseable verdict (no reasoning)")
     p.add_argument("--cache", default=None, help="SQLite cache file (default: OUTPUT_DIR/judge_cache.sqlite)")
     p.add_argument("--max-calls", type=int, default=None, help="stop cleanly after this many backend calls (cache hits are free)")
     p.add_argument("--limit", type=int, default=None, help="judge only the first N pairs")

@@ -171,3 +171,16 @@ def test_shipped_judge_files_agreement_with_pandalm_humans(tmp_path):
     assert gpt["judge_unparsed"] == 25 and panda["judge_unparsed"] == 0  # "garbage" replies are None, not a vote
     assert 0.6 < panda["judge_human_agreement"] < gpt["judge_human_agreement"] < 0.8
     assert gpt["human_human_agreement"] == pytest.approx(0.92, abs=0.01)
+
+
+@pytest.mark.slow
+@requires_shared(PANDALM / "testset-v1.json")
+def test_local_smollm2_judge_end_to_end_both_orders_cached(tmp_path):
+    args = ["judge", "--data", str(PANDALM / "testset-v1.json"), "--limit", "2", "--backend", "local", "--model", "builtin:smollm2",
+            "--output-dir", str(tmp_path / "smol"), "--max-tokens", "3", "--force-verdict", "--logprobs", "--concurrency", "1"]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "smol" / "summary.json").read_text())
+    assert summary["backend_calls"] == 4 and summary["parse_failures"] == 0  # 2 pairs x 2 orders, forced verdicts parse
+    assert 0.0 <= summary["flip_rate"] <= 1.0 and "agreement" in summary
+    assert main(args) == 0
+    assert json.loads((tmp_path / "smol" / "summary.json").read_text())["backend_calls"] == 0

@@ -110,9 +110,15 @@ class OpenAIChatClient:
 
 
 class LocalHFClient:
-    """A local causal LM (e.g. ``builtin:smollm2``) through its chat template; greedy at temperature 0."""
+    """A local causal LM (e.g. ``builtin:smollm2``) through its chat template; greedy at temperature 0.
 
-    def __init__(self, model: str, device: str | None = None, max_input_tokens: int = 2048):
+    ``answer_prefix`` (e.g. ``"Verdict: [["``) is written at the start of the assistant turn and
+    returned as part of the text: weak local models then emit a parseable verdict directly (the
+    reasoning is skipped), and with ``logprobs`` the verdict token's alternatives give
+    probabilities.
+    """
+
+    def __init__(self, model: str, device: str | None = None, max_input_tokens: int = 2048, answer_prefix: str = ""):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from ..models.io import resolve_model_source
@@ -124,6 +130,7 @@ class LocalHFClient:
         if device:
             self.lm.to(device)
         self.max_input_tokens = max_input_tokens
+        self.answer_prefix = answer_prefix
         self.calls = 0
 
     def complete(self, messages: Sequence[dict[str, str]], temperature: float = 0.0, max_tokens: int = 512,
@@ -131,8 +138,8 @@ class LocalHFClient:
         import torch
 
         self.calls += 1
-        ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, return_tensors="pt",
-                                                 return_dict=True)
+        head = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        ids = self.tokenizer(head + self.answer_prefix, return_tensors="pt", add_special_tokens=False)
         input_ids = ids["input_ids"][:, -self.max_input_tokens :].to(self.lm.device)
         sample = temperature > 0
         with torch.inference_mode():
@@ -141,13 +148,13 @@ class LocalHFClient:
                                    output_scores=logprobs, return_dict_in_generate=True,
                                    pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
         new = out.sequences[0, input_ids.shape[1] :]
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        text = self.answer_prefix + self.tokenizer.decode(new, skip_special_tokens=True)
         tokens, alternatives = (), ()
         if logprobs:
-            tokens = tuple(self.tokenizer.decode([t]) for t in new)
+            tokens = (self.answer_prefix,) * bool(self.answer_prefix) + tuple(self.tokenizer.decode([t]) for t in new)
             alts = []
             for scores in out.scores:
                 top = torch.log_softmax(scores[0].float(), -1).topk(5)
                 alts.append({self.tokenizer.decode([int(i)]): float(v) for v, i in zip(top.values, top.indices)})
-            alternatives = tuple(alts)
+            alternatives = ({},) * bool(self.answer_prefix) + tuple(alts)
         return Completion(text, self.model, tokens, alternatives)
