@@ -78,28 +78,40 @@ def tokenize_conversation(
     return None if split is None else split[0]
 
 
-def tokenize_with_boundary(
-    tokenizer: Any, prompt: Sequence[Message], response: str, max_length: int
-) -> tuple[list[int], int] | None:
-    """Like :func:`tokenize_conversation`, plus the index of the first response token."""
+def _encode(tokenizer: Any, prompt: Sequence[Message], response: str) -> tuple[str, int, list[int], list[tuple[int, int]]]:
+    """Render and tokenize with offsets: ``(text, prompt_chars, ids, offsets)``."""
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer; offsets are required")
     text, boundary = render(tokenizer, prompt, response)
     templated = bool(getattr(tokenizer, "chat_template", None))
     enc = tokenizer(text, add_special_tokens=not templated, return_offsets_mapping=True, truncation=False)
-    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+    return text, boundary, list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+
+def _cut_prompt(ids: list[int], offsets: list[tuple[int, int]], boundary: int, max_length: int) -> tuple[list[int], int, int] | None:
+    """Drop prompt tokens from the left (after leading special tokens) until ``max_length`` fits.
+
+    Returns ``(ids, first_response_token, tokens_dropped)``, or None when the response alone is too long.
+    """
     lead = 0
-    while lead < len(ids) and tuple(offsets[lead]) == (0, 0):
+    while lead < len(ids) and offsets[lead] == (0, 0):
         lead += 1
     prompt_end = lead
-    while prompt_end < len(ids) and offsets[prompt_end][0] < boundary and tuple(offsets[prompt_end]) != (0, 0):
+    while prompt_end < len(ids) and offsets[prompt_end][0] < boundary and offsets[prompt_end] != (0, 0):
         prompt_end += 1
-    excess = len(ids) - max_length
-    if excess <= 0:
-        return ids, prompt_end
+    excess = max(0, len(ids) - max_length)
     if excess > prompt_end - lead:
         return None
-    return ids[:lead] + ids[lead + excess :], prompt_end - excess
+    return ids[:lead] + ids[lead + excess :], prompt_end - excess, excess
+
+
+def tokenize_with_boundary(
+    tokenizer: Any, prompt: Sequence[Message], response: str, max_length: int
+) -> tuple[list[int], int] | None:
+    """Like :func:`tokenize_conversation`, plus the index of the first response token."""
+    _, boundary, ids, offsets = _encode(tokenizer, prompt, response)
+    cut = _cut_prompt(ids, offsets, boundary, max_length)
+    return None if cut is None else (cut[0], cut[1])
 
 
 def tokenize_steps(
@@ -112,31 +124,16 @@ def tokenize_steps(
     :func:`tokenize_conversation`; ``None`` when the solution alone cannot fit.
     """
     response = separator.join(steps)
-    if not getattr(tokenizer, "is_fast", False):
-        raise ConfigError(f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer; offsets are required")
-    text, boundary = render(tokenizer, prompt, response)
+    text, boundary, ids, offsets = _encode(tokenizer, prompt, response)
     start = text.find(response, boundary) if response else boundary
     ends, cursor = [], start
     for step in steps:
         cursor += len(step)
         ends.append(cursor)
         cursor += len(separator)
-    templated = bool(getattr(tokenizer, "chat_template", None))
-    enc = tokenizer(text, add_special_tokens=not templated, return_offsets_mapping=True, truncation=False)
-    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
     positions = []
     for end in ends:
         inside = [i for i, (a, b) in enumerate(offsets) if (a, b) != (0, 0) and a < end]
         positions.append(inside[-1] if inside else 0)
-    lead = 0
-    while lead < len(ids) and offsets[lead] == (0, 0):
-        lead += 1
-    prompt_end = lead
-    while prompt_end < len(ids) and offsets[prompt_end][0] < boundary and offsets[prompt_end] != (0, 0):
-        prompt_end += 1
-    excess = len(ids) - max_length
-    if excess <= 0:
-        return ids, positions
-    if excess > prompt_end - lead:
-        return None
-    return ids[:lead] + ids[lead + excess :], [p - excess for p in positions]
+    cut = _cut_prompt(ids, offsets, boundary, max_length)
+    return None if cut is None else (cut[0], [p - cut[2] for p in positions])
