@@ -160,6 +160,12 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         mine = scorer.score([i.prompt for i in items], [i.chosen for i in items])
         theirs = scorer.score([i.prompt for i in other], [i.chosen for i in other])
         results["shift"] = distribution_shift(mine, theirs)
+    if args.ensemble:
+        from .evaluation.diagnostics import ensemble_disagreement
+        from .scoring import load_reward_model
+
+        members = [scorer] + [load_reward_model(path, device=args.device) for path in args.ensemble.split(",")]
+        results["ensemble"] = ensemble_disagreement(members, [i.prompt for i in items], [i.chosen for i in items])
     report = write_report(results, args.output_dir, title=f"rewardlab diagnose: {args.model}")
     flags = {"length_bias": results["length_bias"]["flagged"],
              **{k: v["flagged"] for k, v in results["probes"].items() if "flagged" in v}}
@@ -554,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train")
     p.add_argument("--probes", default=None, help="a folder of extra probe templates (*.json), added to the built-in ones")
     p.add_argument("--compare", default=None, help="a second set of pairs: compare the reward distributions of their chosen replies")
+    p.add_argument("--ensemble", default=None, help="comma-separated reward-model folders: report their disagreement with --model")
     p.add_argument("--tie-policy", choices=["half", "zero", "exclude"], default="half")
     p.set_defaults(func=_cmd_diagnose)
 

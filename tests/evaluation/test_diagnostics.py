@@ -53,6 +53,20 @@ def test_distribution_shift_detects_a_moved_distribution():
     assert same["ks_statistic"] == 0.0 and moved["ks_statistic"] == 1.0 and moved["mean_shift"] == 5.0
 
 
+def test_ensemble_disagreement_separates_agreeing_and_disagreeing_members():
+    from rewardlab.evaluation.diagnostics import ensemble_disagreement
+
+    prompts, replies = [i.prompt for i in PAIRS[:50]], [i.chosen for i in PAIRS[:50]]
+    agree = ensemble_disagreement([LengthScorer(), LengthScorer()], prompts, replies)
+    differ = ensemble_disagreement([LengthScorer(), ContentScorer(), MarkdownScorer()], prompts, replies)
+    assert agree["mean_item_std"] == 0.0 and agree["mean_pairwise_spearman"] == pytest.approx(1.0)
+    assert differ["mean_item_std"] > 0.3
+    from rewardlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least two"):
+        ensemble_disagreement([LengthScorer()], prompts, replies)
+
+
 def test_diagnose_and_ratings_cli(tiny_llama_dir, tmp_path):
     import numpy as np
 
@@ -64,9 +78,10 @@ def test_diagnose_and_ratings_cli(tiny_llama_dir, tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["diagnose", "--model", str(tmp_path / "rm"), "--data", str(data), "--output-dir", str(tmp_path / "dg"),
-                 "--compare", str(data)]) == 0
+                 "--compare", str(data), "--ensemble", str(tmp_path / "rm")]) == 0
     result = json.loads((tmp_path / "dg" / "results.json").read_text())
-    assert {"length_bias", "probes", "shift"} <= set(result) and result["shift"]["ks_statistic"] == 0.0
+    assert {"length_bias", "probes", "shift", "ensemble"} <= set(result) and result["shift"]["ks_statistic"] == 0.0
+    assert result["ensemble"]["mean_item_std"] == pytest.approx(0.0, abs=1e-5)  # a model agrees with itself
     assert (tmp_path / "dg" / "probes.png").exists() and (tmp_path / "dg" / "length_scatter.png").exists()
 
     rng = np.random.default_rng(0)

@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..metrics import pairwise_accuracy
 from .benchmark import BenchmarkItem, item_scores
 
-__all__ = ["Probe", "distribution_shift", "length_bias", "load_probes", "perturb", "run_probes"]
+__all__ = ["Probe", "distribution_shift", "ensemble_disagreement", "length_bias", "load_probes", "perturb", "run_probes"]
 
 LENGTH_SPEARMAN_FLAG = 0.5
 LENGTH_GAP_FLAG = 0.3
@@ -149,3 +149,29 @@ def distribution_shift(rewards_a: Sequence[float], rewards_b: Sequence[float]) -
     return {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "std_a": float(a.std()), "std_b": float(b.std()),
             "mean_shift": float(b.mean() - a.mean()), "std_ratio": float(b.std() / a.std()) if a.std() else float("nan"),
             "ks_statistic": float(ks.statistic), "ks_pvalue": float(ks.pvalue)}
+
+
+def ensemble_disagreement(scorers: Sequence[Any], prompts: Sequence[Any], responses: Sequence[str]) -> dict[str, Any]:
+    """How much reward models disagree on the same responses (a proxy for being out of distribution).
+
+    Each member's rewards are z-scored over these responses (members use different scales); per
+    item we take the standard deviation across members, and report its mean and the mean
+    pairwise Spearman correlation between members. Needs at least two scorers.
+
+    >>> class Len:
+    ...     def score(self, p, r): return [float(len(x)) for x in r]
+    >>> ensemble_disagreement([Len(), Len()], ["q"] * 3, ["a", "bb", "ccc"])["mean_item_std"]
+    0.0
+    """
+    from scipy import stats
+
+    if len(scorers) < 2:
+        raise ConfigError("ensemble disagreement needs at least two scorers")
+    rewards = np.array([np.asarray(s.score(list(prompts), list(responses)), dtype=float) for s in scorers])
+    z = (rewards - rewards.mean(1, keepdims=True)) / np.where(rewards.std(1, keepdims=True) > 0, rewards.std(1, keepdims=True), 1.0)
+    item_std = z.std(0)
+    pairs = [(i, j) for i in range(len(scorers)) for j in range(i + 1, len(scorers))]
+    rho = [float(stats.spearmanr(rewards[i], rewards[j]).statistic) for i, j in pairs]
+    return {"members": len(scorers), "items": int(rewards.shape[1]), "mean_item_std": float(item_std.mean()),
+            "max_item_std": float(item_std.max()), "mean_pairwise_spearman": float(np.nanmean(rho)),
+            "item_std": item_std.tolist()}

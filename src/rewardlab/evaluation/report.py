@@ -115,6 +115,11 @@ def write_report(results: dict[str, Any], output_dir: str | Path, title: str = "
     shift = results.get("shift")
     if shift:
         lines += ["", "## Distribution shift", "", ", ".join(f"{k} {_fmt(v)}" for k, v in shift.items())]
+    ensemble = results.get("ensemble")
+    if ensemble:
+        lines += ["", "## Ensemble disagreement", "", f"{ensemble['members']} members on {ensemble['items']} responses: "
+                  f"mean per-item std of z-scored rewards {_fmt(ensemble['mean_item_std'])} (max {_fmt(ensemble['max_item_std'])}), "
+                  f"mean pairwise Spearman {_fmt(ensemble['mean_pairwise_spearman'])}."]
     ratings = results.get("ratings")
     if ratings:
         lines += ["", "## Ratings", "", "| model | BT rating | 95% CI | Elo (online) |", "| --- | --- | --- | --- |"]
