@@ -21,4 +21,4 @@ with open(f"{out}/heldout.jsonl", "w") as f:
 PY
 rewardlab train --model builtin:minilm --data "$OUT/pairs.jsonl" --output-dir "$OUT/orm" --max-length 384 \
   --batch-size 8 --max-steps 150 --learning-rate 5e-5 --eval-every 150 --no-show-progress
-rewardlab bon-curve --data "$OUT/heldout.jsonl" --model "$OUT/orm" --output-dir "$OUT/curve"
+rewardlab bon-curve --data "$OUT/heldout.jsonl" --model "$OUT/orm" --max-length 512 --output-dir "$OUT/curve"
