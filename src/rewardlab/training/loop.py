@@ -17,7 +17,7 @@ import torch
 
 from ..config import to_dict
 from ..data.readers import DropReport
-from ..errors import TrainingDivergedError
+from ..errors import CheckpointError, TrainingDivergedError
 from ..models.io import RewardModelMetadata, build_reward_model, save_pretrained
 from ..models.reward_model import RewardModel, transformer_layers
 from . import checkpoint as ckpt
@@ -162,7 +162,10 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         latest = ckpt.latest_checkpoint(ckpt_root)
         from safetensors.torch import load_file
 
-        model.hf_model.load_state_dict(load_file(str(latest / "model.safetensors")), strict=False)
+        missing, unexpected = model.hf_model.load_state_dict(load_file(str(latest / "model.safetensors")), strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"{latest}: weights do not match --model {config.model} "
+                                  f"(missing {missing[:3]}, unexpected {unexpected[:3]}); resume with the same model")
         ckpt.load_optimizer_state(optimizer, latest)
         start_step = json.loads((latest / "trainer_state.json").read_text())["step"]
         ckpt.load_rng_state(latest, accelerator.process_index)
@@ -190,8 +193,9 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     model.train()
 
     def save(step: int) -> None:
-        tmp = ckpt.temporary_checkpoint_dir(ckpt_root, step) if accelerator.is_main_process else None
-        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            ckpt.temporary_checkpoint_dir(ckpt_root, step)
+        accelerator.wait_for_everyone()  # every process writes its RNG state into the same folder
         tmp = ckpt_root / f".tmp-step-{step:06d}"
         ckpt.save_rng_state(tmp, accelerator.process_index)
         accelerator.wait_for_everyone()
