@@ -114,3 +114,19 @@ def test_missing_folder_is_a_typed_error(tmp_path):
 
     with pytest.raises(CheckpointError, match="no such reward model folder"):
         load_pretrained(tmp_path / "nope")
+
+
+@pytest.mark.slow
+def test_real_smollm2_reward_model_saves_and_matches_plain_transformers(tmp_path):
+    # SmolLM2 ships as GGUF (dequantized on load), pads with EOS and ends chat turns with it.
+    model, tokenizer = build_reward_model("builtin:smollm2")
+    assert tokenizer.pad_token_id not in (tokenizer.eos_token_id, tokenizer.bos_token_id)
+    torch.nn.init.normal_(model.hf_model.score.weight, std=0.02)
+    save_pretrained(model, tokenizer, RewardModelMetadata(pooling=model.pooling, max_length=256), tmp_path)
+    scorer = load_reward_model(tmp_path)
+    ours = torch.tensor(scorer.score([p for p, _ in TEXTS], [r for _, r in TEXTS]))
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    ids, mask = pad_sequences(_ids(scorer.tokenizer), scorer.tokenizer.pad_token_id, "right")
+    with torch.inference_mode():
+        theirs = plain(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
+    assert (ours - theirs).abs().max() < 1e-4

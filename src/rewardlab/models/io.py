@@ -29,6 +29,7 @@ __all__ = [
     "build_reward_model",
     "load_pretrained",
     "resolve_model_source",
+    "release_gguf",
     "save_pretrained",
     "update_metadata",
 ]
@@ -110,6 +111,18 @@ def resolve_model_source(name_or_path: str) -> tuple[str, dict[str, Any]]:
     return str(folder), ({"gguf_file": gguf_file} if gguf_file else {})
 
 
+def release_gguf(hf_model: Any) -> Any:
+    """Mark a model loaded from a GGUF file as ordinary float weights (transformers dequantizes on
+    load but keeps a GGUF "quantizer" that refuses ``save_pretrained``)."""
+    quantizer = getattr(hf_model, "hf_quantizer", None)
+    if quantizer is not None and "gguf" in str(getattr(quantizer.quantization_config, "quant_method", "")).lower():
+        hf_model.hf_quantizer = None
+        hf_model.is_quantized = False
+        if hasattr(hf_model.config, "quantization_config"):
+            del hf_model.config.quantization_config
+    return hf_model
+
+
 def _needs_own_pad_token(tokenizer: Any) -> bool:
     # transformers pools at the rightmost token != pad_token_id: a pad id that real text can end
     # with (EOS, BOS, a chat-template marker) would make plain HF loads read the wrong token.
@@ -142,6 +155,7 @@ def build_reward_model(
         path, num_labels=len(heads), id2label=dict(enumerate(heads)), label2id={h: i for i, h in enumerate(heads)},
         dtype=_DTYPES[precision], trust_remote_code=trust_remote_code, **extra,
     )
+    release_gguf(hf_model)
     pooling = choose_pooling(hf_model)
     if pooling == "last_token" and _needs_own_pad_token(tokenizer):
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})

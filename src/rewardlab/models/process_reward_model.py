@@ -51,11 +51,12 @@ def build_process_reward_model(name_or_path: str, num_labels: int = 1, trust_rem
     """A fresh PRM (pretrained backbone + new token head) and its tokenizer."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from .io import resolve_model_source
+    from .io import release_gguf, resolve_model_source
 
     path, extra = resolve_model_source(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
-    hf_model = AutoModelForTokenClassification.from_pretrained(path, num_labels=num_labels, trust_remote_code=trust_remote_code, **extra)
+    hf_model = release_gguf(AutoModelForTokenClassification.from_pretrained(
+        path, num_labels=num_labels, trust_remote_code=trust_remote_code, **extra))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     hf_model.config.pad_token_id = tokenizer.pad_token_id
