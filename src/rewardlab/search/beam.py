@@ -82,4 +82,7 @@ def prm_beam_search(
             break
     pool = finished or [(n.score, n.id, tuple(BeamResult((), 0.0, tree).path(n.id))) for n in tree if n.depth == tree[-1].depth]
     best = max(pool, key=lambda item: (item[0], -item[1]))
-    return BeamResult(tuple(best[2]), best[0], tree)
+    steps = list(best[2])
+    while steps and not steps[-1]:  # an empty step only marks the end
+        steps.pop()
+    return BeamResult(tuple(steps), best[0], tree)
