@@ -78,3 +78,22 @@ def test_label_steps_cli_with_the_local_smollm2_generator(tmp_path):
     assert len((tmp_path / "ms.jsonl").read_text().splitlines()) == 2
     steps = json.loads((tmp_path / "steps.jsonl").read_text().splitlines()[0])
     assert len(steps["step_labels"]) == 2
+
+
+def test_chat_endpoint_generator_over_http_labels_steps(tmp_path):
+    from rewardlab.judges.clients import OpenAIChatClient
+    from rewardlab.labeling.generators import ChatEndpointGenerator
+
+    from ..judges.openai_server import FakeOpenAI
+
+    def answer(messages):  # continues correctly unless the partial solution already went wrong
+        return "so the result is 7.\n#### 7" if "bad" in messages[-1]["content"] else "#### 10"
+
+    with FakeOpenAI(answer) as server:
+        generator = ChatEndpointGenerator(OpenAIChatClient(server.base_url, "gen", api_key_env=None), temperature=0.7)
+        assert isinstance(generator, Generator)
+        label_solutions([SOLUTION], generator, make_checker("gsm8k"), tmp_path / "l.jsonl", n=2, show_progress=False)
+        assert len(server.requests) == 6 and server.requests[0]["temperature"] == 0.7
+        assert "Continue this partial solution" in server.requests[0]["messages"][-1]["content"]
+    labels = assemble_labels([SOLUTION], tmp_path / "l.jsonl", "hard")[0].step_labels
+    assert labels == (1.0, 0.0, 0.0)
