@@ -1,0 +1,48 @@
+"""``rewardlab`` command line: each subcommand mirrors a Python function one to one.
+
+* ``rewardlab train``  -> :func:`rewardlab.train` (flags generated from :class:`TrainConfig`)
+* ``rewardlab score``  -> :func:`rewardlab.load_reward_model` + ``LocalScorer.score``
+* ``rewardlab eval``   -> :func:`rewardlab.evaluation.benchmark.evaluate_benchmark` + report
+* ``rewardlab diagnose`` -> length bias, probes, shift (:mod:`rewardlab.evaluation.diagnostics`)
+* ``rewardlab ratings`` -> :func:`rewardlab.evaluation.ratings.bradley_terry_ratings`, Elo, win rates
+* ``rewardlab judge``  -> :class:`rewardlab.judges.judge.PairwiseJudge` over a cached client
+* ``rewardlab judge-agreement`` -> :func:`rewardlab.judges.agreement.agreement_summary`
+* ``rewardlab label-steps | bon | bon-curve | beam-search`` -> :mod:`rewardlab.labeling`, :mod:`rewardlab.search`
+* ``rewardlab demo``   -> :func:`rewardlab.run_demo`
+
+One module per area (``core``, ``evaluate``, ``judges``, ``process``), each with a
+``register(subparsers)``; shared flag helpers live in ``common``.
+
+Errors from bad input print one line naming the file, line and field, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import RewardlabError
+from . import core, evaluate, judges, process
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rewardlab", description="Train, label, use and check reward models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in (core, evaluate, judges, process):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()  # the new head's "newly initialized" notice is expected
+        transformers.utils.logging.disable_progress_bar()
+        return int(args.func(args))
+    except RewardlabError as err:
+        print(f"rewardlab: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,99 @@
+"""Helpers shared by the subcommands: config flags generated from dataclasses, scorer and generator flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+import json
+from typing import Any
+
+from ..errors import RewardlabError
+
+from ..config import config_from_file, field_docs
+
+__all__ = ["add_config_flags", "add_generator_flags", "add_scorer_flags", "build_scorer", "config_from_args", "json_object", "make_generator"]
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    docs, hints = field_docs(cls), typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        base = args[0] if typing.get_origin(hint) is not typing.Literal and args else hint
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else "required"
+        help_text = f"{docs.get(f.name, '')} (default: {default})"
+        if typing.get_origin(base) is dict:
+            parser.add_argument(flag, type=json_object, default=None, help=help_text + " (a JSON object)", metavar="JSON")
+        elif base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(hint) is typing.Literal:
+            parser.add_argument(flag, choices=typing.get_args(hint), default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=base, default=None, help=help_text, metavar=f.name.upper())
+
+
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {err.msg}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def config_from_args(cls: type, args: argparse.Namespace) -> Any:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    if args.config:
+        return config_from_file(cls, args.config, **values)
+    missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and values[f.name] is None]
+    if missing:
+        raise RewardlabError("missing required option(s): " + ", ".join("--" + m.replace("_", "-") for m in missing))
+    return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def build_scorer(args: argparse.Namespace, combine: Any = None) -> Any:
+    """A DPO implicit-reward scorer when --reference/--reference-free is given, else a LocalScorer."""
+    from ..models.dpo import DPOSettings, load_dpo_scorer
+    from ..scoring import load_reward_model
+
+    if args.reference or args.reference_free:
+        dpo = DPOSettings(args.beta, args.reference_free, args.length_normalize)
+        return load_dpo_scorer(args.model, args.reference, dpo, args.precision, args.max_length or 1024, args.batch_size, args.device)
+    return load_reward_model(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
+                             max_length=args.max_length, combine=combine, original_scale=getattr(args, "original_scale", False))
+
+
+def add_scorer_flags(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--model", required=required, help="reward model folder (rewardlab's or any HF sequence-classification RM), or a DPO policy with --reference")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=None, help="default: the model's training max_length")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument("--reference", default=None, help="DPO implicit reward: the reference model (--model is the policy)")
+    p.add_argument("--reference-free", action="store_true", help="DPO implicit reward with log pi_ref = 0")
+    p.add_argument("--beta", type=float, default=0.1, help="DPO beta (default 0.1)")
+    p.add_argument("--length-normalize", action="store_true", help="DPO: mean instead of sum of response token log-probs")
+
+
+def make_generator(args: argparse.Namespace) -> Any:
+    from ..labeling.generators import ChatEndpointGenerator, LocalHFGenerator
+
+    if args.generator == "openai":
+        from ..judges.clients import OpenAIChatClient
+
+        if not args.base_url:
+            raise RewardlabError("--generator openai needs --base-url (e.g. http://localhost:8000/v1)")
+        return ChatEndpointGenerator(OpenAIChatClient(args.base_url, args.model, args.api_key_env), args.temperature)
+    return LocalHFGenerator(args.model, temperature=args.temperature, seed=args.seed)
+
+
+def add_generator_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--generator", choices=["local", "openai"], default="local")
+    p.add_argument("--model", default="builtin:smollm2", help="local causal LM (folder or builtin:smollm2), or the endpoint's model name")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint for --generator openai")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)

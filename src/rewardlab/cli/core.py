@@ -1,0 +1,147 @@
+"""``rewardlab`` train, score and demo: each subcommand calls the Python API one to one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import SequenceTooLongError
+
+from .common import add_config_flags, add_scorer_flags, build_scorer, config_from_args, json_object
+
+__all__ = ["register"]
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ..training.config import TrainConfig
+    from ..training.loop import train
+
+    result = train(config_from_args(TrainConfig, args))
+    print(json.dumps({"output_dir": str(result.output_dir), "steps": result.steps, **result.final_metrics}))
+    return 0
+
+
+def _read_score_inputs(data: str, split: str) -> tuple[list[tuple[str, str]], list[Any], list[str], list[int]]:
+    """Records to score: ``rows`` of (kind, location), flattened prompts/responses, item -> row."""
+    from ..data.readers import iter_records, pair_sides, to_prompt_response
+
+    rows: list[tuple[str, str]] = []
+    prompts: list[Any] = []
+    responses: list[str] = []
+    item_row: list[int] = []
+    for location, record in iter_records(data, split):
+        if "chosen" in record:
+            (chosen_prompt, chosen), (rejected_prompt, rejected) = pair_sides(record, location)
+            prompts += [chosen_prompt, rejected_prompt]
+            responses += [chosen, rejected]
+            item_row += [len(rows), len(rows)]
+            rows.append(("pair", location))
+        else:
+            prompt, response = to_prompt_response(record, location)
+            prompts.append(prompt)
+            responses.append(response)
+            item_row.append(len(rows))
+            rows.append(("single", location))
+    return rows, prompts, responses, item_row
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from ..models.dpo import DPOScorer
+    from ..scoring import ConstrainedReward, WeightedSum
+
+    rows, prompts, responses, item_row = _read_score_inputs(args.data, args.split)
+    settings: dict[str, Any] = {}
+    missing: list[int] = []
+    values: list[Any]
+    combine = None
+    if args.weights is not None:
+        combine = WeightedSum(args.weights)
+    elif args.primary is not None:
+        combine = ConstrainedReward(args.primary, args.thresholds or {}, args.penalty)
+    scorer = build_scorer(args, combine)
+    if isinstance(scorer, DPOScorer):
+        dpo = scorer.settings
+        settings = {"dpo_beta": dpo.beta, "reference_free": dpo.reference_free, "length_normalized": dpo.length_normalize}
+        values = scorer.score(prompts, responses)
+    else:
+        local = scorer
+        local.show_progress = True
+        ids = local.tokenize(prompts, responses, on_too_long="none")
+        missing = [i for i, seq in enumerate(ids) if seq is None]
+        if missing and not args.skip_too_long:
+            raise SequenceTooLongError(
+                f"{len(missing)} response(s) do not fit in --max-length {local.max_length} even without their prompt "
+                f"(first at {rows[item_row[missing[0]]][1]}); raise --max-length, or pass --skip-too-long to write "
+                "them with reward null"
+            )
+        named = iter(local.named(local.score_ids([seq for seq in ids if seq is not None])))
+        multi = len(local.heads) > 1
+        values = []
+        for seq in ids:
+            if seq is None:
+                values.append(None)
+                continue
+            row = next(named)
+            combined = combine(row) if combine else (None if multi else row[local.heads[0]])
+            values.append({"rewards": row, "reward": combined} if multi else combined)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    position = 0
+    with out.open("w") as handle:
+        for index, (kind, location) in enumerate(rows):
+            line: dict[str, Any] = {"index": index, "source": location}
+            sides = (("chosen", 0), ("rejected", 1)) if kind == "pair" else (("", 0),)
+            for side, offset in sides:
+                value = values[position + offset]
+                prefix = f"{side}_" if side else ""
+                if isinstance(value, dict):
+                    line[f"{prefix}rewards"], line[f"{prefix}reward"] = value["rewards"], value["reward"]
+                else:
+                    line[f"{prefix}reward"] = value
+            position += len(sides)
+            handle.write(json.dumps({**line, **settings}) + "\n")
+    note = f"; {len(missing)} response(s) too long, written with reward null (first at {rows[item_row[missing[0]]][1]})" if missing else ""
+    print(f"[rewardlab] wrote {len(rows)} lines to {out}{note}", file=sys.stderr)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    run_demo(output_dir=args.output_dir, data=args.data, model=args.model, max_steps=args.max_steps)
+    return 0
+
+
+def register(sub: Any) -> None:
+    from ..training.config import TrainConfig
+
+    p = sub.add_parser("train", help="train a reward model (any objective)", description=TrainConfig.__doc__)
+    p.add_argument("--config", help="YAML or JSON file of TrainConfig options; flags override it")
+    add_config_flags(p, TrainConfig)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("score", help="score responses (or preference pairs) with a reward model")
+    add_scorer_flags(p)
+    p.add_argument("--data", required=True, help="jsonl/json/parquet of {prompt, response}, {messages} or {prompt?, chosen, rejected}")
+    p.add_argument("--output", required=True, help="scores.jsonl to write, one line per input record")
+    p.add_argument("--split", default="train", help="split when --data is a datasets name")
+    p.add_argument("--weights", type=json_object, default=None, metavar="JSON",
+                   help='multi-objective: combine heads as a weighted sum, e.g. \'{"helpfulness": 1, "safety": 0.5}\'')
+    p.add_argument("--primary", default=None, help="multi-objective: the head to maximize under --thresholds")
+    p.add_argument("--thresholds", type=json_object, default=None, metavar="JSON",
+                   help='multi-objective: constraint heads and minimum rewards, e.g. \'{"safety": 0.0}\'')
+    p.add_argument("--penalty", type=float, default=float("-inf"), help="reward when a constraint fails (default -inf)")
+    p.add_argument("--original-scale", action="store_true", help="map regression heads back to the original score scale")
+    p.add_argument("--skip-too-long", action="store_true",
+                   help="write responses that cannot fit in --max-length with reward null (and say how many) instead of stopping")
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("demo", help="train, evaluate and score on the embedded default (offline)")
+    p.add_argument("--output-dir", default=None, help="where to write data and the model (default: a temp folder)")
+    p.add_argument("--data", default=None, help="real preference data instead of the built-in set")
+    p.add_argument("--model", default="builtin:minilm", help="backbone (default: builtin:minilm)")
+    p.add_argument("--max-steps", type=int, default=150)
+    p.set_defaults(func=_cmd_demo)

@@ -1,0 +1,145 @@
+"""``rewardlab`` eval, diagnose and ratings: each subcommand calls the Python API one to one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import RewardlabError
+
+from .common import add_scorer_flags, build_scorer, json_object
+
+__all__ = ["register"]
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from ..evaluation.benchmark import REWARDBENCH_SECTIONS, EvalSettings, evaluate_benchmark, read_benchmark
+    from ..evaluation.report import write_report
+
+    items = read_benchmark(args.data, args.split, args.subset_field)
+    settings = EvalSettings(args.tie_policy, args.bootstrap, weighting=args.weighting,
+                            sections=args.sections or dict(REWARDBENCH_SECTIONS), seed=args.seed)
+    results = {"benchmark": evaluate_benchmark(build_scorer(args), items, settings), "data": args.data}
+    bench = results["benchmark"]
+    if args.save_temperature:
+        from ..models.io import update_metadata
+
+        if "calibration" not in bench or not Path(args.model).is_dir():
+            raise RewardlabError("--save-temperature needs a local reward-model folder and pairwise items to fit on")
+        update_metadata(args.model, temperature=bench["calibration"]["temperature"])
+        bench["temperature_saved_to"] = str(Path(args.model) / "rewardlab.json")
+    report = write_report(results, args.output_dir, title=f"rewardlab eval: {args.model}")
+    print(json.dumps({"overall": bench["overall"], "sections": {k: v["accuracy"] for k, v in bench["sections"].items()},
+                      "subsets": {k: v["accuracy"] for k, v in bench["subsets"].items()}, "report": str(report)}))
+    return 0
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from ..evaluation.benchmark import read_benchmark
+    from ..evaluation.diagnostics import distribution_shift, length_bias, load_probes, run_probes
+    from ..evaluation.report import write_report
+
+    scorer = build_scorer(args)
+    items = read_benchmark(args.data, args.split)
+    results: dict[str, Any] = {"data": args.data, "length_bias": length_bias(scorer, items, args.tie_policy),
+                               "probes": run_probes(scorer, items, load_probes(args.probes))}
+    if args.compare:
+        other = read_benchmark(args.compare, args.split)
+        mine = scorer.score([i.prompt for i in items], [i.chosen for i in items])
+        theirs = scorer.score([i.prompt for i in other], [i.chosen for i in other])
+        results["shift"] = distribution_shift(mine, theirs)
+    if args.ensemble:
+        from ..evaluation.diagnostics import ensemble_disagreement
+        from ..scoring import load_reward_model
+
+        members = [scorer] + [load_reward_model(path, device=args.device) for path in args.ensemble.split(",")]
+        results["ensemble"] = ensemble_disagreement(members, [i.prompt for i in items], [i.chosen for i in items])
+    report = write_report(results, args.output_dir, title=f"rewardlab diagnose: {args.model}")
+    flags = {"length_bias": results["length_bias"]["flagged"],
+             **{k: v["flagged"] for k, v in results["probes"].items() if "flagged" in v}}
+    print(json.dumps({"flagged": flags, "report": str(report)}))
+    return 0
+
+
+def _cmd_ratings(args: argparse.Namespace) -> int:
+    from ..data.readers import iter_records
+    from ..errors import DataFormatError
+    from ..evaluation.ratings import FitError, bradley_terry_ratings, elo_ratings, length_controlled_win_rate, win_rate
+    from ..evaluation.report import write_report
+
+    a, b, outcome, lengths = [], [], [], []
+    values = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
+    for location, record in iter_records(args.battles):
+        for key in ("model_a", "model_b", "winner"):
+            if not isinstance(record.get(key), str):
+                raise DataFormatError(location, "expected a string ('winner' is model_a, model_b or tie)", key)
+        if record["winner"] not in values:
+            raise DataFormatError(location, f"expected model_a, model_b or tie, got {record['winner']!r}", "winner")
+        a.append(record["model_a"])
+        b.append(record["model_b"])
+        outcome.append(values[record["winner"]])
+        lengths.append((record.get("length_a"), record.get("length_b")))
+    ratings = bradley_terry_ratings(a, b, outcome, n_rounds=args.bootstrap, seed=args.seed)
+    results: dict[str, Any] = {"ratings": {"bradley_terry": ratings.table(), "elo": elo_ratings(a, b, outcome),
+                                           "battles": len(a), "bootstrap_rounds": args.bootstrap}}
+    if args.baseline:
+        rows = {}
+        for model in sorted(set(a) | set(b)):
+            if model == args.baseline:
+                continue
+            pairs = [(o if x == model else 1 - o, la - lb if x == model else lb - la) if None not in (la, lb) else (o if x == model else 1 - o, None)
+                     for x, y, o, (la, lb) in zip(a, b, outcome, lengths) if {x, y} == {model, args.baseline}]
+            if not pairs:
+                continue
+            rate, se = win_rate([p[0] for p in pairs])
+            row: dict[str, Any] = {"win_rate": rate, "standard_error": se, "battles": len(pairs)}
+            if all(p[1] is not None for p in pairs):
+                try:
+                    row["length_controlled_win_rate"] = length_controlled_win_rate([p[0] for p in pairs], [p[1] for p in pairs])
+                except FitError as err:
+                    row["length_controlled_win_rate"] = None
+                    row["length_controlled_note"] = str(err)
+            rows[model] = row
+        results["win_rates"] = {"baseline": args.baseline, "models": rows}
+    report = write_report(results, args.output_dir, title="rewardlab ratings")
+    print(json.dumps({"ratings": ratings.table(), "report": str(report)}))
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("eval", help="RewardBench-style accuracy per subset and section, with CIs and calibration")
+    add_scorer_flags(p)
+    p.add_argument("--data", required=True, help="RewardBench layout (prompt, chosen, rejected [list for best-of-K], subset) or any pair format")
+    p.add_argument("--output-dir", required=True, help="results.json, report.md and plots go here")
+    p.add_argument("--split", default="train")
+    p.add_argument("--subset-field", default="subset", help="the field naming each record's subset (default: subset)")
+    p.add_argument("--tie-policy", choices=["half", "zero", "exclude"], default="half")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds per interval (0: none)")
+    p.add_argument("--weighting", choices=["rewardbench", "observed"], default="rewardbench",
+                   help="section weights: RewardBench's documented example counts, or this file's counts")
+    p.add_argument("--sections", type=json_object, default=None, metavar="JSON",
+                   help='section -> subsets, e.g. \'{"Safety": ["hh-harmless"], "Chat": ["pandalm"]}\' (default: RewardBench\'s)')
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-temperature", action="store_true", help="write the fitted calibration temperature into the model's rewardlab.json")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("diagnose", help="length bias, perturbation probes and distribution shift of a reward model")
+    add_scorer_flags(p)
+    p.add_argument("--data", required=True, help="preference pairs to probe")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--split", default="train")
+    p.add_argument("--probes", default=None, help="a folder of extra probe templates (*.json), added to the built-in ones")
+    p.add_argument("--compare", default=None, help="a second set of pairs: compare the reward distributions of their chosen replies")
+    p.add_argument("--ensemble", default=None, help="comma-separated reward-model folders: report their disagreement with --model")
+    p.add_argument("--tie-policy", choices=["half", "zero", "exclude"], default="half")
+    p.set_defaults(func=_cmd_diagnose)
+
+    p = sub.add_parser("ratings", help="Bradley-Terry and Elo ratings (+ win rates) from pairwise battles")
+    p.add_argument("--battles", required=True, help="jsonl of {model_a, model_b, winner: model_a|model_b|tie, length_a?, length_b?}")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--baseline", default=None, help="report each model's win rate (and length-controlled win rate) against this one")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_ratings)
