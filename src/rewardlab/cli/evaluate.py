@@ -89,8 +89,12 @@ def _cmd_ratings(args: argparse.Namespace) -> int:
         for model in sorted(set(a) | set(b)):
             if model == args.baseline:
                 continue
-            pairs = [(o if x == model else 1 - o, la - lb if x == model else lb - la) if None not in (la, lb) else (o if x == model else 1 - o, None)
-                     for x, y, o, (la, lb) in zip(a, b, outcome, lengths) if {x, y} == {model, args.baseline}]
+            pairs = []  # (outcome for `model`, its length minus the baseline's, or None)
+            for x, y, o, (la, lb) in zip(a, b, outcome, lengths):
+                if {x, y} != {model, args.baseline}:
+                    continue
+                mine, diff = (o, None if None in (la, lb) else la - lb) if x == model else (1 - o, None if None in (la, lb) else lb - la)
+                pairs.append((mine, diff))
             if not pairs:
                 continue
             rate, se = win_rate([p[0] for p in pairs])
