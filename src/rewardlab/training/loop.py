@@ -150,7 +150,10 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     # Model and optimizer.
     _freeze_bottom(model, config.freeze_layers)
     if config.gradient_checkpointing:
-        model.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model.hf_model, "activation_checkpointing_enable"):  # transformers >= 5 name
+            model.hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     global_batch = config.batch_size * accelerator.num_processes * config.grad_accum_steps
