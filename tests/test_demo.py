@@ -1,4 +1,3 @@
-import pytest
 
 from rewardlab.data.demo import DEMO_TASKS, demo_pairs
 from rewardlab.demo import run_demo
