@@ -65,15 +65,14 @@ def _done(path: Path) -> set[str]:
         return set()
     text = path.read_text()
     if text and not text.endswith("\n"):
-        path.write_text(text[: text.rfind("\n") + 1])
+        text = text[: text.rfind("\n") + 1]
+        path.write_text(text)
     keys = set()
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         try:
             keys.add(json.loads(line)["key"])
         except (json.JSONDecodeError, KeyError):
-            # a line cut off by a crash mid-write: that step is simply redone
-            if lineno != len(path.read_text().splitlines()):
-                raise DataFormatError(f"{path}:{lineno}", "malformed result line in the middle of the file") from None
+            raise DataFormatError(f"{path}:{lineno}", "malformed result line (expected a JSON object with 'key')") from None
     return keys
 
 
