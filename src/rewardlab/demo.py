@@ -36,26 +36,23 @@ def _write_jsonl(pairs: list[PreferencePair], path: Path) -> None:
             handle.write(json.dumps(record) + "\n")
 
 
-def _fitting(scorer: LocalScorer, pairs: list[PreferencePair]) -> list[PreferencePair]:
-    """The pairs whose two replies fit the scorer's max_length (training dropped the others too)."""
-    ids = scorer.tokenize([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs], "none")
-    return [p for i, p in enumerate(pairs) if ids[i] is not None and ids[i + len(pairs)] is not None]
-
-
 def length_split_accuracy(scorer: LocalScorer, pairs: list[PreferencePair]) -> dict[str, float]:
     """Accuracy overall, on pairs whose chosen reply is longer / shorter (characters), and their mean.
 
     The mean of the two subsets is a length-balanced accuracy: "always pick the longer reply"
-    scores 0.5 on it.
+    scores 0.5 on it. Pairs whose replies do not fit the scorer's ``max_length`` are left out
+    (training dropped them too) and counted in ``skipped``. Each text is tokenized once.
     """
-    prompts = [p.prompt for p in pairs]
-    chosen = scorer.score(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs])
-    chosen, rejected = chosen[: len(pairs)], chosen[len(pairs) :]
-    longer = [len(p.chosen) > len(p.rejected) for p in pairs]
-    acc = {"accuracy": pairwise_accuracy(chosen, rejected)}
+    n = len(pairs)
+    ids = scorer.tokenize([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs], "none")
+    keep = [i for i in range(n) if ids[i] is not None and ids[i + n] is not None]
+    rewards = scorer.score_ids([ids[i] for i in keep] + [ids[i + n] for i in keep]).tolist()
+    chosen, rejected = rewards[: len(keep)], rewards[len(keep) :]
+    longer = [len(pairs[i].chosen) > len(pairs[i].rejected) for i in keep]
+    acc = {"accuracy": pairwise_accuracy(chosen, rejected), "pairs": float(len(keep)), "skipped": float(n - len(keep))}
     for name, flag in (("chosen_longer_accuracy", True), ("chosen_shorter_accuracy", False)):
-        keep = [i for i, is_longer in enumerate(longer) if is_longer == flag]
-        acc[name] = pairwise_accuracy([chosen[i] for i in keep], [rejected[i] for i in keep])
+        sel = [k for k, is_longer in enumerate(longer) if is_longer == flag]
+        acc[name] = pairwise_accuracy([chosen[k] for k in sel], [rejected[k] for k in sel])
     acc["length_balanced_accuracy"] = (acc["chosen_longer_accuracy"] + acc["chosen_shorter_accuracy"]) / 2
     return acc
 
@@ -87,23 +84,23 @@ def run_demo(
     from .training.objectives import make_objective
 
     _, heldout, _ = load_train_eval_records(config, make_objective(config))
-    heldout = _fitting(scorer, heldout)
     split = length_split_accuracy(scorer, heldout)
     lines = [
-        f"held-out accuracy: {split['accuracy']:.3f} on {len(heldout)} pairs "
+        f"held-out accuracy: {split['accuracy']:.3f} on {split['pairs']:.0f} pairs "
         f"(chosen longer: {split['chosen_longer_accuracy']:.3f}, chosen shorter: {split['chosen_shorter_accuracy']:.3f}, "
         f"length-balanced mean: {split['length_balanced_accuracy']:.3f})",
     ]
     balanced_acc = None
     if balanced is not None:
-        balanced = _fitting(scorer, balanced)
-        balanced_acc = length_split_accuracy(scorer, balanced)["accuracy"]
+        balanced_split = length_split_accuracy(scorer, balanced)
+        balanced_acc = balanced_split["accuracy"]
         always_longer = sum(len(p.chosen) > len(p.rejected) for p in balanced) / len(balanced)
         lines.append(
-            f"length-balanced split accuracy: {balanced_acc:.3f} on {len(balanced)} pairs "
+            f"length-balanced split accuracy: {balanced_acc:.3f} on {balanced_split['pairs']:.0f} pairs "
             f"('always pick the longer reply' gets {always_longer:.3f})"
         )
-    sample = heldout[:3]
+    fits = scorer.tokenize([p.prompt for p in heldout[:20]], [p.chosen + " " + p.rejected for p in heldout[:20]], "none")
+    sample = [p for p, ids in zip(heldout[:20], fits) if ids is not None][:3]  # short enough for both replies
     rewards = scorer.score([p.prompt for p in sample] * 2, [p.chosen for p in sample] + [p.rejected for p in sample])
     lines.append("sample scores (chosen vs rejected):")
     for i, p in enumerate(sample):

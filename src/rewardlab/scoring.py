@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
-from .data.collate import pad_sequences
+from .data.collate import length_sorted_batches, pad_sequences
 from .data.normalization import TargetNormalizer
 from .data.templating import Prompt, as_messages, tokenize_conversation
 from .errors import ConfigError, SequenceTooLongError
@@ -157,11 +157,9 @@ class LocalScorer:
         """Rewards for token-id sequences, in input order. ``(N,)`` or ``(N, K)`` float32."""
         from tqdm.auto import tqdm
 
-        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
         outputs: list[torch.Tensor | None] = [None] * len(sequences)
-        starts = range(0, len(order), self.batch_size)
-        for start in tqdm(starts, desc="scoring", disable=not self.show_progress):
-            idx = order[start : start + self.batch_size]
+        batches = length_sorted_batches([len(s) for s in sequences], self.batch_size)
+        for idx in tqdm(batches, desc="scoring", disable=not self.show_progress):
             input_ids, mask = pad_sequences([sequences[i] for i in idx], self.tokenizer.pad_token_id)
             rewards = self.model(input_ids.to(self.device), mask.to(self.device)).float().cpu()
             for row, i in enumerate(idx):
@@ -244,9 +242,7 @@ class ProcessScorer:
         if too_long:
             raise SequenceTooLongError(f"solutions {too_long[:10]} do not fit in max_length={self.metadata.max_length}")
         out: list[list[float]] = [[] for _ in encoded]
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))  # type: ignore[index]
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in length_sorted_batches([len(e[0]) for e in encoded], self.batch_size):  # type: ignore[index]
             ids, mask = pad_sequences([encoded[i][0] for i in idx], self.tokenizer.pad_token_id)  # type: ignore[index]
             width = max(len(encoded[i][1]) for i in idx)  # type: ignore[index]
             positions = torch.full((len(idx), width), -1, dtype=torch.long)

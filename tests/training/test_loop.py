@@ -142,15 +142,32 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tiny
     assert not list(root.glob(".tmp-*"))
 
 
-def test_gradient_checkpointing_changes_memory_not_results(tiny_llama_dir, demo_jsonl, tmp_path):
+def test_gradient_checkpointing_changes_memory_not_results(tiny_llama_dir, demo_jsonl, tmp_path, monkeypatch):
+    from transformers import PreTrainedModel
+
+    calls = []
+    real = PreTrainedModel.activation_checkpointing_enable
+
+    def spy(self, *args, **kwargs):
+        calls.append(type(self).__name__)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, "activation_checkpointing_enable", spy)
     plain = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "p", max_steps=3))
+    assert calls == []
     ckpt = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "c", max_steps=3, gradient_checkpointing=True))
+    assert calls == ["LlamaForSequenceClassification"]  # really switched on, and results unchanged
     assert [m["loss"] for m in _metrics(plain.output_dir) if "loss" in m] == pytest.approx(
         [m["loss"] for m in _metrics(ckpt.output_dir) if "loss" in m], abs=1e-5)
 
 
 def test_bf16_autocast_trains_with_finite_loss(tiny_llama_dir, demo_jsonl, tmp_path):
+    from accelerate.state import AcceleratorState
+
     result = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "bf", max_steps=3, precision="bf16"))
+    assert str(AcceleratorState().mixed_precision) == "bf16"  # the run really used bf16 autocast
+    fp32 = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "fp", max_steps=3))
     losses = [m["loss"] for m in _metrics(result.output_dir) if "loss" in m]
+    assert losses != [m["loss"] for m in _metrics(fp32.output_dir) if "loss" in m]  # bf16 rounding shows
     assert all(abs(x - 0.69) < 0.2 for x in losses)
     assert load_file(str(result.output_dir / "model.safetensors"))["score.weight"].dtype == torch.float32

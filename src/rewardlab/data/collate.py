@@ -8,7 +8,17 @@ from typing import Literal
 
 import torch
 
-__all__ = ["Example", "collate_examples", "pad_sequences"]
+__all__ = ["Example", "collate_examples", "length_sorted_batches", "pad_sequences"]
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Index batches, longest first, so each batch pads little; callers put results back by index.
+
+    >>> length_sorted_batches([3, 9, 1, 5], batch_size=2)
+    [[1, 3], [0, 2]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def pad_sequences(

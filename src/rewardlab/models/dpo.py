@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..data.collate import pad_sequences
+from ..data.collate import length_sorted_batches, pad_sequences
 from ..data.templating import Prompt, as_messages, tokenize_with_boundary
 from ..errors import SequenceTooLongError
 from ..losses import dpo_implicit_reward
@@ -74,9 +74,7 @@ class DPOScorer:
         if too_long:
             raise SequenceTooLongError(f"responses {too_long[:10]} do not fit in max_length={self.max_length}")
         out = torch.empty(len(encoded))
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))  # type: ignore[index]
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in length_sorted_batches([len(e[0]) for e in encoded], self.batch_size):  # type: ignore[index]
             ids, mask = pad_sequences([encoded[i][0] for i in idx], self.tokenizer.pad_token_id)  # type: ignore[index]
             response = mask.clone()
             for row, i in enumerate(idx):

@@ -384,7 +384,7 @@ class ProcessObjective:
             return label
         if label < 0:
             return 0.0
-        if label == 0 and label is not None and self.neutral != "positive":
+        if label == 0 and self.neutral != "positive":
             return None if self.neutral == "ignore" else 0.0
         return label if label <= 1 else 1.0
 
