@@ -16,6 +16,27 @@ CHATML = (
 )
 
 
+def pytest_addoption(parser):
+    parser.addoption("--optimizations", choices=["on", "off"], default="on",
+                     help="'off' trains with the plain path: padded batches, no prefix sharing, dropout kept, fp32 "
+                          "(the speed options' defaults are switched off; every test must pass both ways)")
+
+
+@pytest.fixture(autouse=True)
+def _training_speed_options(request, monkeypatch):
+    if request.config.getoption("--optimizations") == "on":
+        return
+    import dataclasses
+
+    from rewardlab.training.config import TrainConfig
+
+    plain = {"layout": "padded", "share_prefix": False, "disable_dropout": False, "precision": "fp32"}
+    fields = [f for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING]
+    defaults = tuple(plain.get(f.name, f.default) for f in fields)
+    assert len(defaults) == len(TrainConfig.__init__.__defaults__)
+    monkeypatch.setattr(TrainConfig.__init__, "__defaults__", defaults)
+
+
 def requires_shared(path: Path):
     return pytest.mark.skipif(not path.exists(), reason=f"needs {path} (the project's shared data, absent here)")
 

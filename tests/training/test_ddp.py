@@ -22,7 +22,7 @@ def _losses(out):
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tiny_llama_dir, demo_jsonl, tmp_path):
     common = ["--model", str(tiny_llama_dir), "--data", str(demo_jsonl), "--max-steps", "6", "--max-length", "192",
               "--learning-rate", "3e-3", "--warmup-ratio", "0", "--log-every", "1", "--eval-every", "3",
-              "--eval-fraction", "0.125", "--no-show-progress"]
+              "--eval-fraction", "0.125", "--no-show-progress", "--precision", "fp32"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
               "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rewardlab.cli", "train"]
@@ -31,7 +31,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tiny_lla
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     single = train(TrainConfig(model=str(tiny_llama_dir), data=str(demo_jsonl), output_dir=str(tmp_path / "one"),
                                max_steps=6, max_length=192, learning_rate=3e-3, warmup_ratio=0.0, log_every=1,
-                               eval_every=3, eval_fraction=0.125, show_progress=False, batch_size=4))
+                               eval_every=3, eval_fraction=0.125, show_progress=False, batch_size=4, precision="fp32"))
     ddp_losses, one_losses = _losses(tmp_path / "ddp"), _losses(single.output_dir)
     assert len(ddp_losses) == len(one_losses) == 6
     assert ddp_losses == pytest.approx(one_losses, abs=2e-4)

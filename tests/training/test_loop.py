@@ -44,8 +44,10 @@ def test_training_loss_starts_near_ln2_falls_and_writes_everything(tiny_llama_di
 
 
 def test_gradient_accumulation_matches_a_bigger_batch(tiny_llama_dir, demo_jsonl, tmp_path):
-    big = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "a", max_steps=4, batch_size=4))
-    acc = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "b", max_steps=4, batch_size=2, grad_accum_steps=2))
+    # fp32: bf16 rounding depends on how the batch is split, and this test is about exact equality
+    big = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "a", max_steps=4, batch_size=4, precision="fp32"))
+    acc = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "b", max_steps=4, batch_size=2, grad_accum_steps=2,
+                             precision="fp32"))
     la = [m["loss"] for m in _metrics(big.output_dir) if "loss" in m]
     lb = [m["loss"] for m in _metrics(acc.output_dir) if "loss" in m]
     assert la == pytest.approx(lb, abs=1e-5)
@@ -71,7 +73,7 @@ def _fail_at_call(monkeypatch, call: int, make_nan: bool = False):
 
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_bert_dir, demo_jsonl, tmp_path, monkeypatch):
     # The tiny BERT has dropout 0.1, so this also checks that RNG state is restored.
-    settings = dict(max_steps=10, save_every=4, keep_checkpoints=3, eval_every=100)  # eval only at the end
+    settings = dict(max_steps=10, save_every=4, keep_checkpoints=3, eval_every=100, disable_dropout=False)
     loop.train(_config(tiny_bert_dir, demo_jsonl, tmp_path / "full", **settings))
     with monkeypatch.context() as patch:
         _fail_at_call(patch, call=7)  # dies during step 7, after the step-4 checkpoint
@@ -153,9 +155,10 @@ def test_gradient_checkpointing_changes_memory_not_results(tiny_llama_dir, demo_
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(PreTrainedModel, "activation_checkpointing_enable", spy)
-    plain = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "p", max_steps=3))
+    plain = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "p", max_steps=3, precision="fp32"))
     assert calls == []
-    ckpt = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "c", max_steps=3, gradient_checkpointing=True))
+    ckpt = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "c", max_steps=3, gradient_checkpointing=True,
+                              precision="fp32"))
     assert calls == ["LlamaForSequenceClassification"]  # really switched on, and results unchanged
     assert [m["loss"] for m in _metrics(plain.output_dir) if "loss" in m] == pytest.approx(
         [m["loss"] for m in _metrics(ckpt.output_dir) if "loss" in m], abs=1e-5)
@@ -166,8 +169,56 @@ def test_bf16_autocast_trains_with_finite_loss(tiny_llama_dir, demo_jsonl, tmp_p
 
     result = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "bf", max_steps=3, precision="bf16"))
     assert str(AcceleratorState().mixed_precision) == "bf16"  # the run really used bf16 autocast
-    fp32 = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "fp", max_steps=3))
+    fp32 = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "fp", max_steps=3, precision="fp32"))
     losses = [m["loss"] for m in _metrics(result.output_dir) if "loss" in m]
     assert losses != [m["loss"] for m in _metrics(fp32.output_dir) if "loss" in m]  # bf16 rounding shows
     assert all(abs(x - 0.69) < 0.2 for x in losses)
     assert load_file(str(result.output_dir / "model.safetensors"))["score.weight"].dtype == torch.float32
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_bert_dir"])
+def test_packed_and_padded_training_follow_the_same_trajectory(fixture, demo_jsonl, tmp_path, request, capsys):
+    model_dir = request.getfixturevalue(fixture)
+    runs = {}
+    for layout in ("packed", "padded"):
+        result = loop.train(_config(model_dir, demo_jsonl, tmp_path / layout, max_steps=4, layout=layout, precision="fp32"))
+        runs[layout] = ([m["loss"] for m in _metrics(result.output_dir) if "loss" in m], result.final_metrics["eval_loss"])
+    assert runs["packed"][0] == pytest.approx(runs["padded"][0], abs=1e-4)
+    assert runs["packed"][1] == pytest.approx(runs["padded"][1], abs=1e-4)
+    err = capsys.readouterr().err
+    assert "packed batches" in err and ("with shared prompts" in err) == (fixture == "tiny_llama_dir")
+
+
+def test_layout_packed_on_an_unsupported_backbone_is_a_config_error(tmp_path, demo_jsonl):
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    from rewardlab.errors import ConfigError
+    from rewardlab.models.io import resolve_model_source
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_source("builtin:minilm")[0])
+    DistilBertModel(DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=1, n_heads=4, hidden_dim=64)).save_pretrained(tmp_path / "db")
+    tokenizer.save_pretrained(tmp_path / "db")
+    with pytest.raises(ConfigError, match="layout.*DistilBert"):
+        loop.train(_config(tmp_path / "db", demo_jsonl, tmp_path / "o", max_steps=1, layout="packed"))
+
+
+def test_disable_dropout_zeroes_every_dropout(tiny_bert_dir):
+    from rewardlab.models.io import build_reward_model
+
+    model, tokenizer = build_reward_model(str(tiny_bert_dir))
+    ids = torch.tensor([tokenizer("bees make honey")["input_ids"]])
+    model.train()
+    assert not torch.equal(model(ids, torch.ones_like(ids)), model(ids, torch.ones_like(ids)))  # dropout 0.1 is live
+    loop._disable_dropout(model)
+    assert torch.equal(model(ids, torch.ones_like(ids)), model(ids, torch.ones_like(ids)))
+    assert all(m.p == 0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch):
+    import rewardlab.devices as devices
+
+    monkeypatch.setattr(devices, "native_bf16", lambda: True)
+    assert devices.resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(devices, "native_bf16", lambda: False)
+    assert devices.resolve_precision("auto") == "fp32"
+    assert devices.resolve_precision("bf16") == "bf16"

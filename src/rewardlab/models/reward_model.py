@@ -8,6 +8,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..data.collate import PackedLayout
+from .packing import packing_unsupported_reason, run_packed
 from .pooling import gather_last_token
 
 __all__ = ["Pooling", "RewardModel", "choose_pooling", "transformer_layers"]
@@ -41,13 +43,27 @@ class RewardModel(nn.Module):
             trunk_params = inspect.signature(hf_model.base_model.forward).parameters
             self._pass_position_ids = "position_ids" in trunk_params
 
+    def packing_unsupported_reason(self) -> str | None:
+        """``None`` when this backbone can run packed batches, else why not."""
+        return packing_unsupported_reason(self.hf_model, self.pooling)
+
     @property
     def num_labels(self) -> int:
         return int(self.hf_model.config.num_labels)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Shapes: ``(B, T)``, ``(B, T)`` -> ``(B,)`` (one label) or ``(B, K)``."""
-        if self.pooling == "native":
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, layout: PackedLayout | None = None
+    ) -> torch.Tensor:
+        """Shapes: ``(B, T)``, ``(B, T)`` -> ``(B,)`` (one label) or ``(B, K)``.
+
+        Packed input (``data.collate.pack_examples``): ``input_ids`` ``(1, T)`` and its
+        ``layout`` instead of a mask -> ``(N,)`` or ``(N, K)``, one reward per packed sequence.
+        """
+        if layout is not None:
+            logits = run_packed(self.hf_model, self.pooling, input_ids, layout)
+        elif attention_mask is None:
+            raise ValueError("pass an attention_mask (padded batch) or a layout (packed batch)")
+        elif self.pooling == "native":
             logits = self.hf_model(input_ids=input_ids, attention_mask=attention_mask).logits
         else:
             kwargs = {}

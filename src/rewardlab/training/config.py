@@ -53,8 +53,15 @@ class TrainConfig:
     """Optimizer steps to run; overrides num_epochs."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm (0 disables clipping)."""
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """Mixed precision through Accelerate: fp32 weights, bf16 autocast when 'bf16'."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """fp32 weights; bf16 autocast when 'bf16', or with 'auto' where the GPU/CPU has native bf16 (AVX512-BF16, AMX)."""
+    layout: Literal["auto", "packed", "padded"] = "auto"
+    """Training batches: 'packed' puts all sequences of a micro-batch into one padding-free row with
+    per-sequence attention; 'auto' packs when the backbone supports it, else pads (and says why)."""
+    share_prefix: bool = True
+    """Packed decoder batches: store the tokens a pair's sequences share (the prompt) once (exact for causal models)."""
+    disable_dropout: bool = True
+    """Set every dropout probability to 0 (TRL's default for reward models; dropout also halves CPU throughput)."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward to save memory (slower)."""
     freeze_layers: int = 0

@@ -16,8 +16,10 @@ from typing import Any
 import torch
 
 from ..config import to_dict
+from ..data.collate import collate_targets, pack_examples
 from ..data.readers import DropReport
-from ..errors import CheckpointError, TrainingDivergedError
+from ..devices import resolve_precision
+from ..errors import CheckpointError, ConfigError, TrainingDivergedError
 from ..models.io import RewardModelMetadata, build_reward_model, save_pretrained
 from ..models.reward_model import RewardModel, transformer_layers
 from . import checkpoint as ckpt
@@ -104,6 +106,29 @@ def _freeze_bottom(model: RewardModel, k: int) -> None:
             param.requires_grad_(False)
 
 
+def _disable_dropout(model: torch.nn.Module) -> None:
+    """Dropout p = 0 everywhere, including attention dropout kept as a float (Llama's ``attention_dropout``)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+
+
+def _choose_layout(config: TrainConfig, model: torch.nn.Module, objective: Any) -> str:
+    """``packed`` or ``padded``: what ``config.layout`` asks for and the model and objective allow."""
+    if config.layout == "padded":
+        return "padded"
+    reason = model.packing_unsupported_reason() if isinstance(model, RewardModel) else (
+        f"the {config.objective} objective reads per-token scores from padded batches")
+    if reason is None:
+        return "packed"
+    if config.layout == "packed":
+        raise ConfigError(f"option 'layout' is 'packed' but {reason}; use layout='padded' or 'auto'")
+    print(f"[rewardlab] padded batches: {reason}", file=sys.stderr, flush=True)
+    return "padded"
+
+
 def _write_metrics(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as handle:
         handle.write(json.dumps(record) + "\n")
@@ -124,7 +149,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no", cpu=cpu_ddp)
+    precision = resolve_precision(config.precision)
+    accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=cpu_ddp)
     out = Path(config.output_dir)
     ckpt_root = out / "checkpoints"
     metrics_path = out / "metrics.jsonl"
@@ -149,6 +175,15 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
 
     # Model and optimizer.
     _freeze_bottom(model, config.freeze_layers)
+    if config.disable_dropout:
+        _disable_dropout(model)
+    layout = _choose_layout(config, model, objective)
+    causal = getattr(model, "pooling", None) == "last_token"
+    share_prefix = config.share_prefix and causal
+    _say(accelerator, f"speed: precision {precision}, {layout} batches"
+         + (" with shared prompts" if layout == "packed" and share_prefix else "")
+         + (", dropout off" if config.disable_dropout else ", dropout on")
+         + (", gradient checkpointing" if config.gradient_checkpointing else ""))
     if config.gradient_checkpointing:
         if hasattr(model.hf_model, "activation_checkpointing_enable"):  # transformers >= 5 name
             model.hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -224,9 +259,16 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         micro_batches = shard(indices, config.grad_accum_steps, accelerator.num_processes, accelerator.process_index)
         step_loss = torch.zeros((), device=accelerator.device)
         for m, micro in enumerate(micro_batches):
-            batch = {k: v.to(accelerator.device) for k, v in collate_examples([train_examples[i] for i in micro], pad_id).items()}
+            group = [train_examples[i] for i in micro]
+            if layout == "packed":  # same rewards in the same row order as the padded batch, without padding
+                ids, packed = pack_examples(group, causal=causal, share_prefix=share_prefix, readout="last" if causal else "first")
+                batch = {k: v.to(accelerator.device) for k, v in collate_targets(group).items()}
+                inputs = {"input_ids": ids.to(accelerator.device), "layout": packed.to(accelerator.device)}
+            else:
+                batch = {k: v.to(accelerator.device) for k, v in collate_examples(group, pad_id).items()}
+                inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
             with accelerator.autocast():
-                rewards = model(batch["input_ids"], batch["attention_mask"]).float()
+                rewards = model(**inputs).float()
             loss = objective.loss(rewards, batch).mean() / config.grad_accum_steps
             if m < len(micro_batches) - 1:
                 with accelerator.no_sync(model):

@@ -1,0 +1,126 @@
+"""Padding-free forward passes: per-segment attention for packed rows (see ``data.collate.pack_examples``).
+
+The packed row goes through the backbone as one ``(1, T)`` sequence, so every linear layer
+sees only real tokens; attention is computed segment by segment, so no token attends across
+sequences and no work is spent on padding. The kernel is registered with transformers'
+``AttentionInterface``; a model that has run packed keeps it as its attention implementation,
+and it behaves exactly like ``sdpa`` for ordinary padded calls (no ``rewardlab_layout``
+argument), so evaluation, gradient-checkpoint recomputation and scoring all work. Transformers
+never saves the attention implementation into ``config.json``, so saved models are untouched.
+
+Kernel choice (measured on this project's CPU, benchmarks/bench_train.py): fp32 uses
+``scaled_dot_product_attention`` per segment (the same kernel as the padded path, so rewards
+agree to 1e-6); bf16 uses explicit ``softmax(q k^T / sqrt(d)) v`` per segment, which is 2-3x
+faster than PyTorch's CPU flash kernel in bf16 at head sizes 32-64.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..data.collate import PackedLayout
+
+__all__ = ["PACKED_ATTENTION", "packed_attention", "packing_unsupported_reason", "run_packed"]
+
+PACKED_ATTENTION = "rewardlab_packed"
+
+
+def _segment_mask(n_queries: int, n_keys: int, device: torch.device) -> torch.Tensor:
+    """``(Q, K)`` bool: query i sees key j iff j <= K - Q + i (queries are the tail of the keys)."""
+    return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(n_keys - n_queries)
+
+
+def packed_attention(
+    module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: Any,
+    dropout: float = 0.0, scaling: float | None = None, **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Attention inside each segment of ``rewardlab_layout``. Shapes: q ``(1, H, T, D)``, k/v ``(1, H_kv, T, D)`` -> ``(1, T, H, D)``.
+
+    Without ``rewardlab_layout`` this is transformers' ``sdpa`` attention, unchanged.
+    """
+    layout: PackedLayout | None = kwargs.pop("rewardlab_layout", None)
+    if layout is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    if key.shape[1] != query.shape[1]:  # grouped-query attention: share each K/V head across its query heads
+        groups = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    dropout = dropout if module.training else 0.0
+    explicit = query.dtype in (torch.bfloat16, torch.float16)
+    outputs = []
+    for seg in layout.segments:
+        q = query[:, :, seg.start : seg.end]
+        if len(seg.keys) == 1:
+            k, v = key[:, :, seg.keys[0][0] : seg.keys[0][1]], value[:, :, seg.keys[0][0] : seg.keys[0][1]]
+        else:
+            k = torch.cat([key[:, :, a:b] for a, b in seg.keys], dim=2)
+            v = torch.cat([value[:, :, a:b] for a, b in seg.keys], dim=2)
+        mask = _segment_mask(q.shape[2], k.shape[2], q.device) if seg.causal else None
+        if explicit:
+            scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            probs = F.dropout(scores.softmax(dim=-1, dtype=torch.float32), dropout, module.training).to(v.dtype)
+            outputs.append(torch.matmul(probs, v))
+        else:
+            outputs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scale))
+    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(PACKED_ATTENTION, packed_attention)
+    # Padded calls get sdpa's masks; packed calls pass an all-ones mask, which sdpa_mask skips.
+    AttentionMaskInterface.register(PACKED_ATTENTION, sdpa_mask)
+
+
+def packing_unsupported_reason(hf_model: nn.Module, pooling: str) -> str | None:
+    """Why ``hf_model`` cannot run packed (``None`` when it can): the check behind ``layout='auto'``."""
+    name = type(hf_model).__name__
+    if not getattr(hf_model, "_supports_attention_backend", False):
+        return f"{name} does not route attention through transformers' AttentionInterface"
+    if hf_model.config._attn_implementation not in ("sdpa", PACKED_ATTENTION):
+        return f"{name} uses '{hf_model.config._attn_implementation}' attention (packing builds on 'sdpa')"
+    if "position_ids" not in inspect.signature(hf_model.base_model.forward).parameters:
+        return f"{type(hf_model.base_model).__name__}.forward takes no position_ids"
+    if pooling == "native":
+        classifier = getattr(hf_model, "classifier", None)
+        pooler = getattr(hf_model.base_model, "pooler", None)
+        embeddings = getattr(hf_model.base_model, "embeddings", None)
+        if getattr(embeddings, "padding_idx", None) is not None:  # RoBERTa family: positions start at padding_idx + 1
+            return f"{name} numbers positions from its padding index"
+        if isinstance(classifier, nn.Linear) and pooler is not None and isinstance(getattr(hf_model, "dropout", None), nn.Dropout):
+            return None  # BERT-style: classifier(dropout(pooler(h[CLS])))
+        return f"{name}'s classification head is not BERT's pooler + linear classifier"
+    return None
+
+
+def _native_head(hf_model: nn.Module, first_token: torch.Tensor) -> torch.Tensor:
+    """``(N, H)`` [CLS] states -> ``(N, K)`` logits, exactly as the model's own head computes them."""
+    states = first_token[:, None]  # (N, 1, H): the pooler reads position 0 of a sequence
+    return hf_model.classifier(hf_model.dropout(hf_model.base_model.pooler(states)))
+
+
+def run_packed(hf_model: nn.Module, pooling: str, input_ids: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+    """Rewards of every packed sequence: ``(1, T)`` ids -> ``(N, K)`` logits, in ``layout.readout`` order."""
+    if hf_model.config._attn_implementation != PACKED_ATTENTION:
+        hf_model.config._attn_implementation = PACKED_ATTENTION  # sdpa plus the packed path; see the module doc
+    extra = {"use_cache": False} if pooling == "last_token" else {}
+    hidden = hf_model.base_model(
+        input_ids=input_ids, attention_mask=torch.ones_like(input_ids), position_ids=layout.position_ids,
+        rewardlab_layout=layout, **extra,
+    ).last_hidden_state[0]
+    states = hidden[layout.readout]
+    return hf_model.score(states) if pooling == "last_token" else _native_head(hf_model, states)
+
+
+_register()
