@@ -1,11 +1,21 @@
-"""Training throughput: rewardlab vs TRL ``RewardTrainer`` on the same real pairs, same machine, one run.
+"""Training throughput and held-out accuracy: rewardlab vs TRL ``RewardTrainer``, same data, same machine, one invocation.
 
-    python benchmarks/bench_train.py --data ../shared/data/hh-rlhf-harmless/harmless-base-test.jsonl.gz \
-        --steps 20 --repeats 3
+    python benchmarks/bench_train.py --model builtin:minilm --data ../shared/data/hh-rlhf-harmless/harmless-base-test.jsonl.gz \\
+        --steps 40 --repeats 3 --eval-pairs 320
 
-Prints pairs/s per configuration (median over repeats) and the ratios. TRL is a benchmark-only
-dependency (``pip install 'rewardlab[bench]'``). Timing covers the optimizer steps only
-(rewardlab: its own step timestamps; TRL: ``train_runtime``), not model loading or tokenization.
+Every configuration trains on the same first ``steps * 8`` HH pairs (batch 8 pairs, max length 512,
+learning rate 1e-4 linear decay, no warmup: TRL's defaults), each run in its own subprocess (so
+peak RSS is per run), repeats interleaved. Throughput is pairs/s over the same window for both
+trainers: from the end of optimizer step 1 to the end of the last step (model loading,
+tokenization and the first step's warm-up excluded). Held-out accuracy is measured on the last
+``eval_pairs`` pairs of the file that fit the length budget, which no run trains on (a multiple of
+16, TRL's eval batch, because TRL averages per-batch accuracies). Prints one JSON line per run, then a
+table of medians and ratios. TRL is a benchmark-only dependency (``pip install 'rewardlab[bench]'``).
+
+Configurations: ``rewardlab`` (its defaults: packed + prompt sharing on decoders, dropout off,
+bf16 autocast where the CPU has native bf16), ``rewardlab_fp32``, ``rewardlab_plain`` (padded,
+no sharing, fp32: the optimisations off), ``trl_default`` (RewardConfig defaults: bf16, gradient
+checkpointing, dropout off), ``trl_best`` (no gradient checkpointing, length-grouped sampling).
 """
 
 from __future__ import annotations
@@ -13,63 +23,194 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+BATCH = 8
+LR = 1e-4
 
-def run_rewardlab(model: str, data: str, steps: int, max_length: int, out: Path) -> float:
+
+def _rows(data: str) -> list[dict]:
+    return [json.loads(line) for line in gzip.open(data, "rt")]
+
+
+def _eval_rows(data: str, model_path: str, max_length: int, count: int) -> list[dict]:
+    """The last ``count`` pairs of the file whose texts fit ``max_length - 16`` tokens, so neither trainer cuts or drops any."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    fits = lambda t: len(tokenizer(t)["input_ids"]) <= max_length - 16  # noqa: E731
+    rows = _rows(data)  # usable by both trainers: one shared prompt, two different non-empty replies
+    return [r for r in rows[-3 * count :] if fits(r["chosen"]) and fits(r["rejected"]) and _pair_ok(r)][-count:]
+
+
+def _pair_ok(row: dict) -> bool:
+    from rewardlab.data.readers import to_preference_pair
+    from rewardlab.errors import DataFormatError
+
+    try:
+        pair = to_preference_pair(row)
+    except DataFormatError:
+        return False
+    return bool(pair.chosen.strip()) and bool(pair.rejected.strip()) and pair.chosen.strip() != pair.rejected.strip()
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_rewardlab(model: str, data: str, steps: int, max_length: int, out: Path, eval_rows: list[dict], **speed) -> dict:
     import rewardlab
+    from rewardlab.scoring import load_reward_model
 
-    rewardlab.train(model=model, data=data, output_dir=str(out), max_steps=steps, batch_size=8, max_length=max_length,
-                    max_pairs=steps * 8 * 2,
-                    eval_fraction=0.0, log_every=1, save_every=10_000, show_progress=False, warmup_ratio=0.0)
-    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
-    return 8 * steps / logged[-1]["train_seconds"]
+    train_file = out / "train.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in _rows(data)[: steps * BATCH]))
+    rewardlab.train(model=model, data=str(train_file), output_dir=str(out / "model"), max_steps=steps, batch_size=BATCH,
+                    max_length=max_length, eval_fraction=0.0, log_every=1, save_every=10_000, show_progress=False,
+                    warmup_ratio=0.0, learning_rate=LR, lr_schedule="linear", **speed)
+    stamps = [json.loads(line)["train_seconds"] for line in (out / "model" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    pairs_per_s = BATCH * (steps - 1) / (stamps[-1] - stamps[0])
+    scorer = load_reward_model(str(out / "model"), batch_size=16)
+    from rewardlab.data.readers import to_preference_pair
+
+    pairs = [to_preference_pair(r, f"eval:{i}") for i, r in enumerate(eval_rows)]
+    chosen = scorer.score([p.prompt for p in pairs], [p.chosen for p in pairs])
+    rejected = scorer.score([p.prompt for p in pairs], [p.rejected for p in pairs])
+    accuracy = sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)
+    return {"pairs_per_s": pairs_per_s, "eval_accuracy": accuracy}
 
 
-def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, gradient_checkpointing: bool) -> float:
+def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_rows: list[dict], best: bool) -> dict:
     import datasets
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
-    from rewardlab.models.io import resolve_model_source
+    from rewardlab.data.readers import to_preference_pair
 
-    path, extra = resolve_model_source(model)
-    rows = [json.loads(line) for line in gzip.open(data, "rt")][: steps * 8 * 2]
-    dataset = datasets.Dataset.from_list([{"chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
-    tokenizer = AutoTokenizer.from_pretrained(path, **extra)
+    tokenizer = AutoTokenizer.from_pretrained(model)
     if tokenizer.eos_token is None:  # TRL appends EOS to every text; BERT-style tokenizers have none
         tokenizer.eos_token = tokenizer.sep_token
-    hf = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **extra)
-    args = RewardConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, max_length=max_length,
-                        gradient_checkpointing=gradient_checkpointing, save_strategy="no", report_to="none",
-                        logging_steps=5, use_cpu=True, dataloader_num_workers=0)
-    trainer = RewardTrainer(model=hf, args=args, train_dataset=dataset, processing_class=tokenizer)
-    result = trainer.train()
-    return 8 * steps / result.metrics["train_runtime"]
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    def as_trl(rows: list[dict]) -> datasets.Dataset:
+        if tokenizer.chat_template is None:  # plain text, as TRL's docs do for encoders
+            return datasets.Dataset.from_list([{"chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
+        out_rows = []  # chat models: TRL's conversational format, so both trainers see the chat template
+        for i, r in enumerate(rows):
+            p = to_preference_pair(r, f"row {i}")
+            msgs = [{"role": m.role, "content": m.content} for m in p.prompt]
+            out_rows.append({"prompt": msgs, "chosen": [{"role": "assistant", "content": p.chosen}],
+                             "rejected": [{"role": "assistant", "content": p.rejected}]})
+        return datasets.Dataset.from_list(out_rows)
+
+    train_set = as_trl(_rows(data)[: steps * BATCH])
+    stamps: list[float] = []
+
+    class Stamp(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+
+    hf = AutoModelForSequenceClassification.from_pretrained(model, num_labels=1)
+    if hf.config.pad_token_id is None:
+        hf.config.pad_token_id = tokenizer.pad_token_id
+    extra = {"gradient_checkpointing": False, "train_sampling_strategy": "group_by_length", "remove_unused_columns": False} if best else {}
+    eval_set = as_trl(eval_rows)
+    if best:  # the length column LengthGroupedSampler reads (TRL's own columns are chosen_ids/rejected_ids)
+        enc = lambda t: len(tokenizer(t if isinstance(t, str) else str(t))["input_ids"])  # noqa: E731
+        with_length = lambda d: d.add_column("length", [max(enc(c), enc(r)) for c, r in zip(d["chosen"], d["rejected"])])  # noqa: E731
+        train_set, eval_set = with_length(train_set), with_length(eval_set)
+    args = RewardConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH, max_length=max_length,
+                        learning_rate=LR, save_strategy="no", report_to="none", logging_steps=10, use_cpu=True,
+                        dataloader_num_workers=0, per_device_eval_batch_size=16, **extra)
+    trainer = RewardTrainer(model=hf, args=args, train_dataset=train_set, eval_dataset=eval_set,
+                            processing_class=tokenizer, callbacks=[Stamp()])
+    trainer.train()
+    pairs_per_s = BATCH * (steps - 1) / (stamps[-1] - stamps[0])
+    metrics = trainer.evaluate()
+    return {"pairs_per_s": pairs_per_s, "eval_accuracy": metrics["eval_accuracy"],
+            "trl_train_pairs": len(trainer.train_dataset)}
+
+
+CONFIGS = {
+    "rewardlab": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e),
+    "rewardlab_fp32": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, precision="fp32"),
+    "rewardlab_plain": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, precision="fp32",
+                                                     layout="padded", share_prefix=False),
+    "trl_default": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, best=False),
+    "trl_best": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, best=True),
+}
+
+
+def _materialize(model: str, root: Path) -> str:
+    """A plain local folder for ``builtin:`` names (SmolLM2 ships as GGUF), so both trainers load the same weights fast."""
+    if not model.startswith("builtin:"):
+        return model
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from rewardlab.models.io import release_gguf, resolve_model_source
+
+    path, extra = resolve_model_source(model)
+    target = root / model.split(":")[1]
+    tokenizer = AutoTokenizer.from_pretrained(path, **extra)
+    try:
+        hf = AutoModelForCausalLM.from_pretrained(path, **extra)
+    except ValueError:
+        hf = AutoModelForSequenceClassification.from_pretrained(path, **extra)
+    release_gguf(hf)
+    hf.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return str(target)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", default="builtin:minilm")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--eval-pairs", type=int, default=320)
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--model-path", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:  # one run, in its own process
+        eval_rows = _eval_rows(args.data, args.model_path, args.max_length, args.eval_pairs)
+        result = CONFIGS[args.worker](args, Path(args.out), eval_rows)
+        print("RESULT " + json.dumps({**result, "config": args.worker, "peak_rss_mb": _rss_mb()}), flush=True)
+        return
     root = Path(tempfile.mkdtemp())
-    runs: dict[str, list[float]] = {"rewardlab": [], "trl_default": [], "trl_no_gc": []}
+    model_path = _materialize(args.model, root)
+    configs = args.configs.split(",")
+    runs: dict[str, list[dict]] = {c: [] for c in configs}
     for r in range(args.repeats):
-        runs["rewardlab"].append(run_rewardlab(args.model, args.data, args.steps, args.max_length, root / f"rl{r}"))
-        runs["trl_default"].append(run_trl(args.model, args.data, args.steps, args.max_length, root / f"trl{r}", True))
-        runs["trl_no_gc"].append(run_trl(args.model, args.data, args.steps, args.max_length, root / f"trlng{r}", False))
-        print(json.dumps({k: v[-1] for k, v in runs.items()}), flush=True)
-    medians = {k: statistics.median(v) for k, v in runs.items()}
-    print(json.dumps({"pairs_per_s_median": medians, "repeats": args.repeats, "steps": args.steps,
-                      "ratio_vs_trl_default": medians["rewardlab"] / medians["trl_default"],
-                      "ratio_vs_trl_no_gc": medians["rewardlab"] / medians["trl_no_gc"], "time": time.ctime()}, indent=2))
+        for c in configs:
+            cmd = [sys.executable, __file__, "--worker", c, "--data", args.data, "--model", args.model, "--model-path", model_path,
+                   "--steps", str(args.steps), "--max-length", str(args.max_length), "--eval-pairs", str(args.eval_pairs),
+                   "--out", str(root / f"{c}-{r}")]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if line is None:
+                print(proc.stderr[-4000:], file=sys.stderr)
+                raise SystemExit(f"{c} failed (exit {proc.returncode})")
+            runs[c].append(json.loads(line[7:]))
+            print(json.dumps({"repeat": r, **runs[c][-1]}), flush=True)
+    med = {c: {k: statistics.median(x[k] for x in v) for k in ("pairs_per_s", "eval_accuracy", "peak_rss_mb")} for c, v in runs.items()}
+    print(f"\n{args.model}, {args.steps} steps x {BATCH} pairs, max length {args.max_length}, medians of {args.repeats}, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print("| configuration | pairs/s | held-out accuracy | peak RSS (MB) | vs trl_default | vs trl_best |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for c, m in med.items():
+        ratio = lambda peer: f"{m['pairs_per_s'] / med[peer]['pairs_per_s']:.2f}x" if peer in med else "-"  # noqa: E731
+        print(f"| {c} | {m['pairs_per_s']:.2f} | {m['eval_accuracy']:.3f} | {m['peak_rss_mb']:.0f} | {ratio('trl_default')} | {ratio('trl_best')} |")
 
 
 if __name__ == "__main__":

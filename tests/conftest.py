@@ -16,9 +16,18 @@ CHATML = (
 )
 
 
+def pytest_configure(config):
+    import os
+    import tempfile
+
+    # The token cache goes to a throw-away folder, never the user's ~/.cache.
+    os.environ["REWARDLAB_CACHE"] = tempfile.mkdtemp(prefix="rewardlab-test-cache-")
+
+
 def pytest_addoption(parser):
     parser.addoption("--optimizations", choices=["on", "off"], default="on",
-                     help="'off' trains with the plain path: padded batches, no prefix sharing, dropout kept, fp32 "
+                     help="'off' trains with the plain path: padded batches, no prefix sharing, dropout kept, fp32, "
+                          "tokenization in memory "
                           "(the speed options' defaults are switched off; every test must pass both ways)")
 
 
@@ -30,7 +39,7 @@ def _training_speed_options(request, monkeypatch):
 
     from rewardlab.training.config import TrainConfig
 
-    plain = {"layout": "padded", "share_prefix": False, "disable_dropout": False, "precision": "fp32"}
+    plain = {"layout": "padded", "share_prefix": False, "disable_dropout": False, "precision": "fp32", "token_cache": "off"}
     fields = [f for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING]
     defaults = tuple(plain.get(f.name, f.default) for f in fields)
     assert len(defaults) == len(TrainConfig.__init__.__defaults__)

@@ -59,3 +59,14 @@ def test_mismatched_lengths_and_empty_input(scorer):
     with pytest.raises(ValueError, match="2 prompts but 1 responses"):
         scorer.score(["a", "b"], ["c"])
     assert scorer.score([], []) == []
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_bert_dir"])
+def test_packed_scoring_equals_padded_scoring(fixture, request):
+    model, tokenizer = build_reward_model(str(request.getfixturevalue(fixture)))
+    prompts = [[Message("user", f"Question {i}: tell me about item {i * 7}.")] for i in range(9)]
+    replies = ["Short." if i % 3 else "A much longer reply about the item, " * (1 + i % 4) for i in range(9)]
+    packed = LocalScorer(model, tokenizer, max_length=192, batch_size=4)
+    padded = LocalScorer(model, tokenizer, max_length=192, batch_size=4, layout="padded")
+    assert packed.layout == "packed" and padded.layout == "padded"
+    assert packed.score(prompts, replies) == pytest.approx(padded.score(prompts, replies), abs=1e-4)

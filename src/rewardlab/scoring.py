@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
-from .data.collate import length_sorted_batches, pad_sequences
+from .data.collate import Example, length_sorted_batches, pack_examples, pad_sequences
 from .data.normalization import TargetNormalizer
 from .data.templating import Prompt, as_messages, tokenize_conversation
 from .errors import ConfigError, SequenceTooLongError
@@ -109,8 +109,13 @@ class LocalScorer:
         show_progress: bool = False,
         combine: Callable[[dict[str, float]], float] | None = None,
         original_scale: bool = False,
+        layout: Literal["auto", "packed", "padded"] = "auto",
     ):
         self.model = model.eval()
+        reason = model.packing_unsupported_reason()
+        if layout == "packed" and reason is not None:
+            raise ConfigError(f"layout='packed': {reason}")
+        self.layout = "packed" if layout != "padded" and reason is None else "padded"
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
@@ -159,9 +164,16 @@ class LocalScorer:
 
         outputs: list[torch.Tensor | None] = [None] * len(sequences)
         batches = length_sorted_batches([len(s) for s in sequences], self.batch_size)
+        packed = self.layout == "packed"
+        causal = self.model.pooling == "last_token"
         for idx in tqdm(batches, desc="scoring", disable=not self.show_progress):
-            input_ids, mask = pad_sequences([sequences[i] for i in idx], self.tokenizer.pad_token_id)
-            rewards = self.model(input_ids.to(self.device), mask.to(self.device)).float().cpu()
+            if packed:  # one padding-free row per batch, per-sequence attention (models/packing.py)
+                ids, layout = pack_examples([Example((tuple(sequences[i]),)) for i in idx], causal=causal, share_prefix=False,
+                                            readout="last" if causal else "first")
+                rewards = self.model(ids.to(self.device), layout=layout.to(self.device)).float().cpu()
+            else:
+                input_ids, mask = pad_sequences([sequences[i] for i in idx], self.tokenizer.pad_token_id)
+                rewards = self.model(input_ids.to(self.device), mask.to(self.device)).float().cpu()
             for row, i in enumerate(idx):
                 outputs[i] = rewards[row]
         if not outputs:
@@ -206,12 +218,18 @@ def load_reward_model(
     trust_remote_code: bool = False,
     combine: Callable[[dict[str, float]], float] | None = None,
     original_scale: bool = False,
+    layout: Literal["auto", "packed", "padded"] = "auto",
 ) -> LocalScorer:
-    """Load a saved reward-model folder (rewardlab's or another tool's) as a :class:`LocalScorer`."""
+    """Load a saved reward-model folder (rewardlab's or another tool's) as a :class:`LocalScorer`.
+
+    ``layout='auto'`` scores padding-free packed batches when the backbone supports it (the
+    rewards equal the padded pass to 1e-4 in fp32; tests/models/test_packing.py).
+    """
     model, tokenizer, metadata = load_pretrained(path, precision, trust_remote_code)
     return LocalScorer(
         model, tokenizer, max_length=max_length or metadata.max_length, batch_size=batch_size,
         device=device, metadata=metadata, normalize=normalize, combine=combine, original_scale=original_scale,
+        layout=layout,
     )
 
 

@@ -181,7 +181,8 @@ def test_packed_and_padded_training_follow_the_same_trajectory(fixture, demo_jso
     model_dir = request.getfixturevalue(fixture)
     runs = {}
     for layout in ("packed", "padded"):
-        result = loop.train(_config(model_dir, demo_jsonl, tmp_path / layout, max_steps=4, layout=layout, precision="fp32"))
+        result = loop.train(_config(model_dir, demo_jsonl, tmp_path / layout, max_steps=4, layout=layout, precision="fp32",
+                                         share_prefix=True, disable_dropout=True))
         runs[layout] = ([m["loss"] for m in _metrics(result.output_dir) if "loss" in m], result.final_metrics["eval_loss"])
     assert runs["packed"][0] == pytest.approx(runs["padded"][0], abs=1e-4)
     assert runs["packed"][1] == pytest.approx(runs["padded"][1], abs=1e-4)

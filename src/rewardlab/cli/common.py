@@ -63,6 +63,7 @@ def build_scorer(args: argparse.Namespace, combine: Any = None) -> Any:
         dpo = DPOSettings(args.beta, args.reference_free, args.length_normalize)
         return load_dpo_scorer(args.model, args.reference, dpo, args.precision, args.max_length or 1024, args.batch_size, args.device)
     return load_reward_model(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
+                             layout=getattr(args, "layout", "auto"),
                              max_length=args.max_length, combine=combine, original_scale=getattr(args, "original_scale", False))
 
 
@@ -71,6 +72,8 @@ def add_scorer_flags(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=None, help="default: the model's training max_length")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--layout", choices=["auto", "packed", "padded"], default="auto",
+                   help="packed: padding-free batches with per-sequence attention (auto: when the backbone supports it)")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cpu)")
     p.add_argument("--reference", default=None, help="DPO implicit reward: the reference model (--model is the policy)")
     p.add_argument("--reference-free", action="store_true", help="DPO implicit reward with log pi_ref = 0")

@@ -34,6 +34,7 @@ from .records import Message, PreferencePair, RankedResponses, ScoredResponse
 __all__ = [
     "DropReport",
     "PromptMismatchError",
+    "iter_preference_pairs",
     "iter_records",
     "pair_sides",
     "parse_hh_transcript",
@@ -281,14 +282,13 @@ def to_preference_pair(record: Mapping, location: str = "") -> PreferencePair:
     )
 
 
-def read_preference_pairs(
-    source: str | os.PathLike, split: str = "train", limit: int | None = None
-) -> tuple[list[PreferencePair], DropReport]:
-    """Read pairs, dropping those without signal; returns the pairs and a :class:`DropReport`.
+def iter_preference_pairs(
+    source: str | os.PathLike, split: str, limit: int | None, report: DropReport
+) -> Iterator[PreferencePair]:
+    """Stream pairs, dropping those without signal into ``report`` (which counts every record read).
 
     ``limit`` caps the number of records read (before dropping), for quick runs.
     """
-    pairs, report = [], DropReport()
     for location, record in iter_records(source, split):
         if limit is not None and report.total >= limit:
             break
@@ -303,10 +303,17 @@ def read_preference_pairs(
         elif pair.chosen.strip() == pair.rejected.strip() and not pair.tie:
             report.add("with chosen == rejected", location=location)
         else:
-            pairs.append(pair)
+            yield pair
     if report.total == 0:
         raise DataFormatError(str(source), "contains no records")
-    return pairs, report
+
+
+def read_preference_pairs(
+    source: str | os.PathLike, split: str = "train", limit: int | None = None
+) -> tuple[list[PreferencePair], DropReport]:
+    """Read pairs, dropping those without signal; returns the pairs and a :class:`DropReport`."""
+    report = DropReport()
+    return list(iter_preference_pairs(source, split, limit, report)), report
 
 
 def to_prompt_response(record: Mapping, location: str = "") -> tuple[tuple[Message, ...], str]:

@@ -28,11 +28,10 @@ from ..data.collate import PackedLayout
 __all__ = ["PACKED_ATTENTION", "packed_attention", "packing_unsupported_reason", "run_packed"]
 
 PACKED_ATTENTION = "rewardlab_packed"
-
-
-def _segment_mask(n_queries: int, n_keys: int, device: torch.device) -> torch.Tensor:
-    """``(Q, K)`` bool: query i sees key j iff j <= K - Q + i (queries are the tail of the keys)."""
-    return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(n_keys - n_queries)
+EXPLICIT_MAX_SCORES = 256 * 256
+"""bf16: segments with at most this many (query, key) pairs use explicit softmax attention (fast
+at short lengths, but it keeps the score matrix for backward); longer ones use the fp32 flash
+kernel, whose memory is linear in length."""
 
 
 def packed_attention(
@@ -53,22 +52,31 @@ def packed_attention(
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     dropout = dropout if module.training else 0.0
-    explicit = query.dtype in (torch.bfloat16, torch.float16)
+    low_precision = query.dtype in (torch.bfloat16, torch.float16)
+    # One split per tensor (its backward is one concatenation); slicing per segment would make
+    # backward zero-fill a full-length gradient for every segment.
+    sizes = [seg.end - seg.start for seg in layout.segments]
+    queries, keys, values = (torch.split(t, sizes, dim=2) for t in (query, key, value))
+    piece = {(seg.start, seg.end): i for i, seg in enumerate(layout.segments)}
     outputs = []
-    for seg in layout.segments:
-        q = query[:, :, seg.start : seg.end]
+    for i, seg in enumerate(layout.segments):
+        q = queries[i]
         if len(seg.keys) == 1:
-            k, v = key[:, :, seg.keys[0][0] : seg.keys[0][1]], value[:, :, seg.keys[0][0] : seg.keys[0][1]]
-        else:
-            k = torch.cat([key[:, :, a:b] for a, b in seg.keys], dim=2)
-            v = torch.cat([value[:, :, a:b] for a, b in seg.keys], dim=2)
-        mask = _segment_mask(q.shape[2], k.shape[2], q.device) if seg.causal else None
-        if explicit:
+            k, v = keys[i], values[i]
+        else:  # a reply after its shared prompt
+            k = torch.cat([keys[piece[r]] for r in seg.keys], dim=2)
+            v = torch.cat([values[piece[r]] for r in seg.keys], dim=2)
+        n_q, n_k = q.shape[2], k.shape[2]
+        mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q) if seg.causal else None
+        if low_precision and n_q * n_k <= EXPLICIT_MAX_SCORES:
             scores = torch.matmul(q, k.transpose(-1, -2)) * scale
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
-            probs = F.dropout(scores.softmax(dim=-1, dtype=torch.float32), dropout, module.training).to(v.dtype)
-            outputs.append(torch.matmul(probs, v))
+            probs = F.dropout(scores.softmax(dim=-1, dtype=torch.float32), dropout, module.training)
+            outputs.append(torch.matmul(probs.to(v.dtype), v))
+        elif low_precision:  # long segments: fp32 flash keeps memory linear and beats bf16 flash on CPU
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout, scale=scale)
+            outputs.append(out.to(q.dtype))
         else:
             outputs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scale))
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None

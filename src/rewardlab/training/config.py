@@ -31,6 +31,10 @@ class TrainConfig:
     """Split name when ``data`` is a ``datasets`` name."""
     eval_fraction: float = 0.05
     """Fraction of ``data`` held out for evaluation when ``eval_data`` is unset (0 for none)."""
+    token_cache: str = "auto"
+    """Pairwise objectives: tokenize once into memory-mapped files and reuse them on later runs with the
+    same data file, tokenizer, max_length and objective settings. 'auto': under $REWARDLAB_CACHE/tokens
+    (default ~/.cache/rewardlab/tokens); 'off': tokenize in memory every run; any other value: that folder."""
     max_pairs: int | None = None
     """Read at most this many records of ``data`` (before dropping)."""
     max_length: int = 512

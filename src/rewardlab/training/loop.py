@@ -18,6 +18,8 @@ import torch
 from ..config import to_dict
 from ..data.collate import collate_targets, pack_examples
 from ..data.readers import DropReport
+from ..data.token_store import (ExampleView, TokenStore, build_token_store, default_cache_dir, source_fingerprint,
+                                store_key, tokenizer_fingerprint)
 from ..devices import resolve_precision
 from ..errors import CheckpointError, ConfigError, TrainingDivergedError
 from ..models.io import RewardModelMetadata, build_reward_model, save_pretrained
@@ -27,7 +29,7 @@ from .batching import global_batches, shard, steps_for
 from .config import TrainConfig
 from .objectives import Example, HybridObjective, collate_examples, make_objective
 
-__all__ = ["TrainResult", "evaluate", "load_train_eval_records", "train"]
+__all__ = ["TrainResult", "evaluate", "load_tokenized", "load_train_eval_records", "train"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,47 @@ def load_train_eval_records(config: TrainConfig, objective: Any) -> tuple[list[A
     n_eval = int(round(config.eval_fraction * len(records)))
     held = set(order[:n_eval])
     return [r for i, r in enumerate(records) if i not in held], [records[i] for i in sorted(held)], report
+
+
+def load_tokenized(config: TrainConfig, objective: Any, tokenizer: Any) -> tuple[ExampleView, ExampleView, DropReport, bool]:
+    """Tokenized train and held-out examples from the token cache, building it (streaming) on a miss.
+
+    The split is the one :func:`load_train_eval_records` makes (same seed, same record indices), so
+    cached and in-memory runs train on the same pairs. Returns ``(train, eval, report, cache_hit)``.
+    """
+    root = default_cache_dir() if config.token_cache == "auto" else Path(config.token_cache)
+
+    def store_for(source: str, limit: int | None) -> tuple[TokenStore, bool]:
+        material = {"source": source_fingerprint(source, config.data_split), "limit": limit,
+                    "tokenizer": tokenizer_fingerprint(tokenizer), "max_length": config.max_length, "objective": repr(objective)}
+        folder = root / store_key(material)
+        if (folder / "meta.json").exists():
+            return TokenStore(folder), True
+        report, seen = DropReport(), [0]
+
+        def stream() -> Any:
+            for index, record in enumerate(objective.iter_read(source, config.data_split, limit, report)):
+                seen[0] = index + 1
+                for example in objective.tokenize([record], tokenizer, config.max_length, report):
+                    yield index, example
+
+        return build_token_store(folder, stream(), report, lambda: seen[0], material), False
+
+    import numpy as np
+
+    store, hit = store_for(config.data, config.max_pairs)
+    report = DropReport(store.report.total, store.report.reasons.copy(), dict(store.report.examples))
+    if config.eval_data:
+        held_store, held_hit = store_for(config.eval_data, None)
+        report.total += held_store.report.total
+        for reason, count in held_store.report.reasons.items():
+            report.add(reason, count, held_store.report.examples.get(reason, ""))
+        return (ExampleView(store, np.arange(len(store))), ExampleView(held_store, np.arange(len(held_store))),
+                report, hit and held_hit)
+    order = list(range(store.num_records))
+    random.Random(config.seed).shuffle(order)
+    held = np.isin(store.record_index, np.array(order[: int(round(config.eval_fraction * store.num_records))], dtype=np.int64))
+    return ExampleView(store, np.flatnonzero(~held)), ExampleView(store, np.flatnonzero(held)), report, hit
 
 
 def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -140,6 +183,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
+    entered = time.perf_counter()
     config = replace(config, **options) if config is not None else TrainConfig(**options)
     # Several processes on a machine without CUDA (torchrun, `accelerate launch --multi_gpu`) means
     # CPU DDP over gloo; Accelerate only picks it when told the run is on CPU.
@@ -158,14 +202,21 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
 
     # Data: read, split, tokenize; every drop is counted and reported.
     objective = make_objective(config)
-    train_raw, eval_raw, report = load_train_eval_records(config, objective)  # before the model: bad data fails fast
-    objective = objective.fit(train_raw)  # e.g. target normalization statistics, from training data only
+    cached = config.token_cache != "off" and hasattr(objective, "iter_read")  # streamed + memory-mapped (pairwise)
+    if not cached:
+        train_raw, eval_raw, report = load_train_eval_records(config, objective)  # before the model: bad data fails fast
+        objective = objective.fit(train_raw)  # e.g. target normalization statistics, from training data only
     if hasattr(objective, "build_model"):  # e.g. a process reward model: per-token head
         model, tokenizer = objective.build_model(config.model, config.trust_remote_code)
     else:
         model, tokenizer = build_reward_model(config.model, trust_remote_code=config.trust_remote_code, heads=objective.heads)
-    train_examples = objective.tokenize(train_raw, tokenizer, config.max_length, report)
-    eval_examples = objective.tokenize(eval_raw, tokenizer, config.max_length, report)
+    if cached:
+        with accelerator.main_process_first():  # one process builds the store, the others open it
+            train_examples, eval_examples, report, hit = load_tokenized(config, objective, tokenizer)
+        _say(accelerator, f"token cache {'hit' if hit else 'built'}: {train_examples.store.root}")
+    else:
+        train_examples = objective.tokenize(train_raw, tokenizer, config.max_length, report)
+        eval_examples = objective.tokenize(eval_raw, tokenizer, config.max_length, report)
     kind = objective.record_kind
     _say(accelerator, f"data: {len(train_examples)} training and {len(eval_examples)} held-out {kind}; {report.summary(kind)}")
     if isinstance(objective, HybridObjective):
@@ -190,7 +241,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         else:
             model.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    # The fused kernel updates all tensors in one pass (4x faster than foreach on this CPU; TRL's default too).
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
     global_batch = config.batch_size * accelerator.num_processes * config.grad_accum_steps
     total_steps = config.max_steps or steps_for(len(train_examples), global_batch, config.num_epochs)
     warmup = int(config.warmup_ratio * total_steps)
@@ -245,12 +297,13 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
             ckpt.prune_checkpoints(ckpt_root, config.keep_checkpoints)
         accelerator.wait_for_everyone()
 
-    lengths = [e.length for e in train_examples]
+    lengths = train_examples.lengths.tolist() if cached else [e.length for e in train_examples]
     plan = global_batches(lengths, global_batch, total_steps, config.seed, config.group_by_length)
     progress = tqdm(total=total_steps, initial=start_step, desc="training", disable=not (config.show_progress and accelerator.is_main_process))
     running: list[float] = []
     metrics: dict[str, float] = {}
     started = time.perf_counter()  # wall time of the steps (evaluation included), for throughput
+    setup_seconds: float | None = round(started - entered, 3)  # written with the first metrics line
     for step, indices in enumerate(plan):
         if step < start_step:
             continue  # the plan is deterministic: skip what the checkpoint already saw
@@ -291,8 +344,11 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         progress.update(1)
         progress.set_postfix(loss=f"{running[-1]:.4f}")
         if accelerator.is_main_process and (done % config.log_every == 0 or done == total_steps):
-            _write_metrics(metrics_path, {"step": done, "loss": sum(running) / len(running), "lr": optimizer.param_groups[0]["lr"],
-                                          "train_seconds": round(time.perf_counter() - started, 3)})
+            record = {"step": done, "loss": sum(running) / len(running), "lr": optimizer.param_groups[0]["lr"],
+                      "train_seconds": round(time.perf_counter() - started, 3)}
+            if setup_seconds is not None:  # loading, reading, tokenizing (or opening the token cache), building the model
+                record["setup_seconds"], setup_seconds = setup_seconds, None
+            _write_metrics(metrics_path, record)
             running = []
         if eval_examples and (done % config.eval_every == 0 or done == total_steps):
             metrics = evaluate(model, objective, eval_examples, pad_id, accelerator, config.batch_size, config.tie_policy)

@@ -20,7 +20,7 @@ objective          records               loss
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -29,7 +29,7 @@ import torch
 from .. import losses
 from ..data.collate import Example, collate_examples
 from ..data.normalization import TargetNormalizer
-from ..data.readers import DropReport, iter_records, read_preference_pairs, to_ranked_responses, to_scored_response
+from ..data.readers import DropReport, iter_preference_pairs, iter_records, to_ranked_responses, to_scored_response
 from ..data.records import PreferencePair, RankedResponses, ScoredResponse
 from ..data.templating import tokenize_conversation
 from ..errors import ConfigError, DataFormatError
@@ -83,13 +83,16 @@ class PairwiseObjective:
     record_kind: str = "preference pairs"
 
     def read(self, source: str, split: str, limit: int | None) -> tuple[list[PreferencePair], DropReport]:
-        pairs, report = read_preference_pairs(source, split, limit)
-        if self.davidson:
-            return pairs, report
-        for pair in pairs:
-            if pair.tie:
+        report = DropReport()
+        return list(self.iter_read(source, split, limit, report)), report
+
+    def iter_read(self, source: str, split: str, limit: int | None, report: DropReport) -> Iterator[PreferencePair]:
+        """Stream the pairs this objective learns from (ties only for Davidson); drops go to ``report``."""
+        for pair in iter_preference_pairs(source, split, limit, report):
+            if pair.tie and not self.davidson:
                 report.add("labelled as ties (use --objective davidson to learn from them)", location=pair.source)
-        return [p for p in pairs if not p.tie], report
+            else:
+                yield pair
 
     def fit(self, records: Sequence[Any]) -> PairwiseObjective:
         return self

@@ -1,0 +1,93 @@
+"""Scoring throughput: rewardlab ``LocalScorer`` vs ``transformers.pipeline('text-classification')``, same model, one run.
+
+    python benchmarks/bench_score.py --data ../shared/data/hh-rlhf-harmless/harmless-base-test.jsonl.gz --texts 512
+
+Texts are real HH transcripts (chosen side) that fit 512 tokens, given to both sides as the
+same strings; both timings include tokenization. The pipeline runs with
+``function_to_apply='none'`` at its default batch size (1) and at each of ``--batch-sizes``
+(its best is reported); rewardlab runs at its default batch size (32, packed where supported)
+and at the same batch sizes. fp32 weights and bf16 weights (both sides load the same bf16
+model). Each figure is the median of ``--repeats`` timed passes after one warm-up pass.
+Prints a Markdown table of texts/s and the ratios the issue asks for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import time
+
+
+def main() -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    from rewardlab.models.io import resolve_model_source
+    from rewardlab.models.reward_model import RewardModel
+    from rewardlab.scoring import LocalScorer
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--model", default="builtin:minilm")
+    parser.add_argument("--texts", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-sizes", default="8,32,64")
+    args = parser.parse_args()
+    path, extra = resolve_model_source(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(path, **extra)
+    rows = [json.loads(line)["chosen"] for line in gzip.open(args.data, "rt")]
+    texts = [t for t in rows if len(tokenizer(t)["input_ids"]) <= 512][: args.texts]
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+
+    def timed(fn) -> float:
+        fn()  # warm-up
+        runs = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            fn()
+            runs.append(len(texts) / (time.perf_counter() - start))
+        return statistics.median(runs)
+
+    results = []
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        torch.manual_seed(0)
+        hf = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype, **extra).eval()
+        if hf.config.pad_token_id is None:
+            hf.config.pad_token_id = tokenizer.pad_token_id
+        pipe = {}
+        for bs in [1, *sizes]:
+            clf = pipeline("text-classification", model=hf, tokenizer=tokenizer, function_to_apply="none", batch_size=bs, device="cpu")
+            pipe[bs] = timed(lambda clf=clf: clf(texts))
+            print(json.dumps({"precision": precision, "side": "pipeline", "batch_size": bs, "texts_per_s": pipe[bs]}), flush=True)
+        model = RewardModel(hf)
+        ours = {}
+        for bs in sorted({32, *sizes}):
+            scorer = LocalScorer(model, tokenizer, max_length=512, batch_size=bs)
+
+            def run(scorer=scorer):
+                ids = [tokenizer(t)["input_ids"] for t in texts]
+                return scorer.score_ids(ids)
+
+            ours[bs] = timed(run)
+            print(json.dumps({"precision": precision, "side": "rewardlab", "layout": scorer.layout, "batch_size": bs,
+                              "texts_per_s": ours[bs]}), flush=True)
+        # Same rewards (fp32 only: bf16 rounding differs between padded and packed kernels).
+        if precision == "fp32":
+            piped = torch.tensor([o["score"] for o in pipeline("text-classification", model=hf, tokenizer=tokenizer,
+                                                                function_to_apply="none", batch_size=8, device="cpu")(texts[:64])])
+            mine = LocalScorer(model, tokenizer, max_length=512).score_ids([tokenizer(t)["input_ids"] for t in texts[:64]])
+            print(json.dumps({"max_abs_reward_difference_vs_pipeline": float((piped - mine).abs().max())}), flush=True)
+        best_pipe = max(pipe, key=pipe.get)
+        results.append((precision, ours[32], max(ours.values()), pipe[1], best_pipe, pipe[best_pipe]))
+    print(f"\n{args.model}, {len(texts)} HH texts, medians of {args.repeats}, {time.strftime('%Y-%m-%d %H:%M')}")
+    print("| precision | rewardlab (batch 32) | rewardlab best | pipeline default (batch 1) | pipeline best (batch) | "
+          "rewardlab / pipeline default | rewardlab / pipeline best |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for precision, default, best, p1, pb_size, pb in results:
+        print(f"| {precision} | {default:.1f} | {best:.1f} | {p1:.1f} | {pb:.1f} ({pb_size}) | {default / p1:.2f}x | {default / pb:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Tokenized examples on disk, memory-mapped, keyed by everything that decides the tokens.
+
+A training run streams its records through the tokenizer once, appending to flat files, and
+keeps only small index arrays in memory; a second run with the same data file, tokenizer,
+``max_length`` and objective settings opens the files instead of re-tokenizing. Peak memory
+therefore does not grow with the data set (the operating system pages token data in and out).
+
+Files in a store folder:
+
+==================  ============================================================
+``tokens.bin``      int32, every sequence back to back
+``seq_lengths.bin`` int32, one length per sequence
+``groups.bin``      int32, sequences per example (2 for a preference pair)
+``targets.bin``     float32, ``(examples, targets_width)`` row-major
+``records.bin``     int64, the index of the source record each example came from
+``meta.json``       counts, the drop report, the key material; written last (complete marker)
+==================  ============================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .collate import Example
+from .readers import DropReport
+
+__all__ = ["ExampleView", "TokenStore", "build_token_store", "default_cache_dir", "source_fingerprint",
+           "store_key", "tokenizer_fingerprint"]
+
+STORE_VERSION = 1
+"""Bump when the on-disk layout or the tokenization code changes, so old stores are not reused."""
+
+
+def default_cache_dir() -> Path:
+    """``$REWARDLAB_CACHE/tokens``, else ``~/.cache/rewardlab/tokens``."""
+    root = os.environ.get("REWARDLAB_CACHE") or Path.home() / ".cache" / "rewardlab"
+    return Path(root) / "tokens"
+
+
+def source_fingerprint(source: str, split: str) -> dict[str, Any]:
+    """A local file is identified by its absolute path, size and modification time; a Hub name by name and split."""
+    path = Path(source)
+    if path.is_file():
+        stat = path.stat()
+        return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"name": str(source), "split": split}
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """sha256 of the tokenizer's full definition (vocabulary, merges, normalizer, special tokens, chat template)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    parts = [type(tokenizer).__name__, backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True),
+             str(getattr(tokenizer, "chat_template", None)), json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str),
+             str(getattr(tokenizer, "add_bos_token", None)), str(getattr(tokenizer, "add_eos_token", None))]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def store_key(material: Mapping[str, Any]) -> str:
+    """Folder name for a store: sha256 of the canonical JSON of everything that decides its contents.
+
+    >>> store_key({"a": 1}) == store_key({"a": 1}) != store_key({"a": 2})
+    True
+    """
+    text = json.dumps({"version": STORE_VERSION, **material}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class TokenStore:
+    """A finished store, memory-mapped read-only. ``store[i]`` is an :class:`Example`."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        meta = json.loads((self.root / "meta.json").read_text())
+        self.meta = meta
+        self.num_records: int = meta["num_records"]
+        self.report = DropReport(total=meta["report"]["total"], reasons=Counter(meta["report"]["reasons"]),
+                                 examples=dict(meta["report"]["examples"]))
+        count, width = meta["num_examples"], meta["targets_width"]
+        mapped = lambda name, dtype: np.memmap(self.root / name, dtype=dtype, mode="r") if (self.root / name).stat().st_size else np.zeros(0, dtype)  # noqa: E731
+        self._tokens = mapped("tokens.bin", np.int32)
+        seq_lengths = np.fromfile(self.root / "seq_lengths.bin", dtype=np.int32)
+        groups = np.fromfile(self.root / "groups.bin", dtype=np.int32)
+        self._seq_offsets = np.concatenate([[0], np.cumsum(seq_lengths, dtype=np.int64)])
+        self._group_offsets = np.concatenate([[0], np.cumsum(groups, dtype=np.int64)])
+        self._targets = mapped("targets.bin", np.float32).reshape(count, width) if width else np.zeros((count, 0), np.float32)
+        self.record_index = np.fromfile(self.root / "records.bin", dtype=np.int64)
+        self.lengths = np.maximum.reduceat(seq_lengths, self._group_offsets[:-1]) if count else np.zeros(0, np.int32)
+        """``(examples,)`` the longest sequence of each example (for length-grouped batches)."""
+
+    def __len__(self) -> int:
+        return len(self.record_index)
+
+    def __getitem__(self, i: int) -> Example:
+        first, last = self._group_offsets[i], self._group_offsets[i + 1]
+        seqs = tuple(tuple(self._tokens[self._seq_offsets[s] : self._seq_offsets[s + 1]].tolist()) for s in range(first, last))
+        return Example(seqs, tuple(self._targets[i].tolist()))
+
+
+class ExampleView:
+    """The examples of a store at ``indices`` (a train or held-out split), without copying tokens."""
+
+    def __init__(self, store: TokenStore, indices: np.ndarray):
+        self.store, self.indices = store, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Example:
+        return self.store[int(self.indices[i])]
+
+    def __iter__(self) -> Iterator[Example]:
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.store.lengths[self.indices]
+
+
+def build_token_store(
+    root: Path, examples: Iterable[tuple[int, Example]], report: DropReport, num_records: Any, material: Mapping[str, Any]
+) -> TokenStore:
+    """Write ``(record_index, example)`` pairs into a new store at ``root``, streaming; atomic.
+
+    ``num_records`` is called after the stream is exhausted (the reader counts as it goes).
+    Written into a temporary sibling folder and renamed, so an interrupted build leaves nothing
+    that a later run could mistake for a finished store.
+    """
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        width = None
+        count = 0
+        with open(tmp / "tokens.bin", "wb") as tok, open(tmp / "seq_lengths.bin", "wb") as lens, \
+                open(tmp / "groups.bin", "wb") as grp, open(tmp / "targets.bin", "wb") as tgt, open(tmp / "records.bin", "wb") as rec:
+            for record_index, example in examples:
+                width = len(example.targets) if width is None else width
+                if len(example.targets) != width:
+                    raise ValueError(f"record {record_index}: {len(example.targets)} targets, earlier examples had {width}")
+                tok.write(np.concatenate([np.asarray(s, dtype=np.int32) for s in example.sequences]).tobytes())
+                lens.write(np.array([len(s) for s in example.sequences], dtype=np.int32).tobytes())
+                grp.write(np.array([len(example.sequences)], dtype=np.int32).tobytes())
+                tgt.write(np.array(example.targets, dtype=np.float32).tobytes())
+                rec.write(np.array([record_index], dtype=np.int64).tobytes())
+                count += 1
+        meta = {"num_examples": count, "num_records": num_records(), "targets_width": width or 0, "version": STORE_VERSION,
+                "report": {"total": report.total, "reasons": dict(report.reasons), "examples": report.examples},
+                "material": dict(material)}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+        if root.exists():  # another process finished the same store first: keep theirs
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return TokenStore(root)

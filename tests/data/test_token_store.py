@@ -1,0 +1,84 @@
+"""The token cache: streamed builds, memory-mapped reads, reuse on the second run, same pairs as in memory."""
+
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import rewardlab.training.objectives as objectives_module
+from rewardlab.data.collate import Example
+from rewardlab.data.readers import DropReport
+from rewardlab.data.token_store import TokenStore, build_token_store
+from rewardlab.training.config import TrainConfig
+from rewardlab.training.loop import train
+
+
+def _synthetic(n, rng):
+    for i in range(n):
+        a, b = rng.integers(0, 30_000, size=rng.integers(50, 300)), rng.integers(0, 30_000, size=rng.integers(50, 300))
+        yield i, Example((tuple(a.tolist()), tuple(b.tolist())), (0.5 * i, 1.0, 0.0, 0.0))
+
+
+def test_round_trip_and_lengths(tmp_path):
+    examples = list(_synthetic(50, np.random.default_rng(0)))
+    store = build_token_store(tmp_path / "s", iter(examples), DropReport(total=50), lambda: 50, {"k": 1})
+    again = TokenStore(tmp_path / "s")
+    assert len(again) == 50 and again.num_records == 50
+    for i, example in examples:
+        assert again[i] == example
+    assert again.lengths.tolist() == [max(len(s) for s in e.sequences) for _, e in examples]
+    assert store.report.total == 50
+
+
+def test_build_streams_instead_of_holding_the_data(tmp_path):
+    # 8,000 pairs of ~350 tokens (~11 MB as int32, ~200 MB as Python tuples) must not be held.
+    tracemalloc.start()
+    store = build_token_store(tmp_path / "big", _synthetic(8_000, np.random.default_rng(1)), DropReport(total=8_000),
+                              lambda: 8_000, {"k": 2})
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert (tmp_path / "big" / "tokens.bin").stat().st_size > 8_000_000
+    assert peak < 3_000_000, f"peak Python allocation {peak / 1e6:.1f} MB while building"
+    assert len(store) == 8_000
+
+
+def test_interrupted_build_leaves_no_store(tmp_path):
+    def broken():
+        yield from _synthetic(5, np.random.default_rng(2))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_token_store(tmp_path / "s", broken(), DropReport(), lambda: 5, {})
+    assert list(tmp_path.iterdir()) == []  # no half-written folder a later run could trust
+
+
+def _metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_second_run_reuses_the_cache_and_trains_identically(tiny_llama_dir, demo_jsonl, tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+    real = objectives_module.tokenize_conversation
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(objectives_module, "tokenize_conversation", counting)
+    common = dict(model=str(tiny_llama_dir), data=str(demo_jsonl), max_steps=3, max_length=192, batch_size=4,
+                  show_progress=False, eval_fraction=0.125, log_every=1, precision="fp32", token_cache=str(tmp_path / "cache"))
+    first = train(TrainConfig(output_dir=str(tmp_path / "a"), **common))
+    assert calls["n"] == 2 * 96 and "token cache built" in capsys.readouterr().err
+    calls["n"] = 0
+    second = train(TrainConfig(output_dir=str(tmp_path / "b"), **common))
+    assert calls["n"] == 0 and "token cache hit" in capsys.readouterr().err
+    memory = train(TrainConfig(output_dir=str(tmp_path / "c"), **{**common, "token_cache": "off"}))
+    losses = [[m["loss"] for m in _metrics(r.output_dir) if "loss" in m] for r in (first, second, memory)]
+    assert losses[0] == losses[1] == pytest.approx(losses[2], abs=1e-6)  # the same pairs, split and order
+    assert first.final_metrics == second.final_metrics
+    assert first.final_metrics["eval_pairs"] == memory.final_metrics["eval_pairs"] == 12
+    assert first.drop_summary == memory.drop_summary
+    # A different max_length (or tokenizer, data file, objective setting) is a different store.
+    train(TrainConfig(output_dir=str(tmp_path / "d"), **{**common, "max_length": 160}))
+    assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 2
