@@ -6,8 +6,9 @@
 Every configuration trains on the same first ``steps * 8`` HH pairs (batch 8 pairs, max length 512,
 learning rate 1e-4 linear decay, no warmup: TRL's defaults), each run in its own subprocess (so
 peak RSS is per run), repeats interleaved. Throughput is pairs/s over the same window for both
-trainers: from the end of optimizer step 1 to the end of the last step (model loading,
-tokenization and the first step's warm-up excluded). Held-out accuracy is measured on the last
+trainers: from just before the first optimizer step to the end of the last (model loading and
+tokenization excluded; the first step is included, since TRL's length-grouped sampler puts
+its longest batch first and excluding it would flatter TRL). Held-out accuracy is measured on the last
 ``eval_pairs`` pairs of the file that fit the length budget, which no run trains on (a multiple of
 16, TRL's eval batch, because TRL averages per-batch accuracies). Prints one JSON line per run, then a
 table of medians and ratios. TRL is a benchmark-only dependency (``pip install 'rewardlab[bench]'``).
@@ -75,7 +76,7 @@ def run_rewardlab(model: str, data: str, steps: int, max_length: int, out: Path,
                     max_length=max_length, eval_fraction=0.0, log_every=1, save_every=10_000, show_progress=False,
                     warmup_ratio=0.0, learning_rate=LR, lr_schedule="linear", **speed)
     stamps = [json.loads(line)["train_seconds"] for line in (out / "model" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
-    pairs_per_s = BATCH * (steps - 1) / (stamps[-1] - stamps[0])
+    pairs_per_s = BATCH * steps / stamps[-1]  # train_seconds counts from just before the first step
     scorer = load_reward_model(str(out / "model"), batch_size=16)
     from rewardlab.data.readers import to_preference_pair
 
@@ -114,6 +115,9 @@ def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_
     stamps: list[float] = []
 
     class Stamp(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+
         def on_step_end(self, args, state, control, **kwargs):
             stamps.append(time.perf_counter())
 
@@ -132,7 +136,7 @@ def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_
     trainer = RewardTrainer(model=hf, args=args, train_dataset=train_set, eval_dataset=eval_set,
                             processing_class=tokenizer, callbacks=[Stamp()])
     trainer.train()
-    pairs_per_s = BATCH * (steps - 1) / (stamps[-1] - stamps[0])
+    pairs_per_s = BATCH * steps / (stamps[-1] - stamps[0])
     metrics = trainer.evaluate()
     return {"pairs_per_s": pairs_per_s, "eval_accuracy": metrics["eval_accuracy"],
             "trl_train_pairs": len(trainer.train_dataset)}
