@@ -11,11 +11,12 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
-from .data.collate import Example, length_sorted_batches, pack_examples, pad_sequences
+from .data.collate import Example, length_sorted_batches, pad_sequences
 from .data.normalization import TargetNormalizer
 from .data.templating import Prompt, as_messages, tokenize_conversation
 from .errors import ConfigError, SequenceTooLongError
 from .models.io import Precision, RewardModelMetadata, load_pretrained
+from .models.packing import choose_layout, pack_for
 from .models.reward_model import RewardModel
 
 __all__ = [
@@ -112,10 +113,7 @@ class LocalScorer:
         layout: Literal["auto", "packed", "padded"] = "auto",
     ):
         self.model = model.eval()
-        reason = model.packing_unsupported_reason()
-        if layout == "packed" and reason is not None:
-            raise ConfigError(f"layout='packed': {reason}")
-        self.layout = "packed" if layout != "padded" and reason is None else "padded"
+        self.layout = choose_layout(layout, model.packing_unsupported_reason())
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
@@ -164,12 +162,9 @@ class LocalScorer:
 
         outputs: list[torch.Tensor | None] = [None] * len(sequences)
         batches = length_sorted_batches([len(s) for s in sequences], self.batch_size)
-        packed = self.layout == "packed"
-        causal = self.model.pooling == "last_token"
         for idx in tqdm(batches, desc="scoring", disable=not self.show_progress):
-            if packed:  # one padding-free row per batch, per-sequence attention (models/packing.py)
-                ids, layout = pack_examples([Example((tuple(sequences[i]),)) for i in idx], causal=causal, share_prefix=False,
-                                            readout="last" if causal else "first")
+            if self.layout == "packed":  # one padding-free row per batch, per-sequence attention (models/packing.py)
+                ids, layout = pack_for(self.model.pooling, [Example((tuple(sequences[i]),)) for i in idx], share_prefix=False)
                 rewards = self.model(ids.to(self.device), layout=layout.to(self.device)).float().cpu()
             else:
                 input_ids, mask = pad_sequences([sequences[i] for i in idx], self.tokenizer.pad_token_id)

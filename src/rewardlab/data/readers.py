@@ -79,6 +79,12 @@ class DropReport:
         if location:
             self.examples.setdefault(reason, location)
 
+    def merge(self, other: DropReport) -> None:
+        """Add another report's records and drops (e.g. a separate held-out file's) to this one."""
+        self.total += other.total
+        for reason, count in other.reasons.items():
+            self.add(reason, count, other.examples.get(reason, ""))
+
     @property
     def dropped(self) -> int:
         return sum(self.reasons.values())

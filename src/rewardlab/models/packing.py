@@ -10,8 +10,9 @@ never saves the attention implementation into ``config.json``, so saved models a
 
 Kernel choice (measured on this project's CPU, benchmarks/bench_train.py): fp32 uses
 ``scaled_dot_product_attention`` per segment (the same kernel as the padded path, so rewards
-agree to 1e-6); bf16 uses explicit ``softmax(q k^T / sqrt(d)) v`` per segment, which is 2-3x
-faster than PyTorch's CPU flash kernel in bf16 at head sizes 32-64.
+agree to 1e-6); bf16 uses explicit ``softmax(q k^T / sqrt(d)) v`` for segments of at most
+``EXPLICIT_MAX_SCORES`` (query, key) pairs, 2-3x faster than PyTorch's CPU flash kernel in bf16
+at head sizes 32-64, and the fp32 flash kernel for longer ones (its memory stays linear).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.collate import PackedLayout
+from ..data.collate import Example, PackedLayout, pack_examples
+from ..errors import ConfigError
 
-__all__ = ["PACKED_ATTENTION", "packed_attention", "packing_unsupported_reason", "run_packed"]
+__all__ = ["PACKED_ATTENTION", "choose_layout", "pack_for", "packed_attention", "packing_unsupported_reason", "run_packed"]
 
 PACKED_ATTENTION = "rewardlab_packed"
 EXPLICIT_MAX_SCORES = 256 * 256
@@ -110,6 +112,28 @@ def packing_unsupported_reason(hf_model: nn.Module, pooling: str) -> str | None:
             return None  # BERT-style: classifier(dropout(pooler(h[CLS])))
         return f"{name}'s classification head is not BERT's pooler + linear classifier"
     return None
+
+
+def choose_layout(requested: str, unsupported_reason: str | None) -> str:
+    """``packed`` or ``padded`` for a ``layout`` option of ``auto`` / ``packed`` / ``padded``.
+
+    >>> choose_layout("auto", None), choose_layout("auto", "no position_ids"), choose_layout("padded", None)
+    ('packed', 'padded', 'padded')
+    """
+    if requested == "padded":
+        return "padded"
+    if unsupported_reason is None:
+        return "packed"
+    if requested == "packed":
+        raise ConfigError(f"option 'layout' is 'packed' but {unsupported_reason}; use layout='padded' or 'auto'")
+    return "padded"
+
+
+def pack_for(pooling: str, examples: list[Example], share_prefix: bool) -> tuple[torch.Tensor, PackedLayout]:
+    """:func:`pack_examples` with what ``pooling`` implies: causal attention and last-token reads for
+    decoders (prompt sharing allowed), bidirectional attention and [CLS] reads for encoders (never shared)."""
+    causal = pooling == "last_token"
+    return pack_examples(examples, causal=causal, share_prefix=share_prefix and causal, readout="last" if causal else "first")
 
 
 def _native_head(hf_model: nn.Module, first_token: torch.Tensor) -> torch.Tensor:

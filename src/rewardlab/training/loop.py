@@ -13,16 +13,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..config import to_dict
-from ..data.collate import collate_targets, pack_examples
+from ..data.collate import collate_targets
 from ..data.readers import DropReport
 from ..data.token_store import (ExampleView, TokenStore, build_token_store, default_cache_dir, source_fingerprint,
                                 store_key, tokenizer_fingerprint)
 from ..devices import resolve_precision
-from ..errors import CheckpointError, ConfigError, TrainingDivergedError
+from ..errors import CheckpointError, TrainingDivergedError
 from ..models.io import RewardModelMetadata, build_reward_model, save_pretrained
+from ..models.packing import choose_layout, pack_for
 from ..models.reward_model import RewardModel, transformer_layers
 from . import checkpoint as ckpt
 from .batching import global_batches, shard, steps_for
@@ -53,15 +55,17 @@ def load_train_eval_records(config: TrainConfig, objective: Any) -> tuple[list[A
     records, report = objective.read(config.data, config.data_split, config.max_pairs)
     if config.eval_data:
         eval_records, eval_report = objective.read(config.eval_data, config.data_split, None)
-        report.total += eval_report.total
-        for reason, count in eval_report.reasons.items():
-            report.add(reason, count, eval_report.examples.get(reason, ""))
+        report.merge(eval_report)
         return records, eval_records, report
-    order = list(range(len(records)))
-    random.Random(config.seed).shuffle(order)
-    n_eval = int(round(config.eval_fraction * len(records)))
-    held = set(order[:n_eval])
+    held = set(_held_out(len(records), config.eval_fraction, config.seed))
     return [r for i, r in enumerate(records) if i not in held], [records[i] for i in sorted(held)], report
+
+
+def _held_out(num_records: int, fraction: float, seed: int) -> list[int]:
+    """The record indices held out for evaluation: the first ``fraction`` of a seeded shuffle."""
+    order = list(range(num_records))
+    random.Random(seed).shuffle(order)
+    return order[: int(round(fraction * num_records))]
 
 
 def load_tokenized(config: TrainConfig, objective: Any, tokenizer: Any) -> tuple[ExampleView, ExampleView, DropReport, bool]:
@@ -88,20 +92,15 @@ def load_tokenized(config: TrainConfig, objective: Any, tokenizer: Any) -> tuple
 
         return build_token_store(folder, stream(), report, lambda: seen[0], material), False
 
-    import numpy as np
-
     store, hit = store_for(config.data, config.max_pairs)
-    report = DropReport(store.report.total, store.report.reasons.copy(), dict(store.report.examples))
+    report = DropReport()
+    report.merge(store.report)
     if config.eval_data:
         held_store, held_hit = store_for(config.eval_data, None)
-        report.total += held_store.report.total
-        for reason, count in held_store.report.reasons.items():
-            report.add(reason, count, held_store.report.examples.get(reason, ""))
+        report.merge(held_store.report)
         return (ExampleView(store, np.arange(len(store))), ExampleView(held_store, np.arange(len(held_store))),
                 report, hit and held_hit)
-    order = list(range(store.num_records))
-    random.Random(config.seed).shuffle(order)
-    held = np.isin(store.record_index, np.array(order[: int(round(config.eval_fraction * store.num_records))], dtype=np.int64))
+    held = np.isin(store.record_index, _held_out(store.num_records, config.eval_fraction, config.seed))
     return ExampleView(store, np.flatnonzero(~held)), ExampleView(store, np.flatnonzero(held)), report, hit
 
 
@@ -158,18 +157,11 @@ def _disable_dropout(model: torch.nn.Module) -> None:
             module.attention_dropout = 0.0
 
 
-def _choose_layout(config: TrainConfig, model: torch.nn.Module, objective: Any) -> str:
-    """``packed`` or ``padded``: what ``config.layout`` asks for and the model and objective allow."""
-    if config.layout == "padded":
-        return "padded"
+def _layout_and_reason(config: TrainConfig, model: torch.nn.Module) -> tuple[str, str | None]:
+    """``(layout, why packing is unavailable or None)`` for this run's model and objective."""
     reason = model.packing_unsupported_reason() if isinstance(model, RewardModel) else (
         f"the {config.objective} objective reads per-token scores from padded batches")
-    if reason is None:
-        return "packed"
-    if config.layout == "packed":
-        raise ConfigError(f"option 'layout' is 'packed' but {reason}; use layout='padded' or 'auto'")
-    print(f"[rewardlab] padded batches: {reason}", file=sys.stderr, flush=True)
-    return "padded"
+    return choose_layout(config.layout, reason), reason
 
 
 def _write_metrics(path: Path, record: dict[str, Any]) -> None:
@@ -228,10 +220,11 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     _freeze_bottom(model, config.freeze_layers)
     if config.disable_dropout:
         _disable_dropout(model)
-    layout = _choose_layout(config, model, objective)
-    causal = getattr(model, "pooling", None) == "last_token"
-    share_prefix = config.share_prefix and causal
+    layout, reason = _layout_and_reason(config, model)
+    pooling = getattr(model, "pooling", None)
+    share_prefix = config.share_prefix and pooling == "last_token"  # exact only for causal backbones
     _say(accelerator, f"speed: precision {precision}, {layout} batches"
+         + (f" ({reason})" if layout == "padded" and config.layout == "auto" and reason else "")
          + (" with shared prompts" if layout == "packed" and share_prefix else "")
          + (", dropout off" if config.disable_dropout else ", dropout on")
          + (", gradient checkpointing" if config.gradient_checkpointing else ""))
@@ -314,7 +307,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         for m, micro in enumerate(micro_batches):
             group = [train_examples[i] for i in micro]
             if layout == "packed":  # same rewards in the same row order as the padded batch, without padding
-                ids, packed = pack_examples(group, causal=causal, share_prefix=share_prefix, readout="last" if causal else "first")
+                ids, packed = pack_for(pooling, group, share_prefix)
                 batch = {k: v.to(accelerator.device) for k, v in collate_targets(group).items()}
                 inputs = {"input_ids": ids.to(accelerator.device), "layout": packed.to(accelerator.device)}
             else:
