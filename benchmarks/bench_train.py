@@ -65,7 +65,7 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_rewardlab(model: str, data: str, steps: int, max_length: int, out: Path, eval_rows: list[dict], **speed) -> dict:
+def run_rewardlab(model: str, data: str, steps: int, max_length: int, out: Path, eval_rows: list[dict], seed: int, **speed) -> dict:
     import rewardlab
     from rewardlab.scoring import load_reward_model
 
@@ -74,7 +74,7 @@ def run_rewardlab(model: str, data: str, steps: int, max_length: int, out: Path,
     train_file.write_text("".join(json.dumps(r) + "\n" for r in _rows(data)[: steps * BATCH]))
     rewardlab.train(model=model, data=str(train_file), output_dir=str(out / "model"), max_steps=steps, batch_size=BATCH,
                     max_length=max_length, eval_fraction=0.0, log_every=1, save_every=10_000, show_progress=False,
-                    warmup_ratio=0.0, learning_rate=LR, lr_schedule="linear", **speed)
+                    warmup_ratio=0.0, learning_rate=LR, lr_schedule="linear", seed=seed, **speed)
     stamps = [json.loads(line)["train_seconds"] for line in (out / "model" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     pairs_per_s = BATCH * steps / stamps[-1]  # train_seconds counts from just before the first step
     scorer = load_reward_model(str(out / "model"), batch_size=16)
@@ -87,7 +87,7 @@ def run_rewardlab(model: str, data: str, steps: int, max_length: int, out: Path,
     return {"pairs_per_s": pairs_per_s, "eval_accuracy": accuracy}
 
 
-def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_rows: list[dict], best: bool) -> dict:
+def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_rows: list[dict], seed: int, best: bool) -> dict:
     import datasets
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
     from trl import RewardConfig, RewardTrainer
@@ -132,7 +132,7 @@ def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_
         train_set, eval_set = with_length(train_set), with_length(eval_set)
     args = RewardConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH, max_length=max_length,
                         learning_rate=LR, save_strategy="no", report_to="none", logging_steps=10, use_cpu=True,
-                        dataloader_num_workers=0, per_device_eval_batch_size=16, **extra)
+                        dataloader_num_workers=0, per_device_eval_batch_size=16, seed=seed, **extra)
     trainer = RewardTrainer(model=hf, args=args, train_dataset=train_set, eval_dataset=eval_set,
                             processing_class=tokenizer, callbacks=[Stamp()])
     trainer.train()
@@ -143,12 +143,12 @@ def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_
 
 
 CONFIGS = {
-    "rewardlab": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e),
-    "rewardlab_fp32": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, precision="fp32"),
-    "rewardlab_plain": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, precision="fp32",
+    "rewardlab": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed),
+    "rewardlab_fp32": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, precision="fp32"),
+    "rewardlab_plain": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, precision="fp32",
                                                      layout="padded", share_prefix=False),
-    "trl_default": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, best=False),
-    "trl_best": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, best=True),
+    "trl_default": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=False),
+    "trl_best": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=True),
 }
 
 
@@ -161,6 +161,8 @@ def _materialize(model: str, root: Path) -> str:
     from rewardlab.models.io import release_gguf, resolve_model_source
 
     path, extra = resolve_model_source(model)
+    if not extra:  # an ordinary safetensors folder (MiniLM): both trainers load it as shipped, pooler included
+        return path
     target = root / model.split(":")[1]
     tokenizer = AutoTokenizer.from_pretrained(path, **extra)
     try:
@@ -182,6 +184,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--eval-pairs", type=int, default=320)
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--seed", type=int, default=42, help="seed of repeat 0 (both trainers)")
+    parser.add_argument("--vary-seed", action="store_true",
+                        help="repeat r uses seed + r (head init and data order differ per repeat, the same for every configuration)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -199,22 +204,24 @@ def main() -> None:
         for c in configs:
             cmd = [sys.executable, __file__, "--worker", c, "--data", args.data, "--model", args.model, "--model-path", model_path,
                    "--steps", str(args.steps), "--max-length", str(args.max_length), "--eval-pairs", str(args.eval_pairs),
-                   "--out", str(root / f"{c}-{r}")]
+                   "--out", str(root / f"{c}-{r}"), "--seed", str(args.seed + r if args.vary_seed else args.seed)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if line is None:
                 print(proc.stderr[-4000:], file=sys.stderr)
                 raise SystemExit(f"{c} failed (exit {proc.returncode})")
             runs[c].append(json.loads(line[7:]))
-            print(json.dumps({"repeat": r, **runs[c][-1]}), flush=True)
+            print(json.dumps({"repeat": r, "seed": args.seed + r if args.vary_seed else args.seed, **runs[c][-1]}), flush=True)
     med = {c: {k: statistics.median(x[k] for x in v) for k in ("pairs_per_s", "eval_accuracy", "peak_rss_mb")} for c, v in runs.items()}
     print(f"\n{args.model}, {args.steps} steps x {BATCH} pairs, max length {args.max_length}, medians of {args.repeats}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
-    print("| configuration | pairs/s | held-out accuracy | peak RSS (MB) | vs trl_default | vs trl_best |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| configuration | pairs/s | held-out accuracy (median) | accuracy mean +- sd over repeats | peak RSS (MB) | vs trl_default | vs trl_best |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for c, m in med.items():
         ratio = lambda peer: f"{m['pairs_per_s'] / med[peer]['pairs_per_s']:.2f}x" if peer in med else "-"  # noqa: E731
-        print(f"| {c} | {m['pairs_per_s']:.2f} | {m['eval_accuracy']:.3f} | {m['peak_rss_mb']:.0f} | {ratio('trl_default')} | {ratio('trl_best')} |")
+        accs = [x["eval_accuracy"] for x in runs[c]]
+        spread = f"{statistics.mean(accs):.3f} +- {statistics.stdev(accs):.3f}" if len(accs) > 1 else "-"
+        print(f"| {c} | {m['pairs_per_s']:.2f} | {m['eval_accuracy']:.3f} | {spread} | {m['peak_rss_mb']:.0f} | {ratio('trl_default')} | {ratio('trl_best')} |")
 
 
 if __name__ == "__main__":

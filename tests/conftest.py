@@ -22,12 +22,14 @@ def pytest_configure(config):
 
     # The token cache goes to a throw-away folder, never the user's ~/.cache.
     os.environ["REWARDLAB_CACHE"] = tempfile.mkdtemp(prefix="rewardlab-test-cache-")
+    if config.getoption("--optimizations") == "off":  # process-wide: glibc's allocator left as it is
+        os.environ["REWARDLAB_CPU_ALLOCATOR"] = "default"
 
 
 def pytest_addoption(parser):
     parser.addoption("--optimizations", choices=["on", "off"], default="on",
                      help="'off' trains with the plain path: padded batches, no prefix sharing, dropout kept, fp32, "
-                          "tokenization in memory "
+                          "tokenization in memory, glibc's default allocator "
                           "(the speed options' defaults are switched off; every test must pass both ways)")
 
 

@@ -14,6 +14,7 @@ import torch
 from .data.collate import Example, length_sorted_batches, pad_sequences
 from .data.normalization import TargetNormalizer
 from .data.templating import Prompt, as_messages, tokenize_conversation
+from .devices import keep_freed_memory
 from .errors import ConfigError, SequenceTooLongError
 from .models.io import Precision, RewardModelMetadata, load_pretrained
 from .models.packing import choose_layout, pack_for
@@ -119,6 +120,8 @@ class LocalScorer:
         self.batch_size = batch_size
         self.device = torch.device(device) if device else next(model.parameters()).device
         self.model.to(self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # batches of activations are reused instead of page-faulted in each call
         self.metadata = metadata or RewardModelMetadata(pooling=model.pooling, max_length=max_length)
         self.show_progress = show_progress
         if normalize and (self.metadata.reward_mean is None or not self.metadata.reward_std):
@@ -242,6 +245,8 @@ class ProcessScorer:
         self.aggregation, self.batch_size = aggregation, batch_size
         self.device = torch.device(device) if device else next(model.parameters()).device
         self.model.to(self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # batches of activations are reused instead of page-faulted in each call
 
     @torch.inference_mode()
     def score_steps(self, prompts: Sequence[Prompt], steps: Sequence[Sequence[str]]) -> list[list[float]]:

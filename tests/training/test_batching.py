@@ -29,3 +29,11 @@ def test_shards_partition_the_global_batch():
     flat = sorted(i for rank in parts for micro in rank for i in micro)
     assert flat == batch
     assert all(len(micro) == 4 for rank in parts for micro in rank)
+
+
+def test_the_batch_with_most_tokens_comes_first():
+    lengths = [random.Random(i).randint(5, 500) for i in range(512)]
+    batches = list(global_batches(lengths, batch=8, steps=64, seed=1, group_by_length=True))
+    tokens = [sum(lengths[i] for i in b) for b in batches]
+    assert tokens[0] == max(tokens) and tokens[1:] != sorted(tokens[1:], reverse=True)
+    assert sorted(i for b in batches for i in b) == list(range(512))  # still every pair once

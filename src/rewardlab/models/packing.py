@@ -49,9 +49,7 @@ def packed_attention(
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    if key.shape[1] != query.shape[1]:  # grouped-query attention: share each K/V head across its query heads
-        groups = query.shape[1] // key.shape[1]
-        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    groups = query.shape[1] // key.shape[1]  # grouped-query attention: each K/V head serves `groups` query heads
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     dropout = dropout if module.training else 0.0
     low_precision = query.dtype in (torch.bfloat16, torch.float16)
@@ -69,18 +67,22 @@ def packed_attention(
             k = torch.cat([keys[piece[r]] for r in seg.keys], dim=2)
             v = torch.cat([values[piece[r]] for r in seg.keys], dim=2)
         n_q, n_k = q.shape[2], k.shape[2]
-        mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q) if seg.causal else None
+        # A segment attending only to itself is plain causal attention (the kernels skip the masked
+        # half); a reply after a shared prompt needs the bottom-right-aligned mask.
+        square_causal = seg.causal and n_q == n_k
+        mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q) if seg.causal and not square_causal else None
         if low_precision and n_q * n_k <= EXPLICIT_MAX_SCORES:
+            if groups > 1:
+                k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
             scores = torch.matmul(q, k.transpose(-1, -2)) * scale
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
+            if seg.causal:
+                scores = scores.masked_fill(~torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q), float("-inf"))
             probs = F.dropout(scores.softmax(dim=-1, dtype=torch.float32), dropout, module.training)
             outputs.append(torch.matmul(probs.to(v.dtype), v))
-        elif low_precision:  # long segments: fp32 flash keeps memory linear and beats bf16 flash on CPU
-            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout, scale=scale)
+        else:  # long bf16 segments too: fp32 flash keeps memory linear and beats bf16 flash on CPU
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout,
+                                                 is_causal=square_causal, scale=scale, enable_gqa=groups > 1)
             outputs.append(out.to(q.dtype))
-        else:
-            outputs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scale))
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
 
 

@@ -23,6 +23,10 @@ def _epoch_order(lengths: Sequence[int], batch: int, seed: int, epoch: int, grou
         chunk = sorted(order[start : start + mega], key=lambda i: -lengths[i])
         grouped += [chunk[i : i + batch] for i in range(0, len(chunk), batch)]
     rng.shuffle(grouped)
+    if epoch == 0:  # the batch with the most tokens first (as LengthGroupedSampler): memory peaks, and any
+        # out-of-memory error comes, at step 1, and later steps reuse memory instead of growing into it
+        largest = max(range(len(grouped)), key=lambda g: sum(lengths[i] for i in grouped[g]))
+        grouped.insert(0, grouped.pop(largest))
     return [i for group in grouped for i in group]
 
 

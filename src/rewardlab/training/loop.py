@@ -21,7 +21,7 @@ from ..data.collate import collate_targets
 from ..data.readers import DropReport
 from ..data.token_store import (ExampleView, TokenStore, build_token_store, default_cache_dir, source_fingerprint,
                                 store_key, tokenizer_fingerprint)
-from ..devices import resolve_precision
+from ..devices import keep_freed_memory, resolve_precision
 from ..errors import CheckpointError, TrainingDivergedError
 from ..models.io import RewardModelMetadata, build_reward_model, save_pretrained
 from ..models.packing import choose_layout, pack_for
@@ -187,6 +187,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     AcceleratorState._reset_state(reset_partial_state=False)
     precision = resolve_precision(config.precision)
     accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=cpu_ddp)
+    reuse_memory = accelerator.device.type == "cpu" and keep_freed_memory()  # no page faults on every step's tensors
     out = Path(config.output_dir)
     ckpt_root = out / "checkpoints"
     metrics_path = out / "metrics.jsonl"
@@ -227,7 +228,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
          + (f" ({reason})" if layout == "padded" and config.layout == "auto" and reason else "")
          + (" with shared prompts" if layout == "packed" and share_prefix else "")
          + (", dropout off" if config.disable_dropout else ", dropout on")
-         + (", gradient checkpointing" if config.gradient_checkpointing else ""))
+         + (", gradient checkpointing" if config.gradient_checkpointing else "")
+         + (", freed CPU memory kept for reuse" if reuse_memory else ""))
     if config.gradient_checkpointing:
         if hasattr(model.hf_model, "activation_checkpointing_enable"):  # transformers >= 5 name
             model.hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

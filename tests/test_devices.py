@@ -1,0 +1,44 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# Allocator settings are process-wide, so each case runs in a fresh interpreter.
+PROBE = textwrap.dedent("""
+    import resource, torch
+    from rewardlab.devices import keep_freed_memory
+    applied = keep_freed_memory()
+    faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    def step(big):  # a training step's shape: many tensors alive at once, all freed at the end
+        kept = [torch.ones(256 * 1024) for _ in range(64)]  # 64 x 1 MiB
+        if big:
+            kept.append(torch.ones(16 * 1024 * 1024))  # one 64 MiB tensor grows the heap past the others
+        del kept
+    step(True)
+    before = faults()
+    for _ in range(3):
+        step(False)
+    print(applied, keep_freed_memory(), faults() - before)
+""")
+
+
+def _probe(env_value: str | None) -> tuple[str, str, int]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "REWARDLAB_CPU_ALLOCATOR"}
+    if env_value is not None:
+        env["REWARDLAB_CPU_ALLOCATOR"] = env_value
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True).stdout.split()
+    return out[0], out[1], int(out[2])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator settings are Linux-only")
+def test_freed_memory_is_reused_instead_of_faulted_in_again():
+    applied, again, tuned_faults = _probe(None)
+    assert (applied, again) == ("True", "True")  # glibc accepted both settings; a second call is a no-op
+    skipped, _, default_faults = _probe("default")
+    assert skipped == "False"
+    # glibc's defaults hand the freed heap top back to the OS and fault it in again next step; kept
+    # memory is reused (measured here: ~800 vs ~16,600 page faults over the 3 steps).
+    assert tuned_faults * 5 < default_faults
