@@ -16,7 +16,9 @@ table of medians and ratios. TRL is a benchmark-only dependency (``pip install '
 Configurations: ``rewardlab`` (its defaults: packed + prompt sharing on decoders, dropout off,
 bf16 autocast where the CPU has native bf16), ``rewardlab_fp32``, ``rewardlab_plain`` (padded,
 no sharing, fp32: the optimisations off), ``trl_default`` (RewardConfig defaults: bf16, gradient
-checkpointing, dropout off), ``trl_best`` (no gradient checkpointing, length-grouped sampling).
+checkpointing, dropout off), ``trl_best`` (no gradient checkpointing, length-grouped sampling),
+``trl_best_kept_memory`` (``trl_best`` with the CPU allocator setting rewardlab applies, see
+``rewardlab.devices.keep_freed_memory``; not a TRL option, but any TRL user could set it).
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ def run_rewardlab(model: str, data: str, steps: int, max_length: int, out: Path,
     return {"pairs_per_s": pairs_per_s, "eval_accuracy": accuracy}
 
 
-def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_rows: list[dict], seed: int, best: bool) -> dict:
+def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_rows: list[dict], seed: int, best: bool,
+            keep_memory: bool = False) -> dict:
     import datasets
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
     from trl import RewardConfig, RewardTrainer
@@ -121,6 +124,10 @@ def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_
         def on_step_end(self, args, state, control, **kwargs):
             stamps.append(time.perf_counter())
 
+    if keep_memory:  # the process-wide allocator setting rewardlab applies on CPU, given to TRL too
+        from rewardlab.devices import keep_freed_memory
+
+        assert keep_freed_memory()
     hf = AutoModelForSequenceClassification.from_pretrained(model, num_labels=1)
     if hf.config.pad_token_id is None:
         hf.config.pad_token_id = tokenizer.pad_token_id
@@ -149,6 +156,8 @@ CONFIGS = {
                                                      layout="padded", share_prefix=False),
     "trl_default": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=False),
     "trl_best": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=True),
+    "trl_best_kept_memory": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=True,
+                                                    keep_memory=True),
 }
 
 
