@@ -113,6 +113,33 @@ def test_bf16_packed_rewards_track_fp32(tiny_llama_dir):
     assert (packed.float() - plain).abs().max() < 0.05  # the explicit-softmax bf16 kernel is used here
 
 
+@pytest.mark.parametrize(("causal", "n_q", "n_k"), [(False, 5, 5), (True, 6, 6), (True, 4, 7)])
+def test_short_segment_attention_gradients_are_exact(causal, n_q, n_k):
+    from rewardlab.models.packing import _ShortAttention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, n, 3, dtype=torch.float64, requires_grad=True) for n in (n_q, n_k, n_k))
+    mask = torch.ones(n_q, n_k, dtype=torch.bool).tril(n_k - n_q) if causal else None  # a reply after its prompt
+    assert torch.autograd.gradcheck(lambda q, k, v: _ShortAttention.apply(q, k, v, mask, 0.7), (q, k, v))
+    reference = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.7)
+    assert torch.allclose(_ShortAttention.apply(q, k, v, mask, 0.7), reference)
+
+
+def test_bf16_packed_gradients_track_fp32(tiny_llama_dir):
+    model, tokenizer = build_reward_model(str(tiny_llama_dir))
+    examples = _examples(tokenizer)
+
+    def grads(precision):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            rewards, _ = _packed(model, examples, True)
+        rewards.float().sum().backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    exact, low = grads("fp32"), grads("bf16")
+    assert torch.nn.functional.cosine_similarity(exact, low, dim=0) > 0.99
+
+
 @pytest.mark.parametrize("kind", ["distilbert", "roberta"])
 def test_unsupported_heads_are_named(kind):
     from transformers import (DistilBertConfig, DistilBertForSequenceClassification, RobertaConfig,

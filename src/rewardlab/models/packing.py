@@ -10,9 +10,10 @@ never saves the attention implementation into ``config.json``, so saved models a
 
 Kernel choice (measured on this project's CPU, benchmarks/bench_train.py): fp32 uses
 ``scaled_dot_product_attention`` per segment (the same kernel as the padded path, so rewards
-agree to 1e-6); bf16 uses explicit ``softmax(q k^T / sqrt(d)) v`` for segments of at most
-``EXPLICIT_MAX_SCORES`` (query, key) pairs, 2-3x faster than PyTorch's CPU flash kernel in bf16
-at head sizes 32-64, and the fp32 flash kernel for longer ones (its memory stays linear).
+agree to 1e-6); bf16 uses explicit ``softmax(q k^T / sqrt(d)) v`` (``_ShortAttention``, which
+keeps only the bf16 probabilities for backward) for segments of at most ``EXPLICIT_MAX_SCORES``
+(query, key) pairs, 2-3x faster than PyTorch's CPU flash kernel in bf16 at head sizes 32-64, and
+the fp32 flash kernel for longer ones (its memory stays linear).
 """
 
 from __future__ import annotations
@@ -34,6 +35,40 @@ EXPLICIT_MAX_SCORES = 256 * 256
 """bf16: segments with at most this many (query, key) pairs use explicit softmax attention (fast
 at short lengths, but it keeps the score matrix for backward); longer ones use the fp32 flash
 kernel, whose memory is linear in length."""
+
+
+class _ShortAttention(torch.autograd.Function):
+    """``softmax(q k^T * scale + mask) v`` for one short segment, keeping only the probabilities for backward.
+
+    Shapes: q ``(1, H, Q, D)``, k/v ``(1, H, K, D)``, mask ``(Q, K)`` bool or None -> ``(1, H, Q, D)``.
+    The softmax runs in fp32 and its result is stored once, in the inputs' dtype (bf16): the
+    plain autograd graph would keep the fp32 probabilities, their bf16 copy and the mask (7 bytes
+    per score instead of 2). Backward is the standard softmax-attention gradient
+    (Vaswani et al. 2017, eq. 1): ``dV = P^T dO``, ``dP = dO V^T``, ``dS = P * (dP - rowsum(P * dP))``,
+    ``dQ = dS K * scale``, ``dK = dS^T Q * scale``, with ``dS`` formed in fp32.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
+        scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        probs = scores.softmax(dim=-1, dtype=torch.promote_types(q.dtype, torch.float32)).to(q.dtype)
+        ctx.save_for_backward(q, k, v, probs)
+        ctx.scale = scale
+        return torch.matmul(probs, v)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None, None]:
+        q, k, v, probs = ctx.saved_tensors
+        grad_v = torch.matmul(probs.transpose(-1, -2), grad_out)
+        wide = torch.promote_types(q.dtype, torch.float32)
+        grad_probs = torch.matmul(grad_out, v.transpose(-1, -2)).to(wide)
+        p32 = probs.to(wide)
+        grad_scores = (p32 * (grad_probs - (p32 * grad_probs).sum(dim=-1, keepdim=True))).to(q.dtype)
+        grad_q = torch.matmul(grad_scores, k) * ctx.scale
+        grad_k = torch.matmul(grad_scores.transpose(-1, -2), q) * ctx.scale
+        return grad_q, grad_k, grad_v, None, None
 
 
 def packed_attention(
@@ -74,9 +109,13 @@ def packed_attention(
         if low_precision and n_q * n_k <= EXPLICIT_MAX_SCORES:
             if groups > 1:
                 k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+            causal_mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q) if seg.causal else None
+            if dropout == 0.0:
+                outputs.append(_ShortAttention.apply(q, k, v, causal_mask, scale))
+                continue
             scores = torch.matmul(q, k.transpose(-1, -2)) * scale
-            if seg.causal:
-                scores = scores.masked_fill(~torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q), float("-inf"))
+            if causal_mask is not None:
+                scores = scores.masked_fill(~causal_mask, float("-inf"))
             probs = F.dropout(scores.softmax(dim=-1, dtype=torch.float32), dropout, module.training)
             outputs.append(torch.matmul(probs.to(v.dtype), v))
         else:  # long bf16 segments too: fp32 flash keeps memory linear and beats bf16 flash on CPU
