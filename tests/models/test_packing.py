@@ -26,6 +26,15 @@ def _padded(model, examples, pad_id):
     return model(batch["input_ids"], batch["attention_mask"])
 
 
+def _loud_head(model):
+    """A head with unit-scale weights: random 0.02-scale heads give ~1e-2 rewards, whose errors hide under 1e-4."""
+    head = getattr(model.hf_model, "score", None) or model.hf_model.classifier
+    torch.manual_seed(1)
+    with torch.no_grad():
+        head.weight.normal_(0.0, 1.0)
+    return model
+
+
 def _packed(model, examples, share_prefix):
     causal = model.pooling == "last_token"
     ids, layout = pack_examples(examples, causal=causal, share_prefix=share_prefix and causal,
@@ -57,13 +66,14 @@ def _tiny(kind):
 @pytest.mark.parametrize("share_prefix", [False, True])
 def test_packed_rewards_equal_padded_rewards(fixture, share_prefix, request):
     model, tokenizer = build_reward_model(str(request.getfixturevalue(fixture)))
-    model.eval()  # the tiny BERT has dropout 0.1
+    _loud_head(model).eval()  # the tiny BERT has dropout 0.1
     assert model.packing_unsupported_reason() is None
     examples = _examples(tokenizer)
     with torch.no_grad():
         plain = _padded(model, examples, tokenizer.pad_token_id)
         packed, ids = _packed(model, examples, share_prefix)
     assert packed.shape == plain.shape
+    assert plain.std() > 0.1  # rewards far enough apart that a 1e-4 tolerance means something
     assert (packed - plain).abs().max() < 1e-4
     total = sum(len(s) for e in examples for s in e.sequences)
     if share_prefix and model.pooling == "last_token":
@@ -75,11 +85,12 @@ def test_packed_rewards_equal_padded_rewards(fixture, share_prefix, request):
 @pytest.mark.parametrize("kind", ["gpt2", "qwen2", "bert"])
 def test_packed_equals_padded_on_other_families(kind):
     model, tokenizer = _tiny(kind)
-    model.eval()
+    _loud_head(model).eval()
     assert model.packing_unsupported_reason() is None
     examples = _examples(tokenizer)
     with torch.no_grad():
         plain = _padded(model, examples, tokenizer.pad_token_id)
+        assert plain.std() > 0.1
         for share in (False, True):
             packed, _ = _packed(model, examples, share)
             assert (packed - plain).abs().max() < 1e-4, (kind, share)

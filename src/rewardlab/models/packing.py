@@ -183,10 +183,53 @@ def _native_head(hf_model: nn.Module, first_token: torch.Tensor) -> torch.Tensor
     return hf_model.classifier(hf_model.dropout(hf_model.base_model.pooler(states)))
 
 
+def _bert_blocks(hf_model: nn.Module) -> nn.ModuleList | None:
+    """BERT's encoder blocks when the last one can be run for the [CLS] rows alone (else None)."""
+    config, base = hf_model.config, hf_model.base_model
+    blocks = getattr(getattr(base, "encoder", None), "layer", None)
+    if not isinstance(blocks, nn.ModuleList) or not blocks or getattr(base, "embeddings", None) is None:
+        return None
+    last = blocks[-1]
+    attention = getattr(getattr(last, "attention", None), "self", None)
+    plain = (getattr(config, "position_embedding_type", "absolute") == "absolute" and not config.is_decoder
+             and not getattr(config, "add_cross_attention", False))
+    parts = all(isinstance(getattr(attention, n, None), nn.Linear) for n in ("query", "key", "value"))
+    return blocks if plain and parts and hasattr(last, "feed_forward_chunk") and hasattr(last.attention, "output") else None
+
+
+def _bert_readout_states(hf_model: nn.Module, blocks: nn.ModuleList, input_ids: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+    """``(1, T)`` packed ids -> ``(N, H)`` final hidden states at the [CLS] rows, computing the last
+    block only where it is read: its keys and values come from every token of the segment, its query,
+    output projection and feed-forward from the [CLS] token alone (the other T - N rows of the last
+    block feed nothing). Exact: the same numbers as the full pass at those rows.
+    """
+    hidden = hf_model.base_model.embeddings(input_ids=input_ids, position_ids=layout.position_ids)
+    for block in blocks[:-1]:
+        hidden = block(hidden, None, rewardlab_layout=layout)
+    last = blocks[-1]
+    attention = last.attention.self
+    rows = layout.readout
+    states = hidden[:, rows]  # (1, N, H)
+    heads = (1, -1, attention.num_attention_heads, attention.attention_head_size)
+    q = attention.query(states).view(heads).transpose(1, 2)  # (1, h, N, d)
+    k, v = (proj(hidden).view(heads).transpose(1, 2) for proj in (attention.key, attention.value))  # (1, h, T, d)
+    segment_of = torch.empty(hidden.shape[1], dtype=torch.long, device=hidden.device)
+    for i, seg in enumerate(layout.segments):
+        segment_of[seg.start : seg.end] = i
+    mask = segment_of[None, :] == segment_of[rows][:, None]  # (N, T): each [CLS] sees its own sequence
+    dropout = attention.dropout.p if attention.training else 0.0
+    context = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout,
+                                             scale=attention.scaling).to(q.dtype)
+    context = context.transpose(1, 2).reshape(1, rows.shape[0], -1)
+    return last.feed_forward_chunk(last.attention.output(context, states))[0]
+
+
 def run_packed(hf_model: nn.Module, pooling: str, input_ids: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
     """Rewards of every packed sequence: ``(1, T)`` ids -> ``(N, K)`` logits, in ``layout.readout`` order."""
     if hf_model.config._attn_implementation != PACKED_ATTENTION:
         hf_model.config._attn_implementation = PACKED_ATTENTION  # sdpa plus the packed path; see the module doc
+    if pooling == "native" and (blocks := _bert_blocks(hf_model)) is not None:
+        return _native_head(hf_model, _bert_readout_states(hf_model, blocks, input_ids, layout))
     extra = {"use_cache": False} if pooling == "last_token" else {}
     hidden = hf_model.base_model(
         input_ids=input_ids, attention_mask=torch.ones_like(input_ids), position_ids=layout.position_ids,
