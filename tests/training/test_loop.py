@@ -144,8 +144,12 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tiny
     assert not list(root.glob(".tmp-*"))
 
 
-def test_gradient_checkpointing_changes_memory_not_results(tiny_llama_dir, demo_jsonl, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("fixture", "architecture"), [("tiny_llama_dir", "LlamaForSequenceClassification"),
+                                                     ("tiny_bert_dir", "BertForSequenceClassification")])
+def test_gradient_checkpointing_changes_memory_not_results(fixture, architecture, demo_jsonl, tmp_path, monkeypatch, request):
     from transformers import PreTrainedModel
+
+    model_dir = request.getfixturevalue(fixture)  # BERT: packed, the last block run at the [CLS] rows only
 
     calls = []
     real = PreTrainedModel.activation_checkpointing_enable
@@ -155,11 +159,11 @@ def test_gradient_checkpointing_changes_memory_not_results(tiny_llama_dir, demo_
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(PreTrainedModel, "activation_checkpointing_enable", spy)
-    plain = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "p", max_steps=3, precision="fp32"))
+    plain = loop.train(_config(model_dir, demo_jsonl, tmp_path / "p", max_steps=3, precision="fp32"))
     assert calls == []
-    ckpt = loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "c", max_steps=3, gradient_checkpointing=True,
+    ckpt = loop.train(_config(model_dir, demo_jsonl, tmp_path / "c", max_steps=3, gradient_checkpointing=True,
                               precision="fp32"))
-    assert calls == ["LlamaForSequenceClassification"]  # really switched on, and results unchanged
+    assert calls == [architecture]  # really switched on, and results unchanged
     assert [m["loss"] for m in _metrics(plain.output_dir) if "loss" in m] == pytest.approx(
         [m["loss"] for m in _metrics(ckpt.output_dir) if "loss" in m], abs=1e-5)
 
