@@ -15,7 +15,7 @@ table of medians and ratios. TRL is a benchmark-only dependency (``pip install '
 
 Configurations: ``rewardlab`` (its defaults: packed + prompt sharing on decoders, dropout off,
 bf16 autocast where the CPU has native bf16), ``rewardlab_fp32``, ``rewardlab_plain`` (padded,
-no sharing, fp32: the optimisations off), ``trl_default`` (RewardConfig defaults: bf16, gradient
+no sharing, fp32: the optimisations off), ``rewardlab_gc`` (defaults plus gradient checkpointing, as TRL's default), ``trl_default`` (RewardConfig defaults: bf16, gradient
 checkpointing, dropout off), ``trl_best`` (no gradient checkpointing, length-grouped sampling),
 ``trl_best_kept_memory`` (``trl_best`` with the CPU allocator setting rewardlab applies, see
 ``rewardlab.devices.keep_freed_memory``; not a TRL option, but any TRL user could set it).
@@ -154,6 +154,8 @@ CONFIGS = {
     "rewardlab_fp32": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, precision="fp32"),
     "rewardlab_plain": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, precision="fp32",
                                                      layout="padded", share_prefix=False),
+    "rewardlab_gc": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed,
+                                                  gradient_checkpointing=True),
     "trl_default": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=False),
     "trl_best": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=True),
     "trl_best_kept_memory": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=True,
