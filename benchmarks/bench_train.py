@@ -127,7 +127,8 @@ def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_
     if keep_memory:  # the process-wide allocator setting rewardlab applies on CPU, given to TRL too
         from rewardlab.devices import keep_freed_memory
 
-        assert keep_freed_memory()
+        if not keep_freed_memory():
+            raise SystemExit("trl_best_kept_memory needs Linux/glibc and REWARDLAB_CPU_ALLOCATOR unset")
     hf = AutoModelForSequenceClassification.from_pretrained(model, num_labels=1)
     if hf.config.pad_token_id is None:
         hf.config.pad_token_id = tokenizer.pad_token_id

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import textwrap
@@ -24,8 +25,6 @@ PROBE = textwrap.dedent("""
 
 
 def _probe(env_value: str | None) -> tuple[str, str, int]:
-    import os
-
     env = {k: v for k, v in os.environ.items() if k != "REWARDLAB_CPU_ALLOCATOR"}
     if env_value is not None:
         env["REWARDLAB_CPU_ALLOCATOR"] = env_value

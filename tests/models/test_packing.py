@@ -124,6 +124,24 @@ def test_bf16_packed_rewards_track_fp32(tiny_llama_dir):
     assert (packed.float() - plain).abs().max() < 0.05  # the explicit-softmax bf16 kernel is used here
 
 
+def test_bert_last_block_runs_only_at_the_cls_rows(tiny_bert_dir):
+    from rewardlab.models.packing import _bert_blocks
+
+    model, tokenizer = build_reward_model(str(tiny_bert_dir))
+    blocks = _bert_blocks(model.hf_model)
+    assert blocks is not None  # BERT's layout is recognised, so the shortcut is really taken
+    rows = []
+    hook = blocks[-1].intermediate.register_forward_hook(lambda mod, args, out: rows.append(args[0].shape[-2]))
+    examples = _examples(tokenizer)
+    with torch.no_grad():
+        _packed(model.eval(), examples, False)
+        _padded(model, examples, tokenizer.pad_token_id)
+    hook.remove()
+    sequences = sum(len(e.sequences) for e in examples)
+    assert rows[0] == sequences  # packed: the feed-forward saw one row per sequence, not every token
+    assert rows[1] > 1  # padded: the full pass, every position
+
+
 @pytest.mark.parametrize(("causal", "n_q", "n_k"), [(False, 5, 5), (True, 6, 6), (True, 4, 7)])
 def test_short_segment_attention_gradients_are_exact(causal, n_q, n_k):
     from rewardlab.models.packing import _ShortAttention

@@ -32,9 +32,9 @@ __all__ = ["PACKED_ATTENTION", "choose_layout", "pack_for", "packed_attention", 
 
 PACKED_ATTENTION = "rewardlab_packed"
 EXPLICIT_MAX_SCORES = 256 * 256
-"""bf16: segments with at most this many (query, key) pairs use explicit softmax attention (fast
-at short lengths, but it keeps the score matrix for backward); longer ones use the fp32 flash
-kernel, whose memory is linear in length."""
+"""bf16 without dropout: segments with at most this many (query, key) pairs use explicit softmax
+attention (fast at short lengths, but it keeps a bf16 probability matrix for backward); longer ones
+use the fp32 flash kernel, whose memory is linear in length."""
 
 
 class _ShortAttention(torch.autograd.Function):
@@ -102,25 +102,18 @@ def packed_attention(
             k = torch.cat([keys[piece[r]] for r in seg.keys], dim=2)
             v = torch.cat([values[piece[r]] for r in seg.keys], dim=2)
         n_q, n_k = q.shape[2], k.shape[2]
-        # A segment attending only to itself is plain causal attention (the kernels skip the masked
-        # half); a reply after a shared prompt needs the bottom-right-aligned mask.
-        square_causal = seg.causal and n_q == n_k
-        mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q) if seg.causal and not square_causal else None
-        if low_precision and n_q * n_k <= EXPLICIT_MAX_SCORES:
+        explicit = low_precision and dropout == 0.0 and n_q * n_k <= EXPLICIT_MAX_SCORES
+        # Causal masks are bottom-right aligned (a reply after a shared prompt sees all of it); the
+        # flash kernel needs none for a segment attending only to itself (is_causal skips the masked half).
+        needs_mask = seg.causal and (explicit or n_q != n_k)
+        mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q) if needs_mask else None
+        if explicit:
             if groups > 1:
                 k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-            causal_mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q) if seg.causal else None
-            if dropout == 0.0:
-                outputs.append(_ShortAttention.apply(q, k, v, causal_mask, scale))
-                continue
-            scores = torch.matmul(q, k.transpose(-1, -2)) * scale
-            if causal_mask is not None:
-                scores = scores.masked_fill(~causal_mask, float("-inf"))
-            probs = F.dropout(scores.softmax(dim=-1, dtype=torch.float32), dropout, module.training)
-            outputs.append(torch.matmul(probs.to(v.dtype), v))
-        else:  # long bf16 segments too: fp32 flash keeps memory linear and beats bf16 flash on CPU
+            outputs.append(_ShortAttention.apply(q, k, v, mask, scale))
+        else:  # fp32, long bf16 segments (fp32 flash keeps memory linear and beats bf16 flash on CPU), dropout
             out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout,
-                                                 is_causal=square_causal, scale=scale, enable_gqa=groups > 1)
+                                                 is_causal=seg.causal and mask is None, scale=scale, enable_gqa=groups > 1)
             outputs.append(out.to(q.dtype))
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
 
