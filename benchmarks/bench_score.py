@@ -10,7 +10,8 @@ and at the same batch sizes. fp32 weights and bf16 weights (both sides load the 
 model). Each figure is the median of ``--repeats`` timed passes after one warm-up pass. The
 pipeline runs first, with glibc's default allocator settings (as shipped); ``--same-allocator``
 gives it rewardlab's CPU setting (``rewardlab.devices.keep_freed_memory``) too.
-Prints a Markdown table of texts/s and the ratios the issue asks for.
+``--device cuda`` runs both sides on the GPU (each timed pass ends with the rewards on the host, so
+no extra synchronisation is needed). Prints a Markdown table of texts/s and the ratios the issue asks for.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", default="8,32,64")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides run there)")
     parser.add_argument("--same-allocator", action="store_true",
                         help="apply rewardlab's CPU allocator setting before the pipeline runs too (default: each side as shipped)")
     args = parser.parse_args()
@@ -61,23 +63,23 @@ def main() -> None:
     pipe: dict[str, dict[int, float]] = {}
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):  # all pipeline runs first: as shipped,
         torch.manual_seed(0)  # they see glibc's default allocator unless --same-allocator
-        hf = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype, **extra).eval()
+        hf = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype, **extra).eval().to(args.device)
         if hf.config.pad_token_id is None:
             hf.config.pad_token_id = tokenizer.pad_token_id
         models[precision] = hf
         pipe[precision] = {}
         for bs in [1, *sizes]:
-            clf = pipeline("text-classification", model=hf, tokenizer=tokenizer, function_to_apply="none", batch_size=bs, device="cpu")
+            clf = pipeline("text-classification", model=hf, tokenizer=tokenizer, function_to_apply="none", batch_size=bs, device=args.device)
             pipe[precision][bs] = timed(lambda clf=clf: clf(texts))
             print(json.dumps({"precision": precision, "side": "pipeline", "batch_size": bs, "texts_per_s": pipe[precision][bs]}), flush=True)
     piped = torch.tensor([o["score"] for o in pipeline("text-classification", model=models["fp32"], tokenizer=tokenizer,
-                                                        function_to_apply="none", batch_size=8, device="cpu")(texts[:64])])
+                                                        function_to_apply="none", batch_size=8, device=args.device)(texts[:64])])
     results = []
     for precision, hf in models.items():
         model = RewardModel(hf)
         ours = {}
         for bs in sorted({32, *sizes}):
-            scorer = LocalScorer(model, tokenizer, max_length=512, batch_size=bs)
+            scorer = LocalScorer(model, tokenizer, max_length=512, batch_size=bs, device=args.device)
 
             def run(scorer=scorer):
                 ids = [tokenizer(t)["input_ids"] for t in texts]
@@ -88,11 +90,11 @@ def main() -> None:
                               "texts_per_s": ours[bs]}), flush=True)
         # Same rewards (fp32 only: bf16 rounding differs between padded and packed kernels).
         if precision == "fp32":
-            mine = LocalScorer(model, tokenizer, max_length=512).score_ids([tokenizer(t)["input_ids"] for t in texts[:64]])
+            mine = LocalScorer(model, tokenizer, max_length=512, device=args.device).score_ids([tokenizer(t)["input_ids"] for t in texts[:64]])
             print(json.dumps({"max_abs_reward_difference_vs_pipeline": float((piped - mine).abs().max())}), flush=True)
         best_pipe = max(pipe[precision], key=pipe[precision].get)
         results.append((precision, ours[32], max(ours.values()), pipe[precision][1], best_pipe, pipe[precision][best_pipe]))
-    print(f"\n{args.model}, {len(texts)} HH texts, medians of {args.repeats}, pipeline allocator "
+    print(f"\n{args.model}, {len(texts)} HH texts, device {args.device}, medians of {args.repeats}, pipeline allocator "
           f"{'kept memory (same as rewardlab)' if args.same_allocator else 'glibc default'}, {time.strftime('%Y-%m-%d %H:%M')}")
     print("| precision | rewardlab (batch 32) | rewardlab best | pipeline default (batch 1) | pipeline best (batch) | "
           "rewardlab / pipeline default | rewardlab / pipeline best |")

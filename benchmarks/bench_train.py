@@ -10,8 +10,11 @@ trainers: from just before the first optimizer step to the end of the last (mode
 tokenization excluded; the first step is included, since TRL's length-grouped sampler puts
 its longest batch first and excluding it would flatter TRL). Held-out accuracy is measured on the last
 ``eval_pairs`` pairs of the file that fit the length budget, which no run trains on (a multiple of
-16, TRL's eval batch, because TRL averages per-batch accuracies). Prints one JSON line per run, then a
-table of medians and ratios. TRL is a benchmark-only dependency (``pip install 'rewardlab[bench]'``).
+16, TRL's eval batch, because TRL averages per-batch accuracies). Peak RSS is read twice: right after
+training (the figure to compare: rewardlab's held-out scoring loads a second model copy, TRL's
+evaluation does not) and at the end of the run; on a CUDA machine both trainers run there (TRL's
+defaults are then bf16 mixed precision, as rewardlab's ``auto``) and the peak GPU memory of
+training is reported too. Prints one JSON line per run, then a table of medians and ratios. TRL is a benchmark-only dependency (``pip install 'rewardlab[bench]'``).
 
 Configurations: ``rewardlab`` (its defaults: packed + prompt sharing on decoders, dropout off,
 bf16 autocast where the CPU has native bf16), ``rewardlab_fp32``, ``rewardlab_plain`` (padded,
@@ -67,6 +70,19 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _gpu_peak_mb() -> float | None:
+    """Peak GPU memory PyTorch allocated in this run (None on CPU)."""
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+
+
 def run_rewardlab(model: str, data: str, steps: int, max_length: int, out: Path, eval_rows: list[dict], seed: int, **speed) -> dict:
     import rewardlab
     from rewardlab.scoring import load_reward_model
@@ -77,21 +93,23 @@ def run_rewardlab(model: str, data: str, steps: int, max_length: int, out: Path,
     rewardlab.train(model=model, data=str(train_file), output_dir=str(out / "model"), max_steps=steps, batch_size=BATCH,
                     max_length=max_length, eval_fraction=0.0, log_every=1, save_every=10_000, show_progress=False,
                     warmup_ratio=0.0, learning_rate=LR, lr_schedule="linear", seed=seed, **speed)
+    memory = {"train_peak_rss_mb": _rss_mb(), "train_gpu_peak_mb": _gpu_peak_mb()}  # before held-out scoring loads a second copy
     stamps = [json.loads(line)["train_seconds"] for line in (out / "model" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     pairs_per_s = BATCH * steps / stamps[-1]  # train_seconds counts from just before the first step
-    scorer = load_reward_model(str(out / "model"), batch_size=16)
+    scorer = load_reward_model(str(out / "model"), batch_size=16, device="cuda" if _cuda() else None)
     from rewardlab.data.readers import to_preference_pair
 
     pairs = [to_preference_pair(r, f"eval:{i}") for i, r in enumerate(eval_rows)]
     chosen = scorer.score([p.prompt for p in pairs], [p.chosen for p in pairs])
     rejected = scorer.score([p.prompt for p in pairs], [p.rejected for p in pairs])
     accuracy = sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)
-    return {"pairs_per_s": pairs_per_s, "eval_accuracy": accuracy}
+    return {"pairs_per_s": pairs_per_s, "eval_accuracy": accuracy, **memory}
 
 
 def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_rows: list[dict], seed: int, best: bool,
             keep_memory: bool = False) -> dict:
     import datasets
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
@@ -116,12 +134,15 @@ def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_
 
     train_set = as_trl(_rows(data)[: steps * BATCH])
     stamps: list[float] = []
+    cuda = torch.cuda.is_available()
 
     class Stamp(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
             stamps.append(time.perf_counter())
 
         def on_step_end(self, args, state, control, **kwargs):
+            if cuda:  # GPU work is asynchronous: stamp when the step's kernels have finished
+                torch.cuda.synchronize()
             stamps.append(time.perf_counter())
 
     if keep_memory:  # the process-wide allocator setting rewardlab applies on CPU, given to TRL too
@@ -139,15 +160,16 @@ def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_
         with_length = lambda d: d.add_column("length", [max(enc(c), enc(r)) for c, r in zip(d["chosen"], d["rejected"])])  # noqa: E731
         train_set, eval_set = with_length(train_set), with_length(eval_set)
     args = RewardConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH, max_length=max_length,
-                        learning_rate=LR, save_strategy="no", report_to="none", logging_steps=10, use_cpu=True,
+                        learning_rate=LR, save_strategy="no", report_to="none", logging_steps=10, use_cpu=not cuda,
                         dataloader_num_workers=0, per_device_eval_batch_size=16, seed=seed, **extra)
     trainer = RewardTrainer(model=hf, args=args, train_dataset=train_set, eval_dataset=eval_set,
                             processing_class=tokenizer, callbacks=[Stamp()])
     trainer.train()
+    memory = {"train_peak_rss_mb": _rss_mb(), "train_gpu_peak_mb": _gpu_peak_mb()}  # before evaluation
     pairs_per_s = BATCH * steps / (stamps[-1] - stamps[0])
     metrics = trainer.evaluate()
     return {"pairs_per_s": pairs_per_s, "eval_accuracy": metrics["eval_accuracy"],
-            "trl_train_pairs": len(trainer.train_dataset)}
+            "trl_train_pairs": len(trainer.train_dataset), **memory}
 
 
 CONFIGS = {
@@ -206,7 +228,7 @@ def main() -> None:
     if args.worker:  # one run, in its own process
         eval_rows = _eval_rows(args.data, args.model_path, args.max_length, args.eval_pairs)
         result = CONFIGS[args.worker](args, Path(args.out), eval_rows)
-        print("RESULT " + json.dumps({**result, "config": args.worker, "peak_rss_mb": _rss_mb()}), flush=True)
+        print("RESULT " + json.dumps({**result, "config": args.worker, "peak_rss_mb": _rss_mb(), "gpu_peak_mb": _gpu_peak_mb()}), flush=True)
         return
     root = Path(tempfile.mkdtemp())
     model_path = _materialize(args.model, root)
@@ -224,16 +246,21 @@ def main() -> None:
                 raise SystemExit(f"{c} failed (exit {proc.returncode})")
             runs[c].append(json.loads(line[7:]))
             print(json.dumps({"repeat": r, "seed": args.seed + r if args.vary_seed else args.seed, **runs[c][-1]}), flush=True)
-    med = {c: {k: statistics.median(x[k] for x in v) for k in ("pairs_per_s", "eval_accuracy", "peak_rss_mb")} for c, v in runs.items()}
+    keys = ["pairs_per_s", "eval_accuracy", "peak_rss_mb", "train_peak_rss_mb"] + (["train_gpu_peak_mb"] if runs[configs[0]][0]["train_gpu_peak_mb"] else [])
+    med = {c: {k: statistics.median(x[k] for x in v) for k in keys} for c, v in runs.items()}
     print(f"\n{args.model}, {args.steps} steps x {BATCH} pairs, max length {args.max_length}, medians of {args.repeats}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
-    print("| configuration | pairs/s | held-out accuracy (median) | accuracy mean +- sd over repeats | peak RSS (MB) | vs trl_default | vs trl_best |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    gpu = "train_gpu_peak_mb" in keys
+    print("| configuration | pairs/s | held-out accuracy (median) | accuracy mean +- sd over repeats | peak RSS, training (MB) "
+          f"| peak RSS, with held-out scoring (MB) |{' peak GPU memory, training (MB) |' if gpu else ''} vs trl_default | vs trl_best |")
+    print("| --- " * (9 if gpu else 8) + "|")
     for c, m in med.items():
         ratio = lambda peer: f"{m['pairs_per_s'] / med[peer]['pairs_per_s']:.2f}x" if peer in med else "-"  # noqa: E731
         accs = [x["eval_accuracy"] for x in runs[c]]
         spread = f"{statistics.mean(accs):.3f} +- {statistics.stdev(accs):.3f}" if len(accs) > 1 else "-"
-        print(f"| {c} | {m['pairs_per_s']:.2f} | {m['eval_accuracy']:.3f} | {spread} | {m['peak_rss_mb']:.0f} | {ratio('trl_default')} | {ratio('trl_best')} |")
+        gpu_cell = f" {m['train_gpu_peak_mb']:.0f} |" if gpu else ""
+        print(f"| {c} | {m['pairs_per_s']:.2f} | {m['eval_accuracy']:.3f} | {spread} | {m['train_peak_rss_mb']:.0f} | {m['peak_rss_mb']:.0f} |"
+              f"{gpu_cell} {ratio('trl_default')} | {ratio('trl_best')} |")
 
 
 if __name__ == "__main__":

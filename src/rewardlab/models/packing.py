@@ -13,7 +13,8 @@ Kernel choice (measured on this project's CPU, benchmarks/bench_train.py): fp32 
 agree to 1e-6); bf16 uses explicit ``softmax(q k^T / sqrt(d)) v`` (``_ShortAttention``, which
 keeps only the bf16 probabilities for backward) for segments of at most ``EXPLICIT_MAX_SCORES``
 (query, key) pairs, 2-3x faster than PyTorch's CPU flash kernel in bf16 at head sizes 32-64, and
-the fp32 flash kernel for longer ones (its memory stays linear).
+the fp32 flash kernel for longer ones (its memory stays linear). On GPUs every segment goes to
+``scaled_dot_product_attention`` in the inputs' dtype (CUDA's flash kernels take bf16, not fp32).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def packed_attention(
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     dropout = dropout if module.training else 0.0
     low_precision = query.dtype in (torch.bfloat16, torch.float16)
+    on_cpu = query.device.type == "cpu"  # GPUs: bf16 flash / memory-efficient kernels for every segment
     # One split per tensor (its backward is one concatenation); slicing per segment would make
     # backward zero-fill a full-length gradient for every segment.
     sizes = [seg.end - seg.start for seg in layout.segments]
@@ -102,7 +104,7 @@ def packed_attention(
             k = torch.cat([keys[piece[r]] for r in seg.keys], dim=2)
             v = torch.cat([values[piece[r]] for r in seg.keys], dim=2)
         n_q, n_k = q.shape[2], k.shape[2]
-        explicit = low_precision and dropout == 0.0 and n_q * n_k <= EXPLICIT_MAX_SCORES
+        explicit = on_cpu and low_precision and dropout == 0.0 and n_q * n_k <= EXPLICIT_MAX_SCORES
         # Causal masks are bottom-right aligned (a reply after a shared prompt sees all of it); the
         # flash kernel needs none for a segment attending only to itself (is_causal skips the masked half).
         needs_mask = seg.causal and (explicit or n_q != n_k)
@@ -111,8 +113,10 @@ def packed_attention(
             if groups > 1:
                 k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
             outputs.append(_ShortAttention.apply(q, k, v, mask, scale))
-        else:  # fp32, long bf16 segments (fp32 flash keeps memory linear and beats bf16 flash on CPU), dropout
-            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout,
+        else:  # fp32, long bf16 segments on CPU (fp32 flash keeps memory linear and beats bf16 flash there), dropout, GPUs
+            if on_cpu:
+                q, k, v = q.float(), k.float(), v.float()
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
                                                  is_causal=seg.causal and mask is None, scale=scale, enable_gqa=groups > 1)
             outputs.append(out.to(q.dtype))
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None

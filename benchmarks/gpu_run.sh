@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The issue-7 benchmarks once on a lent GPU, bf16 (both trainers' defaults there), as one prepared run.
+#
+# Here (CPU machine), once:   python benchmarks/gpu_models.py --pack      # writes .gpu/ (ignored by git)
+#   plus the wheels the GPU image lacks in .gpu/whl (trl, datasets, dill, multiprocess, fsspec) and the
+#   HH file as .gpu/hh.jsonl.gz; see docs/benchmarks.md.
+# There (device tool, carry [".gpu"]):   bash benchmarks/gpu_run.sh
+# Each benchmark has its own time limit, so one that hangs cannot eat the others' time; every
+# run's JSON line is printed as it finishes, so a benchmark cut short still leaves its figures.
+set -u
+OUT=${OUT:-/tmp/gpu-out}
+CARRY=${CARRY:-.gpu}
+MODELS=/tmp/models
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+if [ "${INSTALL_WHEELS:-1}" = 1 ]; then  # INSTALL_WHEELS=0 DEVICE=cpu: a dry run of this script on the CPU machine
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$CARRY"/whl/*.whl || exit 1
+fi
+export PYTHONPATH=/tmp/site:$PWD/src
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
+python3 -c "import sys, torch, transformers, trl, datasets, accelerate; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__, 'accelerate', accelerate.__version__)" | tee -a "$OUT/machine.txt" || exit 1
+git log -1 --format='commit %H' 2>/dev/null | tee -a "$OUT/machine.txt"
+python3 benchmarks/gpu_models.py --carry "$CARRY" --root "$MODELS" || exit 1
+timeout "${SCORE_S:-100}" python3 benchmarks/bench_score.py --model "$MODELS/minilm" --data "$CARRY/hh.jsonl.gz" --device "${DEVICE:-cuda}" \
+  --texts 512 --batch-sizes 8,32,64,128 2>&1 | grep -v Warning | tee "$OUT/score_minilm.txt"
+timeout "${TRAIN_MINILM_S:-170}" python3 benchmarks/bench_train.py --model "$MODELS/minilm" --data "$CARRY/hh.jsonl.gz" \
+  --steps "${MINILM_STEPS:-60}" --repeats 3 --vary-seed --configs rewardlab,trl_default,trl_best 2>&1 | tee "$OUT/train_minilm.txt"
+timeout "${TRAIN_SMOLLM2_S:-190}" python3 benchmarks/bench_train.py --model "$MODELS/smollm2" --data "$CARRY/hh.jsonl.gz" \
+  --steps "${SMOLLM2_STEPS:-30}" --repeats 3 --vary-seed --configs rewardlab,trl_default,trl_best 2>&1 | tee "$OUT/train_smollm2.txt"
