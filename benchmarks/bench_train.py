@@ -19,7 +19,8 @@ training is reported too. Prints one JSON line per run, then a table of medians 
 Configurations: ``rewardlab`` (its defaults: packed + prompt sharing on decoders, dropout off,
 bf16 autocast where the CPU has native bf16), ``rewardlab_fp32``, ``rewardlab_plain`` (padded,
 no sharing, fp32: the optimisations off), ``rewardlab_gc`` (defaults plus gradient checkpointing, as TRL's default), ``trl_default`` (RewardConfig defaults: bf16, gradient
-checkpointing, dropout off), ``trl_best`` (no gradient checkpointing, length-grouped sampling),
+checkpointing, dropout off), ``trl_best`` (no gradient checkpointing, length-grouped sampling; on
+CUDA also SDPA's cuDNN backend off, which builds a plan for every new shape),
 ``trl_best_kept_memory`` (``trl_best`` with the CPU allocator setting rewardlab applies, see
 ``rewardlab.devices.keep_freed_memory``; not a TRL option, but any TRL user could set it).
 """
@@ -150,6 +151,8 @@ def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_
 
         if not keep_freed_memory():
             raise SystemExit("trl_best_kept_memory needs Linux/glibc and REWARDLAB_CPU_ALLOCATOR unset")
+    if best and cuda:  # not a TRL option, but any user can set it: no cuDNN attention plan per new padded shape
+        torch.backends.cuda.enable_cudnn_sdp(False)  # (rewardlab's packed attention does the same on CUDA)
     hf = AutoModelForSequenceClassification.from_pretrained(model, num_labels=1)
     if hf.config.pad_token_id is None:
         hf.config.pad_token_id = tokenizer.pad_token_id

@@ -20,9 +20,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 python3 -c "import sys, torch, transformers, trl, datasets, accelerate; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__, 'accelerate', accelerate.__version__)" | tee -a "$OUT/machine.txt" || exit 1
 git log -1 --format='commit %H' 2>/dev/null | tee -a "$OUT/machine.txt"
 python3 benchmarks/gpu_models.py --carry "$CARRY" --root "$MODELS" || exit 1
-timeout "${SCORE_S:-100}" python3 benchmarks/bench_score.py --model "$MODELS/minilm" --data "$CARRY/hh.jsonl.gz" --device "${DEVICE:-cuda}" \
-  --texts 512 --batch-sizes 8,32,64,128 2>&1 | grep -v Warning | tee "$OUT/score_minilm.txt"
-timeout "${TRAIN_MINILM_S:-170}" python3 benchmarks/bench_train.py --model "$MODELS/minilm" --data "$CARRY/hh.jsonl.gz" \
-  --steps "${MINILM_STEPS:-60}" --repeats 3 --vary-seed --configs rewardlab,trl_default,trl_best 2>&1 | tee "$OUT/train_minilm.txt"
-timeout "${TRAIN_SMOLLM2_S:-190}" python3 benchmarks/bench_train.py --model "$MODELS/smollm2" --data "$CARRY/hh.jsonl.gz" \
-  --steps "${SMOLLM2_STEPS:-30}" --repeats 3 --vary-seed --configs rewardlab,trl_default,trl_best 2>&1 | tee "$OUT/train_smollm2.txt"
+score() {
+  timeout "${SCORE_S:-100}" python3 benchmarks/bench_score.py --model "$MODELS/minilm" --data "$CARRY/hh.jsonl.gz" --device "${DEVICE:-cuda}" \
+    --texts "${SCORE_TEXTS:-512}" --batch-sizes "${SCORE_BATCHES:-8,32,64,128}" 2>&1 | grep -v Warning | tee "$OUT/score_minilm.txt"
+}
+train_minilm() {
+  timeout "${TRAIN_MINILM_S:-170}" python3 benchmarks/bench_train.py --model "$MODELS/minilm" --data "$CARRY/hh.jsonl.gz" \
+    --steps "${MINILM_STEPS:-60}" --repeats 3 --vary-seed --configs rewardlab,trl_default,trl_best 2>&1 | tee "$OUT/train_minilm.txt"
+}
+train_smollm2() {
+  timeout "${TRAIN_SMOLLM2_S:-190}" python3 benchmarks/bench_train.py --model "$MODELS/smollm2" --data "$CARRY/hh.jsonl.gz" \
+    --steps "${SMOLLM2_STEPS:-30}" --repeats 3 --vary-seed --configs rewardlab,trl_default,trl_best 2>&1 | tee "$OUT/train_smollm2.txt"
+}
+for part in ${PARTS:-score train_minilm train_smollm2}; do "$part"; done

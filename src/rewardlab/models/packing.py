@@ -19,6 +19,7 @@ the fp32 flash kernel for longer ones (its memory stays linear). On GPUs every s
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from typing import Any
 
@@ -81,10 +82,30 @@ def packed_attention(
     Without ``rewardlab_layout`` this is transformers' ``sdpa`` attention, unchanged.
     """
     layout: PackedLayout | None = kwargs.pop("rewardlab_layout", None)
-    if layout is None:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    with _gpu_kernels(query.device):
+        if layout is None:
+            from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+            return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return _segment_attention(module, query, key, value, layout, dropout, scaling)
+
+
+def _gpu_kernels(device: torch.device) -> Any:
+    """On CUDA, SDPA without its cuDNN backend: torch >= 2.5 tries cuDNN first on Hopper and newer, and
+    cuDNN builds an execution plan (~0.5 s forward + backward) for every new shape; packed segments
+    and dynamically padded batches bring new shapes at every step. Flash / memory-efficient kernels
+    need no plan. A no-op context elsewhere."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
+def _segment_attention(
+    module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, layout: PackedLayout,
+    dropout: float, scaling: float | None,
+) -> tuple[torch.Tensor, None]:
     groups = query.shape[1] // key.shape[1]  # grouped-query attention: each K/V head serves `groups` query heads
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     dropout = dropout if module.training else 0.0
