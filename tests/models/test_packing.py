@@ -124,6 +124,23 @@ def test_bf16_packed_rewards_track_fp32(tiny_llama_dir):
     assert (packed.float() - plain).abs().max() < 0.05  # the explicit-softmax bf16 kernel is used here
 
 
+@pytest.mark.parametrize("kind", ["bert", "qwen2"])
+def test_bf16_weights_packed_with_a_long_segment(kind):
+    """bf16 weights (``load_reward_model(precision='bf16')``), one segment over the explicit kernel's
+    limit: the long segment takes the fp32 flash kernel and must hand back bf16 (a float32 output
+    broke the next bf16 linear layer)."""
+    from rewardlab.models.packing import EXPLICIT_MAX_SCORES
+
+    model, _ = _tiny(kind)
+    long = int(EXPLICIT_MAX_SCORES**0.5) + 8
+    examples = [Example((tuple(range(5, 5 + long)),)), Example((tuple(range(7, 27)), tuple(range(9, 40))))]
+    with torch.no_grad():
+        plain = _padded(model.eval(), examples, 0)
+        packed, _ = _packed(model.to(torch.bfloat16), examples, False)
+    assert packed.dtype == torch.bfloat16
+    assert (packed.float() - plain).abs().max() < 0.05 * max(1.0, plain.abs().max().item())
+
+
 def test_bert_last_block_runs_only_at_the_cls_rows(tiny_bert_dir):
     from rewardlab.models.packing import _bert_blocks
 
