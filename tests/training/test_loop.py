@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import pytest
 import torch
@@ -205,6 +206,17 @@ def test_layout_packed_on_an_unsupported_backbone_is_a_config_error(tmp_path, de
     tokenizer.save_pretrained(tmp_path / "db")
     with pytest.raises(ConfigError, match="layout.*DistilBert"):
         loop.train(_config(tmp_path / "db", demo_jsonl, tmp_path / "o", max_steps=1, layout="packed"))
+
+
+def test_auto_layout_packs_on_cpu_and_pads_on_gpu(tiny_llama_dir):
+    from rewardlab.models.io import build_reward_model
+    from rewardlab.training.config import TrainConfig
+
+    model, _ = build_reward_model(str(tiny_llama_dir))
+    auto = TrainConfig(model="m", data="d", output_dir="o")
+    assert loop._layout_and_reason(auto, model, "cpu") == ("packed", None)
+    assert loop._layout_and_reason(auto, model, "cuda") == ("padded", loop.GPU_TRAINING_REASON)
+    assert loop._layout_and_reason(replace(auto, layout="packed"), model, "cuda") == ("packed", None)  # asked for: kept
 
 
 def test_disable_dropout_zeroes_every_dropout(tiny_bert_dir):

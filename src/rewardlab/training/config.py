@@ -61,7 +61,8 @@ class TrainConfig:
     """fp32 weights; bf16 autocast when 'bf16', or with 'auto' where the GPU/CPU has native bf16 (AVX512-BF16, AMX)."""
     layout: Literal["auto", "packed", "padded"] = "auto"
     """Training batches: 'packed' puts all sequences of a micro-batch into one padding-free row with
-    per-sequence attention; 'auto' packs when the backbone supports it, else pads (and says why)."""
+    per-sequence attention; 'auto' packs on CPUs when the backbone supports it and pads otherwise, GPUs
+    included, where the per-segment attention loop measured slower than padded batches (it says why)."""
     share_prefix: bool = True
     """Packed decoder batches: store the tokens a pair's sequences share (the prompt) once (exact for causal models)."""
     disable_dropout: bool = True
