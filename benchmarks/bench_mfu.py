@@ -55,10 +55,10 @@ def main() -> None:
     parser.add_argument("--max-pairs", type=int, default=400)
     args = parser.parse_args()
 
-    from rewardlab.devices import keep_freed_memory
+    from rewardlab.devices import tune_cpu_memory
 
     peak = matmul_peak()
-    tuned = keep_freed_memory()  # as the training loop does on CPU
+    tuned = tune_cpu_memory()  # as the training loop does on CPU
     config = TrainConfig(model=args.model, data=args.data, output_dir="/tmp/unused", max_length=512)
     objective = make_objective(config)
     pairs, report = objective.read(args.data, "train", args.max_pairs)

@@ -9,7 +9,7 @@ same strings; both timings include tokenization. The pipeline runs with
 and at the same batch sizes. fp32 weights and bf16 weights (both sides load the same bf16
 model). Each figure is the median of ``--repeats`` timed passes after one warm-up pass. The
 pipeline runs first, with glibc's default allocator settings (as shipped); ``--same-allocator``
-gives it rewardlab's CPU setting (``rewardlab.devices.keep_freed_memory``) too.
+gives it rewardlab's CPU setting (``rewardlab.devices.tune_cpu_memory``) too.
 ``--device cuda`` runs both sides on the GPU (each timed pass ends with the rewards on the host, so
 no extra synchronisation is needed). Prints a Markdown table of texts/s and the ratios the issue asks for.
 """
@@ -27,7 +27,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    from rewardlab.devices import keep_freed_memory
+    from rewardlab.devices import tune_cpu_memory
     from rewardlab.models.io import resolve_model_source
     from rewardlab.models.reward_model import RewardModel
     from rewardlab.scoring import LocalScorer
@@ -58,7 +58,7 @@ def main() -> None:
         return statistics.median(runs)
 
     if args.same_allocator:
-        keep_freed_memory()  # the pipeline gets the allocator setting rewardlab applies (process-wide)
+        tune_cpu_memory()  # the pipeline gets the allocator setting rewardlab applies (process-wide)
     models = {}
     pipe: dict[str, dict[int, float]] = {}
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):  # all pipeline runs first: as shipped,

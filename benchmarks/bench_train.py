@@ -22,7 +22,7 @@ no sharing, fp32: the optimisations off), ``rewardlab_gc`` (defaults plus gradie
 checkpointing, dropout off), ``trl_best`` (no gradient checkpointing, length-grouped sampling; on
 CUDA also SDPA's cuDNN backend off, which builds a plan for every new shape),
 ``trl_best_kept_memory`` (``trl_best`` with the CPU allocator setting rewardlab applies, see
-``rewardlab.devices.keep_freed_memory``; not a TRL option, but any TRL user could set it).
+``rewardlab.devices.tune_cpu_memory``; not a TRL option, but any TRL user could set it).
 """
 
 from __future__ import annotations
@@ -147,9 +147,9 @@ def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_
             stamps.append(time.perf_counter())
 
     if keep_memory:  # the process-wide allocator setting rewardlab applies on CPU, given to TRL too
-        from rewardlab.devices import keep_freed_memory
+        from rewardlab.devices import tune_cpu_memory
 
-        if not keep_freed_memory():
+        if not tune_cpu_memory():
             raise SystemExit("trl_best_kept_memory needs Linux/glibc and REWARDLAB_CPU_ALLOCATOR unset")
     if best and cuda:  # not a TRL option, but any user can set it: no cuDNN attention plan per new padded shape
         torch.backends.cuda.enable_cudnn_sdp(False)  # (rewardlab's packed attention does the same on CUDA)

@@ -41,3 +41,20 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
     # glibc's defaults hand the freed heap top back to the OS and fault it in again next step; kept
     # memory is reused (measured here: ~800 vs ~16,600 page faults over the 3 steps).
     assert tuned_faults * 5 < default_faults
+
+
+@pytest.mark.parametrize(("preset", "allocator", "expected"), [
+    (None, None, ("True", "256")),  # set before the first bf16 kernel
+    ("1024", None, ("False", "1024")),  # the user's own value is kept
+    (None, "default", ("False", "unset")),  # everything left at its default
+])
+def test_kernel_cache_cap(preset, allocator, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("REWARDLAB_CPU_ALLOCATOR", "ONEDNN_PRIMITIVE_CACHE_CAPACITY")}
+    if preset is not None:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
+    if allocator is not None:
+        env["REWARDLAB_CPU_ALLOCATOR"] = allocator
+    probe = ("import os; from rewardlab.devices import cap_kernel_cache; "
+             "print(cap_kernel_cache(), os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY', 'unset'))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout.split()
+    assert tuple(out) == expected

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["ALLOCATOR_ENV", "keep_freed_memory", "native_bf16", "resolve_precision"]
+__all__ = ["ALLOCATOR_ENV", "KERNEL_CACHE_CAPACITY", "cap_kernel_cache", "keep_freed_memory", "native_bf16",
+           "resolve_precision", "tune_cpu_memory"]
 
 ALLOCATOR_ENV = "REWARDLAB_CPU_ALLOCATOR"
-"""Set to ``default`` to leave glibc's allocator settings alone (see :func:`keep_freed_memory`)."""
+"""Set to ``default`` to leave glibc's allocator and oneDNN's kernel cache at their defaults (see :func:`tune_cpu_memory`)."""
+ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+KERNEL_CACHE_CAPACITY = 256
+"""oneDNN primitives kept (its default is 1024): one packed MiniLM training step creates ~100-200."""
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc malloc.h)
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's upper limit on 64-bit systems
 _tuned = False
@@ -66,3 +70,31 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _tuned = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, -1))
     return _tuned
+
+
+def cap_kernel_cache(capacity: int = KERNEL_CACHE_CAPACITY) -> bool:
+    """Cap oneDNN's primitive cache at ``capacity`` kernels; True if this call set it.
+
+    PyTorch runs CPU bf16 matrix products through oneDNN, which builds a "primitive" per shape and
+    caches up to 1,024 of them, each holding buffers. Packed batches bring new shapes at every step,
+    so the cache keeps growing: on this project's CPU, 40 steps of packed bf16 MiniLM training
+    peaked at 2,507 MB with the default and 2,218 MB with 256 at the same speed (29.1 vs 29.1 s;
+    64 was 18% slower, 0 twice as slow). oneDNN reads ``$ONEDNN_PRIMITIVE_CACHE_CAPACITY`` when it
+    first builds a kernel, so this only takes effect before the process's first bf16 matrix product
+    (``train()`` and the scorers call it first thing). A value the user set is kept, and
+    ``$REWARDLAB_CPU_ALLOCATOR=default`` leaves oneDNN's default in place.
+
+    >>> isinstance(cap_kernel_cache(), bool)
+    True
+    """
+    if os.environ.get(ALLOCATOR_ENV, "").lower() == "default" or ONEDNN_CACHE_ENV in os.environ:
+        return False
+    os.environ[ONEDNN_CACHE_ENV] = str(capacity)
+    return True
+
+
+def tune_cpu_memory() -> bool:
+    """rewardlab's CPU memory settings: :func:`cap_kernel_cache` and :func:`keep_freed_memory`;
+    True if the allocator setting is in place. Called by ``train()`` and the scorers on CPU."""
+    cap_kernel_cache()
+    return keep_freed_memory()

@@ -14,7 +14,7 @@ import torch
 from .data.collate import Example, length_sorted_batches, pad_sequences
 from .data.normalization import TargetNormalizer
 from .data.templating import Prompt, as_messages, tokenize_conversation
-from .devices import keep_freed_memory
+from .devices import tune_cpu_memory
 from .errors import ConfigError, SequenceTooLongError
 from .models.io import Precision, RewardModelMetadata, load_pretrained
 from .models.packing import choose_layout, pack_for
@@ -121,7 +121,7 @@ class LocalScorer:
         self.device = torch.device(device) if device else next(model.parameters()).device
         self.model.to(self.device)
         if self.device.type == "cpu":
-            keep_freed_memory()  # batches of activations are reused instead of page-faulted in each call
+            tune_cpu_memory()  # batches of activations are reused instead of page-faulted in each call
         self.metadata = metadata or RewardModelMetadata(pooling=model.pooling, max_length=max_length)
         self.show_progress = show_progress
         if normalize and (self.metadata.reward_mean is None or not self.metadata.reward_std):
@@ -246,7 +246,7 @@ class ProcessScorer:
         self.device = torch.device(device) if device else next(model.parameters()).device
         self.model.to(self.device)
         if self.device.type == "cpu":
-            keep_freed_memory()  # batches of activations are reused instead of page-faulted in each call
+            tune_cpu_memory()  # batches of activations are reused instead of page-faulted in each call
 
     @torch.inference_mode()
     def score_steps(self, prompts: Sequence[Prompt], steps: Sequence[Sequence[str]]) -> list[list[float]]:

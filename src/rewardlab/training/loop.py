@@ -21,7 +21,7 @@ from ..data.collate import collate_targets
 from ..data.readers import DropReport
 from ..data.token_store import (ExampleView, TokenStore, build_token_store, default_cache_dir, source_fingerprint,
                                 store_key, tokenizer_fingerprint)
-from ..devices import keep_freed_memory, resolve_precision
+from ..devices import resolve_precision, tune_cpu_memory
 from ..errors import CheckpointError, TrainingDivergedError
 from ..models.io import RewardModelMetadata, build_reward_model, save_pretrained
 from ..models.packing import choose_layout, pack_for
@@ -197,7 +197,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     AcceleratorState._reset_state(reset_partial_state=False)
     precision = resolve_precision(config.precision)
     accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=cpu_ddp)
-    reuse_memory = accelerator.device.type == "cpu" and keep_freed_memory()  # no page faults on every step's tensors
+    reuse_memory = accelerator.device.type == "cpu" and tune_cpu_memory()  # no page faults on every step's tensors
     out = Path(config.output_dir)
     ckpt_root = out / "checkpoints"
     metrics_path = out / "metrics.jsonl"
