@@ -57,6 +57,14 @@ def test_score_accepts_prompt_response_and_messages(tiny_llama_dir, tmp_path):
     assert main(["score", "--model", str(tmp_path / "rm"), "--data", str(data), "--output", str(tmp_path / "s.jsonl")]) == 0
     rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert rows[0]["reward"] == pytest.approx(rows[1]["reward"], abs=1e-6)
+    for cap in ("1", "none"):  # one item per batch, or no token cap: the same rewards
+        assert main(["score", "--model", str(tmp_path / "rm"), "--data", str(data), "--output", str(tmp_path / "c.jsonl"),
+                     "--max-batch-tokens", cap]) == 0
+        capped = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+        assert [r["reward"] for r in capped] == pytest.approx([r["reward"] for r in rows], abs=1e-5)
+    proc = _run("score", "--model", str(tmp_path / "rm"), "--data", str(data), "--output", str(tmp_path / "x.jsonl"),
+                "--max-batch-tokens", "lots")
+    assert proc.returncode == 2 and "expected a positive number of tokens" in proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,23 @@ def test_results_come_back_in_input_order_whatever_the_batching(scorer):
     scorer.batch_size = 3
 
 
+def test_token_capped_batches_give_the_same_rewards(scorer):
+    from rewardlab.scoring import CPU_BATCH_TOKENS
+
+    assert scorer.max_batch_tokens == CPU_BATCH_TOKENS  # "auto" on a CPU
+    rewards = scorer.score(PROMPTS, REPLIES)
+    ids = scorer.tokenize(PROMPTS, REPLIES)
+    batches = []
+    scorer.max_batch_tokens, scorer.batch_size = max(map(len, ids)), 64  # every batch closes at the longest item's size
+    original = scorer.model.forward
+    scorer.model.forward = lambda *a, **k: batches.append(1) or original(*a, **k)
+    try:
+        assert scorer.score(PROMPTS, REPLIES) == pytest.approx(rewards, abs=1e-5)
+    finally:
+        scorer.model.forward, scorer.max_batch_tokens, scorer.batch_size = original, CPU_BATCH_TOKENS, 3
+    assert 1 < len(batches) < len(PROMPTS) + 1  # the cap split the batch that batch_size alone would not
+
+
 def test_prompt_formats_are_equivalent(scorer):
     text = scorer.score(["Hi"], ["Hello"])
     msgs = scorer.score([[{"role": "user", "content": "Hi"}]], ["Hello"])

@@ -63,13 +63,23 @@ def build_scorer(args: argparse.Namespace, combine: Any = None) -> Any:
         dpo = DPOSettings(args.beta, args.reference_free, args.length_normalize)
         return load_dpo_scorer(args.model, args.reference, dpo, args.precision, args.max_length or 1024, args.batch_size, args.device)
     return load_reward_model(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
-                             layout=getattr(args, "layout", "auto"),
+                             layout=getattr(args, "layout", "auto"), max_batch_tokens=getattr(args, "max_batch_tokens", "auto"),
                              max_length=args.max_length, combine=combine, original_scale=getattr(args, "original_scale", False))
+
+
+def _batch_tokens(value: str) -> int | str | None:
+    if value in ("auto", "none"):
+        return None if value == "none" else value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of tokens, 'auto' or 'none', got {value!r}")
+    return int(value)
 
 
 def add_scorer_flags(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--model", required=required, help="reward model folder (rewardlab's or any HF sequence-classification RM), or a DPO policy with --reference")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-batch-tokens", type=_batch_tokens, default="auto",
+                   help="also close a scoring batch at this many tokens; 'auto' (default): 2048 on CPU, no cap on GPU; 'none': no cap")
     p.add_argument("--max-length", type=int, default=None, help="default: the model's training max_length")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--layout", choices=["auto", "packed", "padded"], default="auto",

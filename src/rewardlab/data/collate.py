@@ -11,14 +11,28 @@ import torch
 __all__ = ["Example", "PackedLayout", "Segment", "collate_examples", "collate_targets", "length_sorted_batches", "pack_examples", "pad_sequences"]
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
     """Index batches, longest first, so each batch pads little; callers put results back by index.
+
+    A batch holds at most ``batch_size`` items and, when ``max_tokens`` is given, at most that many
+    tokens in all (a longer single item still gets a batch of its own).
 
     >>> length_sorted_batches([3, 9, 1, 5], batch_size=2)
     [[1, 3], [0, 2]]
+    >>> length_sorted_batches([3, 9, 1, 5], batch_size=4, max_tokens=8)
+    [[1], [3, 0], [2]]
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    tokens = 0
+    for i in order:
+        full = batches and (len(batches[-1]) == batch_size or (max_tokens is not None and tokens + lengths[i] > max_tokens))
+        if not batches or full:
+            batches.append([])
+            tokens = 0
+        batches[-1].append(i)
+        tokens += lengths[i]
+    return batches
 
 
 def pad_sequences(
