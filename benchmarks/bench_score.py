@@ -5,7 +5,7 @@
 Texts are real HH transcripts (chosen side) that fit 512 tokens, given to both sides as the
 same strings; both timings include tokenization. The pipeline runs with
 ``function_to_apply='none'`` at its default batch size (1) and at each of ``--batch-sizes``
-(its best is reported); rewardlab runs at its default batch size (32, packed where supported)
+(its best is reported); rewardlab runs at its defaults (batch 32, packed where supported, batches closed at 2,048 tokens on CPU)
 and at the same batch sizes. fp32 weights and bf16 weights (both sides load the same bf16
 model). Each figure is the median of ``--repeats`` timed passes after one warm-up pass. The
 pipeline runs first, with glibc's default allocator settings (as shipped); ``--same-allocator``

@@ -79,7 +79,8 @@ def packed_attention(
 ) -> tuple[torch.Tensor, None]:
     """Attention inside each segment of ``rewardlab_layout``. Shapes: q ``(1, H, T, D)``, k/v ``(1, H_kv, T, D)`` -> ``(1, T, H, D)``.
 
-    Without ``rewardlab_layout`` this is transformers' ``sdpa`` attention, unchanged.
+    Without ``rewardlab_layout`` this is transformers' ``sdpa`` attention, unchanged (on CUDA both
+    run without SDPA's cuDNN backend, see ``_gpu_kernels``).
     """
     layout: PackedLayout | None = kwargs.pop("rewardlab_layout", None)
     with _gpu_kernels(query.device):
