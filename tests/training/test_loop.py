@@ -213,7 +213,7 @@ def test_auto_layout_packs_on_cpu_and_pads_on_gpu(tiny_llama_dir):
     from rewardlab.training.config import TrainConfig
 
     model, _ = build_reward_model(str(tiny_llama_dir))
-    auto = TrainConfig(model="m", data="d", output_dir="o")
+    auto = TrainConfig(model="m", data="d", output_dir="o", layout="auto")
     assert loop._layout_and_reason(auto, model, "cpu") == ("packed", None)
     assert loop._layout_and_reason(auto, model, "cuda") == ("padded", loop.GPU_TRAINING_REASON)
     assert loop._layout_and_reason(replace(auto, layout="packed"), model, "cuda") == ("packed", None)  # asked for: kept
