@@ -18,7 +18,6 @@ fi
 export PYTHONPATH=/tmp/site:$PWD/src
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
 python3 -c "import sys, torch, transformers, trl, datasets, accelerate; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__, 'accelerate', accelerate.__version__)" | tee -a "$OUT/machine.txt" || exit 1
-git log -1 --format='commit %H' 2>/dev/null | tee -a "$OUT/machine.txt"
 python3 benchmarks/gpu_models.py --carry "$CARRY" --root "$MODELS" || exit 1
 score() {
   timeout "${SCORE_S:-100}" python3 benchmarks/bench_score.py --model "$MODELS/minilm" --data "$CARRY/hh.jsonl.gz" --device "${DEVICE:-cuda}" \

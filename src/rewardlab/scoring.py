@@ -87,6 +87,17 @@ batches spill the activations out of cache); bf16 85.5 against 86.2 (no loss). G
 no cap there."""
 
 
+def _token_cap(requested: int | Literal["auto"] | None, device: torch.device) -> int | None:
+    """Tokens at which a scoring batch closes: ``"auto"`` is :data:`CPU_BATCH_TOKENS` on CPUs and no cap elsewhere.
+
+    >>> _token_cap("auto", torch.device("cpu")), _token_cap("auto", torch.device("cuda")), _token_cap(512, torch.device("cuda"))
+    (2048, None, 512)
+    """
+    if requested == "auto":
+        return CPU_BATCH_TOKENS if device.type == "cpu" else None
+    return requested
+
+
 class LocalScorer:
     """A reward model in this process: batched, length-sorted, ``inference_mode``, input order kept.
 
@@ -128,9 +139,7 @@ class LocalScorer:
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = torch.device(device) if device else next(model.parameters()).device
-        # A batch also closes at this many tokens; "auto": CPU_BATCH_TOKENS on CPUs, no cap elsewhere.
-        self.max_batch_tokens = (CPU_BATCH_TOKENS if self.device.type == "cpu" else None) if max_batch_tokens == "auto" else (
-            max_batch_tokens)
+        self.max_batch_tokens = _token_cap(max_batch_tokens, self.device)
         self.model.to(self.device)
         if self.device.type == "cpu":
             tune_cpu_memory()  # batches of activations are reused instead of page-faulted in each call
