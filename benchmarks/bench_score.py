@@ -9,7 +9,7 @@ same strings; both timings include tokenization. The pipeline runs with
 and at the same batch sizes. fp32 weights and bf16 weights (both sides load the same bf16
 model). Each figure is the median of ``--repeats`` timed passes after one warm-up pass. The
 pipeline runs first, with glibc's default allocator settings (as shipped); ``--same-allocator``
-gives it rewardlab's CPU setting (``rewardlab.devices.tune_cpu_memory``) too.
+gives it rewardlab's CPU memory settings (``rewardlab.devices.tune_cpu_memory``) too.
 ``--device cuda`` runs both sides on the GPU (each timed pass ends with the rewards on the host, so
 no extra synchronisation is needed). Prints a Markdown table of texts/s and the ratios the issue asks for.
 """
@@ -40,7 +40,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="8,32,64")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides run there)")
     parser.add_argument("--same-allocator", action="store_true",
-                        help="apply rewardlab's CPU allocator setting before the pipeline runs too (default: each side as shipped)")
+                        help="apply rewardlab's CPU memory settings (allocator, oneDNN kernel cache) before the pipeline runs too "
+                             "(default: each side as shipped)")
     args = parser.parse_args()
     path, extra = resolve_model_source(args.model)
     tokenizer = AutoTokenizer.from_pretrained(path, **extra)

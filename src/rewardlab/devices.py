@@ -61,7 +61,7 @@ def keep_freed_memory() -> bool:
     global _tuned
     if _tuned:
         return True
-    if os.environ.get(ALLOCATOR_ENV, "").lower() == "default" or not sys.platform.startswith("linux"):
+    if _defaults_asked() or not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
@@ -87,14 +87,21 @@ def cap_kernel_cache(capacity: int = KERNEL_CACHE_CAPACITY) -> bool:
     >>> isinstance(cap_kernel_cache(), bool)
     True
     """
-    if os.environ.get(ALLOCATOR_ENV, "").lower() == "default" or ONEDNN_CACHE_ENV in os.environ:
+    if _defaults_asked() or ONEDNN_CACHE_ENV in os.environ:
         return False
     os.environ[ONEDNN_CACHE_ENV] = str(capacity)
     return True
 
 
-def tune_cpu_memory() -> bool:
-    """rewardlab's CPU memory settings: :func:`cap_kernel_cache` and :func:`keep_freed_memory`;
-    True if the allocator setting is in place. Called by ``train()`` and the scorers on CPU."""
+def tune_cpu_memory(device: torch.device | str = "cpu") -> bool:
+    """rewardlab's CPU memory settings, :func:`cap_kernel_cache` and :func:`keep_freed_memory`, when
+    ``device`` is the CPU; True if the allocator setting is in place. ``train()`` and the scorers call it."""
+    if torch.device(device).type != "cpu":
+        return False
     cap_kernel_cache()
     return keep_freed_memory()
+
+
+def _defaults_asked() -> bool:
+    """``$REWARDLAB_CPU_ALLOCATOR=default``: leave glibc and oneDNN as they are."""
+    return os.environ.get(ALLOCATOR_ENV, "").lower() == "default"

@@ -204,3 +204,27 @@ def test_prefix_is_never_the_whole_sequence():
     # One reply is the other's prefix: each keeps its last token as its own segment to read from.
     _, layout = pack_examples([Example(((1, 2, 3), (1, 2, 3, 4)))], causal=True, share_prefix=True, readout="last")
     assert layout.readout.tolist() == [2, 4] and layout.segments[0].end == 2
+
+
+def test_cuda_attention_leaves_out_cudnn(tiny_llama_dir, monkeypatch):
+    """cuDNN builds a plan per new shape (the H200 run trained at 4 pairs/s); checked without a GPU:
+    the context switches the backend flags, and every attention call (packed or padded) enters it."""
+    import contextlib
+
+    from rewardlab.models import packing
+
+    with packing._gpu_kernels(torch.device("cuda")):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+    with packing._gpu_kernels(torch.device("cpu")):
+        assert torch.backends.cuda.cudnn_sdp_enabled()  # CPUs: nothing changed
+    entered = []
+    monkeypatch.setattr(packing, "_gpu_kernels", lambda device: entered.append(device.type) or contextlib.nullcontext())
+    model, tokenizer = build_reward_model(str(tiny_llama_dir))
+    examples = _examples(tokenizer)
+    with torch.no_grad():
+        _packed(model.eval(), examples, True)
+        packed_calls = len(entered)
+        _padded(model, examples, tokenizer.pad_token_id)
+    assert packed_calls == model.hf_model.config.num_hidden_layers  # one per layer
+    assert len(entered) == 2 * packed_calls and set(entered) == {"cpu"}

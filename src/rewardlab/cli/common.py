@@ -68,8 +68,10 @@ def build_scorer(args: argparse.Namespace, combine: Any = None) -> Any:
 
 
 def _batch_tokens(value: str) -> int | str | None:
-    if value in ("auto", "none"):
-        return None if value == "none" else value
+    if value == "auto":
+        return value
+    if value == "none":
+        return None
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive number of tokens, 'auto' or 'none', got {value!r}")
     return int(value)

@@ -26,8 +26,7 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: i
     batches: list[list[int]] = []
     tokens = 0
     for i in order:
-        full = batches and (len(batches[-1]) == batch_size or (max_tokens is not None and tokens + lengths[i] > max_tokens))
-        if not batches or full:
+        if not batches or len(batches[-1]) == batch_size or (max_tokens is not None and tokens + lengths[i] > max_tokens):
             batches.append([])
             tokens = 0
         batches[-1].append(i)

@@ -136,9 +136,10 @@ def _segment_attention(
                 k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
             outputs.append(_ShortAttention.apply(q, k, v, mask, scale))
         else:  # fp32, long bf16 segments on CPU (fp32 flash keeps memory linear and beats bf16 flash there), dropout, GPUs
-            wide = (lambda t: t.float()) if on_cpu else (lambda t: t)  # noqa: E731
-            out = F.scaled_dot_product_attention(wide(q), wide(k), wide(v), attn_mask=mask, dropout_p=dropout,
-                                                 is_causal=seg.causal and mask is None, scale=scale, enable_gqa=groups > 1)
+            kernel_dtype = torch.float32 if on_cpu else query.dtype
+            out = F.scaled_dot_product_attention(q.to(kernel_dtype), k.to(kernel_dtype), v.to(kernel_dtype), attn_mask=mask,
+                                                 dropout_p=dropout, is_causal=seg.causal and mask is None, scale=scale,
+                                                 enable_gqa=groups > 1)
             outputs.append(out.to(query.dtype))
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
 

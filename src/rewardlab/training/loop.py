@@ -197,7 +197,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     AcceleratorState._reset_state(reset_partial_state=False)
     precision = resolve_precision(config.precision)
     accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=cpu_ddp)
-    reuse_memory = accelerator.device.type == "cpu" and tune_cpu_memory()  # no page faults on every step's tensors
+    reuse_memory = tune_cpu_memory(accelerator.device)  # CPU: no page faults on every step's tensors, bounded kernel cache
     out = Path(config.output_dir)
     ckpt_root = out / "checkpoints"
     metrics_path = out / "metrics.jsonl"
