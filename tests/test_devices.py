@@ -4,6 +4,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 # Allocator settings are process-wide, so each case runs in a fresh interpreter.
 PROBE = textwrap.dedent("""
@@ -43,18 +44,75 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
     assert tuned_faults * 5 < default_faults
 
 
-@pytest.mark.parametrize(("preset", "allocator", "expected"), [
-    (None, None, ("True", "256")),  # set before the first bf16 kernel
-    ("1024", None, ("False", "1024")),  # the user's own value is kept
-    (None, "default", ("False", "unset")),  # everything left at its default
-])
-def test_kernel_cache_cap(preset, allocator, expected):
-    env = {k: v for k, v in os.environ.items() if k not in ("REWARDLAB_CPU_ALLOCATOR", "ONEDNN_PRIMITIVE_CACHE_CAPACITY")}
-    if preset is not None:
-        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
+CACHE_VARS = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+
+
+def _clean_env(allocator: str | None = None, **preset: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("REWARDLAB_CPU_ALLOCATOR", *CACHE_VARS)}
+    env.update(preset)
     if allocator is not None:
         env["REWARDLAB_CPU_ALLOCATOR"] = allocator
+    return env
+
+
+@pytest.mark.parametrize(("preset", "allocator", "expected"), [
+    ({}, None, ("True", "256", "32")),  # set before the first bf16 kernel
+    ({"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024"}, None, ("True", "1024", "32")),  # the user's own value is kept
+    ({"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "8", "LRU_CACHE_CAPACITY": "8"}, None, ("False", "8", "8")),
+    ({}, "default", ("False", "unset", "unset")),  # everything left at its default
+])
+def test_kernel_cache_cap(preset, allocator, expected):
     probe = ("import os; from rewardlab.devices import cap_kernel_cache; "
-             "print(cap_kernel_cache(), os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY', 'unset'))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout.split()
+             f"print(cap_kernel_cache(), *(os.environ.get(k, 'unset') for k in {CACHE_VARS!r}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=_clean_env(allocator, **preset),
+                         check=True).stdout.split()
     assert tuple(out) == expected
+
+
+# bf16 training steps that each bring new matrix shapes, as packed batches do; prints the live malloc'd
+# memory (glibc mallinfo2) after the first half and after all steps.
+CACHE_PROBE = textwrap.dedent("""
+    import ctypes, torch
+    from rewardlab.devices import cap_kernel_cache
+    cap_kernel_cache()
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    mallinfo2.restype = Info
+    def live_mb():
+        info = mallinfo2()
+        return (info.uordblks + info.hblkhd) / 2**20
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.GELU(), torch.nn.Linear(256, 64))
+    marks = []
+    for rows in range(8, 208):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(torch.randn(rows, 64))
+        out.float().sum().backward()
+        model.zero_grad(set_to_none=True)
+        marks.append(live_mb())
+    print(marks[99], marks[-1])
+""")
+
+
+def _glibc_mallinfo2() -> bool:
+    import ctypes
+
+    try:
+        return hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _glibc_mallinfo2(), reason="needs glibc >= 2.33 (mallinfo2)")
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="CPU bf16 matrix products go through oneDNN only in builds with it")
+def test_capped_kernel_caches_stop_memory_growth_with_new_shapes():
+    def growth(allocator: str | None) -> float:
+        out = subprocess.run([sys.executable, "-c", CACHE_PROBE], capture_output=True, text=True, env=_clean_env(allocator),
+                             check=True).stdout.split()
+        return float(out[1]) - float(out[0])
+
+    # With both caches at their 1,024-kernel defaults, 100 more shapes keep ~200 MB alive (measured);
+    # capped, the caches are full after a few dozen shapes and evict as they go.
+    assert growth("default") > 20
+    assert growth(None) < 5
