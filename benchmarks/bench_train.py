@@ -17,8 +17,9 @@ defaults are then bf16 mixed precision, as rewardlab's ``auto``) and the peak GP
 training is reported too. Prints one JSON line per run, then a table of medians and ratios. TRL is a benchmark-only dependency (``pip install 'rewardlab[bench]'``).
 
 Configurations: ``rewardlab`` (its defaults: packed + prompt sharing on decoders, dropout off,
-bf16 autocast where the CPU has native bf16), ``rewardlab_fp32``, ``rewardlab_plain`` (padded,
-no sharing, fp32: the optimisations off), ``rewardlab_gc`` (defaults plus gradient checkpointing, as TRL's default), ``trl_default`` (RewardConfig defaults: bf16, gradient
+bf16 autocast where the CPU has native bf16, gradient checkpointing for decoders on CPU),
+``rewardlab_fp32``, ``rewardlab_plain`` (padded, no sharing, fp32: the optimisations off),
+``rewardlab_gc`` / ``rewardlab_no_gc`` (defaults with gradient checkpointing forced on / off), ``trl_default`` (RewardConfig defaults: bf16, gradient
 checkpointing, dropout off), ``trl_best`` (no gradient checkpointing, length-grouped sampling; on
 CUDA also SDPA's cuDNN backend off, which builds a plan for every new shape),
 ``trl_best_kept_memory`` (``trl_best`` with the CPU allocator setting rewardlab applies, see
@@ -182,6 +183,8 @@ CONFIGS = {
                                                      layout="padded", share_prefix=False),
     "rewardlab_gc": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed,
                                                   gradient_checkpointing=True),
+    "rewardlab_no_gc": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed,
+                                                     gradient_checkpointing=False),
     "trl_default": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=False),
     "trl_best": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=True),
     "trl_best_kept_memory": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=True,

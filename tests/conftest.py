@@ -28,7 +28,7 @@ def pytest_configure(config):
 
 def pytest_addoption(parser):
     parser.addoption("--optimizations", choices=["on", "off"], default="on",
-                     help="'off' trains with the plain path: padded batches, no prefix sharing, dropout kept, fp32, "
+                     help="'off' trains with the plain path: padded batches, no prefix sharing, dropout kept, fp32, no checkpointing, "
                           "tokenization in memory, glibc's default allocator "
                           "(the speed options' defaults are switched off; every test must pass both ways)")
 
@@ -41,7 +41,8 @@ def _training_speed_options(request, monkeypatch):
 
     from rewardlab.training.config import TrainConfig
 
-    plain = {"layout": "padded", "share_prefix": False, "disable_dropout": False, "precision": "fp32", "token_cache": "off"}
+    plain = {"layout": "padded", "share_prefix": False, "disable_dropout": False, "precision": "fp32", "token_cache": "off",
+             "gradient_checkpointing": False}
     fields = [f for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING]
     defaults = tuple(plain.get(f.name, f.default) for f in fields)
     assert len(defaults) == len(TrainConfig.__init__.__defaults__)

@@ -160,13 +160,33 @@ def test_gradient_checkpointing_changes_memory_not_results(fixture, architecture
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(PreTrainedModel, "activation_checkpointing_enable", spy)
-    plain = loop.train(_config(model_dir, demo_jsonl, tmp_path / "p", max_steps=3, precision="fp32"))
+    plain = loop.train(_config(model_dir, demo_jsonl, tmp_path / "p", max_steps=3, precision="fp32", gradient_checkpointing=False))
     assert calls == []
     ckpt = loop.train(_config(model_dir, demo_jsonl, tmp_path / "c", max_steps=3, gradient_checkpointing=True,
                               precision="fp32"))
     assert calls == [architecture]  # really switched on, and results unchanged
     assert [m["loss"] for m in _metrics(plain.output_dir) if "loss" in m] == pytest.approx(
         [m["loss"] for m in _metrics(ckpt.output_dir) if "loss" in m], abs=1e-5)
+
+
+@pytest.mark.parametrize(("fixture", "decoder"), [("tiny_llama_dir", True), ("tiny_bert_dir", False)])
+def test_auto_checkpointing_turns_on_for_decoders_on_cpu(fixture, decoder, demo_jsonl, tmp_path, monkeypatch, request, capsys):
+    from transformers import PreTrainedModel
+
+    from rewardlab.models.io import build_reward_model
+
+    model_dir = request.getfixturevalue(fixture)
+    calls = []
+    real = PreTrainedModel.activation_checkpointing_enable
+    monkeypatch.setattr(PreTrainedModel, "activation_checkpointing_enable", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    loop.train(_config(model_dir, demo_jsonl, tmp_path / "a", max_steps=1, gradient_checkpointing="auto"))
+    assert calls == ([1] if decoder else [])
+    assert ("gradient checkpointing (auto: a decoder on CPU" in capsys.readouterr().err) is decoder
+    model, _ = build_reward_model(str(model_dir))
+    config = _config(model_dir, demo_jsonl, tmp_path / "b", gradient_checkpointing="auto")
+    assert loop._checkpointing_and_reason(config, model, "cuda") == (False, None)  # not measured on GPUs: activations kept
+    assert loop._checkpointing_and_reason(replace(config, gradient_checkpointing=False), model, "cpu") == (False, None)
+    assert loop._checkpointing_and_reason(replace(config, gradient_checkpointing=True), model, "cuda") == (True, None)
 
 
 def test_bf16_autocast_trains_with_finite_loss(tiny_llama_dir, demo_jsonl, tmp_path):

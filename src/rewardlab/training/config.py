@@ -67,8 +67,10 @@ class TrainConfig:
     """Packed decoder batches: store the tokens a pair's sequences share (the prompt) once (exact for causal models)."""
     disable_dropout: bool = True
     """Set every dropout probability to 0 (TRL's default for reward models; dropout also halves CPU throughput)."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in backward to save memory (slower)."""
+    gradient_checkpointing: bool | Literal["auto"] = "auto"
+    """Recompute activations in backward to save memory; 'auto' turns it on for decoder (last-token)
+    backbones trained on CPU (SmolLM2-135M: ~10% slower, peak memory 6.6 -> 4.4 GB, as TRL's default
+    does) and leaves it off for encoders (MiniLM: 25% slower for 0.4 GB) and on GPUs (not measured)."""
     freeze_layers: int = 0
     """Freeze the embeddings and the bottom k transformer blocks (cheap CPU runs)."""
     group_by_length: bool = True
