@@ -84,6 +84,19 @@ def test_bad_input_exits_nonzero_with_a_one_line_message(tiny_llama_dir, tmp_pat
     assert "Traceback" not in proc.stderr
 
 
+def test_every_subcommand_help_renders(capsys):
+    from rewardlab.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices  # argparse keeps subparsers here
+    assert "train" in commands
+    for name, sub in commands.items():
+        text = sub.format_help()  # a stray '%' in an option's docstring breaks argparse's formatting
+        assert name in text and "--help" in text
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0 and "--gradient-checkpointing" in capsys.readouterr().out
+
+
 def test_invalid_option_value_is_rejected_before_any_work(tmp_path):
     proc = _run("train", "--model", "m", "--data", "d", "--output-dir", str(tmp_path), "--batch-size", "0")
     assert proc.returncode == 2 and "option 'batch_size' must be >= 1" in proc.stderr and "Traceback" not in proc.stderr

@@ -23,7 +23,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         base = args[0] if typing.get_origin(hint) is not typing.Literal and args else hint
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else "required"
-        help_text = f"{docs.get(f.name, '')} (default: {default})"
+        help_text = f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")  # argparse formats help with %
         if typing.get_origin(base) is dict:
             parser.add_argument(flag, type=json_object, default=None, help=help_text + " (a JSON object)", metavar="JSON")
         elif base is bool:
