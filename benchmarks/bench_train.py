@@ -33,6 +33,7 @@ import gzip
 import json
 import resource
 import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -246,12 +247,14 @@ def main() -> None:
                    "--steps", str(args.steps), "--max-length", str(args.max_length), "--eval-pairs", str(args.eval_pairs),
                    "--out", str(root / f"{c}-{r}"), "--seed", str(args.seed + r if args.vary_seed else args.seed)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
+            shutil.rmtree(root / f"{c}-{r}", ignore_errors=True)  # a SmolLM2 run leaves ~2 GB of model and optimizer files
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if line is None:
                 print(proc.stderr[-4000:], file=sys.stderr)
                 raise SystemExit(f"{c} failed (exit {proc.returncode})")
             runs[c].append(json.loads(line[7:]))
             print(json.dumps({"repeat": r, "seed": args.seed + r if args.vary_seed else args.seed, **runs[c][-1]}), flush=True)
+    shutil.rmtree(root, ignore_errors=True)
     keys = ["pairs_per_s", "eval_accuracy", "peak_rss_mb", "train_peak_rss_mb"] + (["train_gpu_peak_mb"] if runs[configs[0]][0]["train_gpu_peak_mb"] else [])
     med = {c: {k: statistics.median(x[k] for x in v) for k in keys} for c, v in runs.items()}
     print(f"\n{args.model}, {args.steps} steps x {BATCH} pairs, max length {args.max_length}, medians of {args.repeats}, "
