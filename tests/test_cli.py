@@ -45,6 +45,18 @@ def test_config_file_and_flag_override(tiny_llama_dir, demo_jsonl, tmp_path):
     assert saved["max_steps"] == 2 and saved["max_length"] == 192
 
 
+@pytest.mark.parametrize(("flags", "yaml_value", "expected"), [
+    ([], "auto", "auto"), (["--no-gradient-checkpointing"], None, False), ([], "true", True), (["--no-gradient-checkpointing"], "auto", False),
+])
+def test_gradient_checkpointing_from_flags_and_config_file(flags, yaml_value, expected, tiny_llama_dir, demo_jsonl, tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model: {tiny_llama_dir}\ndata: {demo_jsonl}\noutput_dir: {tmp_path / 'o'}\nmax_steps: 1\nmax_length: 192\n"
+                      "show_progress: false\n" + (f"gradient_checkpointing: {yaml_value}\n" if yaml_value else ""))
+    assert main(["train", "--config", str(config), *flags]) == 0
+    assert json.loads((tmp_path / "o" / "run_config.json").read_text())["gradient_checkpointing"] == expected
+    assert ("gradient checkpointing (" in capsys.readouterr().err) is (expected is not False)  # a decoder on CPU: auto is on
+
+
 def test_score_accepts_prompt_response_and_messages(tiny_llama_dir, tmp_path):
     from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
 
