@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="8,32,64")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides run there)")
     parser.add_argument("--same-allocator", action="store_true",
-                        help="apply rewardlab's CPU memory settings (allocator, oneDNN kernel cache) before the pipeline runs too "
+                        help="apply rewardlab's CPU memory settings (allocator, oneDNN and ideep kernel caches) before the pipeline runs too "
                              "(default: each side as shipped)")
     args = parser.parse_args()
     path, extra = resolve_model_source(args.model)

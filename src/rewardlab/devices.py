@@ -13,7 +13,7 @@ __all__ = ["ALLOCATOR_ENV", "KERNEL_CACHE_CAPACITY", "MATMUL_CACHE_CAPACITY", "c
            "resolve_precision", "tune_cpu_memory"]
 
 ALLOCATOR_ENV = "REWARDLAB_CPU_ALLOCATOR"
-"""Set to ``default`` to leave glibc's allocator and oneDNN's kernel cache at their defaults (see :func:`tune_cpu_memory`)."""
+"""Set to ``default`` to leave glibc's allocator and the oneDNN/ideep kernel caches at their defaults (see :func:`tune_cpu_memory`)."""
 ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 KERNEL_CACHE_CAPACITY = 256
 """oneDNN primitives kept (its default is 1024): one packed MiniLM training step creates ~100-200."""
@@ -114,5 +114,5 @@ def tune_cpu_memory(device: torch.device | str = "cpu") -> bool:
 
 
 def _defaults_asked() -> bool:
-    """``$REWARDLAB_CPU_ALLOCATOR=default``: leave glibc and oneDNN as they are."""
+    """``$REWARDLAB_CPU_ALLOCATOR=default``: leave glibc, oneDNN and ideep as they are."""
     return os.environ.get(ALLOCATOR_ENV, "").lower() == "default"

@@ -145,12 +145,10 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tiny
     assert not list(root.glob(".tmp-*"))
 
 
-@pytest.mark.parametrize(("fixture", "architecture"), [("tiny_llama_dir", "LlamaForSequenceClassification"),
-                                                     ("tiny_bert_dir", "BertForSequenceClassification")])
-def test_gradient_checkpointing_changes_memory_not_results(fixture, architecture, demo_jsonl, tmp_path, monkeypatch, request):
+@pytest.fixture
+def checkpointing_calls(monkeypatch):
+    """The class names of the models that transformers was asked to checkpoint, in order."""
     from transformers import PreTrainedModel
-
-    model_dir = request.getfixturevalue(fixture)  # BERT: packed, the last block run at the [CLS] rows only
 
     calls = []
     real = PreTrainedModel.activation_checkpointing_enable
@@ -160,32 +158,29 @@ def test_gradient_checkpointing_changes_memory_not_results(fixture, architecture
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(PreTrainedModel, "activation_checkpointing_enable", spy)
+    return calls
+
+
+@pytest.mark.parametrize(("fixture", "architecture"), [("tiny_llama_dir", "LlamaForSequenceClassification"),
+                                                     ("tiny_bert_dir", "BertForSequenceClassification")])
+def test_gradient_checkpointing_changes_memory_not_results(fixture, architecture, demo_jsonl, tmp_path, request, checkpointing_calls):
+    model_dir = request.getfixturevalue(fixture)  # BERT: packed, the last block run at the [CLS] rows only
     plain = loop.train(_config(model_dir, demo_jsonl, tmp_path / "p", max_steps=3, precision="fp32", gradient_checkpointing=False))
-    assert calls == []
+    assert checkpointing_calls == []
     ckpt = loop.train(_config(model_dir, demo_jsonl, tmp_path / "c", max_steps=3, gradient_checkpointing=True,
                               precision="fp32"))
-    assert calls == [architecture]  # really switched on, and results unchanged
+    assert checkpointing_calls == [architecture]  # really switched on, and results unchanged
     assert [m["loss"] for m in _metrics(plain.output_dir) if "loss" in m] == pytest.approx(
         [m["loss"] for m in _metrics(ckpt.output_dir) if "loss" in m], abs=1e-5)
 
 
 @pytest.mark.parametrize(("fixture", "decoder"), [("tiny_llama_dir", True), ("tiny_bert_dir", False)])
-def test_auto_checkpointing_turns_on_for_decoders_on_cpu(fixture, decoder, demo_jsonl, tmp_path, monkeypatch, request, capsys):
-    from transformers import PreTrainedModel
-
+def test_auto_checkpointing_turns_on_for_decoders_on_cpu(fixture, decoder, demo_jsonl, tmp_path, request, capsys, checkpointing_calls):
     from rewardlab.models.io import build_reward_model
 
     model_dir = request.getfixturevalue(fixture)
-    calls = []
-    real = PreTrainedModel.activation_checkpointing_enable
-
-    def spy(self, *args, **kwargs):
-        calls.append(type(self).__name__)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(PreTrainedModel, "activation_checkpointing_enable", spy)
     loop.train(_config(model_dir, demo_jsonl, tmp_path / "a", max_steps=1, gradient_checkpointing="auto"))
-    assert calls == (["LlamaForSequenceClassification"] if decoder else [])
+    assert checkpointing_calls == (["LlamaForSequenceClassification"] if decoder else [])
     assert ("gradient checkpointing (auto: a decoder on CPU" in capsys.readouterr().err) is decoder
     model, _ = build_reward_model(str(model_dir))
     config = _config(model_dir, demo_jsonl, tmp_path / "b", gradient_checkpointing="auto")
