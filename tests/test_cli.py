@@ -47,6 +47,8 @@ def test_config_file_and_flag_override(tiny_llama_dir, demo_jsonl, tmp_path):
 
 @pytest.mark.parametrize(("flags", "yaml_value", "expected"), [
     ([], "auto", "auto"), (["--no-gradient-checkpointing"], None, False), ([], "true", True), (["--no-gradient-checkpointing"], "auto", False),
+    (["--gradient-checkpointing"], "false", True), (["--gradient-checkpointing", "auto"], "false", "auto"),
+    (["--gradient-checkpointing", "off"], "true", False),
 ])
 def test_gradient_checkpointing_from_flags_and_config_file(flags, yaml_value, expected, tiny_llama_dir, demo_jsonl, tmp_path, capsys):
     config = tmp_path / "run.yaml"

@@ -3,6 +3,7 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -213,6 +214,36 @@ def test_packed_and_padded_training_follow_the_same_trajectory(fixture, demo_jso
     assert runs["packed"][1] == pytest.approx(runs["padded"][1], abs=1e-4)
     err = capsys.readouterr().err
     assert "packed batches" in err and ("with shared prompts" in err) == (fixture == "tiny_llama_dir")
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_bert_dir"])
+def test_packed_evaluation_gives_the_padded_metrics(fixture, demo_jsonl, request):
+    from accelerate import Accelerator
+
+    from rewardlab.models.io import build_reward_model
+    from rewardlab.training.objectives import make_objective
+
+    config = _config(request.getfixturevalue(fixture), demo_jsonl, "unused", max_pairs=24, eval_fraction=0.0)
+    objective = make_objective(config)
+    records, _, report = loop.load_train_eval_records(config, objective)
+    model, tokenizer = build_reward_model(config.model, heads=objective.heads)
+    examples = objective.tokenize(records, tokenizer, config.max_length, report)
+    model.eval()  # dropout off for both passes
+    model.train = lambda mode=True: model  # evaluate() switches back to training mode at its end
+    seen = {}  # layout -> each example's rewards, as handed to the objective's metrics
+    metrics = {}
+    for layout in ("padded", "packed"):
+        def spy(rewards, group, tie_policy, layout=layout):
+            seen[layout] = {examples.index(e): r.tolist() for r, e in zip(rewards, group)}
+            return objective.metrics(rewards, group, tie_policy)
+
+        metrics[layout] = loop.evaluate(model, SimpleNamespace(metrics=spy), examples, tokenizer.pad_token_id,
+                                        Accelerator(cpu=True), 5, "half", layout, model.pooling, share_prefix=True)
+    assert sorted(seen["packed"]) == list(range(len(examples)))
+    for i, rewards in seen["padded"].items():
+        assert seen["packed"][i] == pytest.approx(rewards, abs=1e-5), i
+    assert metrics["packed"] == pytest.approx(metrics["padded"], abs=1e-5)
+    assert metrics["packed"]["eval_reward_std"] > 0  # real, differing rewards were compared
 
 
 def test_layout_packed_on_an_unsupported_backbone_is_a_config_error(tmp_path, demo_jsonl):

@@ -26,12 +26,37 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         help_text = f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")  # argparse formats help with %
         if typing.get_origin(base) is dict:
             parser.add_argument(flag, type=json_object, default=None, help=help_text + " (a JSON object)", metavar="JSON")
+        elif base is bool and len(args) > 1:  # bool | Literal[...]: --flag [true|false|word], --no-flag
+            words = tuple(w for a in args[1:] for w in typing.get_args(a))
+            parser.add_argument(flag, nargs="?", const=True, type=_bool_or(words), default=None, help=help_text,
+                                metavar="|".join(("true", "false", *words)))
+            parser.add_argument("--no-" + flag[2:], dest=f.name, action="store_false", default=None, help=f"same as {flag} false")
         elif base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(hint) is typing.Literal:
             parser.add_argument(flag, choices=typing.get_args(hint), default=None, help=help_text)
         else:
             parser.add_argument(flag, type=base, default=None, help=help_text, metavar=f.name.upper())
+
+
+def _bool_or(words: tuple[str, ...]) -> typing.Callable[[str], bool | str]:
+    """Parser for an option that is a boolean or one of ``words``.
+
+    >>> parse = _bool_or(("auto",))
+    >>> parse("auto"), parse("True"), parse("no")
+    ('auto', True, False)
+    """
+    def parse(text: str) -> bool | str:
+        lowered = text.lower()
+        if lowered in words:
+            return lowered
+        if lowered in ("true", "yes", "on", "1"):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+        raise argparse.ArgumentTypeError(f"expected true, false or {' or '.join(words)}, got {text!r}")
+
+    return parse
 
 
 def json_object(text: str) -> dict:

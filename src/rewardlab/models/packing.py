@@ -237,8 +237,9 @@ def _bert_readout_states(hf_model: nn.Module, blocks: nn.ModuleList, input_ids: 
         segment_of[seg.start : seg.end] = i
     mask = segment_of[None, :] == segment_of[rows][:, None]  # (N, T): each [CLS] sees its own sequence
     dropout = attention.dropout.p if attention.training else 0.0
-    context = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout,
-                                             scale=attention.scaling).to(q.dtype)
+    kernel_dtype = torch.float32 if q.device.type == "cpu" else q.dtype  # as in _segment_attention: fp32 flash on CPUs
+    context = F.scaled_dot_product_attention(q.to(kernel_dtype), k.to(kernel_dtype), v.to(kernel_dtype), attn_mask=mask,
+                                             dropout_p=dropout, scale=attention.scaling).to(q.dtype)
     context = context.transpose(1, 2).reshape(1, rows.shape[0], -1)
     return last.feed_forward_chunk(last.attention.output(context, states))[0]
 

@@ -116,9 +116,13 @@ def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 @torch.inference_mode()
 def evaluate(
     model: torch.nn.Module, objective: Any, examples: list[Example], pad_token_id: int, accelerator: Any,
-    batch_size: int, tie_policy: str = "half",
+    batch_size: int, tie_policy: str = "half", layout: str = "padded", pooling: str | None = None, share_prefix: bool = False,
 ) -> dict[str, float]:
-    """The objective's metrics over ``examples``, sharded across processes and gathered."""
+    """The objective's metrics over ``examples``, sharded across processes and gathered.
+
+    ``layout="packed"`` (with the model's ``pooling``) scores each batch as one padding-free row,
+    as training does; the rewards are the padded pass's (``tests/models/test_packing.py``).
+    """
     from accelerate.utils import gather_object
 
     model.eval()
@@ -127,8 +131,14 @@ def evaluate(
     rows = []
     for start in range(0, len(mine), batch_size):
         idx = mine[start : start + batch_size]
-        batch = collate_examples([examples[i] for i in idx], pad_token_id)
-        rewards = model(batch["input_ids"].to(accelerator.device), batch["attention_mask"].to(accelerator.device)).float().cpu()
+        group = [examples[i] for i in idx]
+        if layout == "packed":
+            ids, packed = pack_for(pooling, group, share_prefix)
+            batch = collate_targets(group)
+            rewards = model(ids.to(accelerator.device), layout=packed.to(accelerator.device)).float().cpu()
+        else:
+            batch = collate_examples(group, pad_token_id)
+            rewards = model(batch["input_ids"].to(accelerator.device), batch["attention_mask"].to(accelerator.device)).float().cpu()
         for i, part in zip(idx, torch.split(rewards, batch["group_sizes"].tolist())):
             rows.append((i, part.tolist()))
     rows = sorted(gather_object(rows))
@@ -378,7 +388,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
             _write_metrics(metrics_path, record)
             running = []
         if eval_examples and (done % config.eval_every == 0 or done == total_steps):
-            metrics = evaluate(model, objective, eval_examples, pad_id, accelerator, config.batch_size, config.tie_policy)
+            metrics = evaluate(model, objective, eval_examples, pad_id, accelerator, config.batch_size, config.tie_policy,
+                               layout, pooling, share_prefix)
             if accelerator.is_main_process:
                 _write_metrics(metrics_path, {"step": done, **metrics})
                 progress.write(f"step {done}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
