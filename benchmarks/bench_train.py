@@ -93,6 +93,7 @@ def run_rewardlab(model: str, data: str, steps: int, max_length: int, out: Path,
     train_file = out / "train.jsonl"
     out.mkdir(parents=True, exist_ok=True)
     train_file.write_text("".join(json.dumps(r) + "\n" for r in _rows(data)[: steps * BATCH]))
+    speed.setdefault("token_cache", str(out / "tokens"))  # removed with the run: the file is new each run, never a cache hit
     rewardlab.train(model=model, data=str(train_file), output_dir=str(out / "model"), max_steps=steps, batch_size=BATCH,
                     max_length=max_length, eval_fraction=0.0, log_every=1, save_every=10_000, show_progress=False,
                     warmup_ratio=0.0, learning_rate=LR, lr_schedule="linear", seed=seed, **speed)

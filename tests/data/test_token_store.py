@@ -82,3 +82,63 @@ def test_second_run_reuses_the_cache_and_trains_identically(tiny_llama_dir, demo
     # A different max_length (or tokenizer, data file, objective setting) is a different store.
     train(TrainConfig(output_dir=str(tmp_path / "d"), **{**common, "max_length": 160}))
     assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 2
+
+
+def _store_for(cache, name, source):
+    from rewardlab.data.token_store import source_fingerprint
+
+    return build_token_store(cache / name, _synthetic(3, np.random.default_rng(3)), DropReport(total=3), lambda: 3,
+                             {"source": source_fingerprint(str(source), "train")})
+
+
+def test_cache_listing_tells_reusable_from_stale_stores_and_clearing_keeps_the_reusable(tmp_path, capsys):
+    import os
+
+    from rewardlab.cli import main
+    from rewardlab.data.token_store import list_stores
+
+    cache, kept, edited, deleted = tmp_path / "cache", tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    for source in (kept, edited, deleted):
+        source.write_text('{"chosen": "x", "rejected": "y"}\n')
+    for name, source in (("kept", kept), ("edited", edited), ("deleted", deleted), ("old", kept)):
+        _store_for(cache, name, source)
+    edited.write_text('{"chosen": "x2", "rejected": "y"}\n')
+    deleted.unlink()
+    meta = json.loads((cache / "old" / "meta.json").read_text())
+    (cache / "old" / "meta.json").write_text(json.dumps({**meta, "version": 0}))
+    for name, age_s in ((".killed-build", 7200), (".running-build", 60)):  # temporary folders of unfinished builds
+        (cache / name).mkdir()
+        (cache / name / "tokens.bin").write_bytes(b"\0" * 64)
+        old = (cache / name).stat().st_mtime - age_s
+        os.utime(cache / name / "tokens.bin", (old, old))
+        os.utime(cache / name, (old, old))
+
+    status = {s.root.name: s.status for s in list_stores(cache)}
+    assert status == {"kept": "ok", "edited": "source changed", "deleted": "source gone", "old": "old version 0",
+                      ".killed-build": "incomplete", ".running-build": "incomplete"}
+    assert main(["cache", "--dir", str(cache), "--stale"]) == 0
+    out = capsys.readouterr()
+    assert "source gone" in out.out and "kept" not in out.out.split() and "4 token store(s)" in out.err
+    assert sorted(p.name for p in cache.iterdir()) == [".killed-build", ".running-build", "deleted", "edited", "kept", "old"]
+
+    assert main(["cache", "--dir", str(cache), "--stale", "--clear"]) == 0
+    assert "deleted 4 token store(s)" in capsys.readouterr().err
+    assert sorted(p.name for p in cache.iterdir()) == [".running-build", "kept"]  # a build in progress is never touched
+    assert len(TokenStore(cache / "kept")) == 3
+
+    assert main(["cache", "--dir", str(cache), "--older-than", "1", "--clear"]) == 0  # just used: kept
+    assert (cache / "kept").exists()
+    assert main(["cache", "--dir", str(cache), "--clear"]) == 0
+    assert sorted(p.name for p in cache.iterdir()) == [".running-build"]
+
+
+def test_opening_a_store_marks_it_used(tmp_path):
+    import os
+
+    store = _store_for(tmp_path, "s", tmp_path)  # a folder source: identified by name, never stale
+    os.utime(store.root / "meta.json", (0, 0))
+    TokenStore(store.root)
+    from rewardlab.data.token_store import list_stores
+
+    (listed,) = list_stores(tmp_path)
+    assert listed.status == "ok" and listed.last_used > 1e9

@@ -8,6 +8,7 @@
 * ``rewardlab judge``  -> :class:`rewardlab.judges.judge.PairwiseJudge` over a cached client
 * ``rewardlab judge-agreement`` -> :func:`rewardlab.judges.agreement.agreement_summary`
 * ``rewardlab label-steps | bon | bon-curve | beam-search`` -> :mod:`rewardlab.labeling`, :mod:`rewardlab.search`
+* ``rewardlab cache``  -> :func:`rewardlab.data.token_store.list_stores` / ``select_stores`` / ``remove_stores``
 * ``rewardlab demo``   -> :func:`rewardlab.run_demo`
 
 One module per area (``core``, ``evaluate``, ``judges``, ``process``), each with a

@@ -115,6 +115,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    import time
+
+    from ..data.token_store import default_cache_dir, list_stores, remove_stores, select_stores
+
+    root = Path(args.dir) if args.dir else default_cache_dir()
+    stores = select_stores(list_stores(root), stale_only=args.stale, older_than_days=args.older_than)
+    now = time.time()
+    for store in stores:
+        examples = "-" if store.examples is None else str(store.examples)
+        print(f"{store.root.name}  {store.size_bytes / 2**20:8.1f} MB  {examples:>8} examples  "
+              f"used {(now - store.last_used) / 86400:6.1f} days ago  {store.status:<14}  {store.source}")
+    total = sum(s.size_bytes for s in stores) / 2**20
+    if args.clear:
+        remove_stores(stores)
+        print(f"[rewardlab] deleted {len(stores)} token store(s), {total:.1f} MB, from {root}", file=sys.stderr)
+    else:
+        stale = sum(s.stale for s in stores)
+        print(f"[rewardlab] {len(stores)} token store(s), {total:.1f} MB, in {root} ({stale} stale); "
+              "--clear deletes the ones listed", file=sys.stderr)
+    return 0
+
+
 def register(sub: Any) -> None:
     from ..training.config import TrainConfig
 
@@ -138,6 +161,16 @@ def register(sub: Any) -> None:
     p.add_argument("--skip-too-long", action="store_true",
                    help="write responses that cannot fit in --max-length with reward null (and say how many) instead of stopping")
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("cache", help="list or delete tokenized-data stores (the token cache)",
+                       description="List the token cache's stores (size, examples, last use, status, source); with --clear, delete "
+                                   "the ones listed. 'stale' stores can never be read again: unfinished builds, stores of an "
+                                   "older rewardlab, and stores whose local data file was deleted or modified.")
+    p.add_argument("--dir", default=None, help="cache folder (default: $REWARDLAB_CACHE/tokens or ~/.cache/rewardlab/tokens)")
+    p.add_argument("--stale", action="store_true", help="only stores that can never be read again")
+    p.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="only stores last used more than DAYS ago")
+    p.add_argument("--clear", action="store_true", help="delete the stores listed")
+    p.set_defaults(func=_cmd_cache)
 
     p = sub.add_parser("demo", help="train, evaluate and score on the embedded default (offline)")
     p.add_argument("--output-dir", default=None, help="where to write data and the model (default: a temp folder)")

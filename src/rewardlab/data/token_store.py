@@ -15,6 +15,12 @@ Files in a store folder:
 ``records.bin``     int64, the index of the source record each example came from
 ``meta.json``       counts, the drop report, the key material; written last (complete marker)
 ==================  ============================================================
+
+Stores are never evicted automatically; :func:`list_stores` / :func:`remove_stores` (``rewardlab
+cache``) show and delete them. ``stale`` ones can never be read again: temporary folders of builds
+that were killed, stores written by an older rewardlab (``STORE_VERSION``), and stores whose local
+data file was deleted or modified (the key holds its path, size and modification time). Opening a
+store marks it used (its ``meta.json`` modification time), which ``--older-than`` goes by.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +42,8 @@ import numpy as np
 from .collate import Example
 from .readers import DropReport
 
-__all__ = ["ExampleView", "TokenStore", "build_token_store", "default_cache_dir", "source_fingerprint",
-           "store_key", "tokenizer_fingerprint"]
+__all__ = ["CachedStore", "ExampleView", "TokenStore", "build_token_store", "default_cache_dir", "list_stores", "remove_stores",
+           "select_stores", "source_fingerprint", "store_key", "tokenizer_fingerprint"]
 
 STORE_VERSION = 1
 """Bump when the on-disk layout or the tokenization code changes, so old stores are not reused."""
@@ -81,6 +89,10 @@ class TokenStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         meta = json.loads((self.root / "meta.json").read_text())
+        try:
+            os.utime(self.root / "meta.json")  # last used, for `rewardlab cache --older-than`
+        except OSError:  # a read-only cache is still usable; it just keeps its build time
+            pass
         self.meta = meta
         self.num_records: int = meta["num_records"]
         self.report = DropReport(total=meta["report"]["total"], reasons=Counter(meta["report"]["reasons"]),
@@ -164,3 +176,108 @@ def build_token_store(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return TokenStore(root)
+
+
+@dataclass(frozen=True)
+class CachedStore:
+    """One folder of a token cache. ``status``: ``ok``; ``incomplete`` (a build that never finished:
+    killed, or still running); ``old version N`` (written by an older rewardlab); ``source gone`` /
+    ``source changed`` (its local data file was deleted or modified since). Only ``ok`` stores can
+    ever be read again: the others are ``stale``."""
+
+    root: Path
+    status: str
+    size_bytes: int
+    examples: int | None
+    source: str
+    last_used: float
+    """Seconds since the epoch: when the store was last opened (or written)."""
+
+    @property
+    def stale(self) -> bool:
+        return self.status != "ok"
+
+
+BUILD_GRACE_SECONDS = 3600
+"""An ``incomplete`` folder written to more recently than this may be a build in progress: never deleted."""
+
+
+def _status(meta: dict[str, Any]) -> str:
+    version = int(meta.get("version", 0))
+    if version != STORE_VERSION:
+        return f"old version {version}"
+    source = meta.get("material", {}).get("source", {})
+    if "path" in source:  # a local file: the key holds its size and modification time
+        path = Path(source["path"])
+        if not path.is_file():
+            return "source gone"
+        stat = path.stat()
+        if (stat.st_size, stat.st_mtime_ns) != (source.get("size"), source.get("mtime_ns")):
+            return "source changed"
+    return "ok"
+
+
+def list_stores(cache_dir: Path | str | None = None) -> list[CachedStore]:
+    """Every store and leftover build folder under ``cache_dir`` (default :func:`default_cache_dir`), largest first.
+
+    >>> list_stores("/nonexistent/rewardlab-cache")
+    []
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(root.iterdir()):
+        if not folder.is_dir():
+            continue
+        files = [f for f in folder.rglob("*") if f.is_file()]
+        size = sum(f.stat().st_size for f in files)
+        meta_path = folder / "meta.json"
+        last_used = max([f.stat().st_mtime for f in files] + [folder.stat().st_mtime])
+        status, examples, source = "incomplete", None, "?"
+        if meta_path.is_file() and not folder.name.startswith("."):
+            try:
+                meta = json.loads(meta_path.read_text())
+                source_info = meta.get("material", {}).get("source", {})
+                source = str(source_info.get("path") or source_info.get("name") or "?")
+                examples = int(meta["num_examples"])
+                status = _status(meta)
+                last_used = meta_path.stat().st_mtime
+            except (ValueError, KeyError, TypeError, AttributeError):
+                status = "incomplete"
+        found.append(CachedStore(folder, status, size, examples, source, last_used))
+    return sorted(found, key=lambda s: -s.size_bytes)
+
+
+def select_stores(stores: Sequence[CachedStore], stale_only: bool = False, older_than_days: float | None = None,
+                  now: float | None = None) -> list[CachedStore]:
+    """The stores to show or delete: only ``stale`` ones if ``stale_only``, only those last used more than
+    ``older_than_days`` ago if given; ``incomplete`` folders touched in the last hour are always left out.
+
+    >>> old = CachedStore(Path("a"), "ok", 10, 2, "x.jsonl", last_used=0.0)
+    >>> gone = CachedStore(Path("b"), "source gone", 10, 2, "y.jsonl", last_used=9 * 86400.0)
+    >>> [s.root.name for s in select_stores([old, gone], stale_only=True, now=10 * 86400.0)]
+    ['b']
+    >>> [s.root.name for s in select_stores([old, gone], older_than_days=5, now=10 * 86400.0)]
+    ['a']
+    """
+    now = time.time() if now is None else now
+    chosen = []
+    for store in stores:
+        if store.status == "incomplete" and now - store.last_used < BUILD_GRACE_SECONDS:
+            continue
+        if stale_only and not store.stale:
+            continue
+        if older_than_days is not None and (now - store.last_used) / 86400 <= older_than_days:
+            continue
+        chosen.append(store)
+    return chosen
+
+
+def remove_stores(stores: Sequence[CachedStore]) -> int:
+    """Delete the folders of ``stores``; returns the bytes freed."""
+    freed = 0
+    for store in stores:
+        shutil.rmtree(store.root, ignore_errors=True)
+        freed += store.size_bytes
+    return freed
