@@ -187,6 +187,8 @@ CONFIGS = {
                                                   gradient_checkpointing=True),
     "rewardlab_no_gc": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed,
                                                      gradient_checkpointing=False),
+    "rewardlab_packed": lambda a, o, e: run_rewardlab(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed,
+                                                      layout="packed"),  # GPUs: auto pads there; this measures the alternative
     "trl_default": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=False),
     "trl_best": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=True),
     "trl_best_kept_memory": lambda a, o, e: run_trl(a.model_path, a.data, a.steps, a.max_length, o, e, a.seed, best=True,

@@ -24,8 +24,10 @@ score() {
     --texts "${SCORE_TEXTS:-512}" --batch-sizes "${SCORE_BATCHES:-8,32,64,128}" 2>&1 | grep -v Warning | tee "$OUT/score_minilm.txt"
 }
 train_minilm() {
-  timeout "${TRAIN_MINILM_S:-170}" python3 benchmarks/bench_train.py --model "$MODELS/minilm" --data "$CARRY/hh.jsonl.gz" \
-    --steps "${MINILM_STEPS:-60}" --repeats 3 --vary-seed --configs rewardlab,trl_default,trl_best 2>&1 | tee "$OUT/train_minilm.txt"
+  # rewardlab = layout auto (padded on GPUs, never measured there yet); rewardlab_packed last, so a cut run loses it first
+  timeout "${TRAIN_MINILM_S:-220}" python3 benchmarks/bench_train.py --model "$MODELS/minilm" --data "$CARRY/hh.jsonl.gz" \
+    --steps "${MINILM_STEPS:-60}" --repeats 3 --vary-seed --configs "${MINILM_CONFIGS:-rewardlab,trl_default,trl_best,rewardlab_packed}" \
+    2>&1 | tee "$OUT/train_minilm.txt"
 }
 train_smollm2() {
   timeout "${TRAIN_SMOLLM2_S:-190}" python3 benchmarks/bench_train.py --model "$MODELS/smollm2" --data "$CARRY/hh.jsonl.gz" \
