@@ -100,42 +100,48 @@ def test_cache_listing_tells_reusable_from_stale_stores_and_clearing_keeps_the_r
     cache, kept, edited, deleted = tmp_path / "cache", tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
     for source in (kept, edited, deleted):
         source.write_text('{"chosen": "x", "rejected": "y"}\n')
+    names = {"kept": "a" * 32, "edited": "b" * 32, "deleted": "c" * 32, "old": "d" * 32,  # store_key-style folder names
+             ".killed-build": "." + "e" * 32 + "-x1", ".running-build": "." + "f" * 32 + "-x2"}
     for name, source in (("kept", kept), ("edited", edited), ("deleted", deleted), ("old", kept)):
-        _store_for(cache, name, source)
+        _store_for(cache, names[name], source)
+    (cache / "notes").mkdir()  # not a store: never listed, never deleted
     edited.write_text('{"chosen": "x2", "rejected": "y"}\n')
     deleted.unlink()
-    meta = json.loads((cache / "old" / "meta.json").read_text())
-    (cache / "old" / "meta.json").write_text(json.dumps({**meta, "version": 0}))
+    meta = json.loads((cache / names["old"] / "meta.json").read_text())
+    (cache / names["old"] / "meta.json").write_text(json.dumps({**meta, "version": 0}))
     for name, age_s in ((".killed-build", 7200), (".running-build", 60)):  # temporary folders of unfinished builds
-        (cache / name).mkdir()
-        (cache / name / "tokens.bin").write_bytes(b"\0" * 64)
-        old = (cache / name).stat().st_mtime - age_s
-        os.utime(cache / name / "tokens.bin", (old, old))
-        os.utime(cache / name, (old, old))
+        folder = cache / names[name]
+        folder.mkdir()
+        (folder / "tokens.bin").write_bytes(b"\0" * 64)
+        old = folder.stat().st_mtime - age_s
+        os.utime(folder / "tokens.bin", (old, old))
+        os.utime(folder, (old, old))
+    label = {v: k for k, v in names.items()}
+    left = lambda: sorted(label.get(p.name, p.name) for p in cache.iterdir())  # noqa: E731
 
-    status = {s.root.name: s.status for s in list_stores(cache)}
+    status = {label[s.root.name]: s.status for s in list_stores(cache)}
     assert status == {"kept": "ok", "edited": "source changed", "deleted": "source gone", "old": "old version 0",
                       ".killed-build": "incomplete", ".running-build": "incomplete"}
     assert main(["cache", "--dir", str(cache), "--stale"]) == 0
     out = capsys.readouterr()
-    assert "source gone" in out.out and "kept" not in out.out.split() and "4 token store(s)" in out.err
-    assert sorted(p.name for p in cache.iterdir()) == [".killed-build", ".running-build", "deleted", "edited", "kept", "old"]
+    assert "source gone" in out.out and names["kept"] not in out.out and "4 token store(s)" in out.err
+    assert left() == [".killed-build", ".running-build", "deleted", "edited", "kept", "notes", "old"]
 
     assert main(["cache", "--dir", str(cache), "--stale", "--clear"]) == 0
     assert "deleted 4 token store(s)" in capsys.readouterr().err
-    assert sorted(p.name for p in cache.iterdir()) == [".running-build", "kept"]  # a build in progress is never touched
-    assert len(TokenStore(cache / "kept")) == 3
+    assert left() == [".running-build", "kept", "notes"]  # a build in progress is never touched
+    assert len(TokenStore(cache / names["kept"])) == 3
 
     assert main(["cache", "--dir", str(cache), "--older-than", "1", "--clear"]) == 0  # just used: kept
-    assert (cache / "kept").exists()
+    assert (cache / names["kept"]).exists()
     assert main(["cache", "--dir", str(cache), "--clear"]) == 0
-    assert sorted(p.name for p in cache.iterdir()) == [".running-build"]
+    assert left() == [".running-build", "notes"]
 
 
 def test_opening_a_store_marks_it_used(tmp_path):
     import os
 
-    store = _store_for(tmp_path, "s", tmp_path)  # a folder source: identified by name, never stale
+    store = _store_for(tmp_path, "0" * 32, tmp_path)  # a folder source: identified by name, never stale
     os.utime(store.root / "meta.json", (0, 0))
     TokenStore(store.root)
     from rewardlab.data.token_store import list_stores

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -202,6 +203,10 @@ BUILD_GRACE_SECONDS = 3600
 """An ``incomplete`` folder written to more recently than this may be a build in progress: never deleted."""
 
 
+_STORE_NAME = re.compile(r"\.?[0-9a-f]{32}(-\w+)?")
+"""A store folder (:func:`store_key`) or the temporary folder of its build (``.KEY-random``)."""
+
+
 def _status(meta: dict[str, Any]) -> str:
     version = int(meta.get("version", 0))
     if version != STORE_VERSION:
@@ -228,8 +233,8 @@ def list_stores(cache_dir: Path | str | None = None) -> list[CachedStore]:
         return []
     found = []
     for folder in sorted(root.iterdir()):
-        if not folder.is_dir():
-            continue
+        if not folder.is_dir() or not _STORE_NAME.fullmatch(folder.name):  # only what build_token_store names: never
+            continue                                                        # anything else in a folder given by mistake
         files = [f for f in folder.rglob("*") if f.is_file()]
         size = sum(f.stat().st_size for f in files)
         meta_path = folder / "meta.json"
