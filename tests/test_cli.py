@@ -81,6 +81,72 @@ def test_score_accepts_prompt_response_and_messages(tiny_llama_dir, tmp_path):
     assert proc.returncode == 2 and "expected a positive number of tokens" in proc.stderr
 
 
+@pytest.fixture
+def saved_rm(tiny_llama_dir, tmp_path):
+    from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
+
+    model, tok = build_reward_model(str(tiny_llama_dir))
+    save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling, max_length=256), tmp_path / "rm")
+    return tmp_path / "rm"
+
+
+def test_score_streams_in_chunks_and_resumes_after_a_kill(saved_rm, tmp_path, monkeypatch):
+    import rewardlab.cli.core as core
+    from rewardlab.scoring import LocalScorer
+
+    monkeypatch.setattr(core, "SCORE_CHUNK_RECORDS", 3)
+    records = [{"prompt": f"Question {i}?", "chosen": "yes " * (i + 1), "rejected": "no"} if i % 3 else
+               {"prompt": f"Question {i}?", "response": "maybe " * i} for i in range(10)]
+    data = write_jsonl(tmp_path / "in.jsonl", records)
+    flags = ["score", "--model", str(saved_rm), "--data", str(data)]
+    assert main([*flags, "--output", str(tmp_path / "whole.jsonl")]) == 0
+    whole = [json.loads(line) for line in (tmp_path / "whole.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in whole] == list(range(10)) and "chosen_reward" in whole[1] and "reward" in whole[0]
+
+    calls = []
+    real = LocalScorer.score_ids
+
+    def killed_in_third_chunk(self, sequences):
+        calls.append(len(sequences))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the process dies while scoring records 6-8
+        return real(self, sequences)
+
+    out = tmp_path / "part.jsonl"
+    monkeypatch.setattr(LocalScorer, "score_ids", killed_in_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        main([*flags, "--output", str(out)])
+    assert len(out.read_text().splitlines()) == 6  # two whole chunks were written and flushed
+    with out.open("a") as handle:
+        handle.write('{"index": 6, "sour')  # a line cut mid-write
+    calls.clear()
+    monkeypatch.setattr(LocalScorer, "score_ids", lambda self, sequences: calls.append(len(sequences)) or real(self, sequences))
+    assert main([*flags, "--output", str(out), "--resume"]) == 0
+    assert calls == [1 + 2 + 2, 1]  # records 6-9 only: a single and two pairs, then a single
+    resumed = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["index"] for r in resumed] == list(range(10))
+    for mine, reference in zip(resumed, whole):
+        assert mine.keys() == reference.keys() and mine["source"] == reference["source"]
+        for key in (k for k in mine if k.endswith("reward")):
+            assert mine[key] == pytest.approx(reference[key], abs=1e-5)
+
+    proc = _run(*flags, "--output", str(out), "--resume", "--max-length", "128")
+    assert proc.returncode == 2 and "differs in max_length (max_length was 256, now 128)" in proc.stderr
+
+
+def test_score_checks_every_length_before_scoring(saved_rm, tmp_path):
+    data = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "Hi", "response": "Hello"}, {"prompt": "Hi", "response": "word " * 400},
+                                               {"prompt": "Hi", "chosen": "word " * 400, "rejected": "no"}])
+    out = tmp_path / "s.jsonl"
+    proc = _run("score", "--model", str(saved_rm), "--data", str(data), "--output", str(out))
+    assert proc.returncode == 2 and not out.exists()
+    assert "2 response(s) do not fit in --max-length 256" in proc.stderr and f"first at {data}:2" in proc.stderr
+    assert main(["score", "--model", str(saved_rm), "--data", str(data), "--output", str(out), "--skip-too-long"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["reward"] is not None and rows[1]["reward"] is None
+    assert rows[2]["chosen_reward"] is None and rows[2]["rejected_reward"] is not None
+
+
 @pytest.mark.parametrize(
     "content, expected",
     [

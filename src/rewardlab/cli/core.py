@@ -24,87 +24,182 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_score_inputs(data: str, split: str) -> tuple[list[tuple[str, str]], list[Any], list[str], list[int]]:
-    """Records to score: ``rows`` of (kind, location), flattened prompts/responses, item -> row."""
-    from ..data.readers import iter_records, pair_sides, to_prompt_response
+SCORE_CHUNK_RECORDS = 4096
+"""``rewardlab score`` reads, scores and writes this many records at a time: memory stays flat with
+the file's size, each chunk's texts are still length-sorted into batches, and a killed run keeps
+every finished chunk for ``--resume``."""
 
-    rows: list[tuple[str, str]] = []
+
+def _score_items(records: list[tuple[str, Any]]) -> tuple[list[str], list[Any], list[str]]:
+    """``(kinds, prompts, responses)``: a preference record gives two items (chosen, rejected), any other one."""
+    from ..data.readers import pair_sides, to_prompt_response
+
+    kinds: list[str] = []
     prompts: list[Any] = []
     responses: list[str] = []
-    item_row: list[int] = []
-    for location, record in iter_records(data, split):
+    for location, record in records:
         if "chosen" in record:
             (chosen_prompt, chosen), (rejected_prompt, rejected) = pair_sides(record, location)
             prompts += [chosen_prompt, rejected_prompt]
             responses += [chosen, rejected]
-            item_row += [len(rows), len(rows)]
-            rows.append(("pair", location))
+            kinds.append("pair")
         else:
             prompt, response = to_prompt_response(record, location)
             prompts.append(prompt)
             responses.append(response)
-            item_row.append(len(rows))
-            rows.append(("single", location))
-    return rows, prompts, responses, item_row
+            kinds.append("single")
+    return kinds, prompts, responses
+
+
+def _chunks(data: str, split: str, skip: int = 0) -> Any:
+    """Lists of ``(location, record)``, ``SCORE_CHUNK_RECORDS`` at a time, after the first ``skip`` records."""
+    from ..data.readers import iter_records
+
+    chunk: list[tuple[str, Any]] = []
+    for n, item in enumerate(iter_records(data, split)):
+        if n < skip:
+            continue
+        chunk.append(item)
+        if len(chunk) == SCORE_CHUNK_RECORDS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _completed_lines(out: Path) -> int:
+    """Complete lines of an earlier run's output (index 0, 1, ...); a cut last line is removed from the file."""
+    from ..errors import DataFormatError
+
+    data = out.read_bytes()
+    keep = data.rfind(b"\n") + 1  # a line without its newline was cut by the kill: scored again
+    lines = data[:keep].splitlines()
+    for n, line in enumerate(lines):
+        try:
+            index = json.loads(line).get("index")
+        except (json.JSONDecodeError, AttributeError):
+            index = None
+        if index != n:
+            raise DataFormatError(f"{out}:{n + 1}", f"expected the output line of record {n} to resume from")
+    if keep < len(data):
+        with out.open("r+b") as handle:
+            handle.truncate(keep)
+    return len(lines)
+
+
+def _score_run_identity(args: argparse.Namespace, scorer: Any) -> dict[str, Any]:
+    """What decides the scores already written: a resumed run must match it (``OUTPUT.run.json``)."""
+    from ..data.token_store import source_fingerprint
+
+    model = Path(args.model)
+    weights = next((model / n for n in ("model.safetensors", "model.safetensors.index.json") if (model / n).is_file()), model)
+    identity = {"data": source_fingerprint(args.data, args.split), "split": args.split, "model": source_fingerprint(str(weights), ""),
+                "max_length": getattr(scorer, "max_length", args.max_length), "precision": args.precision,
+                "weights": args.weights, "primary": args.primary, "thresholds": args.thresholds, "penalty": str(args.penalty),
+                "original_scale": args.original_scale}
+    if args.reference or args.reference_free:
+        identity.update(reference=args.reference, reference_free=args.reference_free, beta=args.beta, length_normalize=args.length_normalize)
+    return json.loads(json.dumps(identity, default=str))
+
+
+def _check_lengths(local: Any, data: str, split: str) -> int:
+    """Tokenize every item once, keeping nothing, and fail before any scoring if one cannot fit; returns the record count."""
+    records, too_long, first = 0, 0, None
+    for chunk in _chunks(data, split):
+        kinds, prompts, responses = _score_items(chunk)
+        ids = iter(local.tokenize(prompts, responses, on_too_long="none"))
+        for (location, _), kind in zip(chunk, kinds):
+            missing = sum(seq is None for seq in [next(ids) for _ in range(2 if kind == "pair" else 1)])
+            too_long += missing
+            first = first or (location if missing else None)
+        records += len(chunk)
+    if too_long:
+        raise SequenceTooLongError(
+            f"{too_long} response(s) do not fit in --max-length {local.max_length} even without their prompt "
+            f"(first at {first}); raise --max-length, or pass --skip-too-long to write them with reward null"
+        )
+    return records
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from ..errors import ConfigError
     from ..models.dpo import DPOScorer
     from ..scoring import ConstrainedReward, WeightedSum
 
-    rows, prompts, responses, item_row = _read_score_inputs(args.data, args.split)
-    settings: dict[str, Any] = {}
-    missing: list[int] = []
-    values: list[Any]
     combine = None
     if args.weights is not None:
         combine = WeightedSum(args.weights)
     elif args.primary is not None:
         combine = ConstrainedReward(args.primary, args.thresholds or {}, args.penalty)
     scorer = build_scorer(args, combine)
+    settings: dict[str, Any] = {}
     if isinstance(scorer, DPOScorer):
         dpo = scorer.settings
         settings = {"dpo_beta": dpo.beta, "reference_free": dpo.reference_free, "length_normalized": dpo.length_normalize}
-        values = scorer.score(prompts, responses)
-    else:
-        local = scorer
-        local.show_progress = True
-        ids = local.tokenize(prompts, responses, on_too_long="none")
-        missing = [i for i, seq in enumerate(ids) if seq is None]
-        if missing and not args.skip_too_long:
-            raise SequenceTooLongError(
-                f"{len(missing)} response(s) do not fit in --max-length {local.max_length} even without their prompt "
-                f"(first at {rows[item_row[missing[0]]][1]}); raise --max-length, or pass --skip-too-long to write "
-                "them with reward null"
-            )
-        named = iter(local.named(local.score_ids([seq for seq in ids if seq is not None])))
-        multi = len(local.heads) > 1
-        values = []
-        for seq in ids:
-            if seq is None:
-                values.append(None)
-                continue
-            row = next(named)
-            combined = combine(row) if combine else (None if multi else row[local.heads[0]])
-            values.append({"rewards": row, "reward": combined} if multi else combined)
+    total = None  # records, when the length check counted them
+    if not isinstance(scorer, DPOScorer):
+        scorer.show_progress = False  # one bar over records below instead of one per chunk
+        if not args.skip_too_long:
+            total = _check_lengths(scorer, args.data, args.split)  # bad input fails before hours of scoring
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    position = 0
-    with out.open("w") as handle:
-        for index, (kind, location) in enumerate(rows):
-            line: dict[str, Any] = {"index": index, "source": location}
-            sides = (("chosen", 0), ("rejected", 1)) if kind == "pair" else (("", 0),)
-            for side, offset in sides:
-                value = values[position + offset]
-                prefix = f"{side}_" if side else ""
-                if isinstance(value, dict):
-                    line[f"{prefix}rewards"], line[f"{prefix}reward"] = value["rewards"], value["reward"]
-                else:
-                    line[f"{prefix}reward"] = value
-            position += len(sides)
-            handle.write(json.dumps({**line, **settings}) + "\n")
-    note = f"; {len(missing)} response(s) too long, written with reward null (first at {rows[item_row[missing[0]]][1]})" if missing else ""
-    print(f"[rewardlab] wrote {len(rows)} lines to {out}{note}", file=sys.stderr)
+    run_file = out.with_name(out.name + ".run.json")
+    identity = _score_run_identity(args, scorer)
+    done = 0
+    if args.resume and out.exists():
+        if not run_file.is_file():
+            raise ConfigError(f"cannot resume {out}: {run_file} (what the earlier run scored with) is missing; score without --resume")
+        earlier = json.loads(run_file.read_text())
+        changed = sorted(k for k in {*earlier, *identity} if earlier.get(k) != identity.get(k))
+        if changed:
+            raise ConfigError(f"cannot resume {out}: the earlier run differs in {', '.join(changed)} "
+                              f"({changed[0]} was {earlier.get(changed[0])!r}, now {identity.get(changed[0])!r}); score without --resume")
+        done = _completed_lines(out)
+    else:
+        out.write_text("")
+        run_file.write_text(json.dumps(identity, indent=1))
+    written, nulls, first_null = done, 0, None
+    multi = not isinstance(scorer, DPOScorer) and len(scorer.heads) > 1
+    with out.open("a") as handle, tqdm(total=total, initial=done, unit="records", desc="scoring") as bar:
+        for chunk in _chunks(args.data, args.split, skip=done):
+            kinds, prompts, responses = _score_items(chunk)
+            values: list[Any]
+            if isinstance(scorer, DPOScorer):
+                values = list(scorer.score(prompts, responses))
+            else:
+                ids = scorer.tokenize(prompts, responses, on_too_long="none")
+                named = iter(scorer.named(scorer.score_ids([seq for seq in ids if seq is not None])))
+                values = []
+                for seq in ids:
+                    if seq is None:
+                        values.append(None)
+                        continue
+                    row = next(named)
+                    combined = combine(row) if combine else (None if multi else row[scorer.heads[0]])
+                    values.append({"rewards": row, "reward": combined} if multi else combined)
+            position = 0
+            for (location, _), kind in zip(chunk, kinds):
+                line: dict[str, Any] = {"index": written, "source": location}
+                for side, offset in ((("chosen", 0), ("rejected", 1)) if kind == "pair" else (("", 0),)):
+                    value = values[position + offset]
+                    prefix = f"{side}_" if side else ""
+                    if value is None:
+                        nulls += 1
+                        first_null = first_null or location
+                    if isinstance(value, dict):
+                        line[f"{prefix}rewards"], line[f"{prefix}reward"] = value["rewards"], value["reward"]
+                    else:
+                        line[f"{prefix}reward"] = value
+                position += 2 if kind == "pair" else 1
+                handle.write(json.dumps({**line, **settings}) + "\n")
+                written += 1
+            handle.flush()  # a finished chunk survives a kill; --resume goes on after it
+            bar.update(len(chunk))
+    note = f"; {nulls} response(s) too long, written with reward null (first at {first_null})" if nulls else ""
+    resumed = f" ({done} from the earlier run)" if done else ""
+    print(f"[rewardlab] wrote {written} lines to {out}{resumed}{note}", file=sys.stderr)
     return 0
 
 
@@ -160,6 +255,8 @@ def register(sub: Any) -> None:
     p.add_argument("--original-scale", action="store_true", help="map regression heads back to the original score scale")
     p.add_argument("--skip-too-long", action="store_true",
                    help="write responses that cannot fit in --max-length with reward null (and say how many) instead of stopping")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the lines an earlier, interrupted run wrote to --output (same model, data and settings) and score the rest")
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("cache", help="list or delete tokenized-data stores (the token cache)",
