@@ -84,6 +84,28 @@ def test_second_run_reuses_the_cache_and_trains_identically(tiny_llama_dir, demo
     assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 2
 
 
+def test_listwise_runs_use_the_cache_too(tiny_llama_dir, tmp_path, capsys):
+    from rewardlab.data.demo import demo_pairs
+
+    from ..conftest import write_jsonl
+
+    rows = [{"prompt": p.prompt[0].content, "responses": [p.rejected, p.chosen, "I do not know."], "ranks": [2, 1, 3]}
+            for p in demo_pairs("train", 40)]
+    data = write_jsonl(tmp_path / "ranked.jsonl", rows)
+    common = dict(model=str(tiny_llama_dir), data=str(data), objective="plackett_luce", max_steps=3, max_length=192,
+                  batch_size=4, show_progress=False, eval_fraction=0.125, log_every=1, precision="fp32",
+                  token_cache=str(tmp_path / "cache"))
+    runs = [train(TrainConfig(output_dir=str(tmp_path / "a"), **common))]
+    assert "token cache built" in capsys.readouterr().err
+    runs.append(train(TrainConfig(output_dir=str(tmp_path / "b"), **common)))
+    assert "token cache hit" in capsys.readouterr().err
+    runs.append(train(TrainConfig(output_dir=str(tmp_path / "c"), **{**common, "token_cache": "off"})))
+    losses = [[m["loss"] for m in _metrics(r.output_dir) if "loss" in m] for r in runs]
+    assert losses[0] == losses[1] == pytest.approx(losses[2], abs=1e-6)  # the same lists, split and order
+    assert runs[0].final_metrics["eval_lists"] == runs[2].final_metrics["eval_lists"] == 5
+    assert runs[0].final_metrics["eval_loss"] == pytest.approx(runs[2].final_metrics["eval_loss"], abs=1e-6)
+
+
 def _store_for(cache, name, source):
     from rewardlab.data.token_store import source_fingerprint
 

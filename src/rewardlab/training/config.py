@@ -32,7 +32,7 @@ class TrainConfig:
     eval_fraction: float = 0.05
     """Fraction of ``data`` held out for evaluation when ``eval_data`` is unset (0 for none)."""
     token_cache: str = "auto"
-    """Pairwise objectives: tokenize once into memory-mapped files and reuse them on later runs with the
+    """Pairwise and listwise objectives: tokenize once into memory-mapped files and reuse them on later runs with the
     same data file, tokenizer, max_length and objective settings. 'auto': under $REWARDLAB_CACHE/tokens
     (default ~/.cache/rewardlab/tokens); 'off': tokenize in memory every run; any other value: that folder."""
     max_pairs: int | None = None

@@ -225,7 +225,18 @@ class ListwiseObjective:
     record_kind: str = "ranked lists"
 
     def read(self, source: str, split: str, limit: int | None) -> tuple[list[RankedResponses], DropReport]:
-        return _read(source, split, limit, to_ranked_responses)
+        report = DropReport()
+        return list(self.iter_read(source, split, limit, report)), report
+
+    def iter_read(self, source: str, split: str, limit: int | None, report: DropReport) -> Iterator[RankedResponses]:
+        """Stream the ranked lists (what the token cache builds from); every record read is counted in ``report``."""
+        for location, record in iter_records(source, split):
+            if limit is not None and report.total >= limit:
+                break
+            report.total += 1
+            yield to_ranked_responses(record, location)
+        if report.total == 0:
+            raise DataFormatError(str(source), "contains no records")
 
     def fit(self, records: Sequence[Any]) -> ListwiseObjective:
         return self
