@@ -68,23 +68,26 @@ def _chunks(data: str, split: str, skip: int = 0) -> Any:
 
 
 def _completed_lines(out: Path) -> int:
-    """Complete lines of an earlier run's output (index 0, 1, ...); a cut last line is removed from the file."""
+    """Complete lines of an earlier run's output (index 0, 1, ...), read line by line; a line cut by
+    the kill (no newline) is removed from the file and scored again."""
     from ..errors import DataFormatError
 
-    data = out.read_bytes()
-    keep = data.rfind(b"\n") + 1  # a line without its newline was cut by the kill: scored again
-    lines = data[:keep].splitlines()
-    for n, line in enumerate(lines):
-        try:
-            index = json.loads(line).get("index")
-        except (json.JSONDecodeError, AttributeError):
-            index = None
-        if index != n:
-            raise DataFormatError(f"{out}:{n + 1}", f"expected the output line of record {n} to resume from")
-    if keep < len(data):
+    count, keep = 0, 0
+    with out.open("rb") as handle:
+        for line in handle:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                index = json.loads(line).get("index")
+            except (json.JSONDecodeError, AttributeError):
+                index = None
+            if index != count:
+                raise DataFormatError(f"{out}:{count + 1}", f"expected the output line of record {count} to resume from")
+            count, keep = count + 1, keep + len(line)
+    if keep < out.stat().st_size:
         with out.open("r+b") as handle:
             handle.truncate(keep)
-    return len(lines)
+    return count
 
 
 def _score_run_identity(args: argparse.Namespace, scorer: Any) -> dict[str, Any]:
@@ -119,6 +122,23 @@ def _check_lengths(local: Any, data: str, split: str) -> int:
             f"(first at {first}); raise --max-length, or pass --skip-too-long to write them with reward null"
         )
     return records
+
+
+def _local_values(scorer: Any, combine: Any, prompts: list[Any], responses: list[str]) -> list[Any]:
+    """One value per item: the reward, ``{"rewards": per head, "reward": combined}`` for several heads,
+    or None for a response that cannot fit (only reached with ``--skip-too-long``)."""
+    ids = scorer.tokenize(prompts, responses, on_too_long="none")
+    named = iter(scorer.named(scorer.score_ids([seq for seq in ids if seq is not None])))
+    multi = len(scorer.heads) > 1
+    values: list[Any] = []
+    for seq in ids:
+        if seq is None:
+            values.append(None)
+            continue
+        row = next(named)
+        combined = combine(row) if combine else (None if multi else row[scorer.heads[0]])
+        values.append({"rewards": row, "reward": combined} if multi else combined)
+    return values
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -161,24 +181,11 @@ def _cmd_score(args: argparse.Namespace) -> int:
         out.write_text("")
         run_file.write_text(json.dumps(identity, indent=1))
     written, nulls, first_null = done, 0, None
-    multi = not isinstance(scorer, DPOScorer) and len(scorer.heads) > 1
     with out.open("a") as handle, tqdm(total=total, initial=done, unit="records", desc="scoring") as bar:
         for chunk in _chunks(args.data, args.split, skip=done):
             kinds, prompts, responses = _score_items(chunk)
-            values: list[Any]
-            if isinstance(scorer, DPOScorer):
-                values = list(scorer.score(prompts, responses))
-            else:
-                ids = scorer.tokenize(prompts, responses, on_too_long="none")
-                named = iter(scorer.named(scorer.score_ids([seq for seq in ids if seq is not None])))
-                values = []
-                for seq in ids:
-                    if seq is None:
-                        values.append(None)
-                        continue
-                    row = next(named)
-                    combined = combine(row) if combine else (None if multi else row[scorer.heads[0]])
-                    values.append({"rewards": row, "reward": combined} if multi else combined)
+            values = list(scorer.score(prompts, responses)) if isinstance(scorer, DPOScorer) else \
+                _local_values(scorer, combine, prompts, responses)
             position = 0
             for (location, _), kind in zip(chunk, kinds):
                 line: dict[str, Any] = {"index": written, "source": location}
