@@ -91,10 +91,10 @@ def saved_rm(tiny_llama_dir, tmp_path):
 
 
 def test_score_streams_in_chunks_and_resumes_after_a_kill(saved_rm, tmp_path, monkeypatch):
-    import rewardlab.cli.core as core
+    import rewardlab.scoring as scoring
     from rewardlab.scoring import LocalScorer
 
-    monkeypatch.setattr(core, "SCORE_CHUNK_RECORDS", 3)
+    monkeypatch.setattr(scoring, "SCORE_CHUNK_RECORDS", 3)
     records = [{"prompt": f"Question {i}?", "chosen": "yes " * (i + 1), "rejected": "no"} if i % 3 else
                {"prompt": f"Question {i}?", "response": "maybe " * i} for i in range(10)]
     data = write_jsonl(tmp_path / "in.jsonl", records)
@@ -140,7 +140,7 @@ def test_score_checks_every_length_before_scoring(saved_rm, tmp_path):
     out = tmp_path / "s.jsonl"
     proc = _run("score", "--model", str(saved_rm), "--data", str(data), "--output", str(out))
     assert proc.returncode == 2 and not out.exists()
-    assert "2 response(s) do not fit in --max-length 256" in proc.stderr and f"first at {data}:2" in proc.stderr
+    assert "2 response(s) do not fit in max_length=256" in proc.stderr and f"first at {data}:2" in proc.stderr
     assert main(["score", "--model", str(saved_rm), "--data", str(data), "--output", str(out), "--skip-too-long"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[0]["reward"] is not None and rows[1]["reward"] is None

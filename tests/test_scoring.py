@@ -87,3 +87,30 @@ def test_packed_scoring_equals_padded_scoring(fixture, request):
     padded = LocalScorer(model, tokenizer, max_length=192, batch_size=4, layout="padded")
     assert packed.layout == "packed" and padded.layout == "padded"
     assert packed.score(prompts, replies) == pytest.approx(padded.score(prompts, replies), abs=1e-4)
+
+
+def test_score_file_writes_every_record_and_resumes_only_with_the_same_scorer(scorer, tmp_path):
+    import json
+
+    from rewardlab.errors import ConfigError
+    from rewardlab.scoring import score_file
+
+    from .conftest import write_jsonl
+
+    data = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "Hi", "chosen": "Hello there", "rejected": "Go away"},
+                                                {"prompt": "Hi", "response": "Hello"}])
+    out = tmp_path / "scores.jsonl"
+    result = score_file(scorer, data, out, show_progress=False)
+    assert (result.lines, result.resumed_lines, result.too_long) == (2, 0, 0)
+    lines = out.read_text().splitlines()
+    expected = scorer.score(["Hi", "Hi", "Hi"], ["Hello there", "Go away", "Hello"])
+    first, second = (json.loads(line) for line in lines)
+    assert [first["chosen_reward"], first["rejected_reward"], second["reward"]] == pytest.approx(expected, abs=1e-5)
+    before, scorer.show_progress = scorer.show_progress, True
+    again = score_file(scorer, data, out, resume=True, show_progress=False)  # nothing left to score
+    assert scorer.show_progress is True  # the scorer is handed back as it came
+    scorer.show_progress = before
+    assert (again.lines, again.resumed_lines) == (2, 2) and out.read_text().splitlines() == lines
+    other = LocalScorer(scorer.model, scorer.tokenizer, max_length=64, metadata=scorer.metadata)
+    with pytest.raises(ConfigError, match="differs in max_length"):
+        score_file(other, data, out, resume=True, show_progress=False)

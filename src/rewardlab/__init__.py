@@ -23,6 +23,7 @@ _EXPORTS = {
     "Scorer": "rewardlab.scoring",
     "LocalScorer": "rewardlab.scoring",
     "load_reward_model": "rewardlab.scoring",
+    "score_file": "rewardlab.scoring",
     "TrainConfig": "rewardlab.training.config",
     "TrainResult": "rewardlab.training.loop",
     "train": "rewardlab.training.loop",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from collections.abc import Sequence
@@ -21,8 +22,8 @@ from .models.packing import choose_layout, pack_for
 from .models.reward_model import RewardModel
 
 __all__ = [
-    "ConstrainedReward", "LocalScorer", "ProcessScorer", "Scorer", "WeightedSum", "load_process_reward_model",
-    "load_reward_model",
+    "ConstrainedReward", "LocalScorer", "ProcessScorer", "SCORE_CHUNK_RECORDS", "ScoreFileResult", "Scorer", "WeightedSum",
+    "load_process_reward_model", "load_reward_model", "score_file",
 ]
 
 
@@ -314,3 +315,219 @@ def load_process_reward_model(path: str | os.PathLike, aggregation: str = "min",
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = ProcessRewardModel(AutoModelForTokenClassification.from_pretrained(folder))
     return ProcessScorer(model, tokenizer, metadata, aggregation, batch_size, device)
+
+
+SCORE_CHUNK_RECORDS = 4096
+""":func:`score_file` (``rewardlab score``) reads, scores and writes this many records at a time: memory stays flat with
+the file's size, each chunk's texts are still length-sorted into batches, and a killed run keeps
+every finished chunk for ``--resume``."""
+
+
+def _score_items(records: list[tuple[str, Any]]) -> tuple[list[str], list[Any], list[str]]:
+    """``(kinds, prompts, responses)``: a preference record gives two items (chosen, rejected), any other one."""
+    from .data.readers import pair_sides, to_prompt_response
+
+    kinds: list[str] = []
+    prompts: list[Any] = []
+    responses: list[str] = []
+    for location, record in records:
+        if "chosen" in record:
+            (chosen_prompt, chosen), (rejected_prompt, rejected) = pair_sides(record, location)
+            prompts += [chosen_prompt, rejected_prompt]
+            responses += [chosen, rejected]
+            kinds.append("pair")
+        else:
+            prompt, response = to_prompt_response(record, location)
+            prompts.append(prompt)
+            responses.append(response)
+            kinds.append("single")
+    return kinds, prompts, responses
+
+
+def _chunks(data: str, split: str, skip: int = 0) -> Any:
+    """Lists of ``(location, record)``, ``SCORE_CHUNK_RECORDS`` at a time, after the first ``skip`` records."""
+    from .data.readers import iter_records
+
+    chunk: list[tuple[str, Any]] = []
+    for n, item in enumerate(iter_records(data, split)):
+        if n < skip:
+            continue
+        chunk.append(item)
+        if len(chunk) == SCORE_CHUNK_RECORDS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _completed_lines(out: Path) -> int:
+    """Complete lines of an earlier run's output (index 0, 1, ...), read line by line; a line cut by
+    the kill (no newline) is removed from the file and scored again."""
+    from .errors import DataFormatError
+
+    count, keep = 0, 0
+    with out.open("rb") as handle:
+        for line in handle:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                index = json.loads(line).get("index")
+            except (json.JSONDecodeError, AttributeError):
+                index = None
+            if index != count:
+                raise DataFormatError(f"{out}:{count + 1}", f"expected the output line of record {count} to resume from")
+            count, keep = count + 1, keep + len(line)
+    if keep < out.stat().st_size:
+        with out.open("r+b") as handle:
+            handle.truncate(keep)
+    return count
+
+
+def _check_lengths(local: Any, data: str, split: str) -> int:
+    """Tokenize every item once, keeping nothing, and fail before any scoring if one cannot fit; returns the record count."""
+    records, too_long, first = 0, 0, None
+    for chunk in _chunks(data, split):
+        kinds, prompts, responses = _score_items(chunk)
+        ids = iter(local.tokenize(prompts, responses, on_too_long="none"))
+        for (location, _), kind in zip(chunk, kinds):
+            missing = sum(seq is None for seq in [next(ids) for _ in range(2 if kind == "pair" else 1)])
+            too_long += missing
+            first = first or (location if missing else None)
+        records += len(chunk)
+    if too_long:
+        raise SequenceTooLongError(
+            f"{too_long} response(s) do not fit in max_length={local.max_length} even without their prompt "
+            f"(first at {first}); raise max_length (--max-length), or skip_too_long (--skip-too-long) writes them with reward null"
+        )
+    return records
+
+
+def _local_values(scorer: Any, combine: Any, prompts: list[Any], responses: list[str]) -> list[Any]:
+    """One value per item: the reward, ``{"rewards": per head, "reward": combined}`` for several heads,
+    or None for a response that cannot fit (only reached with ``skip_too_long``)."""
+    ids = scorer.tokenize(prompts, responses, on_too_long="none")
+    named = iter(scorer.named(scorer.score_ids([seq for seq in ids if seq is not None])))
+    multi = len(scorer.heads) > 1
+    values: list[Any] = []
+    for seq in ids:
+        if seq is None:
+            values.append(None)
+            continue
+        row = next(named)
+        combined = combine(row) if combine else (None if multi else row[scorer.heads[0]])
+        values.append({"rewards": row, "reward": combined} if multi else combined)
+    return values
+
+@dataclass(frozen=True)
+class ScoreFileResult:
+    """What :func:`score_file` wrote: ``lines`` in ``output`` (``resumed_lines`` of them kept from an
+    earlier run), ``too_long`` responses written with reward null, the first one's location."""
+
+    output: Path
+    lines: int
+    resumed_lines: int
+    too_long: int
+    first_too_long: str | None
+
+
+def _default_identity(scorer: Any) -> dict[str, Any]:
+    model = getattr(scorer, "model", None)
+    params = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return {"scorer": type(scorer).__name__, "max_length": getattr(scorer, "max_length", None),
+            "dtype": str(params.dtype) if params is not None else None, "heads": getattr(scorer, "heads", None),
+            "normalize": getattr(scorer, "normalize", None), "base_model": getattr(getattr(scorer, "metadata", None), "base_model", None)}
+
+
+def score_file(
+    scorer: Any, data: str | os.PathLike, output: str | os.PathLike, *, split: str = "train", resume: bool = False,
+    skip_too_long: bool = False, run_identity: dict[str, Any] | None = None, show_progress: bool = True,
+) -> ScoreFileResult:
+    """Score every record of ``data`` into the JSON Lines file ``output``: what ``rewardlab score`` runs.
+
+    A preference record (``chosen``/``rejected``) gives one line with ``chosen_reward`` and
+    ``rejected_reward``, any other record (``{prompt, response}``, ``{messages}``) a line with
+    ``reward``; every line has ``index`` (the record's position) and ``source`` (file:line).
+    Several heads add ``rewards`` per head (``reward`` is then the scorer's combination, or null).
+    ``scorer`` is a :class:`LocalScorer` or a DPO implicit-reward scorer.
+
+    * A :class:`LocalScorer` first tokenizes every item, keeping nothing, and raises
+      :class:`SequenceTooLongError` (count and first location) before scoring anything if a
+      response cannot fit; ``skip_too_long`` writes those with reward null instead.
+    * Records are read, scored and written ``SCORE_CHUNK_RECORDS`` at a time (memory does not grow
+      with the file); the file is flushed after each chunk.
+    * ``OUTPUT.run.json`` records the data file (path, size, mtime), the split and ``run_identity``
+      (default: the scorer's type, max length, dtype, heads and base model). ``resume=True`` with an
+      existing ``output`` checks them (:class:`ConfigError` naming what differs), drops a line cut
+      by a kill and scores only the records after the last complete line.
+    """
+    from .data.token_store import source_fingerprint
+    from .models.dpo import DPOScorer
+
+    out = Path(output)
+    data = str(data)
+    local = not isinstance(scorer, DPOScorer)
+    extra: dict[str, Any] = {}
+    if not local:
+        dpo = scorer.settings
+        extra = {"dpo_beta": dpo.beta, "reference_free": dpo.reference_free, "length_normalized": dpo.length_normalize}
+    total = None  # records, when the length check counted them
+    if local and not skip_too_long:
+        total = _check_lengths(scorer, data, split)  # bad input fails before hours of scoring
+    identity = json.loads(json.dumps({"data": source_fingerprint(data, split), "split": split,
+                                      **(run_identity if run_identity is not None else _default_identity(scorer))}, default=str))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_file = out.with_name(out.name + ".run.json")
+    done = 0
+    if resume and out.exists():
+        if not run_file.is_file():
+            raise ConfigError(f"cannot resume {out}: {run_file} (what the earlier run scored with) is missing; score without resuming")
+        earlier = json.loads(run_file.read_text())
+        changed = sorted(k for k in {*earlier, *identity} if earlier.get(k) != identity.get(k))
+        if changed:
+            raise ConfigError(f"cannot resume {out}: the earlier run differs in {', '.join(changed)} ({changed[0]} was "
+                              f"{earlier.get(changed[0])!r}, now {identity.get(changed[0])!r}); score without resuming")
+        done = _completed_lines(out)
+    else:
+        out.write_text("")
+        run_file.write_text(json.dumps(identity, indent=1))
+    chunk_bars = getattr(scorer, "show_progress", None)
+    if local:
+        scorer.show_progress = False  # one bar over records below instead of one per chunk
+    try:
+        written, nulls, first_null = _write_scores(scorer, local, extra, data, split, out, done, total, show_progress)
+    finally:
+        if local:
+            scorer.show_progress = chunk_bars
+    return ScoreFileResult(out, written, done, nulls, first_null)
+
+
+def _write_scores(scorer: Any, local: bool, extra: dict[str, Any], data: str, split: str, out: Path, done: int,
+                  total: int | None, show_progress: bool) -> tuple[int, int, str | None]:
+    """Append the lines of every record after the first ``done``; ``(lines in the file, nulls, first null's location)``."""
+    from tqdm.auto import tqdm
+
+    written, nulls, first_null = done, 0, None
+    with out.open("a") as handle, tqdm(total=total, initial=done, unit="records", desc="scoring", disable=not show_progress) as bar:
+        for chunk in _chunks(data, split, skip=done):
+            kinds, prompts, responses = _score_items(chunk)
+            values = _local_values(scorer, getattr(scorer, "combine", None), prompts, responses) if local else \
+                list(scorer.score(prompts, responses))
+            position = 0
+            for (location, _), kind in zip(chunk, kinds):
+                line: dict[str, Any] = {"index": written, "source": location}
+                for side, offset in ((("chosen", 0), ("rejected", 1)) if kind == "pair" else (("", 0),)):
+                    value = values[position + offset]
+                    prefix = f"{side}_" if side else ""
+                    if value is None:
+                        nulls += 1
+                        first_null = first_null or location
+                    if isinstance(value, dict):
+                        line[f"{prefix}rewards"], line[f"{prefix}reward"] = value["rewards"], value["reward"]
+                    else:
+                        line[f"{prefix}reward"] = value
+                position += 2 if kind == "pair" else 1
+                handle.write(json.dumps({**line, **extra}) + "\n")
+                written += 1
+            handle.flush()  # a finished chunk survives a kill; resume goes on after it
+            bar.update(len(chunk))
+    return written, nulls, first_null

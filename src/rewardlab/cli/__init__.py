@@ -1,7 +1,7 @@
 """``rewardlab`` command line: each subcommand mirrors a Python function one to one.
 
 * ``rewardlab train``  -> :func:`rewardlab.train` (flags generated from :class:`TrainConfig`)
-* ``rewardlab score``  -> :func:`rewardlab.load_reward_model` + ``LocalScorer.score``
+* ``rewardlab score``  -> :func:`rewardlab.load_reward_model` + :func:`rewardlab.score_file`
 * ``rewardlab eval``   -> :func:`rewardlab.evaluation.benchmark.evaluate_benchmark` + report
 * ``rewardlab diagnose`` -> length bias, probes, shift (:mod:`rewardlab.evaluation.diagnostics`)
 * ``rewardlab ratings`` -> :func:`rewardlab.evaluation.ratings.bradley_terry_ratings`, Elo, win rates

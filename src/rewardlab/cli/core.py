@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import SequenceTooLongError
-
 from .common import add_config_flags, add_scorer_flags, build_scorer, config_from_args, json_object
 
 __all__ = ["register"]
@@ -22,72 +20,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(config_from_args(TrainConfig, args))
     print(json.dumps({"output_dir": str(result.output_dir), "steps": result.steps, **result.final_metrics}))
     return 0
-
-
-SCORE_CHUNK_RECORDS = 4096
-"""``rewardlab score`` reads, scores and writes this many records at a time: memory stays flat with
-the file's size, each chunk's texts are still length-sorted into batches, and a killed run keeps
-every finished chunk for ``--resume``."""
-
-
-def _score_items(records: list[tuple[str, Any]]) -> tuple[list[str], list[Any], list[str]]:
-    """``(kinds, prompts, responses)``: a preference record gives two items (chosen, rejected), any other one."""
-    from ..data.readers import pair_sides, to_prompt_response
-
-    kinds: list[str] = []
-    prompts: list[Any] = []
-    responses: list[str] = []
-    for location, record in records:
-        if "chosen" in record:
-            (chosen_prompt, chosen), (rejected_prompt, rejected) = pair_sides(record, location)
-            prompts += [chosen_prompt, rejected_prompt]
-            responses += [chosen, rejected]
-            kinds.append("pair")
-        else:
-            prompt, response = to_prompt_response(record, location)
-            prompts.append(prompt)
-            responses.append(response)
-            kinds.append("single")
-    return kinds, prompts, responses
-
-
-def _chunks(data: str, split: str, skip: int = 0) -> Any:
-    """Lists of ``(location, record)``, ``SCORE_CHUNK_RECORDS`` at a time, after the first ``skip`` records."""
-    from ..data.readers import iter_records
-
-    chunk: list[tuple[str, Any]] = []
-    for n, item in enumerate(iter_records(data, split)):
-        if n < skip:
-            continue
-        chunk.append(item)
-        if len(chunk) == SCORE_CHUNK_RECORDS:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _completed_lines(out: Path) -> int:
-    """Complete lines of an earlier run's output (index 0, 1, ...), read line by line; a line cut by
-    the kill (no newline) is removed from the file and scored again."""
-    from ..errors import DataFormatError
-
-    count, keep = 0, 0
-    with out.open("rb") as handle:
-        for line in handle:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                index = json.loads(line).get("index")
-            except (json.JSONDecodeError, AttributeError):
-                index = None
-            if index != count:
-                raise DataFormatError(f"{out}:{count + 1}", f"expected the output line of record {count} to resume from")
-            count, keep = count + 1, keep + len(line)
-    if keep < out.stat().st_size:
-        with out.open("r+b") as handle:
-            handle.truncate(keep)
-    return count
 
 
 def _score_run_identity(args: argparse.Namespace, scorer: Any) -> dict[str, Any]:
@@ -105,48 +37,8 @@ def _score_run_identity(args: argparse.Namespace, scorer: Any) -> dict[str, Any]
     return json.loads(json.dumps(identity, default=str))
 
 
-def _check_lengths(local: Any, data: str, split: str) -> int:
-    """Tokenize every item once, keeping nothing, and fail before any scoring if one cannot fit; returns the record count."""
-    records, too_long, first = 0, 0, None
-    for chunk in _chunks(data, split):
-        kinds, prompts, responses = _score_items(chunk)
-        ids = iter(local.tokenize(prompts, responses, on_too_long="none"))
-        for (location, _), kind in zip(chunk, kinds):
-            missing = sum(seq is None for seq in [next(ids) for _ in range(2 if kind == "pair" else 1)])
-            too_long += missing
-            first = first or (location if missing else None)
-        records += len(chunk)
-    if too_long:
-        raise SequenceTooLongError(
-            f"{too_long} response(s) do not fit in --max-length {local.max_length} even without their prompt "
-            f"(first at {first}); raise --max-length, or pass --skip-too-long to write them with reward null"
-        )
-    return records
-
-
-def _local_values(scorer: Any, combine: Any, prompts: list[Any], responses: list[str]) -> list[Any]:
-    """One value per item: the reward, ``{"rewards": per head, "reward": combined}`` for several heads,
-    or None for a response that cannot fit (only reached with ``--skip-too-long``)."""
-    ids = scorer.tokenize(prompts, responses, on_too_long="none")
-    named = iter(scorer.named(scorer.score_ids([seq for seq in ids if seq is not None])))
-    multi = len(scorer.heads) > 1
-    values: list[Any] = []
-    for seq in ids:
-        if seq is None:
-            values.append(None)
-            continue
-        row = next(named)
-        combined = combine(row) if combine else (None if multi else row[scorer.heads[0]])
-        values.append({"rewards": row, "reward": combined} if multi else combined)
-    return values
-
-
 def _cmd_score(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from ..errors import ConfigError
-    from ..models.dpo import DPOScorer
-    from ..scoring import ConstrainedReward, WeightedSum
+    from ..scoring import ConstrainedReward, WeightedSum, score_file
 
     combine = None
     if args.weights is not None:
@@ -154,59 +46,11 @@ def _cmd_score(args: argparse.Namespace) -> int:
     elif args.primary is not None:
         combine = ConstrainedReward(args.primary, args.thresholds or {}, args.penalty)
     scorer = build_scorer(args, combine)
-    settings: dict[str, Any] = {}
-    if isinstance(scorer, DPOScorer):
-        dpo = scorer.settings
-        settings = {"dpo_beta": dpo.beta, "reference_free": dpo.reference_free, "length_normalized": dpo.length_normalize}
-    total = None  # records, when the length check counted them
-    if not isinstance(scorer, DPOScorer):
-        scorer.show_progress = False  # one bar over records below instead of one per chunk
-        if not args.skip_too_long:
-            total = _check_lengths(scorer, args.data, args.split)  # bad input fails before hours of scoring
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    run_file = out.with_name(out.name + ".run.json")
-    identity = _score_run_identity(args, scorer)
-    done = 0
-    if args.resume and out.exists():
-        if not run_file.is_file():
-            raise ConfigError(f"cannot resume {out}: {run_file} (what the earlier run scored with) is missing; score without --resume")
-        earlier = json.loads(run_file.read_text())
-        changed = sorted(k for k in {*earlier, *identity} if earlier.get(k) != identity.get(k))
-        if changed:
-            raise ConfigError(f"cannot resume {out}: the earlier run differs in {', '.join(changed)} "
-                              f"({changed[0]} was {earlier.get(changed[0])!r}, now {identity.get(changed[0])!r}); score without --resume")
-        done = _completed_lines(out)
-    else:
-        out.write_text("")
-        run_file.write_text(json.dumps(identity, indent=1))
-    written, nulls, first_null = done, 0, None
-    with out.open("a") as handle, tqdm(total=total, initial=done, unit="records", desc="scoring") as bar:
-        for chunk in _chunks(args.data, args.split, skip=done):
-            kinds, prompts, responses = _score_items(chunk)
-            values = list(scorer.score(prompts, responses)) if isinstance(scorer, DPOScorer) else \
-                _local_values(scorer, combine, prompts, responses)
-            position = 0
-            for (location, _), kind in zip(chunk, kinds):
-                line: dict[str, Any] = {"index": written, "source": location}
-                for side, offset in ((("chosen", 0), ("rejected", 1)) if kind == "pair" else (("", 0),)):
-                    value = values[position + offset]
-                    prefix = f"{side}_" if side else ""
-                    if value is None:
-                        nulls += 1
-                        first_null = first_null or location
-                    if isinstance(value, dict):
-                        line[f"{prefix}rewards"], line[f"{prefix}reward"] = value["rewards"], value["reward"]
-                    else:
-                        line[f"{prefix}reward"] = value
-                position += 2 if kind == "pair" else 1
-                handle.write(json.dumps({**line, **settings}) + "\n")
-                written += 1
-            handle.flush()  # a finished chunk survives a kill; --resume goes on after it
-            bar.update(len(chunk))
-    note = f"; {nulls} response(s) too long, written with reward null (first at {first_null})" if nulls else ""
-    resumed = f" ({done} from the earlier run)" if done else ""
-    print(f"[rewardlab] wrote {written} lines to {out}{resumed}{note}", file=sys.stderr)
+    result = score_file(scorer, args.data, args.output, split=args.split, resume=args.resume, skip_too_long=args.skip_too_long,
+                        run_identity=_score_run_identity(args, scorer))
+    note = f"; {result.too_long} response(s) too long, written with reward null (first at {result.first_too_long})" if result.too_long else ""
+    resumed = f" ({result.resumed_lines} from the earlier run)" if result.resumed_lines else ""
+    print(f"[rewardlab] wrote {result.lines} lines to {result.output}{resumed}{note}", file=sys.stderr)
     return 0
 
 
