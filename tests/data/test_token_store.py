@@ -106,6 +106,26 @@ def test_listwise_runs_use_the_cache_too(tiny_llama_dir, tmp_path, capsys):
     assert runs[0].final_metrics["eval_loss"] == pytest.approx(runs[2].final_metrics["eval_loss"], abs=1e-6)
 
 
+def test_a_data_folder_edited_in_place_is_tokenized_again(tiny_llama_dir, demo_jsonl, tmp_path, capsys):
+    from rewardlab.data.token_store import list_stores
+
+    folder = tmp_path / "prefs"
+    folder.mkdir()
+    lines = demo_jsonl.read_text().splitlines(keepends=True)[:40]
+    (folder / "part-0.jsonl").write_text("".join(lines[:30]))
+    common = dict(model=str(tiny_llama_dir), data=str(folder), max_steps=1, max_length=192, batch_size=4, show_progress=False,
+                  eval_fraction=0.0, precision="fp32", token_cache=str(tmp_path / "cache"))
+    train(TrainConfig(output_dir=str(tmp_path / "a"), **common))
+    assert "token cache built" in capsys.readouterr().err
+    train(TrainConfig(output_dir=str(tmp_path / "b"), **common))
+    assert "token cache hit" in capsys.readouterr().err
+    (folder / "part-1.jsonl").write_text("".join(lines[30:]))  # more data in the same folder
+    train(TrainConfig(output_dir=str(tmp_path / "c"), **common))
+    assert "token cache built" in capsys.readouterr().err
+    stores = sorted((s.status, s.examples) for s in list_stores(tmp_path / "cache"))
+    assert stores == [("ok", 40), ("source changed", 30)]
+
+
 def _store_for(cache, name, source):
     from rewardlab.data.token_store import source_fingerprint
 
@@ -163,10 +183,11 @@ def test_cache_listing_tells_reusable_from_stale_stores_and_clearing_keeps_the_r
 def test_opening_a_store_marks_it_used(tmp_path):
     import os
 
-    store = _store_for(tmp_path, "0" * 32, tmp_path)  # a folder source: identified by name, never stale
+    (tmp_path / "data").mkdir()
+    store = _store_for(tmp_path / "cache", "0" * 32, tmp_path / "data")  # an (empty) data folder
     os.utime(store.root / "meta.json", (0, 0))
     TokenStore(store.root)
     from rewardlab.data.token_store import list_stores
 
-    (listed,) = list_stores(tmp_path)
+    (listed,) = list_stores(tmp_path / "cache")
     assert listed.status == "ok" and listed.last_used > 1e9

@@ -19,7 +19,7 @@ Files in a store folder:
 Stores are never evicted automatically; :func:`list_stores` / :func:`remove_stores` (``rewardlab
 cache``) show and delete them. ``stale`` ones can never be read again: temporary folders of builds
 that were killed, stores written by an older rewardlab (``STORE_VERSION``), and stores whose local
-data file was deleted or modified (the key holds its path, size and modification time). Opening a
+data file or folder was deleted or modified (the key holds its path, size and modification time). Opening a
 store marks it used (its ``meta.json`` modification time), which ``--older-than`` goes by.
 """
 
@@ -57,12 +57,41 @@ def default_cache_dir() -> Path:
 
 
 def source_fingerprint(source: str, split: str) -> dict[str, Any]:
-    """A local file is identified by its absolute path, size and modification time; a Hub name by name and split."""
+    """What identifies a data source's contents, for cache keys.
+
+    A local file: its absolute path, size and modification time. A local folder (read with
+    ``datasets``): its path plus a digest of every file's relative path, size and modification time,
+    so adding or editing a file is a different source. A Hub name: name, split and the fingerprint
+    ``datasets`` gives the loaded split (it changes when the cached data does).
+    """
     path = Path(source)
     if path.is_file():
         stat = path.stat()
         return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    return {"name": str(source), "split": split}
+    if path.is_dir():
+        return {"folder": str(path.resolve()), "split": split, "files": _folder_digest(path)}
+    return {"name": str(source), "split": split, "fingerprint": _hub_fingerprint(str(source), split)}
+
+
+def _folder_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(f for f in folder.rglob("*") if f.is_file()):
+        relative = file.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):  # e.g. .cache/ that datasets writes
+            continue
+        stat = file.stat()
+        digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _hub_fingerprint(name: str, split: str) -> str | None:
+    """``datasets``' fingerprint of the split, or None when it cannot be loaded (reading it will then fail with the reason)."""
+    try:
+        import datasets
+
+        return str(datasets.load_dataset(name, split=split)._fingerprint)
+    except Exception:  # noqa: BLE001 - any failure resurfaces, explained, when the records are read
+        return None
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -219,6 +248,12 @@ def _status(meta: dict[str, Any]) -> str:
         stat = path.stat()
         if (stat.st_size, stat.st_mtime_ns) != (source.get("size"), source.get("mtime_ns")):
             return "source changed"
+    if "folder" in source:  # a local folder: the key holds a digest of its files
+        folder = Path(source["folder"])
+        if not folder.is_dir():
+            return "source gone"
+        if _folder_digest(folder) != source.get("files"):
+            return "source changed"
     return "ok"
 
 
@@ -244,7 +279,7 @@ def list_stores(cache_dir: Path | str | None = None) -> list[CachedStore]:
             try:
                 meta = json.loads(meta_path.read_text())
                 source_info = meta.get("material", {}).get("source", {})
-                source = str(source_info.get("path") or source_info.get("name") or "?")
+                source = str(source_info.get("path") or source_info.get("folder") or source_info.get("name") or "?")
                 examples = int(meta["num_examples"])
                 status = _status(meta)
                 last_used = meta_path.stat().st_mtime
