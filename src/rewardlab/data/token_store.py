@@ -211,7 +211,7 @@ def build_token_store(
 @dataclass(frozen=True)
 class CachedStore:
     """One folder of a token cache. ``status``: ``ok``; ``incomplete`` (a build that never finished:
-    killed, or still running); ``old version N`` (written by an older rewardlab); ``source gone`` /
+    killed, or still running); ``old version N`` / ``old key`` (written by an older rewardlab); ``source gone`` /
     ``source changed`` (its local data file was deleted or modified since). Only ``ok`` stores can
     ever be read again: the others are ``stale``."""
 
@@ -248,6 +248,8 @@ def _status(meta: dict[str, Any]) -> str:
         stat = path.stat()
         if (stat.st_size, stat.st_mtime_ns) != (source.get("size"), source.get("mtime_ns")):
             return "source changed"
+    if "name" in source and "fingerprint" not in source:  # keyed before folders and Hub splits were fingerprinted
+        return "old key"
     if "folder" in source:  # a local folder: the key holds a digest of its files
         folder = Path(source["folder"])
         if not folder.is_dir():
