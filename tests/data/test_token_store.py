@@ -146,6 +146,9 @@ def test_cache_listing_tells_reusable_from_stale_stores_and_clearing_keeps_the_r
              ".killed-build": "." + "e" * 32 + "-x1", ".running-build": "." + "f" * 32 + "-x2"}
     for name, source in (("kept", kept), ("edited", edited), ("deleted", deleted), ("old", kept)):
         _store_for(cache, names[name], source)
+    build_token_store(cache / ("9" * 32), _synthetic(3, np.random.default_rng(3)), DropReport(total=3), lambda: 3,
+                      {"source": {"name": "org/prefs", "split": "train"}})  # keyed before Hub splits had fingerprints
+    names["old key"] = "9" * 32
     (cache / "notes").mkdir()  # not a store: never listed, never deleted
     edited.write_text('{"chosen": "x2", "rejected": "y"}\n')
     deleted.unlink()
@@ -163,14 +166,14 @@ def test_cache_listing_tells_reusable_from_stale_stores_and_clearing_keeps_the_r
 
     status = {label[s.root.name]: s.status for s in list_stores(cache)}
     assert status == {"kept": "ok", "edited": "source changed", "deleted": "source gone", "old": "old version 0",
-                      ".killed-build": "incomplete", ".running-build": "incomplete"}
+                      "old key": "old key", ".killed-build": "incomplete", ".running-build": "incomplete"}
     assert main(["cache", "--dir", str(cache), "--stale"]) == 0
     out = capsys.readouterr()
-    assert "source gone" in out.out and names["kept"] not in out.out and "4 token store(s)" in out.err
-    assert left() == [".killed-build", ".running-build", "deleted", "edited", "kept", "notes", "old"]
+    assert "source gone" in out.out and names["kept"] not in out.out and "5 token store(s)" in out.err
+    assert left() == [".killed-build", ".running-build", "deleted", "edited", "kept", "notes", "old", "old key"]
 
     assert main(["cache", "--dir", str(cache), "--stale", "--clear"]) == 0
-    assert "deleted 4 token store(s)" in capsys.readouterr().err
+    assert "deleted 5 token store(s)" in capsys.readouterr().err
     assert left() == [".running-build", "kept", "notes"]  # a build in progress is never touched
     assert len(TokenStore(cache / names["kept"])) == 3
 
