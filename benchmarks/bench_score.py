@@ -2,8 +2,8 @@
 
     python benchmarks/bench_score.py --data ../shared/data/hh-rlhf-harmless/harmless-base-test.jsonl.gz --texts 512
 
-Texts are real HH transcripts (chosen side) that fit 512 tokens, given to both sides as the
-same strings; both timings include tokenization. The pipeline runs with
+Texts are real HH transcripts (chosen side; with ``--pairs`` the chosen and rejected transcript
+of each pair, side by side) that fit 512 tokens, given to both sides as the same strings; both timings include tokenization. The pipeline runs with
 ``function_to_apply='none'`` at its default batch size (1) and at each of ``--batch-sizes``
 (its best is reported); rewardlab runs at its defaults (batch 32, packed where supported, batches closed at 2,048 tokens on CPU)
 and at the same batch sizes. fp32 weights and bf16 weights (both sides load the same bf16
@@ -38,6 +38,9 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", default="8,32,64")
+    parser.add_argument("--pairs", action="store_true",
+                        help="score preference pairs: chosen and rejected transcripts of each pair, side by side (rewardlab's "
+                             "default then computes a decoder's shared prompt once; --texts counts texts)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides run there)")
     parser.add_argument("--same-allocator", action="store_true",
                         help="apply rewardlab's CPU memory settings (allocator, oneDNN and ideep kernel caches) before the pipeline runs too "
@@ -45,8 +48,12 @@ def main() -> None:
     args = parser.parse_args()
     path, extra = resolve_model_source(args.model)
     tokenizer = AutoTokenizer.from_pretrained(path, **extra)
-    rows = [json.loads(line)["chosen"] for line in gzip.open(args.data, "rt")]
-    texts = [t for t in rows if len(tokenizer(t)["input_ids"]) <= 512][: args.texts]
+    records = [json.loads(line) for line in gzip.open(args.data, "rt")]
+    if args.pairs:
+        fits = lambda t: len(tokenizer(t)["input_ids"]) <= 512  # noqa: E731
+        texts = [t for r in records if fits(r["chosen"]) and fits(r["rejected"]) for t in (r["chosen"], r["rejected"])][: args.texts]
+    else:
+        texts = [t for t in (r["chosen"] for r in records) if len(tokenizer(t)["input_ids"]) <= 512][: args.texts]
     sizes = [int(b) for b in args.batch_sizes.split(",")]
 
     def timed(fn) -> float:
@@ -95,7 +102,7 @@ def main() -> None:
             print(json.dumps({"max_abs_reward_difference_vs_pipeline": float((piped - mine).abs().max())}), flush=True)
         best_pipe = max(pipe[precision], key=pipe[precision].get)
         results.append((precision, ours[32], max(ours.values()), pipe[precision][1], best_pipe, pipe[precision][best_pipe]))
-    print(f"\n{args.model}, {len(texts)} HH texts, device {args.device}, medians of {args.repeats}, pipeline allocator "
+    print(f"\n{args.model}, {len(texts)} HH texts{' (chosen and rejected of each pair)' if args.pairs else ''}, device {args.device}, medians of {args.repeats}, pipeline allocator "
           f"{'kept memory (same as rewardlab)' if args.same_allocator else 'glibc default'}, {time.strftime('%Y-%m-%d %H:%M')}")
     print("| precision | rewardlab (batch 32) | rewardlab best | pipeline default (batch 1) | pipeline best (batch) | "
           "rewardlab / pipeline default | rewardlab / pipeline best |")

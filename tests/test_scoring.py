@@ -114,3 +114,30 @@ def test_score_file_writes_every_record_and_resumes_only_with_the_same_scorer(sc
     other = LocalScorer(scorer.model, scorer.tokenizer, max_length=64, metadata=scorer.metadata)
     with pytest.raises(ConfigError, match="differs in max_length"):
         score_file(other, data, out, resume=True, show_progress=False)
+
+
+def test_neighbours_with_a_common_prompt_share_it_and_keep_their_rewards(scorer, monkeypatch):
+    import rewardlab.scoring as scoring
+
+    packed_tokens = []
+    real = scoring.pack_for
+
+    def counting(pooling, examples, share_prefix):
+        ids, layout = real(pooling, examples, share_prefix)
+        packed_tokens.append((ids.shape[1], sum(len(s) for e in examples for s in e.sequences)))
+        return ids, layout
+
+    monkeypatch.setattr(scoring, "pack_for", counting)
+    long_prompt = "Please describe in detail how honey bees organise their hive, divide their work and survive the winter months."
+    prompts = [long_prompt] * 2 + ["Hi"] + [long_prompt + " Be brief."] * 5 + ["q", long_prompt]
+    replies = ["They dance.", "No idea.", "Hello!", "Workers forage.", "A queen lays eggs.", "Drones mate.", "They cluster.",
+               "Wax.", "a", "Bees are insects that live in colonies."]
+    assert len(scorer.tokenize([long_prompt], ["x"])[0]) > 2 * scoring.MIN_SHARED_PREFIX  # the prompt is worth sharing
+    shared = scorer.score(prompts, replies)
+    assert sum(p for p, _ in packed_tokens) < sum(t for _, t in packed_tokens)  # prompts were stored once
+    groups = scoring.prefix_groups(scorer.tokenize(prompts, replies), max_size=scorer.batch_size)
+    assert [len(g) for g in groups if len(g) > 1] == [2, 3, 2]  # batch_size 3 splits the five candidates
+    plain = LocalScorer(scorer.model, scorer.tokenizer, max_length=scorer.max_length, batch_size=3, metadata=scorer.metadata,
+                        share_prefix=False)
+    assert shared == pytest.approx(plain.score(prompts, replies), abs=1e-5)
+    assert len(set(round(r, 4) for r in shared)) > 5  # distinct rewards were compared

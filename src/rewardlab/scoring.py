@@ -22,8 +22,8 @@ from .models.packing import choose_layout, pack_for
 from .models.reward_model import RewardModel
 
 __all__ = [
-    "ConstrainedReward", "LocalScorer", "ProcessScorer", "SCORE_CHUNK_RECORDS", "ScoreFileResult", "Scorer", "WeightedSum",
-    "load_process_reward_model", "load_reward_model", "score_file",
+    "ConstrainedReward", "LocalScorer", "MIN_SHARED_PREFIX", "ProcessScorer", "SCORE_CHUNK_RECORDS", "ScoreFileResult", "Scorer", "WeightedSum",
+    "load_process_reward_model", "load_reward_model", "prefix_groups", "score_file",
 ]
 
 
@@ -99,6 +99,57 @@ def _token_cap(requested: int | Literal["auto"] | None, device: torch.device) ->
     return requested
 
 
+MIN_SHARED_PREFIX = 32
+"""Neighbouring sequences are scored as one prefix-sharing group when they start with at least this
+many identical tokens: a shorter prefix saves less than its extra attention bookkeeping costs."""
+
+
+def prefix_groups(sequences: Sequence[Sequence[int]], max_size: int, min_shared: int | None = None) -> list[list[int]]:
+    """Runs of neighbouring sequences whose common prefix is at least ``min_shared`` tokens (default
+    :data:`MIN_SHARED_PREFIX`), at most ``max_size`` each; every other sequence is a group of one.
+
+    For a causal model the hidden states of a prefix do not depend on what follows it, so scoring
+    the prefix once for the whole group gives every sequence its plain reward.
+
+    >>> prefix_groups([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9], [7, 7, 7]], max_size=8, min_shared=3)
+    [[0, 1], [2], [3]]
+    """
+    need = MIN_SHARED_PREFIX if min_shared is None else min_shared
+    groups: list[list[int]] = []
+    shared = 0
+    for i, seq in enumerate(sequences):
+        if groups and len(groups[-1]) < max_size:
+            first = sequences[groups[-1][0]]
+            limit = min(shared, len(seq) - 1, len(first))  # every sequence keeps >= 1 own token
+            common = 0
+            while common < limit and seq[common] == first[common]:
+                common += 1
+            if common >= need:
+                groups[-1].append(i)
+                shared = common
+                continue
+        groups.append([i])
+        shared = len(seq) - 1
+    return groups
+
+
+def _group_batches(groups: list[list[int]], sequences: Sequence[Sequence[int]], batch_size: int,
+                   max_tokens: int | None) -> list[list[list[int]]]:
+    """Length-sorted batches of whole groups: at most ``batch_size`` sequences and (when given)
+    ``max_tokens`` tokens each (a bigger single group still gets a batch of its own)."""
+    sizes = [sum(len(sequences[i]) for i in group) for group in groups]
+    batches: list[list[list[int]]] = []
+    count = tokens = 0
+    for g in sorted(range(len(groups)), key=lambda g: -max(len(sequences[i]) for i in groups[g])):
+        if not batches or count + len(groups[g]) > batch_size or (max_tokens is not None and tokens + sizes[g] > max_tokens):
+            batches.append([])
+            count = tokens = 0
+        batches[-1].append(groups[g])
+        count += len(groups[g])
+        tokens += sizes[g]
+    return batches
+
+
 class LocalScorer:
     """A reward model in this process: batched, length-sorted, ``inference_mode``, input order kept.
 
@@ -133,8 +184,10 @@ class LocalScorer:
         original_scale: bool = False,
         layout: Literal["auto", "packed", "padded"] = "auto",
         max_batch_tokens: int | Literal["auto"] | None = "auto",
+        share_prefix: bool = True,
     ):
         self.model = model.eval()
+        self.share_prefix = share_prefix
         self.layout = choose_layout(layout, model.packing_unsupported_reason())
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -181,14 +234,24 @@ class LocalScorer:
 
     @torch.inference_mode()
     def score_ids(self, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Rewards for token-id sequences, in input order. ``(N,)`` or ``(N, K)`` float32."""
+        """Rewards for token-id sequences, in input order. ``(N,)`` or ``(N, K)`` float32.
+
+        With ``share_prefix`` (decoders, packed layout), neighbouring sequences that start with the
+        same ``MIN_SHARED_PREFIX`` or more tokens (a pair's chosen and rejected reply, best-of-N
+        candidates) are packed as one group whose common prefix is computed once; causal attention
+        makes that exact (see :func:`prefix_groups`).
+        """
         from tqdm.auto import tqdm
 
         outputs: list[torch.Tensor | None] = [None] * len(sequences)
-        batches = length_sorted_batches([len(s) for s in sequences], self.batch_size, self.max_batch_tokens)
-        for idx in tqdm(batches, desc="scoring", disable=not self.show_progress):
+        sharing = self.share_prefix and self.layout == "packed" and self.model.pooling == "last_token"
+        groups = prefix_groups(sequences, self.batch_size) if sharing else [[i] for i in range(len(sequences))]
+        batches = _group_batches(groups, sequences, self.batch_size, self.max_batch_tokens)
+        for batch in tqdm(batches, desc="scoring", disable=not self.show_progress):
+            idx = [i for group in batch for i in group]
             if self.layout == "packed":  # one padding-free row per batch, per-sequence attention (models/packing.py)
-                ids, layout = pack_for(self.model.pooling, [Example((tuple(sequences[i]),)) for i in idx], share_prefix=False)
+                examples = [Example(tuple(tuple(sequences[i]) for i in group)) for group in batch]
+                ids, layout = pack_for(self.model.pooling, examples, share_prefix=sharing)
                 rewards = self.model(ids.to(self.device), layout=layout.to(self.device)).float().cpu()
             else:
                 input_ids, mask = pad_sequences([sequences[i] for i in idx], self.tokenizer.pad_token_id)
@@ -239,6 +302,7 @@ def load_reward_model(
     original_scale: bool = False,
     layout: Literal["auto", "packed", "padded"] = "auto",
     max_batch_tokens: int | Literal["auto"] | None = "auto",
+    share_prefix: bool = True,
 ) -> LocalScorer:
     """Load a saved reward-model folder (rewardlab's or another tool's) as a :class:`LocalScorer`.
 
@@ -249,7 +313,7 @@ def load_reward_model(
     return LocalScorer(
         model, tokenizer, max_length=max_length or metadata.max_length, batch_size=batch_size,
         device=device, metadata=metadata, normalize=normalize, combine=combine, original_scale=original_scale,
-        layout=layout, max_batch_tokens=max_batch_tokens,
+        layout=layout, max_batch_tokens=max_batch_tokens, share_prefix=share_prefix,
     )
 
 
