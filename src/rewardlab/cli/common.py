@@ -90,7 +90,7 @@ def build_scorer(args: argparse.Namespace, combine: Any = None) -> Any:
     return load_reward_model(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
                              layout=getattr(args, "layout", "auto"), max_batch_tokens=getattr(args, "max_batch_tokens", "auto"),
                              max_length=args.max_length, combine=combine, original_scale=getattr(args, "original_scale", False),
-                             share_prefix=getattr(args, "share_prefix", True))
+                             share_prefix="auto" if getattr(args, "share_prefix", None) is None else args.share_prefix)
 
 
 def _batch_tokens(value: str) -> int | str | None:
@@ -112,9 +112,9 @@ def add_scorer_flags(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--layout", choices=["auto", "packed", "padded"], default="auto",
                    help="packed: padding-free batches with per-sequence attention (auto: when the backbone supports it)")
-    p.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=None,
                    help="decoders: score neighbouring items that start alike (a pair's replies, best-of-N candidates) with their "
-                        "common prefix computed once; exact (default: on)")
+                        "common prefix computed once; exact (default: on CPU, off on GPU, where it is not measured)")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cpu)")
     p.add_argument("--reference", default=None, help="DPO implicit reward: the reference model (--model is the policy)")
     p.add_argument("--reference-free", action="store_true", help="DPO implicit reward with log pi_ref = 0")
