@@ -143,23 +143,6 @@ def _share_prefix_for(requested: bool | Literal["auto"], device: torch.device) -
     return device.type == "cpu" if requested == "auto" else bool(requested)
 
 
-def _group_batches(groups: list[list[int]], sequences: Sequence[Sequence[int]], batch_size: int,
-                   max_tokens: int | None) -> list[list[list[int]]]:
-    """Length-sorted batches of whole groups: at most ``batch_size`` sequences and (when given)
-    ``max_tokens`` tokens each (a bigger single group still gets a batch of its own)."""
-    sizes = [sum(len(sequences[i]) for i in group) for group in groups]
-    batches: list[list[list[int]]] = []
-    count = tokens = 0
-    for g in sorted(range(len(groups)), key=lambda g: -max(len(sequences[i]) for i in groups[g])):
-        if not batches or count + len(groups[g]) > batch_size or (max_tokens is not None and tokens + sizes[g] > max_tokens):
-            batches.append([])
-            count = tokens = 0
-        batches[-1].append(groups[g])
-        count += len(groups[g])
-        tokens += sizes[g]
-    return batches
-
-
 class LocalScorer:
     """A reward model in this process: batched, length-sorted, ``inference_mode``, input order kept.
 
@@ -256,7 +239,9 @@ class LocalScorer:
         outputs: list[torch.Tensor | None] = [None] * len(sequences)
         sharing = self.share_prefix and self.layout == "packed" and self.model.pooling == "last_token"
         groups = prefix_groups(sequences, self.batch_size) if sharing else [[i] for i in range(len(sequences))]
-        batches = _group_batches(groups, sequences, self.batch_size, self.max_batch_tokens)
+        batches = [[groups[g] for g in batch] for batch in length_sorted_batches(
+            [max(len(sequences[i]) for i in group) for group in groups], self.batch_size, self.max_batch_tokens,
+            counts=[len(group) for group in groups], tokens=[sum(len(sequences[i]) for i in group) for group in groups])]
         for batch in tqdm(batches, desc="scoring", disable=not self.show_progress):
             idx = [i for group in batch for i in group]
             if self.layout == "packed":  # one padding-free row per batch, per-sequence attention (models/packing.py)
@@ -420,17 +405,12 @@ def _score_items(records: list[tuple[str, Any]]) -> tuple[list[str], list[Any], 
 
 def _chunks(data: str, split: str, skip: int = 0) -> Any:
     """Lists of ``(location, record)``, ``SCORE_CHUNK_RECORDS`` at a time, after the first ``skip`` records."""
+    from itertools import islice
+
     from .data.readers import iter_records
 
-    chunk: list[tuple[str, Any]] = []
-    for n, item in enumerate(iter_records(data, split)):
-        if n < skip:
-            continue
-        chunk.append(item)
-        if len(chunk) == SCORE_CHUNK_RECORDS:
-            yield chunk
-            chunk = []
-    if chunk:
+    records = islice(iter_records(data, split), skip, None)
+    while chunk := list(islice(records, SCORE_CHUNK_RECORDS)):
         yield chunk
 
 
@@ -476,7 +456,7 @@ def _check_lengths(local: Any, data: str, split: str) -> int:
     return records
 
 
-def _local_values(scorer: Any, combine: Any, prompts: list[Any], responses: list[str]) -> list[Any]:
+def _local_values(scorer: LocalScorer, prompts: list[Any], responses: list[str]) -> list[Any]:
     """One value per item: the reward, ``{"rewards": per head, "reward": combined}`` for several heads,
     or None for a response that cannot fit (only reached with ``skip_too_long``)."""
     ids = scorer.tokenize(prompts, responses, on_too_long="none")
@@ -488,9 +468,10 @@ def _local_values(scorer: Any, combine: Any, prompts: list[Any], responses: list
             values.append(None)
             continue
         row = next(named)
-        combined = combine(row) if combine else (None if multi else row[scorer.heads[0]])
+        combined = scorer.combine(row) if scorer.combine else (None if multi else row[scorer.heads[0]])
         values.append({"rewards": row, "reward": combined} if multi else combined)
     return values
+
 
 @dataclass(frozen=True)
 class ScoreFileResult:
@@ -584,8 +565,7 @@ def _write_scores(scorer: Any, local: bool, extra: dict[str, Any], data: str, sp
     with out.open("a") as handle, tqdm(total=total, initial=done, unit="records", desc="scoring", disable=not show_progress) as bar:
         for chunk in _chunks(data, split, skip=done):
             kinds, prompts, responses = _score_items(chunk)
-            values = _local_values(scorer, getattr(scorer, "combine", None), prompts, responses) if local else \
-                list(scorer.score(prompts, responses))
+            values = _local_values(scorer, prompts, responses) if local else list(scorer.score(prompts, responses))
             position = 0
             for (location, _), kind in zip(chunk, kinds):
                 line: dict[str, Any] = {"index": written, "source": location}

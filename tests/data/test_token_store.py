@@ -147,7 +147,7 @@ def test_cache_listing_tells_reusable_from_stale_stores_and_clearing_keeps_the_r
     for name, source in (("kept", kept), ("edited", edited), ("deleted", deleted), ("old", kept)):
         _store_for(cache, names[name], source)
     build_token_store(cache / ("9" * 32), _synthetic(3, np.random.default_rng(3)), DropReport(total=3), lambda: 3,
-                      {"source": {"name": "org/prefs", "split": "train"}})  # keyed before Hub splits had fingerprints
+                      {"source": {"name": str(tmp_path), "split": "train"}})  # a folder keyed by name, before folder digests
     names["old key"] = "9" * 32
     (cache / "notes").mkdir()  # not a store: never listed, never deleted
     edited.write_text('{"chosen": "x2", "rejected": "y"}\n')

@@ -23,12 +23,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _score_run_identity(args: argparse.Namespace, scorer: Any) -> dict[str, Any]:
-    """What decides the scores already written: a resumed run must match it (``OUTPUT.run.json``)."""
+    """What decides the scores already written, besides the data (``score_file`` adds that): a resumed
+    run must match it (``OUTPUT.run.json``)."""
     from ..data.token_store import source_fingerprint
 
     model = Path(args.model)
     weights = next((model / n for n in ("model.safetensors", "model.safetensors.index.json") if (model / n).is_file()), model)
-    identity = {"data": source_fingerprint(args.data, args.split), "split": args.split, "model": source_fingerprint(str(weights), ""),
+    identity = {"model": source_fingerprint(str(weights), ""),
                 "max_length": getattr(scorer, "max_length", args.max_length), "precision": args.precision,
                 "weights": args.weights, "primary": args.primary, "thresholds": args.thresholds, "penalty": str(args.penalty),
                 "original_scale": args.original_scale}

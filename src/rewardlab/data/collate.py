@@ -11,26 +11,36 @@ import torch
 __all__ = ["Example", "PackedLayout", "Segment", "collate_examples", "collate_targets", "length_sorted_batches", "pack_examples", "pad_sequences"]
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+def length_sorted_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens: int | None = None,
+    counts: Sequence[int] | None = None, tokens: Sequence[int] | None = None,
+) -> list[list[int]]:
     """Index batches, longest first, so each batch pads little; callers put results back by index.
 
     A batch holds at most ``batch_size`` items and, when ``max_tokens`` is given, at most that many
-    tokens in all (a longer single item still gets a batch of its own).
+    tokens in all (a longer single entry still gets a batch of its own). An entry may stand for a
+    group of sequences: ``counts`` says how many items each holds and ``tokens`` how many tokens
+    (defaults: 1 item, ``lengths[i]`` tokens).
 
     >>> length_sorted_batches([3, 9, 1, 5], batch_size=2)
     [[1, 3], [0, 2]]
     >>> length_sorted_batches([3, 9, 1, 5], batch_size=4, max_tokens=8)
     [[1], [3, 0], [2]]
+    >>> length_sorted_batches([3, 9, 1], batch_size=3, counts=[2, 2, 1])
+    [[1], [0, 2]]
     """
+    counts = counts if counts is not None else [1] * len(lengths)
+    tokens = tokens if tokens is not None else lengths
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
-    tokens = 0
+    items = used = 0
     for i in order:
-        if not batches or len(batches[-1]) == batch_size or (max_tokens is not None and tokens + lengths[i] > max_tokens):
+        if not batches or items + counts[i] > batch_size or (max_tokens is not None and used + tokens[i] > max_tokens):
             batches.append([])
-            tokens = 0
+            items = used = 0
         batches[-1].append(i)
-        tokens += lengths[i]
+        items += counts[i]
+        used += tokens[i]
     return batches
 
 

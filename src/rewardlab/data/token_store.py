@@ -61,8 +61,10 @@ def source_fingerprint(source: str, split: str) -> dict[str, Any]:
 
     A local file: its absolute path, size and modification time. A local folder (read with
     ``datasets``): its path plus a digest of every file's relative path, size and modification time,
-    so adding or editing a file is a different source. A Hub name: name, split and the fingerprint
-    ``datasets`` gives the loaded split (it changes when the cached data does).
+    so adding or editing a file is a different source. A Hub name: name and split only (fingerprinting
+    the split would load it a second time, and a mistyped local path would wait out the Hub's retries
+    twice), so a Hub dataset updated under the same name needs ``rewardlab cache --clear`` or
+    ``token_cache="off"``.
     """
     path = Path(source)
     if path.is_file():
@@ -70,7 +72,7 @@ def source_fingerprint(source: str, split: str) -> dict[str, Any]:
         return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     if path.is_dir():
         return {"folder": str(path.resolve()), "split": split, "files": _folder_digest(path)}
-    return {"name": str(source), "split": split, "fingerprint": _hub_fingerprint(str(source), split)}
+    return {"name": str(source), "split": split}
 
 
 def _folder_digest(folder: Path) -> str:
@@ -82,16 +84,6 @@ def _folder_digest(folder: Path) -> str:
         stat = file.stat()
         digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
-
-
-def _hub_fingerprint(name: str, split: str) -> str | None:
-    """``datasets``' fingerprint of the split, or None when it cannot be loaded (reading it will then fail with the reason)."""
-    try:
-        import datasets
-
-        return str(datasets.load_dataset(name, split=split)._fingerprint)
-    except Exception:  # noqa: BLE001 - any failure resurfaces, explained, when the records are read
-        return None
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -248,7 +240,7 @@ def _status(meta: dict[str, Any]) -> str:
         stat = path.stat()
         if (stat.st_size, stat.st_mtime_ns) != (source.get("size"), source.get("mtime_ns")):
             return "source changed"
-    if "name" in source and "fingerprint" not in source:  # keyed before folders and Hub splits were fingerprinted
+    if "name" in source and Path(source["name"]).is_dir():  # a folder keyed by name, before folders had digests
         return "old key"
     if "folder" in source:  # a local folder: the key holds a digest of its files
         folder = Path(source["folder"])

@@ -113,6 +113,21 @@ def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
 
 
+def model_inputs(group: list[Example], layout: str, pooling: str | None, share_prefix: bool, pad_token_id: int,
+                 device: torch.device) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(model keyword arguments, batch tensors for the objective)`` for a group of examples, on ``device``.
+
+    ``packed``: one padding-free row and its layout (same rewards in the same row order as the padded
+    batch); ``padded``: ids and attention mask. The batch holds ``targets`` and ``group_sizes``.
+    """
+    if layout == "packed":
+        ids, packed = pack_for(pooling, group, share_prefix)
+        batch = {k: v.to(device) for k, v in collate_targets(group).items()}
+        return {"input_ids": ids.to(device), "layout": packed.to(device)}, batch
+    batch = {k: v.to(device) for k, v in collate_examples(group, pad_token_id).items()}
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}, batch
+
+
 @torch.inference_mode()
 def evaluate(
     model: torch.nn.Module, objective: Any, examples: list[Example], pad_token_id: int, accelerator: Any,
@@ -131,14 +146,8 @@ def evaluate(
     rows = []
     for start in range(0, len(mine), batch_size):
         idx = mine[start : start + batch_size]
-        group = [examples[i] for i in idx]
-        if layout == "packed":
-            ids, packed = pack_for(pooling, group, share_prefix)
-            batch = collate_targets(group)
-            rewards = model(ids.to(accelerator.device), layout=packed.to(accelerator.device)).float().cpu()
-        else:
-            batch = collate_examples(group, pad_token_id)
-            rewards = model(batch["input_ids"].to(accelerator.device), batch["attention_mask"].to(accelerator.device)).float().cpu()
+        inputs, batch = model_inputs([examples[i] for i in idx], layout, pooling, share_prefix, pad_token_id, accelerator.device)
+        rewards = model(**inputs).float().cpu()
         for i, part in zip(idx, torch.split(rewards, batch["group_sizes"].tolist())):
             rows.append((i, part.tolist()))
     rows = sorted(gather_object(rows))
@@ -349,14 +358,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         micro_batches = shard(indices, config.grad_accum_steps, accelerator.num_processes, accelerator.process_index)
         step_loss = torch.zeros((), device=accelerator.device)
         for m, micro in enumerate(micro_batches):
-            group = [train_examples[i] for i in micro]
-            if layout == "packed":  # same rewards in the same row order as the padded batch, without padding
-                ids, packed = pack_for(pooling, group, share_prefix)
-                batch = {k: v.to(accelerator.device) for k, v in collate_targets(group).items()}
-                inputs = {"input_ids": ids.to(accelerator.device), "layout": packed.to(accelerator.device)}
-            else:
-                batch = {k: v.to(accelerator.device) for k, v in collate_examples(group, pad_id).items()}
-                inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            inputs, batch = model_inputs([train_examples[i] for i in micro], layout, pooling, share_prefix, pad_id,
+                                         accelerator.device)
             with accelerator.autocast():
                 rewards = model(**inputs).float()
             loss = objective.loss(rewards, batch).mean() / config.grad_accum_steps

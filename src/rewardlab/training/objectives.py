@@ -52,16 +52,20 @@ def _split_groups(rewards: torch.Tensor, sizes: torch.Tensor) -> tuple[torch.Ten
     return out, mask
 
 
-def _read(source: str, split: str, limit: int | None, convert: Any) -> tuple[list[Any], DropReport]:
-    records, report = [], DropReport()
+def _iter_read(source: str, split: str, limit: int | None, convert: Any, report: DropReport) -> Iterator[Any]:
+    """``convert(record, location)`` for each record (at most ``limit``), counted in ``report``."""
     for location, record in iter_records(source, split):
         if limit is not None and report.total >= limit:
             break
         report.total += 1
-        records.append(convert(record, location))
+        yield convert(record, location)
     if report.total == 0:
         raise DataFormatError(str(source), "contains no records")
-    return records, report
+
+
+def _read(source: str, split: str, limit: int | None, convert: Any) -> tuple[list[Any], DropReport]:
+    report = DropReport()
+    return list(_iter_read(source, split, limit, convert, report)), report
 
 
 def _tokenize_one(tokenizer: Any, prompt: Any, response: str, max_length: int) -> tuple[int, ...] | None:
@@ -225,18 +229,11 @@ class ListwiseObjective:
     record_kind: str = "ranked lists"
 
     def read(self, source: str, split: str, limit: int | None) -> tuple[list[RankedResponses], DropReport]:
-        report = DropReport()
-        return list(self.iter_read(source, split, limit, report)), report
+        return _read(source, split, limit, to_ranked_responses)
 
     def iter_read(self, source: str, split: str, limit: int | None, report: DropReport) -> Iterator[RankedResponses]:
         """Stream the ranked lists (what the token cache builds from); every record read is counted in ``report``."""
-        for location, record in iter_records(source, split):
-            if limit is not None and report.total >= limit:
-                break
-            report.total += 1
-            yield to_ranked_responses(record, location)
-        if report.total == 0:
-            raise DataFormatError(str(source), "contains no records")
+        return _iter_read(source, split, limit, to_ranked_responses, report)
 
     def fit(self, records: Sequence[Any]) -> ListwiseObjective:
         return self
