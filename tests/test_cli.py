@@ -91,7 +91,7 @@ def saved_rm(tiny_llama_dir, tmp_path):
 
 
 def test_score_streams_in_chunks_and_resumes_after_a_kill(saved_rm, tmp_path, monkeypatch):
-    import rewardlab.scoring as scoring
+    import rewardlab.scoring.files as scoring
     from rewardlab.scoring import LocalScorer
 
     monkeypatch.setattr(scoring, "SCORE_CHUNK_RECORDS", 3)

@@ -34,3 +34,58 @@ def test_every_module_declares_all():
     for path in SRC.rglob("*.py"):
         if path.name != "__init__.py" or path.parent == SRC:
             assert "__all__" in path.read_text(), path
+
+
+LAYERS = {
+    # what each part of the package may import from the others: imports flow one way (docs/design.md, "Layers")
+    "errors": set(), "losses": set(), "metrics": set(), "devices": set(), "config": {"errors"},
+    "data": {"errors", "config"},
+    "models": {"data", "errors", "config", "devices", "losses"},
+    "judges": {"data", "errors", "config", "models"},
+    "scoring": {"data", "errors", "config", "devices", "losses", "metrics", "models", "judges"},
+    "labeling": {"data", "errors", "config", "models", "scoring"},
+    "search": {"data", "errors", "config", "metrics", "scoring", "labeling"},
+    "evaluation": {"data", "errors", "config", "metrics", "models", "scoring"},
+    "training": {"data", "errors", "config", "devices", "losses", "metrics", "models", "evaluation"},
+    "demo": {"data", "errors", "metrics", "scoring", "training"},
+    "cli": None,  # the entry points may use every part
+}
+
+
+def _package_imports(source: str, parts: tuple[str, ...]) -> set[str]:
+    """Top-level parts of rewardlab that the module at ``parts`` (e.g. ``("search", "beam")``) imports, lazily too."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = list(parts[: len(parts) - node.level])  # the package the relative import starts from
+            target = base + (node.module.split(".") if node.module else [])
+            names = [target] if node.module else [base + [alias.name] for alias in node.names]
+            found.update(t[0] for t in names if t)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rewardlab."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("rewardlab."))
+    return found
+
+
+def test_imports_flow_one_way_between_the_parts_of_the_package():
+    seen = set()
+    for path in SRC.rglob("*.py"):
+        part = path.relative_to(SRC).with_suffix("").parts[0]
+        if part == "__init__":
+            continue
+        assert part in LAYERS, f"{part} has no place in the layer map of tests/test_package.py"
+        seen.add(part)
+        allowed = LAYERS[part]
+        if allowed is None:
+            continue
+        wrong = _package_imports(path.read_text(), path.relative_to(SRC).with_suffix("").parts) - allowed - {part}
+        assert not wrong, f"{path.relative_to(SRC)} imports {sorted(wrong)}, which {part} may not (allowed: {sorted(allowed)})"
+    assert seen == set(LAYERS) - {"errors"} or seen == set(LAYERS)
+
+
+def test_layer_check_catches_a_wrong_way_import():
+    lazy = "def f():\n    from ..training.loop import train\n    from . import beam\n    import rewardlab.serving.app\n"
+    assert _package_imports(lazy, ("search", "probe")) == {"training", "search", "serving"}
+    assert _package_imports("from ...errors import ConfigError\n", ("scoring", "sub", "x")) == {"errors"}
+    assert "training" not in LAYERS["search"]

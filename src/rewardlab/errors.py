@@ -35,7 +35,16 @@ class DataFormatError(RewardlabError, ValueError):
 
 
 class SequenceTooLongError(RewardlabError, ValueError):
-    """A response does not fit in ``max_length`` tokens even with its prompt removed."""
+    """A response does not fit in ``max_length`` tokens even with its prompt removed.
+
+    ``items`` are the positions of the offending items in the call that raised (a caller that
+    knows where they came from, e.g. ``score_file``, names the file lines instead).
+    """
+
+    def __init__(self, message: str, items: tuple[int, ...] = (), max_length: int | None = None):
+        self.items = tuple(items)
+        self.max_length = max_length
+        super().__init__(message)
 
 
 class CheckpointError(RewardlabError, OSError):

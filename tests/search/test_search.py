@@ -5,7 +5,7 @@ import pytest
 
 from rewardlab.cli import main
 from rewardlab.data.records import Message
-from rewardlab.search.aggregation import aggregate
+from rewardlab.scoring.aggregation import aggregate
 from rewardlab.search.beam import prm_beam_search
 from rewardlab.search.best_of_n import best_of_n, best_of_n_kl, bon_accuracy_curve, majority_vote, weighted_vote
 
@@ -25,11 +25,10 @@ def test_aggregations_and_their_length_bias():
 
 
 def test_best_of_n_tie_break_votes_and_kl():
-    class Fixed:
-        def score(self, prompts, responses):
-            return [1.0, 3.0, 3.0][: len(responses)]
+    from rewardlab.scoring.protocol import FunctionScorer
 
-    result = best_of_n(Fixed(), "q", ["a", "b", "c"])
+    fixed = {"a": 1.0, "b": 3.0, "c": 3.0}
+    result = best_of_n(FunctionScorer(lambda prompt, response: fixed[response]), "q", ["a", "b", "c"])
     assert result.index == 1 and result.kl == pytest.approx(np.log(3) - 2 / 3)
     assert majority_vote(["1", "2", "2"]) == "2" and weighted_vote(["1", "2", "2"], [5.0, 1.0, 1.0]) == "1"
     assert [round(best_of_n_kl(n), 3) for n in (1, 2, 4)] == [0.0, 0.193, 0.636]
@@ -56,13 +55,15 @@ class StepGenerator:
         return [f"good {depth}", f"bad {depth}"][:n]
 
 
-class KeywordPRM:
-    def score_steps(self, prompts, steps):
-        return [[0.1 if ("bad" in s or "41" in s) else 0.9 for s in solution] for solution in steps]
+def keyword_prm():
+    """A pure-Python process scorer: each step is good (0.9) unless it says 'bad' or '41'; min over steps."""
+    from rewardlab.scoring.protocol import FunctionScorer
+
+    return FunctionScorer(lambda prompt, solution: min(0.1 if ("bad" in s or "41" in s) else 0.9 for s in solution.split("\n")))
 
 
 def test_prm_beam_search_follows_the_prm_and_records_the_tree():
-    result = prm_beam_search(StepGenerator(), KeywordPRM(), (Message("user", "q"),), beam_width=2, expansions=2, max_steps=4)
+    result = prm_beam_search(StepGenerator(), keyword_prm(), (Message("user", "q"),), beam_width=2, expansions=2, max_steps=4)
     assert result.best_steps == ("good 0", "good 1", "#### 42")
     assert result.best_score == pytest.approx(0.9)
     assert len(result.tree) >= 6 and all(n.parent is None for n in result.tree if n.depth == 0)

@@ -12,22 +12,27 @@ from ..errors import RewardlabError
 
 from ..config import config_from_file, field_docs
 
-__all__ = ["add_config_flags", "add_generator_flags", "add_scorer_flags", "build_scorer", "config_from_args", "json_object", "make_generator"]
+__all__ = ["JUDGE_OPTIONS", "add_config_flags", "add_generator_flags", "add_scorer_flags", "build_scorer", "config_from_args",
+           "json_object", "make_generator", "scorer_config"]
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing.Collection[str] = ()) -> None:
+    """One flag per field of the config dataclass ``cls`` (``--field-name``, help from its docstring), default None
+    so that only what the user passed overrides the dataclass default or a config file."""
     docs, hints = field_docs(cls), typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
         hint = hints[f.name]
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         base = args[0] if typing.get_origin(hint) is not typing.Literal and args else hint
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else "required"
         help_text = f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")  # argparse formats help with %
+        words = tuple(w for a in args[1:] if typing.get_origin(a) is typing.Literal for w in typing.get_args(a))
         if typing.get_origin(base) is dict:
             parser.add_argument(flag, type=json_object, default=None, help=help_text + " (a JSON object)", metavar="JSON")
         elif base is bool and len(args) > 1:  # bool | Literal[...]: --flag [true|false|word], --no-flag
-            words = tuple(w for a in args[1:] for w in typing.get_args(a))
             parser.add_argument(flag, nargs="?", const=True, type=_bool_or(words), default=None, help=help_text,
                                 metavar="|".join(("true", "false", *words)))
             parser.add_argument("--no-" + flag[2:], dest=f.name, action="store_false", default=None, help=f"same as {flag} false")
@@ -35,8 +40,28 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(hint) is typing.Literal:
             parser.add_argument(flag, choices=typing.get_args(hint), default=None, help=help_text)
+        elif base is int and words:  # int | Literal[...]: a positive number or one of the words
+            parser.add_argument(flag, type=_int_or(words, f.name.split("_")[-1]), default=None, help=help_text,
+                                metavar="|".join(("N", *words)))
         else:
             parser.add_argument(flag, type=base, default=None, help=help_text, metavar=f.name.upper())
+
+
+def _int_or(words: tuple[str, ...], unit: str) -> typing.Callable[[str], int | str]:
+    """Parser for an option that is a positive integer or one of ``words``.
+
+    >>> parse = _int_or(("auto", "none"), "tokens")
+    >>> parse("auto"), parse("512")
+    ('auto', 512)
+    """
+    def parse(text: str) -> int | str:
+        if text in words:
+            return text
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"expected a positive number of {unit}, {' or '.join(repr(w) for w in words)}, got {text!r}")
+        return int(text)
+
+    return parse
 
 
 def _bool_or(words: tuple[str, ...]) -> typing.Callable[[str], bool | str]:
@@ -79,47 +104,39 @@ def config_from_args(cls: type, args: argparse.Namespace) -> Any:
     return cls(**{k: v for k, v in values.items() if v is not None})
 
 
-def build_scorer(args: argparse.Namespace, combine: Any = None) -> Any:
-    """A DPO implicit-reward scorer when --reference/--reference-free is given, else a LocalScorer."""
-    from ..models.dpo import DPOSettings, load_dpo_scorer
-    from ..scoring import load_reward_model
-
-    if args.reference or args.reference_free:
-        dpo = DPOSettings(args.beta, args.reference_free, args.length_normalize)
-        return load_dpo_scorer(args.model, args.reference, dpo, args.precision, args.max_length or 1024, args.batch_size, args.device)
-    return load_reward_model(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
-                             layout=getattr(args, "layout", "auto"), max_batch_tokens=getattr(args, "max_batch_tokens", "auto"),
-                             max_length=args.max_length, combine=combine, original_scale=getattr(args, "original_scale", False),
-                             share_prefix="auto" if getattr(args, "share_prefix", None) is None else args.share_prefix)
+JUDGE_OPTIONS = ("base_url", "api_key_env", "judge_template", "judge_cache", "max_calls")
+"""ScorerConfig fields of LLM-judge scorers; commands whose generator flags use the same names leave them out."""
 
 
-def _batch_tokens(value: str) -> int | str | None:
-    if value == "auto":
-        return value
-    if value == "none":
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of tokens, 'auto' or 'none', got {value!r}")
-    return int(value)
+def add_scorer_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--model", required: bool = True,
+                     exclude: typing.Collection[str] = (), model_help: str | None = None) -> None:
+    """The scoring flags every scoring subcommand shares, generated from :class:`~rewardlab.scoring.config.ScorerConfig`
+    (the model's flag may be renamed, e.g. ``--prm``); :func:`scorer_config` reads them back."""
+    from ..scoring.config import ScorerConfig
+
+    parser.add_argument(model_flag, dest=model_flag[2:].replace("-", "_"), required=required, default=None,
+                        help=model_help or field_docs(ScorerConfig)["model"])
+    add_config_flags(parser, ScorerConfig, exclude={"model", *exclude})
 
 
-def add_scorer_flags(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--model", required=required, help="reward model folder (rewardlab's or any HF sequence-classification RM), or a DPO policy with --reference")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-batch-tokens", type=_batch_tokens, default="auto",
-                   help="also close a scoring batch at this many tokens; 'auto' (default): 2048 on CPU, no cap on GPU; 'none': no cap")
-    p.add_argument("--max-length", type=int, default=None, help="default: the model's training max_length")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
-    p.add_argument("--layout", choices=["auto", "packed", "padded"], default="auto",
-                   help="packed: padding-free batches with per-sequence attention (auto: when the backbone supports it)")
-    p.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=None,
-                   help="decoders: score neighbouring items that start alike (a pair's replies, best-of-N candidates) with their "
-                        "common prefix computed once; exact (default: on CPU, off on GPU, where it is not measured)")
-    p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cpu)")
-    p.add_argument("--reference", default=None, help="DPO implicit reward: the reference model (--model is the policy)")
-    p.add_argument("--reference-free", action="store_true", help="DPO implicit reward with log pi_ref = 0")
-    p.add_argument("--beta", type=float, default=0.1, help="DPO beta (default 0.1)")
-    p.add_argument("--length-normalize", action="store_true", help="DPO: mean instead of sum of response token log-probs")
+def scorer_config(args: argparse.Namespace, only: typing.Collection[str] | None = None, **overrides: Any) -> Any:
+    """The :class:`~rewardlab.scoring.config.ScorerConfig` of the scoring flags in ``args`` (only the fields in ``only``
+    when given), with ``overrides`` winning; the model comes from ``--model`` unless overridden."""
+    from ..scoring.config import ScorerConfig
+
+    values = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(ScorerConfig)
+              if only is None or f.name in only or f.name == "model"}
+    values.update(overrides)
+    if values.get("model") is None:
+        raise RewardlabError("missing required option --model")
+    return ScorerConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+def build_scorer(args: argparse.Namespace, **overrides: Any) -> Any:
+    """The scorer the scoring flags in ``args`` describe (``rewardlab.scoring.build_scorer(scorer_config(args))``)."""
+    from ..scoring.config import build_scorer as build
+
+    return build(scorer_config(args, **overrides))
 
 
 def make_generator(args: argparse.Namespace) -> Any:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import add_config_flags, add_scorer_flags, build_scorer, config_from_args, json_object
+from .common import add_config_flags, add_scorer_flags, build_scorer, config_from_args
 
 __all__ = ["register"]
 
@@ -22,33 +22,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score_run_identity(args: argparse.Namespace, scorer: Any) -> dict[str, Any]:
-    """What decides the scores already written, besides the data (``score_file`` adds that): a resumed
-    run must match it (``OUTPUT.run.json``)."""
-    from ..data.token_store import source_fingerprint
-
-    model = Path(args.model)
-    weights = next((model / n for n in ("model.safetensors", "model.safetensors.index.json") if (model / n).is_file()), model)
-    identity = {"model": source_fingerprint(str(weights), ""),
-                "max_length": getattr(scorer, "max_length", args.max_length), "precision": args.precision,
-                "weights": args.weights, "primary": args.primary, "thresholds": args.thresholds, "penalty": str(args.penalty),
-                "original_scale": args.original_scale}
-    if args.reference or args.reference_free:
-        identity.update(reference=args.reference, reference_free=args.reference_free, beta=args.beta, length_normalize=args.length_normalize)
-    return json.loads(json.dumps(identity, default=str))
-
-
 def _cmd_score(args: argparse.Namespace) -> int:
-    from ..scoring import ConstrainedReward, WeightedSum, score_file
+    from ..scoring.files import score_file
 
-    combine = None
-    if args.weights is not None:
-        combine = WeightedSum(args.weights)
-    elif args.primary is not None:
-        combine = ConstrainedReward(args.primary, args.thresholds or {}, args.penalty)
-    scorer = build_scorer(args, combine)
-    result = score_file(scorer, args.data, args.output, split=args.split, resume=args.resume, skip_too_long=args.skip_too_long,
-                        run_identity=_score_run_identity(args, scorer))
+    result = score_file(build_scorer(args), args.data, args.output, split=args.split, resume=args.resume,
+                        skip_too_long=args.skip_too_long)
     note = f"; {result.too_long} response(s) too long, written with reward null (first at {result.first_too_long})" if result.too_long else ""
     resumed = f" ({result.resumed_lines} from the earlier run)" if result.resumed_lines else ""
     print(f"[rewardlab] wrote {result.lines} lines to {result.output}{resumed}{note}", file=sys.stderr)
@@ -93,18 +71,13 @@ def register(sub: Any) -> None:
     add_config_flags(p, TrainConfig)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("score", help="score responses (or preference pairs) with a reward model")
+    p = sub.add_parser("score", help="score responses (or preference pairs) with any scorer: RM, PRM, DPO policy, LLM judge",
+                       description="Score every record of --data into --output (JSON Lines), streamed and resumable. The "
+                                   "scoring flags are the fields of rewardlab.scoring.ScorerConfig.")
     add_scorer_flags(p)
     p.add_argument("--data", required=True, help="jsonl/json/parquet of {prompt, response}, {messages} or {prompt?, chosen, rejected}")
     p.add_argument("--output", required=True, help="scores.jsonl to write, one line per input record")
-    p.add_argument("--split", default="train", help="split when --data is a datasets name")
-    p.add_argument("--weights", type=json_object, default=None, metavar="JSON",
-                   help='multi-objective: combine heads as a weighted sum, e.g. \'{"helpfulness": 1, "safety": 0.5}\'')
-    p.add_argument("--primary", default=None, help="multi-objective: the head to maximize under --thresholds")
-    p.add_argument("--thresholds", type=json_object, default=None, metavar="JSON",
-                   help='multi-objective: constraint heads and minimum rewards, e.g. \'{"safety": 0.0}\'')
-    p.add_argument("--penalty", type=float, default=float("-inf"), help="reward when a constraint fails (default -inf)")
-    p.add_argument("--original-scale", action="store_true", help="map regression heads back to the original score scale")
+    p.add_argument("--split", default="train", help="split when --data is a datasets name (default: train)")
     p.add_argument("--skip-too-long", action="store_true",
                    help="write responses that cannot fit in --max-length with reward null (and say how many) instead of stopping")
     p.add_argument("--resume", action="store_true",

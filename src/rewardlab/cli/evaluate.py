@@ -52,9 +52,8 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         results["shift"] = distribution_shift(mine, theirs)
     if args.ensemble:
         from ..evaluation.diagnostics import ensemble_disagreement
-        from ..scoring import load_reward_model
 
-        members = [scorer] + [load_reward_model(path, device=args.device) for path in args.ensemble.split(",")]
+        members = [scorer] + [build_scorer(args, model=path) for path in args.ensemble.split(",")]
         results["ensemble"] = ensemble_disagreement(members, [i.prompt for i in items], [i.chosen for i in items])
     report = write_report(results, args.output_dir, title=f"rewardlab diagnose: {args.model}")
     flags = {"length_bias": results["length_bias"]["flagged"],
@@ -64,51 +63,12 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def _cmd_ratings(args: argparse.Namespace) -> int:
-    from ..data.readers import iter_records
-    from ..errors import DataFormatError
-    from ..evaluation.ratings import FitError, bradley_terry_ratings, elo_ratings, length_controlled_win_rate, win_rate
+    from ..evaluation.ratings import rate_battles, read_battles
     from ..evaluation.report import write_report
 
-    a, b, outcome, lengths = [], [], [], []
-    values = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
-    for location, record in iter_records(args.battles):
-        for key in ("model_a", "model_b", "winner"):
-            if not isinstance(record.get(key), str):
-                raise DataFormatError(location, "expected a string ('winner' is model_a, model_b or tie)", key)
-        if record["winner"] not in values:
-            raise DataFormatError(location, f"expected model_a, model_b or tie, got {record['winner']!r}", "winner")
-        a.append(record["model_a"])
-        b.append(record["model_b"])
-        outcome.append(values[record["winner"]])
-        lengths.append((record.get("length_a"), record.get("length_b")))
-    ratings = bradley_terry_ratings(a, b, outcome, n_rounds=args.bootstrap, seed=args.seed)
-    results: dict[str, Any] = {"ratings": {"bradley_terry": ratings.table(), "elo": elo_ratings(a, b, outcome),
-                                           "battles": len(a), "bootstrap_rounds": args.bootstrap}}
-    if args.baseline:
-        rows = {}
-        for model in sorted(set(a) | set(b)):
-            if model == args.baseline:
-                continue
-            pairs = []  # (outcome for `model`, its length minus the baseline's, or None)
-            for x, y, o, (la, lb) in zip(a, b, outcome, lengths):
-                if {x, y} != {model, args.baseline}:
-                    continue
-                mine, diff = (o, None if None in (la, lb) else la - lb) if x == model else (1 - o, None if None in (la, lb) else lb - la)
-                pairs.append((mine, diff))
-            if not pairs:
-                continue
-            rate, se = win_rate([p[0] for p in pairs])
-            row: dict[str, Any] = {"win_rate": rate, "standard_error": se, "battles": len(pairs)}
-            if all(p[1] is not None for p in pairs):
-                try:
-                    row["length_controlled_win_rate"] = length_controlled_win_rate([p[0] for p in pairs], [p[1] for p in pairs])
-                except FitError as err:
-                    row["length_controlled_win_rate"] = None
-                    row["length_controlled_note"] = str(err)
-            rows[model] = row
-        results["win_rates"] = {"baseline": args.baseline, "models": rows}
+    results = rate_battles(read_battles(args.battles), args.baseline, args.bootstrap, args.seed)
     report = write_report(results, args.output_dir, title="rewardlab ratings")
-    print(json.dumps({"ratings": ratings.table(), "report": str(report)}))
+    print(json.dumps({"ratings": results["ratings"]["bradley_terry"], "report": str(report)}))
     return 0
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from ..data.readers import iter_records, pair_sides
 from ..data.records import Message
 from ..errors import DataFormatError
+from ..scoring.protocol import Scorer
 from .calibration import brier_score, expected_calibration_error, fit_temperature
 from .stats import bootstrap_mean_ci
 
@@ -96,7 +97,7 @@ def read_benchmark(source: str, split: str = "train", subset_field: str = "subse
     return items
 
 
-def item_scores(scorer: Any, items: Sequence[BenchmarkItem]) -> tuple[np.ndarray, list[np.ndarray]]:
+def item_scores(scorer: Scorer, items: Sequence[BenchmarkItem]) -> tuple[np.ndarray, list[np.ndarray]]:
     """Chosen rewards ``(N,)`` and rejected rewards (one array per item), in one scoring call."""
     prompts, responses = [], []
     for item in items:
@@ -123,7 +124,7 @@ def _correct(chosen: float, rejected: np.ndarray, tie_policy: str) -> float:
     return {"half": 0.5, "zero": 0.0, "exclude": float("nan")}[tie_policy]
 
 
-def evaluate_benchmark(scorer: Any, items: Sequence[BenchmarkItem], settings: EvalSettings = EvalSettings()) -> dict[str, Any]:
+def evaluate_benchmark(scorer: Scorer, items: Sequence[BenchmarkItem], settings: EvalSettings = EvalSettings()) -> dict[str, Any]:
     """Per-subset accuracy (+ bootstrap CI, ties), section and overall scores, calibration.
 
     With one rejected reply per item this is pairwise accuracy; with several it is best-of-K
@@ -155,7 +156,7 @@ def evaluate_benchmark(scorer: Any, items: Sequence[BenchmarkItem], settings: Ev
                              "weights": weights.tolist()}
     in_section = {n for names in settings.sections.values() for n in names}
     result: dict[str, Any] = {
-        "settings": {**asdict(settings), "scorer": _describe(scorer)},
+        "settings": {**asdict(settings), "scorer": {"type": type(scorer).__name__, **scorer.describe()}},
         "subsets": subsets,
         "sections": sections,
         "overall": float(np.mean([s["accuracy"] for s in sections.values()])) if sections else float(np.nanmean(correct)),
@@ -186,20 +187,3 @@ def calibration_report(margins: np.ndarray, settings: EvalSettings = EvalSetting
         "fit_pairs": int(fit.size), "held_out_pairs": int(held.size),
         "margins": margins.tolist(),
     }
-
-
-def _describe(scorer: Any) -> dict[str, Any]:
-    meta = getattr(scorer, "metadata", None)
-    out: dict[str, Any] = {"type": type(scorer).__name__}
-    if meta is not None:
-        out.update({"template": meta.template, "max_length": getattr(scorer, "max_length", meta.max_length),
-                    "pooling": meta.pooling, "base_model": meta.base_model})
-    model = getattr(scorer, "model", None)
-    if model is not None:
-        out["dtype"] = str(next(model.parameters()).dtype).replace("torch.", "")
-    settings = getattr(scorer, "settings", None)
-    if settings is not None and hasattr(settings, "beta"):
-        out["dpo"] = asdict(settings)
-    return out
-
-

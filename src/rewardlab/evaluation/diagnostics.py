@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..metrics import pairwise_accuracy
+from ..scoring.protocol import Scorer
 from .benchmark import BenchmarkItem, item_scores
 
 __all__ = ["Probe", "distribution_shift", "ensemble_disagreement", "length_bias", "load_probes", "perturb", "run_probes"]
@@ -35,7 +36,7 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-def length_bias(scorer: Any, items: Sequence[BenchmarkItem], tie_policy: str = "half") -> dict[str, Any]:
+def length_bias(scorer: Scorer, items: Sequence[BenchmarkItem], tie_policy: str = "half") -> dict[str, Any]:
     """Reward-length correlation, accuracy split by which reply is longer, the always-longer
     baseline, and length-controlled accuracies (length-matched pairs; residual rewards after
     regressing reward on length)."""
@@ -115,7 +116,7 @@ def perturb(probe: Probe, response: str, index: int = 0) -> str:
     return f"{text}\n\n{body}"
 
 
-def run_probes(scorer: Any, items: Sequence[BenchmarkItem], probes: Sequence[Probe]) -> dict[str, Any]:
+def run_probes(scorer: Scorer, items: Sequence[BenchmarkItem], probes: Sequence[Probe]) -> dict[str, Any]:
     """Per probe: mean reward change and the fraction of items where the perturbed reply wins.
 
     Applied to the chosen replies. Position bias needs a pairwise scorer (a judge) and is
@@ -151,16 +152,16 @@ def distribution_shift(rewards_a: Sequence[float], rewards_b: Sequence[float]) -
             "ks_statistic": float(ks.statistic), "ks_pvalue": float(ks.pvalue)}
 
 
-def ensemble_disagreement(scorers: Sequence[Any], prompts: Sequence[Any], responses: Sequence[str]) -> dict[str, Any]:
+def ensemble_disagreement(scorers: Sequence[Scorer], prompts: Sequence[Any], responses: Sequence[str]) -> dict[str, Any]:
     """How much reward models disagree on the same responses (a proxy for being out of distribution).
 
     Each member's rewards are z-scored over these responses (members use different scales); per
     item we take the standard deviation across members, and report its mean and the mean
     pairwise Spearman correlation between members. Needs at least two scorers.
 
-    >>> class Len:
-    ...     def score(self, p, r): return [float(len(x)) for x in r]
-    >>> ensemble_disagreement([Len(), Len()], ["q"] * 3, ["a", "bb", "ccc"])["mean_item_std"]
+    >>> from rewardlab.scoring.protocol import FunctionScorer
+    >>> length = FunctionScorer(lambda prompt, response: float(len(response)))
+    >>> ensemble_disagreement([length, length], ["q"] * 3, ["a", "bb", "ccc"])["mean_item_std"]
     0.0
     """
     from scipy import stats

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..errors import RewardlabError
 
 __all__ = [
-    "FitError", "Ratings", "bradley_terry_ratings", "elo_ratings", "length_controlled_win_rate", "win_rate",
+    "Battles", "FitError", "Ratings", "bradley_terry_ratings", "elo_ratings", "length_controlled_win_rate", "rate_battles",
+    "read_battles", "win_rate",
 ]
 
 
@@ -153,3 +156,83 @@ def length_controlled_win_rate(outcome: Sequence[float], length_diff: Sequence[f
     # z was centred, so undo the centring to evaluate at zero raw length difference
     b0 = beta[0] - beta[1] * d.mean() / (d.std() or 1.0)
     return float(1 / (1 + np.exp(-b0)))
+
+
+@dataclass(frozen=True)
+class Battles:
+    """Pairwise battles: ``outcome[i]`` is 1 when ``model_a[i]`` won, 0.5 a tie, 0 a loss; lengths optional (None)."""
+
+    model_a: tuple[str, ...]
+    model_b: tuple[str, ...]
+    outcome: tuple[float, ...]
+    lengths: tuple[tuple[float | None, float | None], ...]
+
+
+_WINNER_VALUES = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
+
+
+def read_battles(path: str | os.PathLike) -> Battles:
+    """Read ``{model_a, model_b, winner: model_a|model_b|tie, length_a?, length_b?}`` records (jsonl/json/parquet);
+    a bad record raises :class:`~rewardlab.errors.DataFormatError` naming file:line and field."""
+    from ..data.readers import iter_records
+    from ..errors import DataFormatError
+
+    a, b, outcome, lengths = [], [], [], []
+    for location, record in iter_records(str(path)):
+        for key in ("model_a", "model_b", "winner"):
+            if not isinstance(record.get(key), str):
+                raise DataFormatError(location, "expected a string ('winner' is model_a, model_b or tie)", key)
+        if record["winner"] not in _WINNER_VALUES:
+            raise DataFormatError(location, f"expected model_a, model_b or tie, got {record['winner']!r}", "winner")
+        for key in ("length_a", "length_b"):
+            value = record.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise DataFormatError(location, f"expected a number (the reply's length), got {value!r}", key)
+        a.append(record["model_a"])
+        b.append(record["model_b"])
+        outcome.append(_WINNER_VALUES[record["winner"]])
+        lengths.append((record.get("length_a"), record.get("length_b")))
+    return Battles(tuple(a), tuple(b), tuple(outcome), tuple(lengths))
+
+
+def _baseline_win_rates(battles: Battles, baseline: str) -> dict[str, Any]:
+    rows = {}
+    for model in sorted(set(battles.model_a) | set(battles.model_b)):
+        if model == baseline:
+            continue
+        pairs = []  # (outcome for `model`, its length minus the baseline's, or None)
+        for x, y, o, (la, lb) in zip(battles.model_a, battles.model_b, battles.outcome, battles.lengths):
+            if {x, y} != {model, baseline}:
+                continue
+            diff = None if la is None or lb is None else (la - lb if x == model else lb - la)
+            pairs.append((o if x == model else 1 - o, diff))
+        if not pairs:
+            continue
+        rate, se = win_rate([p[0] for p in pairs])
+        row: dict[str, Any] = {"win_rate": rate, "standard_error": se, "battles": len(pairs)}
+        if all(p[1] is not None for p in pairs):
+            try:
+                row["length_controlled_win_rate"] = length_controlled_win_rate([p[0] for p in pairs], [p[1] for p in pairs])  # type: ignore[misc]
+            except FitError as err:
+                row["length_controlled_win_rate"] = None
+                row["length_controlled_note"] = str(err)
+        rows[model] = row
+    return {"baseline": baseline, "models": rows}
+
+
+def rate_battles(battles: Battles, baseline: str | None = None, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """What ``rewardlab ratings`` reports: Bradley-Terry ratings with bootstrap intervals, Elo, and with a
+    ``baseline`` each model's win rate against it (plus the length-controlled win rate when every battle has lengths).
+
+    >>> battles = Battles(("a", "a", "b"), ("b", "b", "a"), (1.0, 0.5, 0.0), ((None, None),) * 3)
+    >>> result = rate_battles(battles, baseline="b", bootstrap=20)
+    >>> result["ratings"]["battles"], result["win_rates"]["models"]["a"]["win_rate"]
+    (3, 0.8333333333333334)
+    """
+    a, b, outcome = list(battles.model_a), list(battles.model_b), list(battles.outcome)
+    ratings = bradley_terry_ratings(a, b, outcome, n_rounds=bootstrap, seed=seed)
+    results: dict[str, Any] = {"ratings": {"bradley_terry": ratings.table(), "elo": elo_ratings(a, b, outcome),
+                                           "battles": len(a), "bootstrap_rounds": bootstrap}}
+    if baseline:
+        results["win_rates"] = _baseline_win_rates(battles, baseline)
+    return results

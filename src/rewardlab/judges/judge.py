@@ -167,9 +167,19 @@ class PointwiseJudge:
     """Score each response on a scale; a :class:`~rewardlab.scoring.Scorer`, so BoN and evaluation take it."""
 
     def __init__(self, client: ChatClient, template: str = "pointwise", rubric: str = "", scale: tuple[int, int] = (1, 10),
-                 temperature: float = 0.0, max_tokens: int = 512, concurrency: int = 4):
+                 temperature: float = 0.0, max_tokens: int = 512, concurrency: int = 4, model_id: str | None = None):
         self.client, self.template, self.rubric, self.scale = client, load_template(template), rubric, scale
         self.temperature, self.max_tokens, self.concurrency = temperature, max_tokens, concurrency
+        self.template_name, self.model_id = template, model_id
+
+    def describe(self) -> dict[str, Any]:
+        """See :class:`~rewardlab.scoring.protocol.Scorer`: the judge model, its prompt and sampling settings."""
+        import hashlib
+
+        return {"kind": "judge", "model": self.model_id, "record": {},
+                "settings": {"template": self.template_name, "template_sha256": hashlib.sha256(self.template.encode()).hexdigest()[:16],
+                             "rubric": self.rubric, "scale": list(self.scale), "temperature": self.temperature,
+                             "max_tokens": self.max_tokens}}
 
     def judge(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[Any]:
         def ask(job: tuple[Prompt, str]) -> Any:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data.records import Message
-from .aggregation import aggregate
+from ..scoring.protocol import Scorer
 
 __all__ = ["BeamResult", "SearchNode", "prm_beam_search"]
 
@@ -16,14 +16,13 @@ FINAL_MARKERS = ("####", "\\boxed", "answer is", "A:")
 
 @dataclass(frozen=True)
 class SearchNode:
-    """One step in the search tree; ``score`` is the aggregated PRM score of the prefix ending here."""
+    """One step in the search tree; ``score`` is the scorer's reward of the solution prefix ending here."""
 
     id: int
     parent: int | None
     step: str
     depth: int
     score: float
-    step_scores: tuple[float, ...]
     finished: bool
 
 
@@ -43,14 +42,17 @@ class BeamResult:
 
 
 def prm_beam_search(
-    generator: Any, prm: Any, prompt: Sequence[Message], beam_width: int = 2, expansions: int = 2, max_steps: int = 6,
-    aggregation: str = "min", max_step_tokens: int = 96, separator: str = "\n",
+    generator: Any, scorer: Scorer, prompt: Sequence[Message], beam_width: int = 2, expansions: int = 2, max_steps: int = 6,
+    max_step_tokens: int = 96, separator: str = "\n",
 ) -> BeamResult:
     """Beam search over steps: each beam is expanded with ``expansions`` sampled next steps (text up
-    to ``separator``), every candidate prefix is scored by the PRM (``score_steps``) and the top
-    ``beam_width`` by aggregated score survive. A prefix whose last step states a final answer
-    (``####``, ``\\boxed``, "answer is", "A:") or an empty step finishes. Returns the best finished
-    (else best unfinished) solution and the whole search tree.
+    to ``separator``), every candidate prefix (steps joined by ``separator``) is scored by ``scorer``
+    (a PRM scorer aggregates its step probabilities; any :class:`Scorer` works) and the top
+    ``beam_width`` survive. A prefix whose last step states a final answer (``####``, ``\\boxed``,
+    "answer is", "A:") finishes; an empty or whitespace-only step is dropped (it neither ends a beam
+    nor becomes a node). The search stops at ``max_steps``, when ``beam_width`` solutions finished,
+    or when no beam can be extended. Returns the best finished (else best unfinished) solution and
+    the whole search tree.
     """
     tree: list[SearchNode] = []
     beams: list[tuple[int | None, tuple[str, ...]]] = [(None, ())]
@@ -60,15 +62,14 @@ def prm_beam_search(
         for parent, steps in beams:
             prefix = separator.join(steps) + (separator if steps else "")
             for text in generator.continue_solution(prompt, prefix, expansions, max_step_tokens, stop=separator):
-                step = text.strip()
-                candidates.append((parent, steps + (step,)))
+                if text.strip():
+                    candidates.append((parent, steps + (text.strip(),)))
         if not candidates:
             break
-        scores = prm.score_steps([prompt] * len(candidates), [[s or "(empty)" for s in c] for _, c in candidates])
+        scores = scorer.score([prompt] * len(candidates), [separator.join(c) for _, c in candidates])
         scored = []
-        for (parent, steps), step_scores in zip(candidates, scores):
-            node = SearchNode(len(tree), parent, steps[-1], depth, aggregate(step_scores, aggregation), tuple(step_scores),
-                              not steps[-1] or any(m in steps[-1] for m in FINAL_MARKERS))
+        for (parent, steps), score in zip(candidates, scores):
+            node = SearchNode(len(tree), parent, steps[-1], depth, float(score), any(m in steps[-1] for m in FINAL_MARKERS))
             tree.append(node)
             scored.append((node, steps))
         scored.sort(key=lambda item: (-item[0].score, item[0].id))  # deterministic tie-break
@@ -80,9 +81,8 @@ def prm_beam_search(
                 beams.append((node.id, steps))
         if len(finished) >= beam_width or not beams:
             break
+    if not tree:
+        return BeamResult((), float("-inf"), tree)
     pool = finished or [(n.score, n.id, tuple(BeamResult((), 0.0, tree).path(n.id))) for n in tree if n.depth == tree[-1].depth]
     best = max(pool, key=lambda item: (item[0], -item[1]))
-    steps = list(best[2])
-    while steps and not steps[-1]:  # an empty step only marks the end
-        steps.pop()
-    return BeamResult(tuple(steps), best[0], tree)
+    return BeamResult(tuple(best[2]), best[0], tree)

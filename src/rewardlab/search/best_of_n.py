@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["BestOfN", "best_of_n", "best_of_n_kl", "bon_accuracy_curve", "majority_vote", "weighted_vote"]
+from ..scoring.protocol import Scorer
+
+__all__ = [
+    "BestOfN", "best_of_n", "best_of_n_file", "best_of_n_kl", "bon_accuracy_curve", "bon_curve", "majority_vote",
+    "read_candidates", "weighted_vote",
+]
 
 
 def best_of_n_kl(n: int) -> float:
@@ -34,12 +42,11 @@ class BestOfN:
     kl: float
 
 
-def best_of_n(scorer: Any, prompt: Any, candidates: Sequence[str]) -> BestOfN:
+def best_of_n(scorer: Scorer, prompt: Any, candidates: Sequence[str]) -> BestOfN:
     """Highest reward wins; ties go to the earliest candidate (deterministic).
 
-    >>> class Len:
-    ...     def score(self, prompts, responses): return [float(len(r)) for r in responses]
-    >>> best_of_n(Len(), "q", ["ab", "abcd", "wxyz"]).index
+    >>> from rewardlab.scoring.protocol import FunctionScorer
+    >>> best_of_n(FunctionScorer(lambda prompt, response: float(len(response))), "q", ["ab", "abcd", "wxyz"]).index
     1
     """
     if not candidates:
@@ -104,3 +111,98 @@ def bon_accuracy_curve(
         for name in curves:
             curves[name].append(totals[name] / (reps * q))
     return curves
+
+
+def read_candidates(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Best-of-N inputs: ``{prompt, candidates[, answers, correct, gold]}`` records, or GSM8K example model
+    solutions (``question``, ``ground_truth`` and labelled solutions, answers extracted). Each row gets ``source``
+    (file:line); a record of neither shape raises :class:`~rewardlab.errors.DataFormatError`."""
+    from ..data.readers import iter_records
+    from ..errors import DataFormatError
+    from ..labeling.checkers import gsm8k_answer
+
+    rows = []
+    for location, record in iter_records(str(path)):
+        if "ground_truth" in record:  # GSM8K example model solutions: 4 labelled candidates
+            names = [k for k, v in record.items() if isinstance(v, dict) and "solution" in v]
+            rows.append({"prompt": record["question"], "candidates": [record[k]["solution"] for k in names],
+                         "correct": [bool(record[k]["is_correct"]) for k in names],
+                         "answers": [gsm8k_answer(record[k]["solution"]) for k in names],
+                         "gold": gsm8k_answer(record["ground_truth"]), "source": location})
+        elif isinstance(record.get("candidates"), list) and "prompt" in record:
+            if not record["candidates"] or not all(isinstance(c, str) for c in record["candidates"]):
+                raise DataFormatError(location, "expected a non-empty list of strings", "candidates")
+            rows.append({**record, "source": location})
+        else:
+            raise DataFormatError(location, "expected {prompt, candidates[, answers, correct, gold]} or GSM8K example solutions", "candidates")
+    return rows
+
+
+def best_of_n_file(scorer: Scorer, data: str | os.PathLike, output: str | os.PathLike) -> dict[str, Any]:
+    """Best-of-N for every row of a candidates file (:func:`read_candidates`): one JSON line per row in ``output``
+    (pick, every reward, the BoN KL bound; majority and reward-weighted votes when answers are given; whether the
+    pick is correct when labels are). Returns the summary (items, KL bound, BoN accuracy when labelled)."""
+    rows = read_candidates(data)
+    hits = []
+    with open(output, "w") as handle:
+        for row in rows:
+            result = best_of_n(scorer, row["prompt"], row["candidates"])
+            line: dict[str, Any] = {"source": row["source"], "best_index": result.index, "rewards": list(result.rewards),
+                                    "n": len(row["candidates"]), "kl_bound": result.kl}
+            if row.get("answers"):
+                line["majority_answer"] = majority_vote(row["answers"])
+                line["weighted_answer"] = weighted_vote(row["answers"], result.rewards)
+            if row.get("correct"):
+                line["best_correct"] = bool(row["correct"][result.index])
+                hits.append(line["best_correct"])
+            handle.write(json.dumps(line) + "\n")
+    summary: dict[str, Any] = {"items": len(rows), "kl_bound": best_of_n_kl(len(rows[0]["candidates"])) if rows else None}
+    if hits:
+        summary["bon_accuracy"] = sum(hits) / len(hits)
+    return summary
+
+
+def bon_curve(scorers: Mapping[str, Scorer], data: str | os.PathLike, output_dir: str | os.PathLike,
+              limit: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Accuracy vs N (1..K) on a labelled candidates file for majority vote, the oracle and each named scorer;
+    writes ``bon_curve.json`` and, with matplotlib, ``bon_curve.png`` in ``output_dir``. Rows are cut to the
+    smallest candidate count K. Returns ``{"n", "curves", "questions"}``."""
+    from ..errors import DataFormatError
+
+    rows = read_candidates(data)[:limit]
+    unlabelled = next((r for r in rows if not r.get("correct")), None)
+    if unlabelled is not None:
+        raise DataFormatError(unlabelled["source"], "every item needs per-candidate labels for an accuracy curve", "correct")
+    k = min(len(r["candidates"]) for r in rows)
+    rows = [{**r, "candidates": r["candidates"][:k], "correct": r["correct"][:k], "answers": (r.get("answers") or [None] * k)[:k]}
+            for r in rows]
+    prompts = [r["prompt"] for r in rows for _ in range(k)]
+    texts = [c for r in rows for c in r["candidates"]]
+    rewards = {name: np.array(scorer.score(prompts, texts), dtype=float).reshape(len(rows), k) for name, scorer in scorers.items()}
+    ns = list(range(1, k + 1))
+    curves = bon_accuracy_curve(np.array([r["correct"] for r in rows]), [r["answers"] for r in rows],
+                                [r.get("gold") for r in rows], rewards, ns, seed=seed)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"n": ns, "curves": curves, "questions": len(rows)}
+    (out / "bon_curve.json").write_text(json.dumps(result, indent=2))
+    _plot_curves(ns, curves, len(rows), out / "bon_curve.png")
+    return result
+
+
+def _plot_curves(ns: list[int], curves: dict[str, list[float]], questions: int, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # plots are an extra (rewardlab[plots]); the JSON has the numbers
+        return
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, values in curves.items():
+        ax.plot(ns, values, marker="o", label=name)
+    ax.set(xlabel="N candidates", ylabel="accuracy", title=f"Best-of-N on {questions} questions")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 
-from ..data.collate import length_sorted_batches, pad_sequences
+from ..data.collate import pad_sequences
 from ..data.templating import Prompt, as_messages, tokenize_with_boundary
-from ..errors import SequenceTooLongError
 from ..losses import dpo_implicit_reward
-from .io import Precision, _DTYPES, resolve_model_source
+from ..models.io import Precision, _DTYPES, resolve_model_source
+from .engine import encode_all, raise_if_too_long, run_batches
 
 __all__ = ["DPOScorer", "DPOSettings", "load_dpo_scorer", "sequence_logprobs"]
 
@@ -52,10 +52,14 @@ class DPOSettings:
 
 
 class DPOScorer:
-    """A :class:`~rewardlab.scoring.Scorer` from a causal-LM policy and reference (reward-bench's DPO mode)."""
+    """A :class:`~rewardlab.scoring.protocol.Scorer` from a causal-LM policy and reference (reward-bench's DPO mode).
+
+    ``max_length`` defaults to 1024 (a policy folder records no training length).
+    """
 
     def __init__(self, policy: Any, reference: Any | None, tokenizer: Any, settings: DPOSettings = DPOSettings(),
-                 max_length: int = 1024, batch_size: int = 8, device: str | None = None):
+                 max_length: int = 1024, batch_size: int = 8, device: str | None = None,
+                 source: str | None = None, reference_source: str | None = None, show_progress: bool = False):
         if reference is None and not settings.reference_free:
             raise ValueError("a reference model is required unless settings.reference_free")
         self.device = torch.device(device) if device else next(policy.parameters()).device
@@ -63,26 +67,43 @@ class DPOScorer:
         self.reference = None if reference is None else reference.eval().to(self.device)
         self.tokenizer, self.settings = tokenizer, settings
         self.max_length, self.batch_size = max_length, batch_size
+        self.source, self.reference_source, self.show_progress = source, reference_source, show_progress
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+
+    def describe(self) -> dict[str, Any]:
+        from .local import model_fingerprint
+
+        dtype = str(next(self.policy.parameters()).dtype).replace("torch.", "")
+        record = {"dpo_beta": self.settings.beta, "reference_free": self.settings.reference_free,
+                  "length_normalized": self.settings.length_normalize}
+        return {"kind": "dpo", "model": self.source, "record": record,
+                "settings": {"weights": model_fingerprint(self.source), "reference": model_fingerprint(self.reference_source),
+                             "max_length": self.max_length, "dtype": dtype, **record}}
+
+    def _encode(self, prompt: Prompt, response: str) -> tuple[list[int], int] | None:
+        return tokenize_with_boundary(self.tokenizer, as_messages(prompt), response, self.max_length)
+
+    def too_long(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[int]:
+        return [i for i, e in enumerate(encode_all(self._encode, prompts, responses)) if e is None]
 
     @torch.inference_mode()
     def logprobs(self, model: Any, prompts: Sequence[Prompt], responses: Sequence[str]) -> torch.Tensor:
         """Response log-probabilities under ``model``, ``(N,)``, in input order."""
-        encoded = [tokenize_with_boundary(self.tokenizer, as_messages(p), r, self.max_length) for p, r in zip(prompts, responses)]
-        too_long = [i for i, e in enumerate(encoded) if e is None]
-        if too_long:
-            raise SequenceTooLongError(f"responses {too_long[:10]} do not fit in max_length={self.max_length}")
-        out = torch.empty(len(encoded))
-        for idx in length_sorted_batches([len(e[0]) for e in encoded], self.batch_size):  # type: ignore[index]
+        encoded = encode_all(self._encode, prompts, responses)
+        raise_if_too_long(encoded, self.max_length)
+
+        def forward(idx: list[int]) -> list[float]:
             ids, mask = pad_sequences([encoded[i][0] for i in idx], self.tokenizer.pad_token_id)  # type: ignore[index]
             response = mask.clone()
             for row, i in enumerate(idx):
                 response[row, : encoded[i][1]] = 0  # type: ignore[index]
             ids, mask = ids.to(self.device), mask.to(self.device)
             logits = model(input_ids=ids, attention_mask=mask).logits
-            out[idx] = sequence_logprobs(logits, ids, response.to(self.device), self.settings.length_normalize).cpu()
-        return out
+            return sequence_logprobs(logits, ids, response.to(self.device), self.settings.length_normalize).cpu().tolist()
+
+        values = run_batches([len(e[0]) for e in encoded], forward, self.batch_size, show_progress=self.show_progress)  # type: ignore[index]
+        return torch.tensor(values, dtype=torch.float32)
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
         if len(prompts) != len(responses):
@@ -97,7 +118,7 @@ class DPOScorer:
 def load_dpo_scorer(
     policy: str | os.PathLike, reference: str | os.PathLike | None, settings: DPOSettings = DPOSettings(),
     precision: Precision = "fp32", max_length: int = 1024, batch_size: int = 8, device: str | None = None,
-    trust_remote_code: bool = False,
+    trust_remote_code: bool = False, show_progress: bool = False,
 ) -> DPOScorer:
     """Load a policy (and reference) causal LM from folders, Hub names or ``builtin:smollm2``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -109,4 +130,5 @@ def load_dpo_scorer(
     path, extra = resolve_model_source(str(policy))
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
     ref_model = None if reference is None or settings.reference_free else load(reference)
-    return DPOScorer(load(policy), ref_model, tokenizer, settings, max_length, batch_size, device)
+    return DPOScorer(load(policy), ref_model, tokenizer, settings, max_length, batch_size, device, source=str(policy),
+                     reference_source=None if reference is None else str(reference), show_progress=show_progress)

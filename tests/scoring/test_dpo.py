@@ -8,7 +8,7 @@ from rewardlab.cli import main
 from rewardlab.data.records import Message
 from rewardlab.data.templating import tokenize_with_boundary
 from rewardlab.losses import dpo_loss
-from rewardlab.models.dpo import DPOScorer, DPOSettings, load_dpo_scorer, sequence_logprobs
+from rewardlab.scoring.dpo import DPOScorer, DPOSettings, load_dpo_scorer, sequence_logprobs
 from rewardlab.scoring import Scorer
 
 from ..conftest import write_jsonl

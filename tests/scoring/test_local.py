@@ -95,7 +95,7 @@ def test_score_file_writes_every_record_and_resumes_only_with_the_same_scorer(sc
     from rewardlab.errors import ConfigError
     from rewardlab.scoring import score_file
 
-    from .conftest import write_jsonl
+    from ..conftest import write_jsonl
 
     data = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "Hi", "chosen": "Hello there", "rejected": "Go away"},
                                                 {"prompt": "Hi", "response": "Hello"}])
@@ -117,7 +117,7 @@ def test_score_file_writes_every_record_and_resumes_only_with_the_same_scorer(sc
 
 
 def test_neighbours_with_a_common_prompt_share_it_and_keep_their_rewards(scorer, monkeypatch):
-    import rewardlab.scoring as scoring
+    import rewardlab.scoring.local as scoring
 
     packed_tokens = []
     real = scoring.pack_for

@@ -1,0 +1,39 @@
+"""Scoring: the ``Scorer`` protocol every consumer of rewards takes, and the scorers behind it.
+
+* ``protocol``: :class:`Scorer` (``score`` + ``describe``) and its optional capabilities.
+* ``config``: :class:`ScorerConfig` and :func:`build_scorer` (the CLI's scoring flags come from it).
+* ``local`` / ``process`` / ``dpo``: a reward model, a process reward model, a DPO policy in this
+  process, sharing one batching ``engine``.
+* ``combine``: rules for multi-objective heads; ``aggregation``: PRM step aggregation.
+* ``files``: :func:`score_file`, streamed and resumable, for any scorer.
+
+Names load on first use, so ``import rewardlab.scoring`` does not load torch for a protocol check.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Scorer": "protocol", "LengthChecked": "protocol", "HeadScorer": "protocol", "FunctionScorer": "protocol",
+    "ScorerConfig": "config", "ScorerKind": "config", "build_scorer": "config", "resolve_kind": "config",
+    "WeightedSum": "combine", "ConstrainedReward": "combine",
+    "Aggregation": "aggregation", "aggregate": "aggregation",
+    "LocalScorer": "local", "load_reward_model": "local", "prefix_groups": "local", "MIN_SHARED_PREFIX": "local",
+    "CPU_BATCH_TOKENS": "local",
+    "ProcessScorer": "process", "load_process_reward_model": "process",
+    "DPOScorer": "dpo", "DPOSettings": "dpo", "load_dpo_scorer": "dpo", "sequence_logprobs": "dpo",
+    "score_file": "files", "ScoreFileResult": "files", "SCORE_CHUNK_RECORDS": "files",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,79 @@
+"""The ``Scorer`` protocol: prompts and responses in, rewards out. Every consumer of rewards takes one.
+
+A scorer may also offer two capabilities, each a small protocol checked with ``isinstance``:
+:class:`LengthChecked` (say which items cannot be scored before scoring anything) and
+:class:`HeadScorer` (a multi-objective model's reward per head). Consumers work without them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from ..data.templating import Prompt
+
+__all__ = ["FunctionScorer", "HeadScorer", "LengthChecked", "Scorer"]
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Anything that scores responses: a local RM, a PRM, a DPO policy, a remote server, an ensemble, a judge.
+
+    * ``score(prompts, responses)[i]`` is the reward of ``responses[i]`` to ``prompts[i]`` (a text,
+      or a list of chat messages); higher is better. Shapes: ``N`` prompts and ``N`` responses in,
+      ``N`` floats out, in input order. A response the scorer cannot take whole (too long) raises
+      :class:`~rewardlab.errors.SequenceTooLongError` with the item indices in ``.items``.
+    * ``describe()`` is a JSON-able dict: ``kind`` (e.g. ``"local"``, ``"dpo"``), ``model`` (an id
+      or path, or None), ``settings`` (everything the rewards depend on; a resumed run must match
+      it) and ``record`` (fields every results line carries, e.g. a DPO beta; may be empty).
+
+    >>> isinstance(FunctionScorer(lambda p, r: float(len(r))), Scorer)
+    True
+    """
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class LengthChecked(Protocol):
+    """A scorer with a length limit (``max_length`` tokens) that can say, cheaply and without scoring, which items exceed it."""
+
+    max_length: int
+
+    def too_long(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[int]:
+        """Indices of the items that cannot be scored whole (empty when all fit)."""
+        ...
+
+
+@runtime_checkable
+class HeadScorer(Protocol):
+    """A multi-objective scorer: a reward per named head, and the rule (if any) that combines them."""
+
+    heads: list[str]
+
+    def score_named(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[dict[str, float]]: ...
+
+    def combined(self, row: dict[str, float]) -> float | None:
+        """The one reward of a row of head rewards, or None when the scorer has no combination rule."""
+        ...
+
+
+class FunctionScorer:
+    """A plain Python function ``fn(prompt, response) -> float`` as a :class:`Scorer` (rules, checkers, tests).
+
+    >>> FunctionScorer(lambda prompt, response: float(len(response)), name="length").score(["q", "q"], ["ab", "abcd"])
+    [2.0, 4.0]
+    """
+
+    def __init__(self, fn: Callable[[Prompt, str], float], name: str = "function"):
+        self.fn, self.name = fn, name
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
+        if len(prompts) != len(responses):
+            raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
+        return [float(self.fn(p, r)) for p, r in zip(prompts, responses)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "function", "model": self.name, "settings": {}, "record": {}}
