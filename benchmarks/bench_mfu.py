@@ -60,7 +60,7 @@ def main() -> None:
     peak = matmul_peak()
     tuned = tune_cpu_memory()  # as the training loop does on CPU
     config = TrainConfig(model=args.model, data=args.data, output_dir="/tmp/unused", max_length=512)
-    objective = make_objective(config)
+    objective = make_objective(config.objective)
     pairs, report = objective.read(args.data, "train", args.max_pairs)
     model, tokenizer = build_reward_model(args.model)
     examples = objective.tokenize(pairs, tokenizer, 512, report)

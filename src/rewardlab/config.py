@@ -74,8 +74,9 @@ def to_dict(instance: Any) -> dict[str, Any]:
     return dataclasses.asdict(instance)
 
 
-def config_from_file(cls: type[T], path: str | Path, **overrides: Any) -> T:
-    """Build ``cls`` from a YAML or JSON file; ``overrides`` (not ``None``) win over the file."""
+def config_from_file(cls: type[T], path: str | Path, build: Any = None, **overrides: Any) -> T:
+    """Build ``cls`` from a YAML or JSON file; ``overrides`` (not ``None``) win over the file. ``build`` (default
+    ``cls``) takes the merged options and checks their names itself (e.g. ``TrainConfig.from_options``)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -95,9 +96,14 @@ def config_from_file(cls: type[T], path: str | Path, **overrides: Any) -> T:
             raise ConfigError(f"{path}:{err.lineno}: malformed JSON: {err.msg}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of option names to values")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    if build is not None:
+        try:
+            return build(**raw)  # type: ignore[no-any-return]
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {unknown}; known options: {sorted(known)}")
-    raw.update({k: v for k, v in overrides.items() if v is not None})
     return cls(**raw)

@@ -83,7 +83,7 @@ def run_demo(
     from .training.loop import load_train_eval_records
     from .training.objectives import make_objective
 
-    _, heldout, _ = load_train_eval_records(config, make_objective(config))
+    _, heldout, _ = load_train_eval_records(config, make_objective(config.objective))
     split = length_split_accuracy(scorer, heldout)
     lines = [
         f"held-out accuracy: {split['accuracy']:.3f} on {split['pairs']:.0f} pairs "

@@ -224,7 +224,7 @@ def test_packed_evaluation_gives_the_padded_metrics(fixture, demo_jsonl, request
     from rewardlab.training.objectives import make_objective
 
     config = _config(request.getfixturevalue(fixture), demo_jsonl, "unused", max_pairs=24, eval_fraction=0.0)
-    objective = make_objective(config)
+    objective = make_objective(config.objective)
     records, _, report = loop.load_train_eval_records(config, objective)
     model, tokenizer = build_reward_model(config.model, heads=objective.heads)
     examples = objective.tokenize(records, tokenizer, config.max_length, report)

@@ -12,13 +12,14 @@ from ..errors import RewardlabError
 
 from ..config import config_from_file, field_docs
 
-__all__ = ["JUDGE_OPTIONS", "add_config_flags", "add_generator_flags", "add_scorer_flags", "build_scorer", "config_from_args",
+__all__ = ["JUDGE_OPTIONS", "add_config_flags", "add_train_flags", "train_config_from_args", "add_generator_flags", "add_scorer_flags", "build_scorer", "config_from_args",
            "json_object", "make_generator", "scorer_config"]
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing.Collection[str] = ()) -> None:
-    """One flag per field of the config dataclass ``cls`` (``--field-name``, help from its docstring), default None
-    so that only what the user passed overrides the dataclass default or a config file."""
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing.Collection[str] = (),
+                     notes: dict[str, str] | None = None) -> None:
+    """One flag per field of the config dataclass ``cls`` (``--field-name``, help from its docstring plus ``notes``),
+    default None so that only what the user passed overrides the dataclass default or a config file."""
     docs, hints = field_docs(cls), typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in exclude:
@@ -28,7 +29,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing
         base = args[0] if typing.get_origin(hint) is not typing.Literal and args else hint
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else "required"
-        help_text = f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")  # argparse formats help with %
+        help_text = f"{docs.get(f.name, '')}{(notes or {}).get(f.name, '')} (default: {default})".replace("%", "%%")  # argparse formats help with %
         words = tuple(w for a in args[1:] if typing.get_origin(a) is typing.Literal for w in typing.get_args(a))
         if typing.get_origin(base) is dict:
             parser.add_argument(flag, type=json_object, default=None, help=help_text + " (a JSON object)", metavar="JSON")
@@ -92,6 +93,37 @@ def json_object(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object")
     return value
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """``rewardlab train``'s flags: the run's options (TrainConfig) and, flat, every objective's options."""
+    from ..training.config import OBJECTIVE_CONFIGS, TrainConfig, objective_options
+
+    add_config_flags(parser, TrainConfig, exclude={"objective"})
+    parser.add_argument("--objective", choices=list(OBJECTIVE_CONFIGS), default=None,
+                        help="training objective (docs/objectives.md); its options follow (default: bradley_terry)")
+    owners = objective_options()
+    added = {"name"}
+    for cls in dict.fromkeys(OBJECTIVE_CONFIGS.values()):
+        fresh = {f.name for f in dataclasses.fields(cls)} - added
+        notes = {name: f" [objectives: {', '.join(owners[name])}]" for name in fresh}
+        add_config_flags(parser, cls, exclude=added, notes=notes)
+        added |= fresh
+
+
+def train_config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~rewardlab.training.config.TrainConfig` of ``rewardlab train``'s flags (over ``--config``'s file)."""
+    from ..training.config import TrainConfig, objective_options
+
+    names = [f.name for f in dataclasses.fields(TrainConfig)] + list(objective_options())
+    values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if args.config:
+        return config_from_file(TrainConfig, args.config, build=TrainConfig.from_options, **values)
+    missing = [f.name for f in dataclasses.fields(TrainConfig) if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and f.name not in values]  # type: ignore[misc]
+    if missing:
+        raise RewardlabError("missing required option(s): " + ", ".join("--" + m.replace("_", "-") for m in missing))
+    return TrainConfig.from_options(**values)
 
 
 def config_from_args(cls: type, args: argparse.Namespace) -> Any:

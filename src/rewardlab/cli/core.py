@@ -8,16 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import add_config_flags, add_scorer_flags, build_scorer, config_from_args
+from .common import add_scorer_flags, add_train_flags, build_scorer, train_config_from_args
 
 __all__ = ["register"]
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ..training.config import TrainConfig
     from ..training.loop import train
 
-    result = train(config_from_args(TrainConfig, args))
+    result = train(train_config_from_args(args))
     print(json.dumps({"output_dir": str(result.output_dir), "steps": result.steps, **result.final_metrics}))
     return 0
 
@@ -68,7 +67,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("train", help="train a reward model (any objective)", description=TrainConfig.__doc__)
     p.add_argument("--config", help="YAML or JSON file of TrainConfig options; flags override it")
-    add_config_flags(p, TrainConfig)
+    add_train_flags(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("score", help="score responses (or preference pairs) with any scorer: RM, PRM, DPO policy, LLM judge",

@@ -1,14 +1,213 @@
-"""TrainConfig: every option of a training run, frozen and validated when built."""
+"""TrainConfig: every option of a training run, frozen and validated when built; one small config per objective.
+
+``TrainConfig.objective`` is one of the objective configs below, each owning its own options. The CLI
+and YAML files still take the flat options (``--objective regression --heads a,b``):
+:meth:`TrainConfig.from_options` maps them onto the chosen objective's config, and an option that
+belongs to another objective is an error naming the objectives that use it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
 
 from ..config import validate_fields
 from ..errors import ConfigError
 
-__all__ = ["TrainConfig"]
+__all__ = [
+    "BradleyTerryConfig", "DavidsonConfig", "HybridConfig", "OBJECTIVE_CONFIGS", "ObjectiveConfig", "PlackettLuceConfig",
+    "ProcessConfig", "RegressionConfig", "TrainConfig", "objective_from_options", "objective_options",
+]
+
+
+def _check_heads(heads: str | None) -> None:
+    if heads is not None and not [h for h in heads.split(",") if h.strip()]:
+        raise ConfigError(f"option 'heads' must name at least one head, got {heads!r}")
+
+
+def _check_positive(config: Any, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"option '{name}' must be > 0, got {getattr(config, name)}")
+
+
+@dataclass(frozen=True)
+class BradleyTerryConfig:
+    """Bradley-Terry on preference pairs: -log sigmoid(r_c - r_r - m) (Ouyang et al. arXiv:2203.02155; margins as Llama 2)."""
+
+    name: Literal["bradley_terry"] = "bradley_terry"
+    """Objective name."""
+    heads: str | None = None
+    """Comma-separated names of the reward heads (multi-objective when more than one); a pair's 'attribute' picks its
+    head, and for regression/hybrid they are also the score fields to read."""
+    use_margins: bool = True
+    """Subtract a pair's 'margin' field inside the Bradley-Terry loss when present."""
+    center_rewards_coef: float = 0.0
+    """Reward-centering penalty coefficient (0 disables)."""
+    strength_margins: dict[str, float] | None = None
+    """Margin per preference-strength label (a pair's 'strength' field), e.g. {"significantly better": 1.0}."""
+    strength_weights: dict[str, float] | None = None
+    """Loss weight per preference-strength label."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        _check_heads(self.heads)
+
+
+@dataclass(frozen=True)
+class DavidsonConfig:
+    """Davidson's tie model on pairs with ties (Davidson 1970): ties teach that equal rewards are likely."""
+
+    name: Literal["davidson"] = "davidson"
+    """Objective name."""
+    heads: str | None = None
+    """Comma-separated names of the reward heads."""
+    use_margins: bool = True
+    """Subtract a pair's 'margin' field when present."""
+    center_rewards_coef: float = 0.0
+    """Reward-centering penalty coefficient (0 disables)."""
+    strength_margins: dict[str, float] | None = None
+    """Margin per preference-strength label."""
+    strength_weights: dict[str, float] | None = None
+    """Loss weight per preference-strength label."""
+    tie_strength: float = 1.0
+    """Davidson tie parameter nu > 0 (larger: ties more likely at equal rewards)."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        _check_heads(self.heads)
+        _check_positive(self, "tie_strength")
+
+
+@dataclass(frozen=True)
+class RegressionConfig:
+    """Pointwise regression (MSE / Huber) to absolute scores, one head per score field."""
+
+    name: Literal["regression"] = "regression"
+    """Objective name."""
+    heads: str | None = None
+    """Comma-separated names of the reward heads, also the score fields to read."""
+    regression_loss: Literal["mse", "huber"] = "mse"
+    """Pointwise loss for regression and hybrid objectives."""
+    huber_delta: float = 1.0
+    """Huber threshold (in normalized target units)."""
+    normalize_targets: Literal["none", "global", "annotator"] = "none"
+    """z-normalize regression targets over the data set or per annotator; stats go into the checkpoint."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        _check_heads(self.heads)
+        _check_positive(self, "huber_delta")
+
+
+@dataclass(frozen=True)
+class PlackettLuceConfig:
+    """Plackett-Luce over ranked lists (Plackett 1975; Luce 1959), optionally top-k truncated."""
+
+    name: Literal["plackett_luce"] = "plackett_luce"
+    """Objective name."""
+    heads: str | None = None
+    """Comma-separated names of the reward heads."""
+    top_k: int | None = None
+    """Plackett-Luce: only the first k positions of each ranking count (None: all)."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        _check_heads(self.heads)
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"option 'top_k' must be >= 1, got {self.top_k}")
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """alpha * regression + (1 - alpha) * Bradley-Terry on pairs derived from scores within a prompt."""
+
+    name: Literal["hybrid"] = "hybrid"
+    """Objective name."""
+    heads: str | None = None
+    """The one reward head's name (and score field)."""
+    hybrid_alpha: float = 0.5
+    """Hybrid: weight of the regression term; 1 - alpha weighs the ranking term."""
+    regression_loss: Literal["mse", "huber"] = "mse"
+    """Pointwise loss."""
+    huber_delta: float = 1.0
+    """Huber threshold (in normalized target units)."""
+    normalize_targets: Literal["none", "global", "annotator"] = "none"
+    """z-normalize targets over the data set or per annotator."""
+    pair_rule: Literal["all", "best_worst", "adjacent"] = "all"
+    """Hybrid: how pairs are derived from scores within a prompt."""
+    min_score_gap: float = 0.0
+    """Hybrid: derive a pair only when the scores differ by more than this (normalized units)."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        _check_heads(self.heads)
+        _check_positive(self, "huber_delta")
+        if not 0 <= self.hybrid_alpha <= 1:
+            raise ConfigError(f"option 'hybrid_alpha' must be in [0, 1], got {self.hybrid_alpha}")
+        if self.heads is not None and len([h for h in self.heads.split(",") if h.strip()]) != 1:
+            raise ConfigError("option 'heads': the hybrid objective trains one head")
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """Process reward model: a score per step (Lightman et al. arXiv:2305.20050; Math-Shepherd arXiv:2312.08935).
+
+    'prm' trains a binary head on hard or soft labels (BCE); 'prm_3class' a 3-class head on -1/0/+1 labels.
+    """
+
+    name: Literal["prm", "prm_3class"] = "prm"
+    """Objective name: 'prm' (binary head) or 'prm_3class'."""
+    step_separator: str = "\n"
+    """PRM: the text joining steps in the reply; a step's score is read at its last token."""
+    prm_neutral: Literal["positive", "negative", "ignore"] = "positive"
+    """PRM (binary head): how a neutral (0) label of -1/0/+1 data counts."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        if not self.step_separator:
+            raise ConfigError("option 'step_separator' must not be empty")
+
+
+ObjectiveConfig = Union[BradleyTerryConfig, DavidsonConfig, RegressionConfig, PlackettLuceConfig, HybridConfig, ProcessConfig]
+OBJECTIVE_CONFIGS: dict[str, type] = {
+    "bradley_terry": BradleyTerryConfig, "davidson": DavidsonConfig, "regression": RegressionConfig,
+    "plackett_luce": PlackettLuceConfig, "hybrid": HybridConfig, "prm": ProcessConfig, "prm_3class": ProcessConfig,
+}
+"""Objective name -> its config class (docs/objectives.md)."""
+
+
+def objective_options() -> dict[str, list[str]]:
+    """Every objective option (flat name) and the objectives that take it, e.g. ``{"top_k": ["plackett_luce"], ...}``."""
+    owners: dict[str, list[str]] = {}
+    for name, cls in OBJECTIVE_CONFIGS.items():
+        for f in dataclasses.fields(cls):
+            if f.name != "name":
+                owners.setdefault(f.name, []).append(name)
+    return owners
+
+
+def objective_from_options(name: str, options: dict[str, Any]) -> Any:
+    """The config of objective ``name`` with ``options`` (flat names); an option of another objective is a
+    :class:`ConfigError` naming the objectives that take it.
+
+    >>> objective_from_options("plackett_luce", {"top_k": 2})
+    PlackettLuceConfig(name='plackett_luce', heads=None, top_k=2)
+    >>> objective_from_options("regression", {"top_k": 2})
+    Traceback (most recent call last):
+    ...
+    rewardlab.errors.ConfigError: option 'top_k' does not apply to the regression objective (it is an option of plackett_luce)
+    """
+    if name not in OBJECTIVE_CONFIGS:
+        raise ConfigError(f"option 'objective' must be one of {list(OBJECTIVE_CONFIGS)}, got {name!r}")
+    cls = OBJECTIVE_CONFIGS[name]
+    own = {f.name for f in dataclasses.fields(cls)}
+    owners = objective_options()
+    for option in options:
+        if option not in own:
+            raise ConfigError(f"option '{option}' does not apply to the {name} objective (it is an option of {', '.join(owners[option])})")
+    return cls(**{**options, "name": name})
 
 
 @dataclass(frozen=True)
@@ -21,10 +220,8 @@ class TrainConfig:
     """Training records: a .jsonl/.json/.parquet file (optionally .gz) or a ``datasets`` name."""
     output_dir: str
     """Where the final model, checkpoints, metrics.jsonl and the resolved config go."""
-    objective: Literal["bradley_terry", "davidson", "regression", "plackett_luce", "hybrid", "prm", "prm_3class"] = "bradley_terry"
-    """Training objective (docs/objectives.md): pairs, pairs with ties, scores, rankings, or scores + derived pairs."""
-    heads: str | None = None
-    """Comma-separated names of the reward heads (multi-objective when more than one); also the score fields to read."""
+    objective: ObjectiveConfig = field(default_factory=BradleyTerryConfig)
+    """Training objective and its options (docs/objectives.md): a config above, or a name ('regression') for its defaults."""
     eval_data: str | None = None
     """Held-out pairs; when unset, ``eval_fraction`` of ``data`` is held out."""
     data_split: str = "train"
@@ -75,34 +272,6 @@ class TrainConfig:
     """Freeze the embeddings and the bottom k transformer blocks (cheap CPU runs)."""
     group_by_length: bool = True
     """Batch pairs of similar length together (less padding), in shuffled order."""
-    use_margins: bool = True
-    """Subtract a pair's 'margin' field inside the Bradley-Terry loss when present."""
-    center_rewards_coef: float = 0.0
-    """Reward-centering penalty coefficient (0 disables)."""
-    strength_margins: dict[str, float] | None = None
-    """Margin per preference-strength label (a pair's 'strength' field), e.g. {"significantly better": 1.0}."""
-    strength_weights: dict[str, float] | None = None
-    """Loss weight per preference-strength label."""
-    tie_strength: float = 1.0
-    """Davidson tie parameter nu > 0 (larger: ties more likely at equal rewards)."""
-    regression_loss: Literal["mse", "huber"] = "mse"
-    """Pointwise loss for regression and hybrid objectives."""
-    huber_delta: float = 1.0
-    """Huber threshold (in normalized target units)."""
-    normalize_targets: Literal["none", "global", "annotator"] = "none"
-    """z-normalize regression targets over the data set or per annotator; stats go into the checkpoint."""
-    top_k: int | None = None
-    """Plackett-Luce: only the first k positions of each ranking count (None: all)."""
-    hybrid_alpha: float = 0.5
-    """Hybrid: weight of the regression term; 1 - alpha weighs the ranking term."""
-    pair_rule: Literal["all", "best_worst", "adjacent"] = "all"
-    """Hybrid: how pairs are derived from scores within a prompt."""
-    min_score_gap: float = 0.0
-    """Hybrid: derive a pair only when the scores differ by more than this (normalized units)."""
-    step_separator: str = "\n"
-    """PRM: the text joining steps in the reply; a step's score is read at its last token."""
-    prm_neutral: Literal["positive", "negative", "ignore"] = "positive"
-    """PRM (binary head): how a neutral (0) label of -1/0/+1 data counts."""
     eval_every: int = 100
     """Evaluate every N optimizer steps (and at the end)."""
     save_every: int = 100
@@ -123,6 +292,13 @@ class TrainConfig:
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.objective, str):  # a name: that objective with its defaults
+            object.__setattr__(self, "objective", objective_from_options(self.objective, {}))
+        elif isinstance(self.objective, dict):  # a nested mapping from a YAML/JSON file
+            options = dict(self.objective)
+            object.__setattr__(self, "objective", objective_from_options(options.pop("name", "bradley_terry"), options))
+        if not isinstance(self.objective, tuple(OBJECTIVE_CONFIGS.values())):
+            raise ConfigError(f"option 'objective' must be an objective config or name, got {self.objective!r}")
         validate_fields(self)
         positive = ("max_length", "batch_size", "grad_accum_steps", "eval_every", "save_every", "keep_checkpoints", "log_every")
         for name in positive:
@@ -134,11 +310,52 @@ class TrainConfig:
             raise ConfigError(f"option 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"option 'max_steps' must be >= 1, got {self.max_steps}")
-        if not 0 <= self.hybrid_alpha <= 1:
-            raise ConfigError(f"option 'hybrid_alpha' must be in [0, 1], got {self.hybrid_alpha}")
-        if self.tie_strength <= 0 or self.huber_delta <= 0:
-            raise ConfigError("options 'tie_strength' and 'huber_delta' must be > 0")
-        if self.top_k is not None and self.top_k < 1:
-            raise ConfigError(f"option 'top_k' must be >= 1, got {self.top_k}")
         if self.num_epochs <= 0 or self.learning_rate <= 0 or self.freeze_layers < 0:
             raise ConfigError("options 'num_epochs' and 'learning_rate' must be > 0 and 'freeze_layers' >= 0")
+
+    @property
+    def objective_name(self) -> str:
+        """The objective's name, e.g. ``"bradley_terry"``."""
+        return self.objective.name
+
+    @classmethod
+    def from_options(cls, **options: Any) -> TrainConfig:
+        """Build from flat options, as the CLI and YAML files give them: ``objective`` is a name (or a config or
+        nested mapping) and the chosen objective's options sit beside the run's.
+
+        >>> TrainConfig.from_options(model="m", data="d", output_dir="o", objective="regression", heads="a,b").objective
+        RegressionConfig(name='regression', heads='a,b', regression_loss='mse', huber_delta=1.0, normalize_targets='none')
+        """
+        own = {f.name for f in dataclasses.fields(cls)}
+        owners = objective_options()
+        unknown = sorted(set(options) - own - set(owners))
+        if unknown:
+            raise ConfigError(f"unknown option(s) {unknown}; known options: {sorted(own | set(owners))}")
+        flat = {k: v for k, v in options.items() if k in owners and k not in own}
+        run = {k: v for k, v in options.items() if k in own}
+        objective = run.pop("objective", "bradley_terry")
+        if isinstance(objective, dict):
+            flat = {**{k: v for k, v in objective.items() if k != "name"}, **flat}
+            objective = objective.get("name", "bradley_terry")
+        if not isinstance(objective, str):
+            if flat:
+                raise ConfigError(f"options {sorted(flat)} given beside an objective config: set them on the config")
+            return cls(objective=objective, **run)
+        return cls(objective=objective_from_options(objective, flat), **run)
+
+    def with_options(self, **options: Any) -> TrainConfig:
+        """This config with ``options`` (flat names, as :meth:`from_options`) changed; naming another objective
+        starts that objective from its defaults (plus any of its options given here).
+
+        >>> base = TrainConfig(model="m", data="d", output_dir="o", objective="davidson")
+        >>> base.with_options(tie_strength=2.0, max_steps=5).objective.tie_strength
+        2.0
+        """
+        run = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "objective"}
+        name = options.pop("objective", self.objective.name)
+        if not isinstance(name, str):
+            return dataclasses.replace(self, objective=name, **options)
+        kept = {f.name: getattr(self.objective, f.name) for f in dataclasses.fields(self.objective) if f.name != "name"}
+        objective_fields = {f.name for f in dataclasses.fields(OBJECTIVE_CONFIGS[name])} if name in OBJECTIVE_CONFIGS else set()
+        kept = {k: v for k, v in kept.items() if k in objective_fields} if name != self.objective.name else kept
+        return TrainConfig.from_options(**{**run, "objective": name, **kept, **options})

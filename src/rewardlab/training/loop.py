@@ -23,13 +23,13 @@ from ..data.token_store import (ExampleView, TokenStore, build_token_store, defa
                                 store_key, tokenizer_fingerprint)
 from ..devices import resolve_precision, tune_cpu_memory
 from ..errors import CheckpointError, TrainingDivergedError
-from ..models.io import RewardModelMetadata, build_reward_model, save_pretrained
+from ..models.io import RewardModelMetadata, save_pretrained
 from ..models.packing import choose_layout, pack_for
 from ..models.reward_model import RewardModel, transformer_layers
 from . import checkpoint as ckpt
 from .batching import global_batches, shard, steps_for
 from .config import TrainConfig
-from .objectives import Example, HybridObjective, collate_examples, make_objective
+from .objectives import Example, Objective, collate_examples, make_objective
 
 __all__ = ["TrainResult", "evaluate", "load_tokenized", "load_train_eval_records", "train"]
 
@@ -49,7 +49,7 @@ def _say(accelerator: Any, message: str) -> None:
         print(f"[rewardlab] {message}", file=sys.stderr, flush=True)
 
 
-def load_train_eval_records(config: TrainConfig, objective: Any) -> tuple[list[Any], list[Any], DropReport]:
+def load_train_eval_records(config: TrainConfig, objective: Objective) -> tuple[list[Any], list[Any], DropReport]:
     """Read ``data`` (and ``eval_data``) as the objective's records, holding out ``eval_fraction``
     of ``data`` when no eval file is given."""
     records, report = objective.read(config.data, config.data_split, config.max_pairs)
@@ -68,7 +68,7 @@ def _held_out(num_records: int, fraction: float, seed: int) -> list[int]:
     return order[: int(round(fraction * num_records))]
 
 
-def load_tokenized(config: TrainConfig, objective: Any, tokenizer: Any) -> tuple[ExampleView, ExampleView, DropReport, bool]:
+def load_tokenized(config: TrainConfig, objective: Objective, tokenizer: Any) -> tuple[ExampleView, ExampleView, DropReport, bool]:
     """Tokenized train and held-out examples from the token cache, building it (streaming) on a miss.
 
     The split is the one :func:`load_train_eval_records` makes (same seed, same record indices), so
@@ -130,7 +130,7 @@ def model_inputs(group: list[Example], layout: str, pooling: str | None, share_p
 
 @torch.inference_mode()
 def evaluate(
-    model: torch.nn.Module, objective: Any, examples: list[Example], pad_token_id: int, accelerator: Any,
+    model: torch.nn.Module, objective: Objective, examples: list[Example], pad_token_id: int, accelerator: Any,
     batch_size: int, tie_policy: str = "half", layout: str = "padded", pooling: str | None = None, share_prefix: bool = False,
 ) -> dict[str, float]:
     """The objective's metrics over ``examples``, sharded across processes and gathered.
@@ -187,7 +187,7 @@ def _layout_and_reason(config: TrainConfig, model: torch.nn.Module, device_type:
     packed attention measured 52 pairs/s for MiniLM against TRL's padded 190 (H200, bf16).
     """
     reason = model.packing_unsupported_reason() if isinstance(model, RewardModel) else (
-        f"the {config.objective} objective reads per-token scores from padded batches")
+        f"the {config.objective_name} objective reads per-token scores from padded batches")
     if reason is None and config.layout == "auto" and device_type == "cuda":
         return "padded", GPU_TRAINING_REASON
     return choose_layout(config.layout, reason), reason
@@ -226,7 +226,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     from tqdm.auto import tqdm
 
     entered = time.perf_counter()
-    config = replace(config, **options) if config is not None else TrainConfig(**options)
+    config = config.with_options(**options) if config is not None else TrainConfig.from_options(**options)
     # Several processes on a machine without CUDA (torchrun, `accelerate launch --multi_gpu`) means
     # CPU DDP over gloo; Accelerate only picks it when told the run is on CPU.
     cpu_ddp = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -244,15 +244,12 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     set_seed(config.seed)
 
     # Data: read, split, tokenize; every drop is counted and reported.
-    objective = make_objective(config)
-    cached = config.token_cache != "off" and hasattr(objective, "iter_read")  # streamed + memory-mapped (pairwise)
+    objective = make_objective(config.objective)
+    cached = config.token_cache != "off" and objective.streams  # streamed + memory-mapped (pairwise, listwise)
     if not cached:
         train_raw, eval_raw, report = load_train_eval_records(config, objective)  # before the model: bad data fails fast
         objective = objective.fit(train_raw)  # e.g. target normalization statistics, from training data only
-    if hasattr(objective, "build_model"):  # e.g. a process reward model: per-token head
-        model, tokenizer = objective.build_model(config.model, config.trust_remote_code)
-    else:
-        model, tokenizer = build_reward_model(config.model, trust_remote_code=config.trust_remote_code, heads=objective.heads)
+    model, tokenizer = objective.build_model(config.model, config.trust_remote_code)  # scalar/multi-head, or per-token (PRM)
     if cached:
         with accelerator.main_process_first():  # one process builds the store, the others open it
             train_examples, eval_examples, report, hit = load_tokenized(config, objective, tokenizer)
@@ -262,9 +259,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         eval_examples = objective.tokenize(eval_raw, tokenizer, config.max_length, report)
     kind = objective.record_kind
     _say(accelerator, f"data: {len(train_examples)} training and {len(eval_examples)} held-out {kind}; {report.summary(kind)}")
-    if isinstance(objective, HybridObjective):
-        _say(accelerator, f"hybrid: derived {objective.pair_count(train_examples)} training pairs with rule "
-             f"'{objective.pair_rule}' (score gap > {objective.min_score_gap})")
+    if (summary := objective.summary(train_examples)) is not None:
+        _say(accelerator, summary)
     pad_id = tokenizer.pad_token_id
 
     # Model and optimizer.
@@ -317,13 +313,10 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
             metrics_path.write_text("")
     if accelerator.is_main_process:
         (out / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
-    normalizer = getattr(objective, "normalizer", None)
     metadata = RewardModelMetadata(
         pooling=model.pooling, max_length=config.max_length,
         template="chat_template" if getattr(tokenizer, "chat_template", None) else "plain", base_model=config.model,
-        objective=config.objective, heads=list(objective.heads),
-        step_separator=getattr(objective, "separator", None),
-        target_normalization=normalizer.to_json() if normalizer is not None and normalizer.mode != "none" else None,
+        objective=config.objective_name, heads=list(objective.heads), **objective.metadata(),
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()

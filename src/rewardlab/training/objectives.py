@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -34,13 +34,90 @@ from ..data.records import PreferencePair, RankedResponses, ScoredResponse
 from ..data.templating import tokenize_conversation
 from ..errors import ConfigError, DataFormatError
 from ..metrics import mean_margin, pairwise_accuracy
+from .config import (BradleyTerryConfig, DavidsonConfig, HybridConfig, ObjectiveConfig, PlackettLuceConfig, ProcessConfig,
+                     RegressionConfig)
 
 __all__ = [
-    "HybridObjective", "ListwiseObjective", "ObjectiveName", "PairwiseObjective", "RegressionObjective",
-    "ProcessObjective", "derive_pairs", "make_objective",
+    "HybridObjective", "ListwiseObjective", "Objective", "ObjectiveName", "PAIR_TARGETS", "PairwiseObjective",
+    "ProcessObjective", "RegressionObjective", "derive_pairs", "make_objective", "named_targets",
 ]
 
 ObjectiveName = Literal["bradley_terry", "davidson", "regression", "plackett_luce", "hybrid", "prm", "prm_3class"]
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """What the training loop needs of an objective; every objective below implements all of it.
+
+    ``read``/``fit``/``tokenize`` turn a data source into :class:`Example` s, ``loss`` maps a collated
+    batch's rewards to a per-example loss ``(G,)``, ``metrics`` summarizes held-out rewards.
+    ``streams``: records can be read one at a time (``iter_read``), so the token cache can build from them.
+    """
+
+    heads: tuple[str, ...]
+    record_kind: str
+    streams: ClassVar[bool]
+
+    def read(self, source: str, split: str, limit: int | None) -> tuple[list[Any], DropReport]: ...
+
+    def iter_read(self, source: str, split: str, limit: int | None, report: DropReport) -> Iterator[Any]: ...
+
+    def fit(self, records: Sequence[Any]) -> Objective: ...
+
+    def tokenize(self, records: Sequence[Any], tokenizer: Any, max_length: int, report: DropReport) -> list[Example]: ...
+
+    def build_model(self, name: str, trust_remote_code: bool = False) -> tuple[Any, Any]: ...
+
+    def loss(self, rewards: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: str) -> dict[str, float]: ...
+
+    def summary(self, examples: Sequence[Example]) -> str | None:
+        """A line for the training log about what the objective made of the data, or None."""
+        ...
+
+    def metadata(self) -> dict[str, Any]:
+        """What a saved model must record for scoring as trained (e.g. a step separator, target statistics)."""
+        ...
+
+
+class _Defaults:
+    """What most objectives share: a scalar/multi-head reward model, nothing extra to log or record, no streaming."""
+
+    heads: tuple[str, ...]
+    streams: ClassVar[bool] = False
+
+    def iter_read(self, source: str, split: str, limit: int | None, report: DropReport) -> Iterator[Any]:
+        raise ConfigError(f"{type(self).__name__} reads its records in memory (no token cache)")
+
+    def build_model(self, name: str, trust_remote_code: bool = False) -> tuple[Any, Any]:
+        from ..models.io import build_reward_model
+
+        return build_reward_model(name, trust_remote_code=trust_remote_code, heads=self.heads)
+
+    def summary(self, examples: Sequence[Example]) -> str | None:
+        return None
+
+    def metadata(self) -> dict[str, Any]:
+        return {}
+
+
+def _normalization_metadata(normalizer: TargetNormalizer | None) -> dict[str, Any]:
+    """Fitted target statistics for the saved model (scoring maps rewards back with them)."""
+    return {"target_normalization": normalizer.to_json()} if normalizer is not None and normalizer.mode != "none" else {}
+
+
+PAIR_TARGETS = ("margin", "weight", "tie", "head")
+"""The targets of a preference-pair example, in the order :class:`PairwiseObjective` stores them."""
+
+
+def named_targets(targets: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """``(G, T)`` target columns as named ``(G,)`` tensors.
+
+    >>> named_targets(torch.tensor([[0.5, 1.0, 0.0, 2.0]]), PAIR_TARGETS)["head"].tolist()
+    [2.0]
+    """
+    return {name: targets[:, i] for i, name in enumerate(names)}
 
 
 def _split_groups(rewards: torch.Tensor, sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +151,7 @@ def _tokenize_one(tokenizer: Any, prompt: Any, response: str, max_length: int) -
 
 
 @dataclass(frozen=True)
-class PairwiseObjective:
+class PairwiseObjective(_Defaults):
     """Bradley-Terry (``davidson=False``) or Davidson ties on preference pairs."""
 
     heads: tuple[str, ...] = ("score",)
@@ -85,6 +162,7 @@ class PairwiseObjective:
     strength_margins: dict[str, float] | None = None
     strength_weights: dict[str, float] | None = None
     record_kind: str = "preference pairs"
+    streams: ClassVar[bool] = True
 
     def read(self, source: str, split: str, limit: int | None) -> tuple[list[PreferencePair], DropReport]:
         report = DropReport()
@@ -128,30 +206,31 @@ class PairwiseObjective:
             out.append(Example((chosen, rejected), self._pair_targets(pair)))
         return out
 
-    def _chosen_rejected(self, rewards: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _chosen_rejected(self, rewards: torch.Tensor, targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         pairs = rewards.view(-1, 2, *rewards.shape[1:])
         if pairs.dim() == 3:  # (G, 2, K): the head each pair is about
-            head = targets[:, 3].long().to(rewards.device)
+            head = targets["head"].long().to(rewards.device)
             pairs = pairs.gather(2, head.view(-1, 1, 1).expand(-1, 2, 1)).squeeze(-1)
         return pairs[:, 0], pairs[:, 1]
 
     def loss(self, rewards: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        targets = batch["targets"]
+        targets = named_targets(batch["targets"], PAIR_TARGETS)
         chosen, rejected = self._chosen_rejected(rewards, targets)
         if self.davidson:
-            per = losses.davidson_tie_loss(chosen, rejected, targets[:, 2] > 0.5, self.tie_strength)
+            per = losses.davidson_tie_loss(chosen, rejected, targets["tie"] > 0.5, self.tie_strength)
         else:
-            per = losses.bradley_terry_loss(chosen, rejected, targets[:, 0] if self.use_margins else None)
-        per = per * targets[:, 1]
+            per = losses.bradley_terry_loss(chosen, rejected, targets["margin"] if self.use_margins else None)
+        per = per * targets["weight"]
         if self.center_rewards_coef:
             per = per + losses.reward_centering_penalty(chosen, rejected, self.center_rewards_coef)
         return per
 
     def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: str) -> dict[str, float]:
         flat = torch.cat(rewards) if rewards else torch.empty(0)
-        targets = torch.tensor([e.targets for e in examples]) if examples else torch.empty(0, 4)
-        chosen, rejected = self._chosen_rejected(flat, targets) if examples else (flat, flat)
-        strict = targets[:, 2] < 0.5
+        targets = torch.tensor([e.targets for e in examples]) if examples else torch.empty(0, len(PAIR_TARGETS))
+        named = named_targets(targets, PAIR_TARGETS)
+        chosen, rejected = self._chosen_rejected(flat, named) if examples else (flat, flat)
+        strict = named["tie"] < 0.5
         batch = {"targets": targets}
         return {
             "loss": float(self.loss(flat, batch).mean()) if examples else float("nan"),
@@ -170,7 +249,7 @@ def _pearson(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @dataclass(frozen=True)
-class RegressionObjective:
+class RegressionObjective(_Defaults):
     """Pointwise regression to absolute scores (one head per name in ``heads``)."""
 
     heads: tuple[str, ...] = ("score",)
@@ -192,6 +271,9 @@ class RegressionObjective:
         if self.normalizer is not None:
             return self
         return replace(self, normalizer=TargetNormalizer.fit([r.scores for r in records], [r.annotator for r in records], self.normalize))
+
+    def metadata(self) -> dict[str, Any]:
+        return _normalization_metadata(self.normalizer)
 
     def tokenize(self, records: Sequence[ScoredResponse], tokenizer: Any, max_length: int, report: DropReport) -> list[Example]:
         assert self.normalizer is not None, "call fit() first"
@@ -221,12 +303,13 @@ class RegressionObjective:
 
 
 @dataclass(frozen=True)
-class ListwiseObjective:
+class ListwiseObjective(_Defaults):
     """Plackett-Luce over K >= 2 ranked responses per prompt (``top_k`` truncates)."""
 
     top_k: int | None = None
     heads: tuple[str, ...] = ("score",)
     record_kind: str = "ranked lists"
+    streams: ClassVar[bool] = True
 
     def read(self, source: str, split: str, limit: int | None) -> tuple[list[RankedResponses], DropReport]:
         return _read(source, split, limit, to_ranked_responses)
@@ -287,7 +370,7 @@ def derive_pairs(scores: Sequence[float], rule: str = "all", min_gap: float = 0.
 
 
 @dataclass(frozen=True)
-class HybridObjective:
+class HybridObjective(_Defaults):
     """``alpha * regression + (1 - alpha) * BT`` on responses grouped by prompt."""
 
     alpha: float = 0.5
@@ -313,6 +396,9 @@ class HybridObjective:
         flat = [r for g in groups for r in g]
         return replace(self, normalizer=TargetNormalizer.fit([r.scores for r in flat], [r.annotator for r in flat], self.normalize))
 
+    def metadata(self) -> dict[str, Any]:
+        return _normalization_metadata(self.normalizer)
+
     def tokenize(self, groups: Sequence[list[ScoredResponse]], tokenizer: Any, max_length: int, report: DropReport) -> list[Example]:
         assert self.normalizer is not None, "call fit() first"
         out = []
@@ -329,6 +415,9 @@ class HybridObjective:
 
     def pair_count(self, examples: Sequence[Example]) -> int:
         return sum(len(derive_pairs(e.targets, self.pair_rule, self.min_score_gap)) for e in examples)
+
+    def summary(self, examples: Sequence[Example]) -> str | None:
+        return f"hybrid: derived {self.pair_count(examples)} training pairs with rule '{self.pair_rule}' (score gap > {self.min_score_gap})"
 
     def loss(self, rewards: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         grouped, mask = _split_groups(rewards, batch["group_sizes"])
@@ -361,7 +450,7 @@ class HybridObjective:
 
 
 @dataclass(frozen=True)
-class ProcessObjective:
+class ProcessObjective(_Defaults):
     """Process reward model: a score per step, BCE on hard or soft labels, or 3-class cross-entropy.
 
     ``targets`` of an example alternate step positions and labels: ``(pos_1, y_1, pos_2, y_2, ...)``,
@@ -377,10 +466,13 @@ class ProcessObjective:
     heads: tuple[str, ...] = ("step",)
     record_kind: str = "step-labelled solutions"
 
-    def build_model(self, name: str, trust_remote_code: bool = False) -> Any:
+    def build_model(self, name: str, trust_remote_code: bool = False) -> tuple[Any, Any]:
         from ..models.process_reward_model import build_process_reward_model
 
         return build_process_reward_model(name, 3 if self.three_class else 1, trust_remote_code)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"step_separator": self.separator}
 
     def read(self, source: str, split: str, limit: int | None) -> tuple[list[Any], DropReport]:
         from ..data.steps import read_step_solutions
@@ -470,21 +562,29 @@ class ProcessObjective:
         return metrics
 
 
-def make_objective(config: Any) -> Any:
-    """The objective a :class:`~rewardlab.training.config.TrainConfig` names, with its options."""
-    heads = tuple(h.strip() for h in (config.heads or "score").split(",") if h.strip())
-    if config.objective in ("bradley_terry", "davidson"):
-        return PairwiseObjective(heads, config.objective == "davidson", config.use_margins, config.center_rewards_coef,
-                                 config.tie_strength, config.strength_margins, config.strength_weights)
-    if config.objective == "regression":
-        return RegressionObjective(heads, config.regression_loss, config.huber_delta, config.normalize_targets)
-    if config.objective == "plackett_luce":
-        return ListwiseObjective(config.top_k, heads)
-    if config.objective == "hybrid":
-        if len(heads) != 1:
-            raise ConfigError("option 'heads': the hybrid objective trains one head")
-        return HybridObjective(config.hybrid_alpha, config.regression_loss, config.huber_delta, config.pair_rule,
-                               config.min_score_gap, config.normalize_targets, heads=heads)
-    if config.objective in ("prm", "prm_3class"):
-        return ProcessObjective(config.objective == "prm_3class", config.prm_neutral, config.step_separator)
-    raise ConfigError(f"unknown objective {config.objective!r}")
+def _heads(names: str | None) -> tuple[str, ...]:
+    return tuple(h.strip() for h in (names or "score").split(",") if h.strip())
+
+
+_BUILDERS: dict[type, Any] = {
+    BradleyTerryConfig: lambda c: PairwiseObjective(_heads(c.heads), False, c.use_margins, c.center_rewards_coef, 1.0,
+                                                    c.strength_margins, c.strength_weights),
+    DavidsonConfig: lambda c: PairwiseObjective(_heads(c.heads), True, c.use_margins, c.center_rewards_coef, c.tie_strength,
+                                                c.strength_margins, c.strength_weights),
+    RegressionConfig: lambda c: RegressionObjective(_heads(c.heads), c.regression_loss, c.huber_delta, c.normalize_targets),
+    PlackettLuceConfig: lambda c: ListwiseObjective(c.top_k, _heads(c.heads)),
+    HybridConfig: lambda c: HybridObjective(c.hybrid_alpha, c.regression_loss, c.huber_delta, c.pair_rule, c.min_score_gap,
+                                            c.normalize_targets, heads=_heads(c.heads)),
+    ProcessConfig: lambda c: ProcessObjective(c.name == "prm_3class", c.prm_neutral, c.step_separator),
+}
+
+
+def make_objective(config: ObjectiveConfig) -> Objective:
+    """The objective an objective config (``TrainConfig.objective``) describes, with its options.
+
+    >>> make_objective(PlackettLuceConfig(top_k=2)).top_k
+    2
+    """
+    if type(config) not in _BUILDERS:
+        raise ConfigError(f"option 'objective' must be an objective config, got {config!r}")
+    return _BUILDERS[type(config)](config)
