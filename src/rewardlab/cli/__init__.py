@@ -8,6 +8,7 @@
 * ``rewardlab judge``  -> :class:`rewardlab.judges.judge.PairwiseJudge` over a cached client
 * ``rewardlab judge-agreement`` -> :func:`rewardlab.judges.agreement.agreement_summary`
 * ``rewardlab label-steps | bon | bon-curve | beam-search`` -> :mod:`rewardlab.labeling`, :mod:`rewardlab.search`
+* ``rewardlab serve``  -> :func:`rewardlab.serving.app.serve` (``create_app(scorer)`` for ASGI servers)
 * ``rewardlab cache``  -> :func:`rewardlab.data.token_store.list_stores` / ``select_stores`` / ``remove_stores``
 * ``rewardlab demo``   -> :func:`rewardlab.run_demo`
 
@@ -23,7 +24,7 @@ import argparse
 import sys
 
 from ..errors import RewardlabError
-from . import core, evaluate, judges, process
+from . import core, evaluate, judges, process, serve
 
 __all__ = ["build_parser", "main"]
 
@@ -31,7 +32,7 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardlab", description="Train, label, use and check reward models.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (core, evaluate, judges, process):
+    for module in (core, evaluate, judges, process, serve):
         module.register(sub)
     return parser
 

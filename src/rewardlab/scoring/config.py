@@ -19,7 +19,7 @@ from .protocol import Scorer
 
 __all__ = ["IN_PROCESS_OPTIONS", "ScorerConfig", "ScorerKind", "build_scorer", "resolve_kind", "with_options"]
 
-ScorerKind = Literal["auto", "reward", "process", "dpo", "judge"]
+ScorerKind = Literal["auto", "reward", "process", "dpo", "judge", "remote"]
 
 _COMMON = {"model", "kind", "show_progress"}
 IN_PROCESS_OPTIONS = {"device", "precision", "batch_size", "max_length", "trust_remote_code"}
@@ -29,8 +29,9 @@ _OWNED = {
     "process": IN_PROCESS_OPTIONS | {"aggregation"},
     "dpo": IN_PROCESS_OPTIONS | {"reference", "reference_free", "beta", "length_normalize"},
     "judge": {"device", "base_url", "api_key_env", "judge_template", "judge_cache", "max_calls"},
+    "remote": {"batch_size", "api_key_env", "contract"},
 }
-_BATCH_SIZES = {"reward": 32, "process": 16, "dpo": 8}
+_BATCH_SIZES = {"reward": 32, "process": 16, "dpo": 8, "remote": 256}
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,9 @@ class ScorerConfig:
     'reference'), a Hub name, or builtin:minilm / builtin:smollm2."""
     kind: ScorerKind = "auto"
     """'reward' (sequence classification), 'process' (PRM), 'dpo' (implicit reward of a policy); 'auto': 'dpo' when
-    'reference' or 'reference_free' is set, 'judge' (an LLM judge's 1-10 score) when 'base_url' is set, 'process' for
-    a PRM folder (rewardlab.json objective prm, or a token-classification config), else 'reward'."""
+    'reference' or 'reference_free' is set, 'judge' (an LLM judge's 1-10 score) when 'base_url' is set, 'remote' for an
+    http(s):// model (a reward server), 'process' for a PRM folder (rewardlab.json objective prm, or a
+    token-classification config), else 'reward'."""
     device: str | None = None
     """e.g. cpu, cuda, cuda:1 (default: where the model loads, the CPU)."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -106,6 +108,9 @@ class ScorerConfig:
     """LLM judge: an SQLite file caching every call (a rerun asks nothing twice); unset: no cache."""
     max_calls: int | None = None
     """LLM judge: stop with an error after this many backend calls (a budget)."""
+    contract: Literal["rewardlab", "openrlhf"] = "rewardlab"
+    """Remote scorers (model = http://host:port): 'rewardlab' (rewardlab serve's /v1/score) or 'openrlhf' (any
+    server with OpenRLHF's /get_reward; text prompts only)."""
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -127,7 +132,7 @@ class ScorerConfig:
         return {f.name for f in fields(self) if f.name != "model" and getattr(self, f.name) != f.default}
 
 
-def resolve_kind(config: ScorerConfig) -> Literal["reward", "process", "dpo", "judge"]:
+def resolve_kind(config: ScorerConfig) -> Literal["reward", "process", "dpo", "judge", "remote"]:
     """The kind of scorer ``config`` builds (``kind='auto'`` looks at the options and the model folder).
 
     >>> resolve_kind(ScorerConfig(model="policy", reference="ref")), resolve_kind(ScorerConfig(model="no/such-folder"))
@@ -139,6 +144,8 @@ def resolve_kind(config: ScorerConfig) -> Literal["reward", "process", "dpo", "j
         return "dpo"
     if config.base_url is not None:
         return "judge"
+    if config.model.startswith(("http://", "https://")):
+        return "remote"
     folder = Path(config.model)
     meta, hf_config = folder / "rewardlab.json", folder / "config.json"
     if meta.is_file() and json.loads(meta.read_text()).get("objective") in ("prm", "prm_3class"):
@@ -166,6 +173,11 @@ def build_scorer(config: ScorerConfig) -> Scorer:
     if kind == "judge":
         return _build_judge(config)
     batch_size = config.batch_size or _BATCH_SIZES[kind]
+    if kind == "remote":
+        from .remote import RemoteScorer
+
+        key_env = config.api_key_env if "api_key_env" in config.set_options() else None
+        return RemoteScorer(config.model, config.contract, chunk_size=batch_size, api_key_env=key_env)
     if kind == "dpo":
         from .dpo import DPOSettings, load_dpo_scorer
 

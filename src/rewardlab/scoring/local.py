@@ -185,6 +185,24 @@ class LocalScorer:
             raise_if_too_long(ids, self.max_length)
         return ids
 
+    def encode_text(self, text: str) -> list[int] | None:
+        """Token ids of a conversation already rendered to text (the chat template's BOS is in the text; plain
+        models get their own special tokens), or None when it exceeds ``max_length`` (never truncated)."""
+        ids = self.tokenizer(text, add_special_tokens=not getattr(self.tokenizer, "chat_template", None))["input_ids"]
+        return list(ids) if 0 < len(ids) <= self.max_length else None
+
+    def too_long_texts(self, texts: Sequence[str]) -> list[int]:
+        """Indices of rendered texts that do not fit in ``max_length`` (or are empty)."""
+        return [i for i, t in enumerate(texts) if self.encode_text(t) is None]
+
+    def score_texts(self, texts: Sequence[str]) -> list[float]:
+        """Rewards of rendered conversations (see :class:`~rewardlab.scoring.protocol.TextScorer`); one head or ``combine``."""
+        ids = [self.encode_text(t) for t in texts]
+        raise_if_too_long(ids, self.max_length)
+        if len(self.heads) > 1 and self.combine is None:
+            raise ConfigError(f"the model has {len(self.heads)} heads {self.heads}: pass combine=WeightedSum(...) or ConstrainedReward(...)")
+        return [self.combined(row) for row in self.named(self.score_ids(ids))]  # type: ignore[arg-type, misc]
+
     def too_long(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[int]:
         """Indices of responses that cannot fit in ``max_length`` (see :class:`~rewardlab.scoring.protocol.LengthChecked`)."""
         return [i for i, ids in enumerate(self.tokenize(prompts, responses, on_too_long="none")) if ids is None]

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..data.templating import Prompt
 
-__all__ = ["FunctionScorer", "HeadScorer", "LengthChecked", "Scorer"]
+__all__ = ["FunctionScorer", "HeadScorer", "LengthChecked", "Scorer", "TextScorer"]
 
 
 @runtime_checkable
@@ -57,6 +57,20 @@ class HeadScorer(Protocol):
 
     def combined(self, row: dict[str, float]) -> float | None:
         """The one reward of a row of head rewards, or None when the scorer has no combination rule."""
+        ...
+
+
+@runtime_checkable
+class TextScorer(Protocol):
+    """A scorer that can also score whole conversations already rendered to text (OpenRLHF's ``/get_reward``
+    sends ``query`` = prompt + response formatted by the policy's chat template)."""
+
+    def score_texts(self, texts: Sequence[str]) -> list[float]:
+        """Reward per rendered text; a text longer than the scorer's limit raises ``SequenceTooLongError``."""
+        ...
+
+    def too_long_texts(self, texts: Sequence[str]) -> list[int]:
+        """Indices of the texts that cannot be scored whole."""
         ...
 
 

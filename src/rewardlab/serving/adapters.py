@@ -1,0 +1,89 @@
+"""Plug any rewardlab :class:`~rewardlab.scoring.Scorer` into the RL trainers people run.
+
+* TRL: :func:`trl_reward_function` returns a callable for ``GRPOTrainer(reward_funcs=[...])`` (and other
+  TRL trainers that take reward functions): ``f(prompts, completions, **columns) -> list[float]``, prompts
+  and completions as text or as conversations (lists of ``{"role", "content"}``).
+* verl: :func:`compute_score` / :func:`compute_score_batch` follow verl's custom reward function
+  signatures; point ``custom_reward_function.path`` at this file and set ``REWARDLAB_REWARD_URL`` (a
+  ``rewardlab serve`` address) or ``REWARDLAB_REWARD_MODEL`` (a local folder) in the workers' environment.
+* OpenRLHF: ``rewardlab serve`` speaks its ``/get_reward`` contract (``--remote_rm_url http://host:port/get_reward``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ..scoring.protocol import Scorer
+
+__all__ = ["compute_score", "compute_score_batch", "trl_reward_function"]
+
+
+def _completion_text(completion: Any) -> str:
+    """A TRL completion: a string, or a conversation whose assistant turns are the completion."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m["content"] for m in completion if m.get("role") == "assistant") or "".join(m["content"] for m in completion)
+
+
+class _TRLRewardFunction:
+    """``f(prompts, completions, **kwargs) -> list[float]`` over a :class:`Scorer` (see :func:`trl_reward_function`)."""
+
+    def __init__(self, scorer: Scorer, name: str):
+        self.scorer, self.__name__ = scorer, name
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        if len(prompts) != len(completions):
+            raise ValueError(f"got {len(prompts)} prompts but {len(completions)} completions")
+        return [float(r) for r in self.scorer.score(list(prompts), [_completion_text(c) for c in completions])]
+
+
+def trl_reward_function(scorer: Scorer, name: str = "rewardlab") -> Any:
+    """A TRL reward function backed by ``scorer`` (local, remote, ensemble, judge, ...).
+
+    ``name`` is what TRL logs the reward under (``rewards/<name>/mean``).
+
+    >>> from rewardlab.scoring.protocol import FunctionScorer
+    >>> f = trl_reward_function(FunctionScorer(lambda prompt, response: float(len(response))), name="length")
+    >>> f(prompts=["Hi", [{"role": "user", "content": "Hi"}]], completions=["abc", [{"role": "assistant", "content": "ab"}]]), f.__name__
+    ([3.0, 2.0], 'length')
+    """
+    return _TRLRewardFunction(scorer, name)
+
+
+_VERL_SCORER: Scorer | None = None
+
+
+def _verl_scorer() -> Scorer:
+    """One scorer per verl worker process, from ``REWARDLAB_REWARD_URL`` or ``REWARDLAB_REWARD_MODEL``."""
+    global _VERL_SCORER
+    if _VERL_SCORER is None:
+        from ..errors import ConfigError
+        from ..scoring.config import ScorerConfig, build_scorer
+
+        source = os.environ.get("REWARDLAB_REWARD_URL") or os.environ.get("REWARDLAB_REWARD_MODEL")
+        if not source:
+            raise ConfigError("set REWARDLAB_REWARD_URL (a rewardlab serve address) or REWARDLAB_REWARD_MODEL (a model folder)")
+        _VERL_SCORER = build_scorer(ScorerConfig(model=source))
+    return _VERL_SCORER
+
+
+def _verl_prompt(extra_info: Any) -> Any:
+    """The prompt verl hands a reward function: ``extra_info["prompt"]`` or ``["question"]`` (put it there when
+    preparing the dataset; verl passes only the decoded response otherwise), else an empty prompt."""
+    if not isinstance(extra_info, dict):
+        return ""
+    return extra_info.get("prompt", extra_info.get("question", ""))
+
+
+def compute_score(data_source: Any, solution_str: str, ground_truth: Any = None, extra_info: dict | None = None,
+                  **kwargs: Any) -> float:
+    """verl's per-sample custom reward (``custom_reward_function.name=compute_score``)."""
+    return float(_verl_scorer().score([_verl_prompt(extra_info)], [solution_str])[0])
+
+
+def compute_score_batch(data_sources: Sequence[Any], solution_strs: Sequence[str], ground_truths: Sequence[Any],
+                        extra_infos: Sequence[dict | None], **kwargs: Any) -> list[float]:
+    """verl's batched custom reward (``reward_model.reward_manager=batch``): one scorer call for the whole batch."""
+    return [float(r) for r in _verl_scorer().score([_verl_prompt(i) for i in extra_infos], list(solution_strs))]

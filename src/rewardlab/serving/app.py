@@ -1,0 +1,251 @@
+"""``rewardlab serve``: an ASGI reward server (FastAPI on uvicorn) around any :class:`~rewardlab.scoring.Scorer`.
+
+Endpoints:
+
+* ``POST /get_reward``: OpenRLHF's remote-RM contract. Request ``{"query": [texts]}`` or
+  ``{"query": [...], "prompts": [...], "labels": [...]}``; answer ``{"rewards", "scores", "extra_logs"}``.
+  ``query`` is prompt + response already rendered by the policy's chat template: a scorer that reads
+  rendered text (a local RM) scores it as given; any other scorer gets ``(prompt, query[len(prompt):])``,
+  which needs ``prompts`` whose texts start each query.
+* ``POST /v1/score``: ``{"prompts": [text or chat messages], "responses": [texts]}`` ->
+  ``{"rewards", "heads" (per-head values of a multi-head model, else null), "model", "normalization"}``.
+* ``GET /health`` (200 once the model is loaded and warmed, 503 before), ``GET /v1/metadata``.
+
+Requests that arrive within ``batch_window_ms`` are scored as one length-sorted batch by one worker thread
+(:class:`~rewardlab.serving.batcher.DynamicBatcher`). Limits: body size (413), body read time (408),
+items per request and reply length (422 naming the indices; a reply is never truncated), queue size
+(503 + Retry-After), optional bearer token (401).
+
+(No ``from __future__ import annotations`` here: FastAPI reads the handlers' annotations at runtime.)
+"""
+
+
+import asyncio
+import hmac
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import validate_fields
+from ..errors import ConfigError, SequenceTooLongError
+from ..scoring.protocol import HeadScorer, LengthChecked, Scorer, TextScorer
+
+__all__ = ["ServeConfig", "create_app", "serve"]
+
+logger = logging.getLogger("rewardlab.serve")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the reward server listens, batches and limits requests."""
+
+    host: str = "127.0.0.1"
+    """Interface to bind; anything but loopback exposes the model to the network (a warning says so)."""
+    port: int = 8000
+    """TCP port (0: any free port)."""
+    api_key_env: str | None = None
+    """Name of an environment variable holding a bearer token that every request must send (401 otherwise); never logged."""
+    max_body_bytes: int = 8 * 2**20
+    """Largest request body accepted (413 beyond)."""
+    body_timeout_s: float = 30.0
+    """Longest time to receive a request body (408 beyond): a slow client cannot hold a connection open forever."""
+    max_items: int = 4096
+    """Most items (texts or prompt/response pairs) per request (422 beyond)."""
+    max_queue_items: int = 65536
+    """Most items waiting to be scored across requests; beyond it requests get 503 with Retry-After."""
+    batch_window_ms: float = 5.0
+    """How long the batcher waits after a request for others to score with it."""
+    max_batch_items: int = 256
+    """Most items scored in one model call (the scorer still splits them into its own batches)."""
+    retry_after_s: int = 1
+    """The Retry-After a 503 carries."""
+    graceful_shutdown_s: float = 30.0
+    """On SIGTERM, how long in-flight requests get to finish."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        for name in ("max_body_bytes", "max_items", "max_queue_items", "max_batch_items"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"option '{name}' must be >= 1, got {getattr(self, name)}")
+        if self.body_timeout_s <= 0 or self.batch_window_ms < 0:
+            raise ConfigError("option 'body_timeout_s' must be > 0 and 'batch_window_ms' >= 0")
+
+
+class _BodyLimit:
+    """ASGI middleware: read the body with a size cap (413) and a time limit (408) before the app sees it."""
+
+    def __init__(self, app: Any, max_bytes: int, timeout_s: float):
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        from starlette.responses import JSONResponse
+
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, 413)(scope, receive, send)
+        body = bytearray()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
+            except asyncio.TimeoutError:
+                return await JSONResponse({"detail": f"request body not received within {self.timeout_s} s"}, 408,
+                                          headers={"Connection": "close"})(scope, receive, send)
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                return await JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, 413,
+                                          headers={"Connection": "close"})(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        delivered = False
+
+        async def replay() -> dict:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _too_long_detail(items: list[int], max_length: int | None) -> dict[str, Any]:
+    shown = ", ".join(map(str, items[:20])) + (" ..." if len(items) > 20 else "")
+    return {"message": f"{len(items)} item(s) do not fit in max_length={max_length} tokens even without their prompt "
+                       f"(indices {shown}); nothing was truncated", "too_long": items, "max_length": max_length}
+
+
+def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
+    """The FastAPI app serving ``scorer`` (run it with uvicorn, or :func:`serve`).
+
+    The scorer is called from one worker thread only; ``/health`` turns ready after a warm-up call.
+    """
+    from contextlib import asynccontextmanager
+
+    from fastapi import Depends, FastAPI, HTTPException, Request
+    from fastapi.responses import JSONResponse
+
+    from .. import __version__
+    from .batcher import DynamicBatcher, QueueFull
+    from .schema import RewardRequest, ScoreRequest
+
+    described = scorer.describe()
+    heads = list(scorer.heads) if isinstance(scorer, HeadScorer) else []
+    multi = len(heads) > 1
+    combined = multi and isinstance(scorer, HeadScorer) and scorer.combined({h: 0.0 for h in heads}) is not None
+    settings = described.get("settings", {})
+    max_length = scorer.max_length if isinstance(scorer, LengthChecked) else None
+
+    def score_batch(kind: str, items: list[Any]) -> list[Any]:
+        if kind == "texts":
+            return [(value, None) for value in scorer.score_texts(items)]  # type: ignore[attr-defined]
+        prompts, responses = [p for p, _ in items], [r for _, r in items]
+        if multi:
+            rows = scorer.score_named(prompts, responses)  # type: ignore[attr-defined]
+            return [(scorer.combined(row), row) for row in rows]  # type: ignore[attr-defined]
+        return [(value, None) for value in scorer.score(prompts, responses)]
+
+    batcher = DynamicBatcher(score_batch, config.batch_window_ms / 1000, config.max_batch_items, config.max_queue_items)
+    state = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        batcher.start()
+        await batcher.run_in_worker(lambda: score_batch("pairs", [("Hello", "Hi! How can I help?")]))  # warm-up
+        state["ready"] = True
+        yield
+        state["ready"] = False
+        await batcher.stop()  # uvicorn stops accepting first; what is queued still gets its answer
+
+    app = FastAPI(title="rewardlab reward server", version=__version__, lifespan=lifespan)
+    key = os.environ.get(config.api_key_env) if config.api_key_env else None
+    if config.api_key_env and not key:
+        raise ConfigError(f"environment variable {config.api_key_env} (the server's API key) is not set")
+
+    def authorize(request: Request) -> None:
+        if key is None:
+            return
+        sent = request.headers.get("authorization", "")
+        if not (sent.startswith("Bearer ") and hmac.compare_digest(sent[7:].encode(), key.encode())):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    def check_count(n: int, field: str) -> None:
+        if n > config.max_items:
+            raise HTTPException(422, f"'{field}' has {n} items; this server takes at most {config.max_items} per request")
+
+    async def run(kind: str, items: list[Any]) -> list[Any]:
+        try:
+            return await batcher.submit(kind, items)
+        except QueueFull as err:
+            raise HTTPException(503, f"server busy: {err}", headers={"Retry-After": str(config.retry_after_s)}) from None
+        except SequenceTooLongError as err:  # a scorer without a length pre-check
+            raise HTTPException(422, _too_long_detail(list(err.items), err.max_length)) from None
+
+    @app.get("/health")
+    async def health() -> Any:
+        return JSONResponse({"status": "ok" if state["ready"] else "loading"}, 200 if state["ready"] else 503)
+
+    @app.get("/v1/metadata", dependencies=[Depends(authorize)])
+    async def metadata() -> Any:
+        return {"model": described.get("model"), "kind": described.get("kind"), "heads": heads or None,
+                "combined": combined if multi else None, "max_length": max_length,
+                "pooling": settings.get("pooling"), "precision": settings.get("dtype"), "normalization": settings.get("normalize"),
+                "version": __version__, "scorer": described,
+                "limits": {"max_items": config.max_items, "max_body_bytes": config.max_body_bytes}}
+
+    @app.post("/v1/score", dependencies=[Depends(authorize)])
+    async def score(request: ScoreRequest) -> Any:
+        if len(request.prompts) != len(request.responses):
+            raise HTTPException(422, f"got {len(request.prompts)} prompts but {len(request.responses)} responses")
+        check_count(len(request.prompts), "prompts")
+        prompts = [p if isinstance(p, str) else [m.model_dump() for m in p] for p in request.prompts]
+        if isinstance(scorer, LengthChecked):
+            bad = await asyncio.to_thread(scorer.too_long, prompts, request.responses)
+            if bad:
+                raise HTTPException(422, _too_long_detail(bad, max_length))
+        results = await run("pairs", list(zip(prompts, request.responses)))
+        return {"rewards": [r for r, _ in results], "heads": {h: [row[h] for _, row in results] for h in heads} if multi else None,
+                "model": described.get("model"), "normalization": settings.get("normalize")}
+
+    @app.post("/get_reward", dependencies=[Depends(authorize)])
+    async def get_reward(request: RewardRequest) -> Any:
+        check_count(len(request.query), "query")
+        if multi and not combined:
+            raise HTTPException(422, f"the model has heads {heads}: start the server with --weights or --primary to get one reward")
+        if isinstance(scorer, TextScorer):
+            bad = await asyncio.to_thread(scorer.too_long_texts, request.query)
+            if bad:
+                raise HTTPException(422, _too_long_detail(bad, max_length))
+            results = await run("texts", list(request.query))
+        else:
+            if request.prompts is None or len(request.prompts) != len(request.query):
+                raise HTTPException(422, "this scorer needs 'prompts' (one per query) to split each query into prompt and response")
+            unmatched = [i for i, (q, p) in enumerate(zip(request.query, request.prompts)) if not q.startswith(p)]
+            if unmatched:
+                raise HTTPException(422, f"queries {unmatched[:20]} do not start with their prompt")
+            results = await run("pairs", [(p, q[len(p):]) for q, p in zip(request.query, request.prompts)])
+        rewards = [r for r, _ in results]
+        extra = {h: [row[h] for _, row in results] for h in heads} if multi else {}
+        return {"rewards": rewards, "scores": rewards, "extra_logs": extra}
+
+    app.add_middleware(_BodyLimit, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
+    app.state.batcher = batcher
+    return app
+
+
+def serve(scorer: Scorer, config: ServeConfig = ServeConfig()) -> None:
+    """Serve ``scorer`` with uvicorn until SIGINT/SIGTERM (in-flight requests finish first)."""
+    import uvicorn
+
+    if config.host not in LOOPBACK:
+        logger.warning("binding %s: the reward server is reachable from the network%s", config.host,
+                       "" if config.api_key_env else " without an API key (--api-key-env)")
+    uvicorn.run(create_app(scorer, config), host=config.host, port=config.port, log_level="info",
+                timeout_graceful_shutdown=config.graceful_shutdown_s, timeout_keep_alive=5)

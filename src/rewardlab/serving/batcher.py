@@ -1,0 +1,112 @@
+"""Dynamic batching across concurrent requests: requests arriving within a short window are scored together
+by one worker thread, so they never fight over cores or the GPU; a bounded queue gives back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["DynamicBatcher", "QueueFull"]
+
+
+class QueueFull(RuntimeError):
+    """More items are waiting than the queue holds; the server answers 503 with Retry-After."""
+
+
+@dataclass
+class _Job:
+    kind: str  # jobs of one kind are scored together ("pairs", "texts")
+    items: Sequence[Any]
+    future: asyncio.Future = field(repr=False)
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+class DynamicBatcher:
+    """Collect jobs for up to ``window_s`` after the first one (or until ``max_batch_items``), then run
+    ``score(kind, items)`` once in a single worker thread and hand each job its slice of the results.
+
+    ``max_queue_items`` bounds the items waiting; :meth:`submit` raises :class:`QueueFull` beyond it.
+    A failure of the batch is set on every job in it (the server validates requests before queuing them).
+    """
+
+    def __init__(self, score: Callable[[str, list[Any]], list[Any]], window_s: float = 0.005, max_batch_items: int = 256,
+                 max_queue_items: int = 8192):
+        self.score, self.window_s = score, window_s
+        self.max_batch_items, self.max_queue_items = max_batch_items, max_queue_items
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._waiting_items = 0
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardlab-scorer")
+        self._task: asyncio.Task | None = None
+        self.batches = 0  # model calls so far
+        self.items = 0
+
+    def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop (graceful shutdown)."""
+        while self._queue is not None and (not self._queue.empty() or self._waiting_items):
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+        self._worker.shutdown(wait=True)
+
+    async def run_in_worker(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the scoring thread (e.g. the warm-up call), in turn with the batches."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn)
+
+    async def submit(self, kind: str, items: Sequence[Any]) -> list[Any]:
+        if self._queue is None:
+            raise RuntimeError("the batcher is not started")
+        if self._waiting_items + len(items) > self.max_queue_items:
+            raise QueueFull(f"{self._waiting_items} items are waiting (queue holds {self.max_queue_items})")
+        future = asyncio.get_running_loop().create_future()
+        self._waiting_items += len(items)
+        await self._queue.put(_Job(kind, items, future))
+        return await future
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        pending: list[_Job] = []
+        while True:
+            first = pending.pop(0) if pending else await self._queue.get()
+            batch, size = [first], len(first.items)
+            deadline = asyncio.get_running_loop().time() + self.window_s
+            while size < self.max_batch_items:
+                timeout = deadline - asyncio.get_running_loop().time()
+                if timeout <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), timeout)
+                except asyncio.TimeoutError:
+                    break
+                if job.kind != first.kind or size + len(job.items) > self.max_batch_items:
+                    pending.append(job)  # next batch
+                    break
+                batch.append(job)
+                size += len(job.items)
+            await self._score_batch(batch)
+
+    async def _score_batch(self, batch: list[_Job]) -> None:
+        items = [item for job in batch for item in job.items]
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self._worker, self.score, batch[0].kind, items)
+        except Exception as err:  # noqa: BLE001 - handed to every waiting request
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(err)
+        else:
+            start = 0
+            for job in batch:
+                if not job.future.done():  # a client that went away
+                    job.future.set_result(results[start : start + len(job.items)])
+                start += len(job.items)
+        finally:
+            self._waiting_items -= len(items)
+            self.batches += 1
+            self.items += len(items)
