@@ -11,7 +11,8 @@ SRC = Path(rewardlab.__file__).parent
 
 
 def test_import_rewardlab_does_not_load_heavy_dependencies():
-    code = ("import sys, rewardlab; heavy = [m for m in ('torch', 'transformers', 'accelerate', 'datasets', 'matplotlib')"
+    code = ("import sys, rewardlab, rewardlab.scoring, rewardlab.serving; heavy = [m for m in ('torch', 'transformers', "
+            "'accelerate', 'datasets', 'matplotlib', 'fastapi', 'uvicorn', 'httpx', 'trl')"
             " if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
@@ -48,6 +49,7 @@ LAYERS = {
     "evaluation": {"data", "errors", "config", "metrics", "models", "scoring"},
     "training": {"data", "errors", "config", "devices", "losses", "metrics", "models", "evaluation"},
     "demo": {"data", "errors", "metrics", "scoring", "training"},
+    "serving": {"data", "errors", "config", "scoring"},
     "cli": None,  # the entry points may use every part
 }
 
@@ -60,7 +62,7 @@ def _package_imports(source: str, parts: tuple[str, ...]) -> set[str]:
             base = list(parts[: len(parts) - node.level])  # the package the relative import starts from
             target = base + (node.module.split(".") if node.module else [])
             names = [target] if node.module else [base + [alias.name] for alias in node.names]
-            found.update(t[0] for t in names if t)
+            found.update(t[0] for t in names if t and not t[0].startswith("__"))  # `from .. import __version__`
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rewardlab."):
             found.add(node.module.split(".")[1])
         elif isinstance(node, ast.Import):

@@ -143,7 +143,14 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
     settings = described.get("settings", {})
     max_length = scorer.max_length if isinstance(scorer, LengthChecked) else None
 
-    def score_batch(kind: str, items: list[Any]) -> list[Any]:
+    def too_long(kind: str, items: list[Any]) -> list[int]:
+        if kind == "texts":
+            return scorer.too_long_texts(items)  # type: ignore[attr-defined]
+        if isinstance(scorer, LengthChecked):
+            return scorer.too_long([p for p, _ in items], [r for _, r in items])
+        return []
+
+    def score_items(kind: str, items: list[Any]) -> list[Any]:
         if kind == "texts":
             return [(value, None) for value in scorer.score_texts(items)]  # type: ignore[attr-defined]
         prompts, responses = [p for p, _ in items], [r for _, r in items]
@@ -152,13 +159,23 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
             return [(scorer.combined(row), row) for row in rows]  # type: ignore[attr-defined]
         return [(value, None) for value in scorer.score(prompts, responses)]
 
+    def score_batch(kind: str, groups: list[list[Any]]) -> list[Any]:
+        """Per request: its results, or the too-long error that request alone gets; one scorer call for the rest."""
+        answers: list[Any] = []
+        for items in groups:
+            bad = too_long(kind, items)
+            answers.append(SequenceTooLongError("too long", tuple(bad), max_length) if bad else None)
+        valid = [items for items, answer in zip(groups, answers) if answer is None]
+        results = iter(score_items(kind, [item for items in valid for item in items]))
+        return [answer if answer is not None else [next(results) for _ in items] for items, answer in zip(groups, answers)]
+
     batcher = DynamicBatcher(score_batch, config.batch_window_ms / 1000, config.max_batch_items, config.max_queue_items)
     state = {"ready": False}
 
     @asynccontextmanager
     async def lifespan(app: Any) -> Any:
         batcher.start()
-        await batcher.run_in_worker(lambda: score_batch("pairs", [("Hello", "Hi! How can I help?")]))  # warm-up
+        await batcher.run_in_worker(lambda: score_items("pairs", [("Hello", "Hi! How can I help?")]))  # warm-up
         state["ready"] = True
         yield
         state["ready"] = False
@@ -185,7 +202,7 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
             return await batcher.submit(kind, items)
         except QueueFull as err:
             raise HTTPException(503, f"server busy: {err}", headers={"Retry-After": str(config.retry_after_s)}) from None
-        except SequenceTooLongError as err:  # a scorer without a length pre-check
+        except SequenceTooLongError as err:  # found by the length check, or by a scorer without one
             raise HTTPException(422, _too_long_detail(list(err.items), err.max_length)) from None
 
     @app.get("/health")
@@ -206,10 +223,6 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
             raise HTTPException(422, f"got {len(request.prompts)} prompts but {len(request.responses)} responses")
         check_count(len(request.prompts), "prompts")
         prompts = [p if isinstance(p, str) else [m.model_dump() for m in p] for p in request.prompts]
-        if isinstance(scorer, LengthChecked):
-            bad = await asyncio.to_thread(scorer.too_long, prompts, request.responses)
-            if bad:
-                raise HTTPException(422, _too_long_detail(bad, max_length))
         results = await run("pairs", list(zip(prompts, request.responses)))
         return {"rewards": [r for r, _ in results], "heads": {h: [row[h] for _, row in results] for h in heads} if multi else None,
                 "model": described.get("model"), "normalization": settings.get("normalize")}
@@ -220,9 +233,6 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
         if multi and not combined:
             raise HTTPException(422, f"the model has heads {heads}: start the server with --weights or --primary to get one reward")
         if isinstance(scorer, TextScorer):
-            bad = await asyncio.to_thread(scorer.too_long_texts, request.query)
-            if bad:
-                raise HTTPException(422, _too_long_detail(bad, max_length))
             results = await run("texts", list(request.query))
         else:
             if request.prompts is None or len(request.prompts) != len(request.query):
