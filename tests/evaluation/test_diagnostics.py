@@ -78,7 +78,7 @@ def test_diagnose_and_ratings_cli(tiny_llama_dir, tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["diagnose", "--model", str(tmp_path / "rm"), "--data", str(data), "--output-dir", str(tmp_path / "dg"),
-                 "--compare", str(data), "--ensemble", str(tmp_path / "rm")]) == 0
+                 "--compare", str(data), "--ensemble", str(tmp_path / "rm"), "--ensemble-scale", "none"]) == 0
     result = json.loads((tmp_path / "dg" / "results.json").read_text())
     assert {"length_bias", "probes", "shift", "ensemble"} <= set(result) and result["shift"]["ks_statistic"] == 0.0
     assert result["ensemble"]["mean_item_std"] == pytest.approx(0.0, abs=1e-5)  # a model agrees with itself

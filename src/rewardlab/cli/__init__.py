@@ -9,6 +9,7 @@
 * ``rewardlab judge-agreement`` -> :func:`rewardlab.judges.agreement.agreement_summary`
 * ``rewardlab label-steps | bon | bon-curve | beam-search`` -> :mod:`rewardlab.labeling`, :mod:`rewardlab.search`
 * ``rewardlab serve``  -> :func:`rewardlab.serving.app.serve` (``create_app(scorer)`` for ASGI servers)
+* ``rewardlab kl``     -> :meth:`rewardlab.scoring.dpo.DPOScorer.kl_to_reference` (estimators in :mod:`rewardlab.control`)
 * ``rewardlab cache``  -> :func:`rewardlab.data.token_store.list_stores` / ``select_stores`` / ``remove_stores``
 * ``rewardlab demo``   -> :func:`rewardlab.run_demo`
 
@@ -24,7 +25,7 @@ import argparse
 import sys
 
 from ..errors import RewardlabError
-from . import core, evaluate, judges, process, serve
+from . import control, core, evaluate, judges, process, serve
 
 __all__ = ["build_parser", "main"]
 
@@ -32,7 +33,7 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardlab", description="Train, label, use and check reward models.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (core, evaluate, judges, process, serve):
+    for module in (core, evaluate, judges, process, serve, control):
         module.register(sub)
     return parser
 

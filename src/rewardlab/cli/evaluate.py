@@ -45,16 +45,22 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     items = read_benchmark(args.data, args.split)
     results: dict[str, Any] = {"data": args.data, "length_bias": length_bias(scorer, items, args.tie_policy),
                                "probes": run_probes(scorer, items, load_probes(args.probes))}
+    from ..scoring.length import LengthDebiased, LengthPenalty
+
+    if isinstance(scorer, (LengthPenalty, LengthDebiased)):  # the length correlation before the control, beside after
+        results["length_bias_without_length_control"] = length_bias(scorer.scorer, items, args.tie_policy)
     if args.compare:
         other = read_benchmark(args.compare, args.split)
         mine = scorer.score([i.prompt for i in items], [i.chosen for i in items])
         theirs = scorer.score([i.prompt for i in other], [i.chosen for i in other])
         results["shift"] = distribution_shift(mine, theirs)
-    if args.ensemble:
-        from ..evaluation.diagnostics import ensemble_disagreement
+    from ..scoring.ensemble import EnsembleScorer
 
-        members = [scorer] + [build_scorer(args, model=path) for path in args.ensemble.split(",")]
-        results["ensemble"] = ensemble_disagreement(members, [i.prompt for i in items], [i.chosen for i in items])
+    inner = scorer.scorer if isinstance(scorer, (LengthPenalty, LengthDebiased)) else scorer
+    if isinstance(inner, EnsembleScorer):  # --ensemble: how much the members disagree on these replies
+        from ..evaluation.diagnostics import member_disagreement
+
+        results["ensemble"] = member_disagreement(inner.raw_members([i.prompt for i in items], [i.chosen for i in items]))
     report = write_report(results, args.output_dir, title=f"rewardlab diagnose: {args.model}")
     flags = {"length_bias": results["length_bias"]["flagged"],
              **{k: v["flagged"] for k, v in results["probes"].items() if "flagged" in v}}
@@ -96,7 +102,6 @@ def register(sub: Any) -> None:
     p.add_argument("--split", default="train")
     p.add_argument("--probes", default=None, help="a folder of extra probe templates (*.json), added to the built-in ones")
     p.add_argument("--compare", default=None, help="a second set of pairs: compare the reward distributions of their chosen replies")
-    p.add_argument("--ensemble", default=None, help="comma-separated reward-model folders: report their disagreement with --model")
     p.add_argument("--tie-policy", choices=["half", "zero", "exclude"], default="half")
     p.set_defaults(func=_cmd_diagnose)
 

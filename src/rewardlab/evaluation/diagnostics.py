@@ -25,7 +25,8 @@ from ..metrics import pairwise_accuracy
 from ..scoring.protocol import Scorer
 from .benchmark import BenchmarkItem, item_scores
 
-__all__ = ["Probe", "distribution_shift", "ensemble_disagreement", "length_bias", "load_probes", "perturb", "run_probes"]
+__all__ = ["Probe", "distribution_shift", "ensemble_disagreement", "length_bias", "load_probes", "member_disagreement", "perturb",
+           "run_probes"]
 
 LENGTH_SPEARMAN_FLAG = 0.5
 LENGTH_GAP_FLAG = 0.3
@@ -164,15 +165,23 @@ def ensemble_disagreement(scorers: Sequence[Scorer], prompts: Sequence[Any], res
     >>> ensemble_disagreement([length, length], ["q"] * 3, ["a", "bb", "ccc"])["mean_item_std"]
     0.0
     """
-    from scipy import stats
-
     if len(scorers) < 2:
         raise ConfigError("ensemble disagreement needs at least two scorers")
-    rewards = np.array([np.asarray(s.score(list(prompts), list(responses)), dtype=float) for s in scorers])
+    return member_disagreement(np.array([np.asarray(s.score(list(prompts), list(responses)), dtype=float) for s in scorers]))
+
+
+def member_disagreement(rewards: np.ndarray) -> dict[str, Any]:
+    """:func:`ensemble_disagreement` from member rewards ``(K, N)`` (e.g. an ``EnsembleScorer``'s ``raw_members``).
+
+    >>> member_disagreement(np.array([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]]))["mean_pairwise_spearman"]
+    -1.0
+    """
+    from scipy import stats
+
     z = (rewards - rewards.mean(1, keepdims=True)) / np.where(rewards.std(1, keepdims=True) > 0, rewards.std(1, keepdims=True), 1.0)
     item_std = z.std(0)
-    pairs = [(i, j) for i in range(len(scorers)) for j in range(i + 1, len(scorers))]
+    pairs = [(i, j) for i in range(rewards.shape[0]) for j in range(i + 1, rewards.shape[0])]
     rho = [float(stats.spearmanr(rewards[i], rewards[j]).statistic) for i, j in pairs]
-    return {"members": len(scorers), "items": int(rewards.shape[1]), "mean_item_std": float(item_std.mean()),
+    return {"members": int(rewards.shape[0]), "items": int(rewards.shape[1]), "mean_item_std": float(item_std.mean()),
             "max_item_std": float(item_std.max()), "mean_pairwise_spearman": float(np.nanmean(rho)),
             "item_std": item_std.tolist()}

@@ -21,7 +21,8 @@ __all__ = ["IN_PROCESS_OPTIONS", "ScorerConfig", "ScorerKind", "build_scorer", "
 
 ScorerKind = Literal["auto", "reward", "process", "dpo", "judge", "remote"]
 
-_COMMON = {"model", "kind", "show_progress"}
+_COMMON = {"model", "kind", "show_progress", "ensemble", "ensemble_aggregate", "ensemble_lambda", "ensemble_scale",
+           "ensemble_reference", "length_penalty", "length_penalty_mode", "length_debias", "length_unit", "length_reference"}
 IN_PROCESS_OPTIONS = {"device", "precision", "batch_size", "max_length", "trust_remote_code"}
 _OWNED = {
     "reward": IN_PROCESS_OPTIONS | {"layout", "max_batch_tokens", "share_prefix", "normalize", "original_scale", "weights", "primary",
@@ -108,6 +109,27 @@ class ScorerConfig:
     """LLM judge: an SQLite file caching every call (a rerun asks nothing twice); unset: no cache."""
     max_calls: int | None = None
     """LLM judge: stop with an error after this many backend calls (a budget)."""
+    ensemble: str | None = None
+    """Comma-separated further models: score with the ensemble of 'model' and these (each built with the options above)."""
+    ensemble_aggregate: Literal["mean", "min", "mean_minus_std", "uncertainty_weighted"] = "mean"
+    """Ensembles: mean, min (worst case), mean - lambda*std, or mean - lambda*var (uncertainty-weighted); docs/control.md."""
+    ensemble_lambda: float = 1.0
+    """Ensembles: lambda of mean_minus_std and uncertainty_weighted."""
+    ensemble_scale: Literal["saved", "reference", "none"] = "saved"
+    """Ensembles: put members on one scale with their saved reward mean/std ('saved'), by z-scores on
+    'ensemble_reference' ('reference'), or not at all."""
+    ensemble_reference: str | None = None
+    """Ensembles with scale 'reference': a file of {prompt, response} (or pair) records to z-score members on."""
+    length_penalty: float | None = None
+    """Subtract alpha * length (absolute) or alpha * z-scored length (normalized) from every reward."""
+    length_penalty_mode: Literal["absolute", "normalized"] = "absolute"
+    """Length penalty on the raw length, or on the length z-scored with 'length_reference' statistics."""
+    length_debias: bool = False
+    """Remove the reward's linear length component, fitted on 'length_reference' (docs/control.md)."""
+    length_unit: Literal["words", "chars"] = "words"
+    """How length is counted for length_penalty and length_debias."""
+    length_reference: str | None = None
+    """A file of {prompt, response} (or pair) records: length statistics for normalized penalties and the debias fit."""
     contract: Literal["rewardlab", "openrlhf"] = "rewardlab"
     """Remote scorers (model = http://host:port): 'rewardlab' (rewardlab serve's /v1/score) or 'openrlhf' (any
     server with OpenRLHF's /get_reward; text prompts only)."""
@@ -126,6 +148,13 @@ class ScorerConfig:
             raise ConfigError("option 'thresholds' needs 'primary' (the head to maximize under the constraints)")
         if self.beta <= 0:
             raise ConfigError(f"option 'beta' must be > 0, got {self.beta}")
+        if self.ensemble_scale == "reference" and self.ensemble is not None and self.ensemble_reference is None:
+            raise ConfigError("option 'ensemble_scale' reference needs 'ensemble_reference' (a file to z-score members on)")
+        if (self.length_debias or self.length_penalty_mode == "normalized" and self.length_penalty is not None) \
+                and self.length_reference is None:
+            raise ConfigError("length_debias and a normalized length_penalty need 'length_reference' (a file of responses)")
+        if self.length_debias and self.length_penalty is not None:
+            raise ConfigError("options 'length_debias' and 'length_penalty' are two length controls: give one")
 
     def set_options(self) -> set[str]:
         """Names of the options that differ from their defaults."""
@@ -166,8 +195,41 @@ def _check_owned(config: ScorerConfig, kind: str) -> None:
 
 
 def build_scorer(config: ScorerConfig) -> Scorer:
-    """The :class:`Scorer` that ``config`` describes: a :class:`~rewardlab.scoring.local.LocalScorer`,
-    :class:`~rewardlab.scoring.process.ProcessScorer` or :class:`~rewardlab.scoring.dpo.DPOScorer`."""
+    """The :class:`Scorer` that ``config`` describes: a local RM, PRM, DPO policy, judge or remote server, as an
+    ensemble with 'ensemble', and wrapped by a length penalty or debias when asked."""
+    from .files import read_reference
+
+    scorer: Any
+    if config.ensemble is not None:
+        from .ensemble import EnsembleScorer
+
+        models = [config.model, *[m.strip() for m in config.ensemble.split(",") if m.strip()]]
+        saved = config.ensemble_scale == "saved"
+        configs = [replace(config, model=m, ensemble=None, normalize=saved or config.normalize) for m in models]
+        if saved and any(resolve_kind(c) != "reward" for c in configs):
+            raise ConfigError("ensemble_scale 'saved' needs reward-model members (their saved reward mean/std); "
+                              "use ensemble_scale 'reference' with ensemble_reference")
+        members = [_build_one(c) for c in configs]
+        scorer = EnsembleScorer(members, config.ensemble_aggregate, config.ensemble_lambda, config.ensemble_scale, names=models)
+        if config.ensemble_scale == "reference":
+            scorer.fit_scale(*read_reference(config.ensemble_reference))  # type: ignore[arg-type]
+    else:
+        scorer = _build_one(config)
+    if config.length_penalty is not None:
+        from .length import LengthPenalty
+
+        scorer = LengthPenalty(scorer, config.length_penalty, config.length_penalty_mode, config.length_unit)
+        if config.length_penalty_mode == "normalized":
+            scorer.fit(read_reference(config.length_reference)[1])  # type: ignore[arg-type]
+    elif config.length_debias:
+        from .length import LengthDebiased
+
+        scorer = LengthDebiased(scorer, config.length_unit).fit(*read_reference(config.length_reference))  # type: ignore[arg-type]
+    return scorer
+
+
+def _build_one(config: ScorerConfig) -> Scorer:
+    """One scorer of the configured kind (no ensemble, no length wrapper)."""
     kind = resolve_kind(config)
     _check_owned(config, kind)
     if kind == "judge":

@@ -88,6 +88,42 @@ class DPOScorer:
         return [i for i, e in enumerate(encode_all(self._encode, prompts, responses)) if e is None]
 
     @torch.inference_mode()
+    def token_logprobs(self, model: Any, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[torch.Tensor]:
+        """Per response token ``log p(token | prefix)`` under ``model``: one ``(T_i,)`` tensor per item, in input order."""
+        encoded = encode_all(self._encode, prompts, responses)
+        raise_if_too_long(encoded, self.max_length)
+
+        def forward(idx: list[int]) -> list[torch.Tensor]:
+            ids, mask = pad_sequences([encoded[i][0] for i in idx], self.tokenizer.pad_token_id)  # type: ignore[index]
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            logps = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
+            logps = logps.gather(-1, ids[:, 1:, None]).squeeze(-1).cpu()
+            return [logps[row, max(encoded[i][1], 1) - 1 : len(encoded[i][0]) - 1] for row, i in enumerate(idx)]  # type: ignore[index]
+
+        return run_batches([len(e[0]) for e in encoded], forward, self.batch_size, show_progress=self.show_progress)  # type: ignore[index]
+
+    def kl_to_reference(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> dict[str, Any]:
+        """How far the policy is from the reference on these responses (sampled from the policy): per-sequence KL
+        ``sum_t k(t)`` for the k1 and k3 estimators (:mod:`rewardlab.control`), their means with standard errors,
+        and the KL per token."""
+        import math
+
+        from ..control import sequence_kl
+
+        if self.reference is None:
+            raise ValueError("a KL needs a reference model")
+        policy, reference = self.token_logprobs(self.policy, prompts, responses), self.token_logprobs(self.reference, prompts, responses)
+        out: dict[str, Any] = {"sequences": len(policy), "tokens": int(sum(p.numel() for p in policy))}
+        for estimator in ("k1", "k3"):
+            per_seq = torch.tensor([float(sequence_kl(p[None], r[None], estimator)[0]) for p, r in zip(policy, reference)])
+            n = max(per_seq.numel(), 1)
+            out[f"{estimator}_mean"] = float(per_seq.mean()) if per_seq.numel() else float("nan")
+            out[f"{estimator}_stderr"] = float(per_seq.std() / math.sqrt(n)) if per_seq.numel() > 1 else float("nan")
+            out[f"{estimator}_per_token"] = float(per_seq.sum() / max(out["tokens"], 1))
+            out[f"{estimator}_per_sequence"] = per_seq.tolist()
+        return out
+
+    @torch.inference_mode()
     def logprobs(self, model: Any, prompts: Sequence[Prompt], responses: Sequence[str]) -> torch.Tensor:
         """Response log-probabilities under ``model``, ``(N,)``, in input order."""
         encoded = encode_all(self._encode, prompts, responses)

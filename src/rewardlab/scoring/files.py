@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import ConfigError, DataFormatError, SequenceTooLongError
 from .protocol import HeadScorer, LengthChecked, Scorer
 
-__all__ = ["SCORE_CHUNK_RECORDS", "ScoreFileResult", "score_file"]
+__all__ = ["SCORE_CHUNK_RECORDS", "ScoreFileResult", "read_reference", "score_file"]
 
 SCORE_CHUNK_RECORDS = 4096
 """:func:`score_file` (``rewardlab score``) reads, scores and writes this many records at a time: memory stays flat with
@@ -59,6 +59,19 @@ def _chunks(data: str, split: str, skip: int = 0) -> Iterator[list[tuple[str, An
     records = islice(iter_records(data, split), skip, None)
     while chunk := list(islice(records, SCORE_CHUNK_RECORDS)):
         yield chunk
+
+
+def read_reference(data: str | os.PathLike, split: str = "train") -> tuple[list[Any], list[str]]:
+    """``(prompts, responses)`` of a reference set: every {prompt, response} / {messages} record, both sides of a pair."""
+    prompts: list[Any] = []
+    responses: list[str] = []
+    for chunk in _chunks(str(data), split):
+        for item in _items(chunk)[1]:
+            prompts.append(item.prompt)
+            responses.append(item.response)
+    if not responses:
+        raise DataFormatError(str(data), "the reference set has no records")
+    return prompts, responses
 
 
 def _completed_lines(out: Path) -> int:

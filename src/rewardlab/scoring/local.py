@@ -150,7 +150,8 @@ class LocalScorer:
         self.metadata = metadata or RewardModelMetadata(pooling=model.pooling, max_length=max_length)
         self.show_progress = show_progress
         if normalize and (self.metadata.reward_mean is None or not self.metadata.reward_std):
-            raise ConfigError("normalize=True needs reward_mean and reward_std in the model's metadata")
+            raise ConfigError(f"normalize=True (also what ensemble_scale 'saved' does) needs reward_mean and reward_std in the "
+                              f"model's metadata ({source or 'this model'} has none); use ensemble_scale 'reference'")
         self.normalize = normalize
         self.combine = combine
         if original_scale and not self.metadata.target_normalization:
