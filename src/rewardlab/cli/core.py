@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import RewardlabError
 from .common import add_scorer_flags, add_train_flags, build_scorer, train_config_from_args
 
 __all__ = ["register"]
@@ -33,9 +34,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    from ..demo import run_demo, run_ensemble_demo
 
-    run_demo(output_dir=args.output_dir, data=args.data, model=args.model, max_steps=args.max_steps)
+    if args.ensemble > 1:
+        if args.data:
+            raise RewardlabError("demo --ensemble runs on the built-in data (its OOD comparison needs it): drop --data")
+        run_ensemble_demo(output_dir=args.output_dir, model=args.model, members=args.ensemble, max_steps=args.max_steps)
+    else:
+        run_demo(output_dir=args.output_dir, data=args.data, model=args.model, max_steps=args.max_steps)
     return 0
 
 
@@ -97,5 +103,7 @@ def register(sub: Any) -> None:
     p.add_argument("--output-dir", default=None, help="where to write data and the model (default: a temp folder)")
     p.add_argument("--data", default=None, help="real preference data instead of the built-in set")
     p.add_argument("--model", default="builtin:minilm", help="backbone (default: builtin:minilm)")
-    p.add_argument("--max-steps", type=int, default=150)
+    p.add_argument("--max-steps", type=int, default=150, help="optimizer steps (default: 150)")
+    p.add_argument("--ensemble", type=int, default=1, help="K > 1: train a K-head bootstrap ensemble and compare its spread on "
+                                                             "held-out vs out-of-distribution replies (default: 1)")
     p.set_defaults(func=_cmd_demo)

@@ -75,6 +75,10 @@ class RewardModelMetadata:
     """Calibration temperature fitted by ``rewardlab eval --save-temperature``: P(a > b) = sigmoid((r_a - r_b) / T)."""
     base_model: str = ""
     """The backbone the model was trained from."""
+    ensemble: Literal["none", "heads"] = "none"
+    """``heads``: the heads are bootstrap members of one ensemble (scored as an ensemble by ``build_scorer``)."""
+    head_reward_stats: dict | None = None
+    """Per head ``[mean, std]`` of the evaluation rewards at the end of training (an ensemble's members' scales)."""
     written_by: str = "rewardlab"
     """``rewardlab``, or ``inferred`` for folders written by other tools."""
 

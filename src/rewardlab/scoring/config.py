@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields, replace
+
+import numpy as np
 from pathlib import Path
 from typing import Any, Literal
 
@@ -215,6 +217,7 @@ def build_scorer(config: ScorerConfig) -> Scorer:
             scorer.fit_scale(*read_reference(config.ensemble_reference))  # type: ignore[arg-type]
     else:
         scorer = _build_one(config)
+        scorer = _as_head_ensemble(scorer, config)
     if config.length_penalty is not None:
         from .length import LengthPenalty
 
@@ -226,6 +229,26 @@ def build_scorer(config: ScorerConfig) -> Scorer:
 
         scorer = LengthDebiased(scorer, config.length_unit).fit(*read_reference(config.length_reference))  # type: ignore[arg-type]
     return scorer
+
+
+def _as_head_ensemble(scorer: Any, config: ScorerConfig) -> Scorer:
+    """A bootstrap-heads model (``rewardlab train --ensemble K``) is scored as an ensemble of its heads, each put on
+    its saved eval-reward scale (``ensemble_scale`` 'saved') or taken as is ('none')."""
+    from .local import LocalScorer
+
+    if not isinstance(scorer, LocalScorer) or scorer.metadata.ensemble != "heads":
+        return scorer
+    from .ensemble import EnsembleScorer
+
+    if config.ensemble_scale == "reference":
+        raise ConfigError("a bootstrap-heads ensemble uses its saved head scales ('saved') or none; 'reference' needs --ensemble")
+    ensemble = EnsembleScorer(heads_of=scorer, aggregate=config.ensemble_aggregate, lam=config.ensemble_lambda,
+                              scale=config.ensemble_scale)
+    stats = scorer.metadata.head_reward_stats or {}
+    if config.ensemble_scale == "saved" and stats:
+        ensemble.offsets = np.array([stats[h][0] for h in scorer.heads])
+        ensemble.scales = np.array([stats[h][1] or 1.0 for h in scorer.heads])
+    return ensemble
 
 
 def _build_one(config: ScorerConfig) -> Scorer:

@@ -26,6 +26,13 @@ def _check_heads(heads: str | None) -> None:
         raise ConfigError(f"option 'heads' must name at least one head, got {heads!r}")
 
 
+def _check_ensemble(config: Any) -> None:
+    if config.ensemble < 1:
+        raise ConfigError(f"option 'ensemble' must be >= 1, got {config.ensemble}")
+    if config.ensemble > 1 and config.heads is not None:
+        raise ConfigError("option 'ensemble' names its own heads (boot_0, ...): leave 'heads' unset")
+
+
 def _check_positive(config: Any, *names: str) -> None:
     for name in names:
         if getattr(config, name) <= 0:
@@ -49,10 +56,14 @@ class BradleyTerryConfig:
     """Margin per preference-strength label (a pair's 'strength' field), e.g. {"significantly better": 1.0}."""
     strength_weights: dict[str, float] | None = None
     """Loss weight per preference-strength label."""
+    ensemble: int = 1
+    """K > 1: train K reward heads on one trunk, each on its own bootstrap resample of the pairs (a cheap ensemble,
+    scored as one with member spread; docs/control.md)."""
 
     def __post_init__(self) -> None:
         validate_fields(self)
         _check_heads(self.heads)
+        _check_ensemble(self)
 
 
 @dataclass(frozen=True)
@@ -73,11 +84,14 @@ class DavidsonConfig:
     """Loss weight per preference-strength label."""
     tie_strength: float = 1.0
     """Davidson tie parameter nu > 0 (larger: ties more likely at equal rewards)."""
+    ensemble: int = 1
+    """K > 1: K bootstrap heads on one trunk (see bradley_terry)."""
 
     def __post_init__(self) -> None:
         validate_fields(self)
         _check_heads(self.heads)
         _check_positive(self, "tie_strength")
+        _check_ensemble(self)
 
 
 @dataclass(frozen=True)

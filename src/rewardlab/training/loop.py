@@ -395,6 +395,10 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
 
     if "eval_reward_mean" in metrics:
         metadata = replace(metadata, reward_mean=metrics["eval_reward_mean"], reward_std=metrics["eval_reward_std"])
+    head_stats = {h: [metrics[f"eval_reward_mean_{h}"], metrics[f"eval_reward_std_{h}"]] for h in metadata.heads
+                  if f"eval_reward_mean_{h}" in metrics}
+    if head_stats:
+        metadata = replace(metadata, head_reward_stats=head_stats)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_pretrained(accelerator.unwrap_model(model), tokenizer, metadata, out)

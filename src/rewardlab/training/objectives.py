@@ -39,7 +39,8 @@ from .config import (BradleyTerryConfig, DavidsonConfig, HybridConfig, Objective
 
 __all__ = [
     "HybridObjective", "ListwiseObjective", "Objective", "ObjectiveName", "PAIR_TARGETS", "PairwiseObjective",
-    "ProcessObjective", "RegressionObjective", "derive_pairs", "make_objective", "named_targets",
+    "ProcessObjective", "RegressionObjective", "bootstrap_heads", "bootstrap_weights", "derive_pairs", "make_objective",
+    "named_targets",
 ]
 
 ObjectiveName = Literal["bradley_terry", "davidson", "regression", "plackett_luce", "hybrid", "prm", "prm_3class"]
@@ -152,7 +153,13 @@ def _tokenize_one(tokenizer: Any, prompt: Any, response: str, max_length: int) -
 
 @dataclass(frozen=True)
 class PairwiseObjective(_Defaults):
-    """Bradley-Terry (``davidson=False``) or Davidson ties on preference pairs."""
+    """Bradley-Terry (``davidson=False``) or Davidson ties on preference pairs.
+
+    ``ensemble=K > 1`` trains K heads ``boot_0..boot_{K-1}`` on one trunk, each on its own bootstrap
+    resample of the pairs: pair i counts ``w_ik ~ Poisson(1)`` times in head k's loss (the Poisson
+    bootstrap, Oza & Russell 2001), drawn from a hash of the pair, so every epoch and every rerun sees the
+    same resample. The loss is ``sum_k w_ik * l_ik / K``; one forward pass serves all heads.
+    """
 
     heads: tuple[str, ...] = ("score",)
     davidson: bool = False
@@ -161,8 +168,16 @@ class PairwiseObjective(_Defaults):
     tie_strength: float = 1.0
     strength_margins: dict[str, float] | None = None
     strength_weights: dict[str, float] | None = None
+    ensemble: int = 1
     record_kind: str = "preference pairs"
     streams: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if self.ensemble > 1 and self.heads != bootstrap_heads(self.ensemble):
+            raise ConfigError("option 'ensemble' names its own heads (boot_0, ...): leave 'heads' unset")
+
+    def metadata(self) -> dict[str, Any]:
+        return {"ensemble": "heads"} if self.ensemble > 1 else {}
 
     def read(self, source: str, split: str, limit: int | None) -> tuple[list[PreferencePair], DropReport]:
         report = DropReport()
@@ -179,7 +194,7 @@ class PairwiseObjective(_Defaults):
     def fit(self, records: Sequence[Any]) -> PairwiseObjective:
         return self
 
-    def _pair_targets(self, pair: PreferencePair) -> tuple[float, float, float, float]:
+    def _pair_targets(self, pair: PreferencePair) -> tuple[float, ...]:
         margin = pair.margin or 0.0
         weight = 1.0
         if pair.strength is not None:
@@ -189,11 +204,11 @@ class PairwiseObjective(_Defaults):
             margin = (self.strength_margins or {}).get(pair.strength, margin)
             weight = (self.strength_weights or {}).get(pair.strength, 1.0)
         head = 0
-        if len(self.heads) > 1:
+        if len(self.heads) > 1 and self.ensemble == 1:
             if pair.attribute not in self.heads:
                 raise DataFormatError(pair.source, f"expected one of the heads {list(self.heads)}, got {pair.attribute!r}", "attribute")
             head = self.heads.index(pair.attribute)
-        return margin, weight, float(pair.tie), float(head)
+        return (margin, weight, float(pair.tie), float(head), *bootstrap_weights(pair, self.ensemble))
 
     def tokenize(self, pairs: Sequence[PreferencePair], tokenizer: Any, max_length: int, report: DropReport) -> list[Example]:
         out = []
@@ -208,6 +223,8 @@ class PairwiseObjective(_Defaults):
 
     def _chosen_rejected(self, rewards: torch.Tensor, targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         pairs = rewards.view(-1, 2, *rewards.shape[1:])
+        if pairs.dim() == 3 and self.ensemble > 1:  # (G, 2, K): every bootstrap head scores every pair
+            return pairs[:, 0], pairs[:, 1]
         if pairs.dim() == 3:  # (G, 2, K): the head each pair is about
             head = targets["head"].long().to(rewards.device)
             pairs = pairs.gather(2, head.view(-1, 1, 1).expand(-1, 2, 1)).squeeze(-1)
@@ -216,6 +233,17 @@ class PairwiseObjective(_Defaults):
     def loss(self, rewards: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         targets = named_targets(batch["targets"], PAIR_TARGETS)
         chosen, rejected = self._chosen_rejected(rewards, targets)
+        if self.ensemble > 1:  # (G, K): each head's loss, weighted by its bootstrap counts
+            counts = batch["targets"][:, len(PAIR_TARGETS) : len(PAIR_TARGETS) + self.ensemble].to(rewards.device)
+            margin = targets["margin"][:, None] if self.use_margins else None
+            if self.davidson:
+                per_head = losses.davidson_tie_loss(chosen, rejected, (targets["tie"] > 0.5)[:, None].expand_as(chosen), self.tie_strength)
+            else:
+                per_head = losses.bradley_terry_loss(chosen, rejected, margin)
+            per = (per_head * counts).sum(-1) / self.ensemble * targets["weight"]
+            if self.center_rewards_coef:
+                per = per + losses.reward_centering_penalty(chosen, rejected, self.center_rewards_coef).mean(-1)
+            return per
         if self.davidson:
             per = losses.davidson_tie_loss(chosen, rejected, targets["tie"] > 0.5, self.tie_strength)
         else:
@@ -230,6 +258,12 @@ class PairwiseObjective(_Defaults):
         targets = torch.tensor([e.targets for e in examples]) if examples else torch.empty(0, len(PAIR_TARGETS))
         named = named_targets(targets, PAIR_TARGETS)
         chosen, rejected = self._chosen_rejected(flat, named) if examples else (flat, flat)
+        head_stats: dict[str, float] = {}
+        if self.ensemble > 1 and examples:  # accuracy of the ensemble mean; each head's reward scale for scoring
+            both = torch.cat([chosen, rejected])
+            for k, head in enumerate(self.heads):
+                head_stats[f"reward_mean_{head}"], head_stats[f"reward_std_{head}"] = float(both[:, k].mean()), float(both[:, k].std())
+            chosen, rejected = chosen.mean(-1), rejected.mean(-1)
         strict = named["tie"] < 0.5
         batch = {"targets": targets}
         return {
@@ -239,7 +273,36 @@ class PairwiseObjective(_Defaults):
             "reward_mean": float(torch.cat([chosen, rejected]).mean()) if examples else float("nan"),
             "reward_std": float(torch.cat([chosen, rejected]).std()) if len(examples) > 0 else float("nan"),
             "pairs": float(len(examples)),
+            **head_stats,
         }
+
+
+def bootstrap_heads(k: int) -> tuple[str, ...]:
+    """Head names of a K-head bootstrap ensemble.
+
+    >>> bootstrap_heads(3)
+    ('boot_0', 'boot_1', 'boot_2')
+    """
+    return tuple(f"boot_{i}" for i in range(k))
+
+
+def bootstrap_weights(pair: PreferencePair, k: int) -> tuple[float, ...]:
+    """How many times ``pair`` counts in each of ``k`` bootstrap heads: Poisson(1) draws seeded by a hash of the
+    pair's texts, so the resample is the same in every epoch, process and rerun (``()`` for ``k = 1``).
+
+    >>> from rewardlab.data.records import Message, PreferencePair
+    >>> pair = PreferencePair((Message("user", "q"),), "good", "bad")
+    >>> bootstrap_weights(pair, 4) == bootstrap_weights(pair, 4), len(bootstrap_weights(pair, 4)), bootstrap_weights(pair, 1)
+    (True, 4, ())
+    """
+    if k <= 1:
+        return ()
+    import zlib
+
+    import numpy as np
+
+    key = zlib.crc32(repr((pair.prompt, pair.chosen, pair.rejected)).encode())
+    return tuple(float(w) for w in np.random.default_rng(key).poisson(1.0, size=k))
 
 
 def _pearson(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -566,11 +629,17 @@ def _heads(names: str | None) -> tuple[str, ...]:
     return tuple(h.strip() for h in (names or "score").split(",") if h.strip())
 
 
+def _pair_heads(config: Any) -> tuple[str, ...]:
+    if config.ensemble > 1 and config.heads is not None:
+        raise ConfigError("option 'ensemble' names its own heads (boot_0, ...): leave 'heads' unset")
+    return bootstrap_heads(config.ensemble) if config.ensemble > 1 else _heads(config.heads)
+
+
 _BUILDERS: dict[type, Any] = {
-    BradleyTerryConfig: lambda c: PairwiseObjective(_heads(c.heads), False, c.use_margins, c.center_rewards_coef, 1.0,
-                                                    c.strength_margins, c.strength_weights),
-    DavidsonConfig: lambda c: PairwiseObjective(_heads(c.heads), True, c.use_margins, c.center_rewards_coef, c.tie_strength,
-                                                c.strength_margins, c.strength_weights),
+    BradleyTerryConfig: lambda c: PairwiseObjective(_pair_heads(c), False, c.use_margins, c.center_rewards_coef, 1.0,
+                                                    c.strength_margins, c.strength_weights, c.ensemble),
+    DavidsonConfig: lambda c: PairwiseObjective(_pair_heads(c), True, c.use_margins, c.center_rewards_coef, c.tie_strength,
+                                                c.strength_margins, c.strength_weights, c.ensemble),
     RegressionConfig: lambda c: RegressionObjective(_heads(c.heads), c.regression_loss, c.huber_delta, c.normalize_targets),
     PlackettLuceConfig: lambda c: ListwiseObjective(c.top_k, _heads(c.heads)),
     HybridConfig: lambda c: HybridObjective(c.hybrid_alpha, c.regression_loss, c.huber_delta, c.pair_rule, c.min_score_gap,

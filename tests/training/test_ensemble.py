@@ -1,0 +1,51 @@
+"""Bootstrap-heads ensembles: K heads on one trunk, each trained on its own Poisson bootstrap resample."""
+
+import json
+
+import pytest
+import torch
+
+from rewardlab.data.records import Message, PreferencePair
+from rewardlab.errors import ConfigError
+from rewardlab.training.config import TrainConfig
+from rewardlab.training.objectives import PAIR_TARGETS, bootstrap_weights, make_objective
+
+
+def test_each_head_learns_only_from_its_own_resample():
+    objective = make_objective(TrainConfig.from_options(model="m", data="d", output_dir="o", ensemble=3).objective)
+    pairs = [PreferencePair((Message("user", f"q{i}"),), f"good {i}", f"bad {i}") for i in range(200)]
+    counts = torch.tensor([bootstrap_weights(p, 3) for p in pairs])
+    assert counts.mean().item() == pytest.approx(1.0, abs=0.15)  # Poisson(1): the resample keeps the data size
+    assert (counts[:, 0] != counts[:, 1]).float().mean() > 0.3  # heads see different data
+    targets = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 2.0]])  # this pair counts 0, 1 and 2 times
+    rewards = torch.zeros(2, 3, requires_grad=True)  # chosen and rejected rewards of each head
+    objective.loss(rewards, {"targets": targets}).sum().backward()
+    grads = rewards.grad[0].abs()
+    assert grads[0] == 0 and grads[2] == pytest.approx(2 * grads[1])
+    assert len(PAIR_TARGETS) + 3 == targets.shape[1]
+    with pytest.raises(ConfigError, match="leave 'heads' unset"):
+        TrainConfig.from_options(model="m", data="d", output_dir="o", ensemble=3, heads="a,b,c")
+
+
+def test_a_trained_bootstrap_ensemble_loads_in_transformers_and_scores_as_an_ensemble(tiny_llama_dir, demo_jsonl, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from rewardlab.cli import main
+    from rewardlab.scoring.config import ScorerConfig, build_scorer
+    from rewardlab.scoring.ensemble import EnsembleScorer
+
+    out = tmp_path / "ens"
+    assert main(["train", "--model", str(tiny_llama_dir), "--data", str(demo_jsonl), "--output-dir", str(out), "--ensemble", "3",
+                 "--max-steps", "6", "--batch-size", "8", "--max-length", "192", "--learning-rate", "1e-3",
+                 "--eval-fraction", "0.25", "--no-show-progress"]) == 0
+    meta = json.loads((out / "rewardlab.json").read_text())
+    assert meta["ensemble"] == "heads" and meta["heads"] == ["boot_0", "boot_1", "boot_2"]
+    assert set(meta["head_reward_stats"]) == {"boot_0", "boot_1", "boot_2"}
+    hf = AutoModelForSequenceClassification.from_pretrained(out)
+    assert hf.config.num_labels == 3 and hf.config.id2label[2] == "boot_2"
+    scorer = build_scorer(ScorerConfig(model=str(out), ensemble_aggregate="mean_minus_std"))
+    assert isinstance(scorer, EnsembleScorer)
+    detail = scorer.score_detailed(["Tell me about bees.", "Write about rivers."], ["Bees make honey.", "zzz qqq"])
+    assert detail.members.shape == (3, 2) and (detail.std > 0).all()
+    assert scorer.score(["q"], ["a"])[0] == pytest.approx(float(scorer.score_detailed(["q"], ["a"]).members.mean() -
+                                                                  scorer.score_detailed(["q"], ["a"]).std[0]), abs=1e-6)
