@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "l2_anchor_penalty",
     "bradley_terry_loss",
     "davidson_tie_loss",
     "dpo_implicit_reward",
@@ -55,6 +56,22 @@ def reward_centering_penalty(
     [0.03999999910593033, 0.0]
     """
     return coefficient * (chosen_rewards + rejected_rewards) ** 2
+
+
+def l2_anchor_penalty(params: list[torch.Tensor], anchors: list[torch.Tensor], coef: float) -> torch.Tensor:
+    """Pre-training anchor: ``coef * sum_i ||theta_i - theta0_i||^2`` over the trained weights (a scalar).
+
+    Keeps the reward model near the backbone it started from, so fine-tuning cannot drift far into
+    spurious features (L2-SP, Li et al. arXiv:1802.01483). Zero at initialization.
+
+    >>> w = torch.tensor([1.0, 2.0])
+    >>> l2_anchor_penalty([w], [w.clone()], 0.5).item(), l2_anchor_penalty([w + 1], [w], 0.5).item()
+    (0.0, 1.0)
+    """
+    if len(params) != len(anchors):
+        raise ValueError(f"got {len(params)} parameters but {len(anchors)} anchors")
+    total = sum(((p.float() - a.to(p.device, torch.float32)) ** 2).sum() for p, a in zip(params, anchors))
+    return coef * total if isinstance(total, torch.Tensor) else torch.zeros(())
 
 
 def regression_loss(

@@ -49,3 +49,48 @@ def test_a_trained_bootstrap_ensemble_loads_in_transformers_and_scores_as_an_ens
     assert detail.members.shape == (3, 2) and (detail.std > 0).all()
     assert scorer.score(["q"], ["a"])[0] == pytest.approx(float(scorer.score_detailed(["q"], ["a"]).members.mean() -
                                                                   scorer.score_detailed(["q"], ["a"]).std[0]), abs=1e-6)
+
+
+def test_anchor_penalty_is_zero_at_init_and_pulls_weights_back(tiny_llama_dir, demo_jsonl, tmp_path):
+    from rewardlab.losses import l2_anchor_penalty
+    from rewardlab.training.loop import train
+
+    weights = [torch.randn(3, 3, requires_grad=True)]
+    anchors = [w.detach().clone() for w in weights]
+    assert l2_anchor_penalty(weights, anchors, 10.0).item() == 0.0
+    with torch.no_grad():
+        weights[0] += 1.0
+    l2_anchor_penalty(weights, anchors, 0.5).backward()
+    assert torch.allclose(weights[0].grad, torch.ones(3, 3))  # d/dw 0.5 * (w - w0)^2 = w - w0
+
+    def drift(anchor):
+        from safetensors.torch import load_file
+
+        out = tmp_path / f"a{anchor}"
+        train(model=str(tiny_llama_dir), data=str(demo_jsonl), output_dir=str(out), max_steps=8, batch_size=8, max_length=192,
+              learning_rate=5e-3, anchor_l2=anchor, eval_fraction=0.0, show_progress=False, seed=0)
+        start = load_file(str(tiny_llama_dir / "model.safetensors"))
+        end = load_file(str(out / "model.safetensors"))
+        shared = [k for k, v in start.items() if k in end and end[k].shape == v.shape]  # the resized embedding aside
+        assert len(shared) > 5
+        return sum(float((end[k] - start[k]).pow(2).sum()) for k in shared)
+
+    assert drift(10.0) < 0.5 * drift(0.0)  # the anchored run stays closer to the backbone
+
+
+def test_augmentation_adds_pathological_rejected_replies_to_training_pairs_only(tiny_llama_dir, demo_jsonl, tmp_path):
+    from rewardlab.training.loop import load_train_eval_records
+
+    config = TrainConfig.from_options(model=str(tiny_llama_dir), data=str(demo_jsonl), output_dir=str(tmp_path / "o"),
+                                      augment={"length": 0.5, "sycophancy": 0.25}, eval_fraction=0.25)
+    objective = make_objective(config.objective)
+    assert not objective.streams  # augmented runs tokenize in memory
+    train_raw, eval_raw, _ = load_train_eval_records(config, objective)
+    augmented = objective.augment_training(train_raw)
+    extra = augmented[len(train_raw):]
+    assert 0.5 * len(train_raw) < len(extra) < 1.0 * len(train_raw)
+    assert all(p.source.endswith(("(augmented: length)", "(augmented: sycophancy)")) for p in extra)
+    assert all(len(p.rejected.split()) > len(p.chosen.split()) for p in extra if p.source.endswith("length)"))
+    assert not any("augmented" in p.source for p in eval_raw)
+    with pytest.raises(ConfigError, match="unknown"):
+        TrainConfig.from_options(model="m", data="d", output_dir="o", augment={"emoji": 0.5})

@@ -27,6 +27,13 @@ def _check_heads(heads: str | None) -> None:
 
 
 def _check_ensemble(config: Any) -> None:
+    if config.augment:
+        from ..data.augment import AUGMENTATIONS
+
+        unknown = sorted(set(config.augment) - set(AUGMENTATIONS))
+        bad = {k: v for k, v in config.augment.items() if not 0 <= v <= 1}
+        if unknown or bad:
+            raise ConfigError(f"option 'augment': unknown {unknown} (known: {list(AUGMENTATIONS)}) or rates outside [0, 1]: {bad}")
     if config.ensemble < 1:
         raise ConfigError(f"option 'ensemble' must be >= 1, got {config.ensemble}")
     if config.ensemble > 1 and config.heads is not None:
@@ -59,6 +66,9 @@ class BradleyTerryConfig:
     ensemble: int = 1
     """K > 1: train K reward heads on one trunk, each on its own bootstrap resample of the pairs (a cheap ensemble,
     scored as one with member spread; docs/control.md)."""
+    augment: dict[str, float] | None = None
+    """Training pairs get augmented copies whose rejected reply carries a pathology, at these rates, e.g.
+    {"length": 0.3, "format": 0.2, "sycophancy": 0.2} (docs/control.md; training data only, tokenized in memory)."""
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -86,6 +96,8 @@ class DavidsonConfig:
     """Davidson tie parameter nu > 0 (larger: ties more likely at equal rewards)."""
     ensemble: int = 1
     """K > 1: K bootstrap heads on one trunk (see bradley_terry)."""
+    augment: dict[str, float] | None = None
+    """Augmented copies of training pairs (see bradley_terry)."""
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -282,6 +294,9 @@ class TrainConfig:
     """Recompute activations in backward to save memory; 'auto' turns it on for decoder (last-token)
     backbones trained on CPU (SmolLM2-135M: ~10% slower, peak memory 6.6 -> 4.4 GB, as TRL's default
     does) and leaves it off for encoders (MiniLM: 25% slower for 0.4 GB) and on GPUs (not measured)."""
+    anchor_l2: float = 0.0
+    """Pre-training anchor: add coef * ||theta - theta0||^2 to the loss, theta0 the backbone's starting weights (0: off;
+    keeps a copy of the trained weights in memory)."""
     freeze_layers: int = 0
     """Freeze the embeddings and the bottom k transformer blocks (cheap CPU runs)."""
     group_by_length: bool = True
@@ -324,6 +339,8 @@ class TrainConfig:
             raise ConfigError(f"option 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"option 'max_steps' must be >= 1, got {self.max_steps}")
+        if self.anchor_l2 < 0:
+            raise ConfigError(f"option 'anchor_l2' must be >= 0, got {self.anchor_l2}")
         if self.num_epochs <= 0 or self.learning_rate <= 0 or self.freeze_layers < 0:
             raise ConfigError("options 'num_epochs' and 'learning_rate' must be > 0 and 'freeze_layers' >= 0")
 

@@ -23,6 +23,7 @@ from ..data.token_store import (ExampleView, TokenStore, build_token_store, defa
                                 store_key, tokenizer_fingerprint)
 from ..devices import resolve_precision, tune_cpu_memory
 from ..errors import CheckpointError, TrainingDivergedError
+from ..losses import l2_anchor_penalty
 from ..models.io import RewardModelMetadata, save_pretrained
 from ..models.packing import choose_layout, pack_for
 from ..models.reward_model import RewardModel, transformer_layers
@@ -248,6 +249,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     cached = config.token_cache != "off" and objective.streams  # streamed + memory-mapped (pairwise, listwise)
     if not cached:
         train_raw, eval_raw, report = load_train_eval_records(config, objective)  # before the model: bad data fails fast
+        train_raw = objective.augment_training(train_raw)  # e.g. length-padded rejected replies; never the held-out split
         objective = objective.fit(train_raw)  # e.g. target normalization statistics, from training data only
     model, tokenizer = objective.build_model(config.model, config.trust_remote_code)  # scalar/multi-head, or per-token (PRM)
     if cached:
@@ -283,6 +285,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         else:
             model.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
+    # the backbone's starting weights, before any checkpoint is loaded: a resumed run anchors to the same point
+    anchors = [p.detach().clone() for p in params] if config.anchor_l2 else None
     # The fused kernel updates all tensors in one pass (4x faster than foreach on this CPU; TRL's default too).
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
     global_batch = config.batch_size * accelerator.num_processes * config.grad_accum_steps
@@ -356,6 +360,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
             with accelerator.autocast():
                 rewards = model(**inputs).float()
             loss = objective.loss(rewards, batch).mean() / config.grad_accum_steps
+            if anchors is not None:
+                loss = loss + l2_anchor_penalty(params, anchors, config.anchor_l2) / config.grad_accum_steps
             if m < len(micro_batches) - 1:
                 with accelerator.no_sync(model):
                     accelerator.backward(loss)

@@ -77,6 +77,10 @@ class Objective(Protocol):
         """A line for the training log about what the objective made of the data, or None."""
         ...
 
+    def augment_training(self, records: Sequence[Any]) -> list[Any]:
+        """The training records plus any augmented copies (held-out records are never augmented)."""
+        ...
+
     def metadata(self) -> dict[str, Any]:
         """What a saved model must record for scoring as trained (e.g. a step separator, target statistics)."""
         ...
@@ -98,6 +102,9 @@ class _Defaults:
 
     def summary(self, examples: Sequence[Example]) -> str | None:
         return None
+
+    def augment_training(self, records: Sequence[Any]) -> list[Any]:
+        return list(records)
 
     def metadata(self) -> dict[str, Any]:
         return {}
@@ -169,8 +176,17 @@ class PairwiseObjective(_Defaults):
     strength_margins: dict[str, float] | None = None
     strength_weights: dict[str, float] | None = None
     ensemble: int = 1
+    augment: dict[str, float] | None = None
     record_kind: str = "preference pairs"
-    streams: ClassVar[bool] = True
+
+    @property
+    def streams(self) -> bool:  # type: ignore[override]
+        return not self.augment  # augmentation applies to the training split, in memory
+
+    def augment_training(self, records: Sequence[Any]) -> list[Any]:
+        from ..data.augment import augment_pairs
+
+        return augment_pairs(records, self.augment) if self.augment else list(records)
 
     def __post_init__(self) -> None:
         if self.ensemble > 1 and self.heads != bootstrap_heads(self.ensemble):
@@ -637,9 +653,9 @@ def _pair_heads(config: Any) -> tuple[str, ...]:
 
 _BUILDERS: dict[type, Any] = {
     BradleyTerryConfig: lambda c: PairwiseObjective(_pair_heads(c), False, c.use_margins, c.center_rewards_coef, 1.0,
-                                                    c.strength_margins, c.strength_weights, c.ensemble),
+                                                    c.strength_margins, c.strength_weights, c.ensemble, c.augment),
     DavidsonConfig: lambda c: PairwiseObjective(_pair_heads(c), True, c.use_margins, c.center_rewards_coef, c.tie_strength,
-                                                c.strength_margins, c.strength_weights, c.ensemble),
+                                                c.strength_margins, c.strength_weights, c.ensemble, c.augment),
     RegressionConfig: lambda c: RegressionObjective(_heads(c.heads), c.regression_loss, c.huber_delta, c.normalize_targets),
     PlackettLuceConfig: lambda c: ListwiseObjective(c.top_k, _heads(c.heads)),
     HybridConfig: lambda c: HybridObjective(c.hybrid_alpha, c.regression_loss, c.huber_delta, c.pair_rule, c.min_score_gap,
