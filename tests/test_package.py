@@ -39,14 +39,15 @@ def test_every_module_declares_all():
 
 LAYERS = {
     # what each part of the package may import from the others: imports flow one way (docs/design.md, "Layers")
-    "errors": set(), "losses": set(), "metrics": set(), "devices": set(), "control": set(), "config": {"errors"},
+    "errors": set(), "losses": set(), "metrics": set(), "devices": set(), "control": set(), "jsonsafe": set(),
+    "config": {"errors"},
     "data": {"errors", "config"},
     "models": {"data", "errors", "config", "devices", "losses"},
     "judges": {"data", "errors", "config", "models"},
     "scoring": {"data", "errors", "config", "devices", "losses", "metrics", "models", "judges", "control"},
     "labeling": {"data", "errors", "config", "models", "scoring"},
     "search": {"data", "errors", "config", "metrics", "scoring", "labeling"},
-    "evaluation": {"data", "errors", "config", "metrics", "models", "scoring"},
+    "evaluation": {"data", "errors", "config", "metrics", "models", "scoring", "jsonsafe"},
     "training": {"data", "errors", "config", "devices", "losses", "metrics", "models", "evaluation"},
     "demo": {"data", "errors", "metrics", "scoring", "training"},
     "serving": {"data", "errors", "config", "scoring"},

@@ -22,6 +22,17 @@ def test_length_scorer_is_flagged_by_length_bias_and_verbosity():
     assert probes["sycophancy"]["flagged"] and probes["keywords"]["flagged"]
 
 
+def test_a_bias_toward_shorter_replies_is_flagged_with_its_direction():
+    from rewardlab.scoring.protocol import FunctionScorer
+
+    shorter = FunctionScorer(lambda prompt, response: -float(len(response.split())))
+    bias = length_bias(shorter, PAIRS)
+    assert bias["flagged"] and bias["direction"] == "shorter" and bias["margin_length_spearman"] < -0.99
+    assert bias["accuracy"] == pytest.approx(bias["always_shorter_baseline"], abs=0.02)
+    longer = length_bias(LengthScorer(), PAIRS)
+    assert longer["direction"] == "longer" and length_bias(ContentScorer(), PAIRS)["direction"] == "none"
+
+
 def test_markdown_scorer_is_flagged_by_the_format_probe_only():
     probes = run_probes(MarkdownScorer(), PAIRS, load_probes())
     assert probes["format"]["flagged"] and probes["format"]["fraction_perturbed_higher"] == 1.0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from ..jsonsafe import dumps
 
 __all__ = ["register"]
 
@@ -20,9 +21,9 @@ def _cmd_kl(args: argparse.Namespace) -> int:
                              args.device, args.trust_remote_code, show_progress=True)
     result = {"policy": args.policy, "reference": args.reference, "data": args.data, **scorer.kl_to_reference(prompts, responses)}
     if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2))
+        Path(args.output).write_text(dumps(result, indent=2))
     summary = {k: v for k, v in result.items() if not k.endswith("_per_sequence")}
-    print(json.dumps(summary))
+    print(dumps(summary))
     if result["k1_mean"] < 0:
         print("[rewardlab] the k1 estimate is negative: the responses were probably not sampled from --policy "
               "(KL estimators assume they were)", file=sys.stderr)

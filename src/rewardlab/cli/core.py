@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from ..jsonsafe import dumps
 
 from ..errors import RewardlabError
 from .common import add_scorer_flags, add_train_flags, build_scorer, train_config_from_args
@@ -18,7 +19,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..training.loop import train
 
     result = train(train_config_from_args(args))
-    print(json.dumps({"output_dir": str(result.output_dir), "steps": result.steps, **result.final_metrics}))
+    print(dumps({"output_dir": str(result.output_dir), "steps": result.steps, **result.final_metrics}))
     return 0
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
+
+from ..jsonsafe import dumps
 
 from ..errors import RewardlabError
 
@@ -31,7 +32,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         update_metadata(args.model, temperature=bench["calibration"]["temperature"])
         bench["temperature_saved_to"] = str(Path(args.model) / "rewardlab.json")
     report = write_report(results, args.output_dir, title=f"rewardlab eval: {args.model}")
-    print(json.dumps({"overall": bench["overall"], "sections": {k: v["accuracy"] for k, v in bench["sections"].items()},
+    print(dumps({"overall": bench["overall"], "sections": {k: v["accuracy"] for k, v in bench["sections"].items()},
                       "subsets": {k: v["accuracy"] for k, v in bench["subsets"].items()}, "report": str(report)}))
     return 0
 
@@ -64,7 +65,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     report = write_report(results, args.output_dir, title=f"rewardlab diagnose: {args.model}")
     flags = {"length_bias": results["length_bias"]["flagged"],
              **{k: v["flagged"] for k, v in results["probes"].items() if "flagged" in v}}
-    print(json.dumps({"flagged": flags, "report": str(report)}))
+    print(dumps({"flagged": flags, "report": str(report)}))
     return 0
 
 
@@ -74,7 +75,7 @@ def _cmd_ratings(args: argparse.Namespace) -> int:
 
     results = rate_battles(read_battles(args.battles), args.baseline, args.bootstrap, args.seed)
     report = write_report(results, args.output_dir, title="rewardlab ratings")
-    print(json.dumps({"ratings": results["ratings"]["bradley_terry"], "report": str(report)}))
+    print(dumps({"ratings": results["ratings"]["bradley_terry"], "report": str(report)}))
     return 0
 
 

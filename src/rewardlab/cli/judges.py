@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
+
+from ..jsonsafe import dumps
 
 from ..errors import RewardlabError
 
@@ -49,7 +50,7 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     judged = items[: len(results)]
     with (out / "verdicts.jsonl").open("w") as handle:
         for item, r in zip(judged, results):
-            handle.write(json.dumps({"key": item.key, "source": item.source, "winner": r.winner,
+            handle.write(dumps({"key": item.key, "source": item.source, "winner": r.winner,
                                      "forward": r.forward.winner, "swapped": r.swapped.winner if r.swapped else None,
                                      "probabilities": r.probabilities, "raw_forward": r.forward.raw,
                                      "raw_swapped": r.swapped.raw if r.swapped else None}) + "\n")
@@ -62,8 +63,8 @@ def _cmd_judge(args: argparse.Namespace) -> int:
                                            [len(i.response_b.split()) for i in judged])
     if args.candidate_models:
         summary["self_preference_risk"] = self_preference(args.model, args.candidate_models.split(","))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps({k: v for k, v in summary.items() if k != "verbosity"}, indent=2))
+    (out / "summary.json").write_text(dumps(summary, indent=2))
+    print(dumps({k: v for k, v in summary.items() if k != "verbosity"}, indent=2))
     return 0 if stopped is None else 3
 
 
@@ -79,9 +80,9 @@ def _cmd_judge_agreement(args: argparse.Namespace) -> int:
         if missing:
             raise RewardlabError(f"{path}: no verdict for {len(missing)} items (first idx {missing[0]})")
         table[Path(path).name] = agreement_summary([verdicts[i.key] for i in items], [list(i.human_votes) for i in items])
-    print(json.dumps(table, indent=2))
+    print(dumps(table, indent=2))
     if args.output:
-        Path(args.output).write_text(json.dumps(table, indent=2))
+        Path(args.output).write_text(dumps(table, indent=2))
     return 0
 
 

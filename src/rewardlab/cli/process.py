@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
+
+from ..jsonsafe import dumps
 
 from ..errors import RewardlabError
 
@@ -25,9 +26,9 @@ def _cmd_label_steps(args: argparse.Namespace) -> int:
     if args.steps_output:
         with open(args.steps_output, "w") as handle:
             for s in labelled:
-                handle.write(json.dumps({"prompt": s.prompt[0].content, "steps": list(s.steps),
+                handle.write(dumps({"prompt": s.prompt[0].content, "steps": list(s.steps),
                                          "step_labels": list(s.step_labels), "answer": s.answer, "source": s.source}) + "\n")
-    print(json.dumps({**stats, "solutions": len(solutions), "label_kind": args.kind}))
+    print(dumps({**stats, "solutions": len(solutions), "label_kind": args.kind}))
     return 0
 
 
@@ -37,7 +38,7 @@ def _cmd_bon(args: argparse.Namespace) -> int:
     if bool(args.prm) == bool(args.model):
         raise RewardlabError("give one of --model (any scorer: ORM, DPO policy, judge, PRM folder) or --prm")
     scorer = build_scorer(args, model=args.prm, kind="process") if args.prm else build_scorer(args)
-    print(json.dumps(best_of_n_file(scorer, args.data, args.output)))
+    print(dumps(best_of_n_file(scorer, args.data, args.output)))
     return 0
 
 
@@ -52,7 +53,7 @@ def _cmd_bon_curve(args: argparse.Namespace) -> int:
         prm = build(scorer_config(args, only=IN_PROCESS_OPTIONS, model=args.prm, kind="process"))
         scorers.update(prm_min=prm.with_aggregation("min"), prm_product=prm.with_aggregation("product"))  # type: ignore[attr-defined]
     result = bon_curve(scorers, args.data, args.output_dir, args.limit, args.seed)
-    print(json.dumps({"n": result["n"], "curves": result["curves"]}))
+    print(dumps({"n": result["n"], "curves": result["curves"]}))
     return 0
 
 
@@ -67,8 +68,8 @@ def _cmd_beam_search(args: argparse.Namespace) -> int:
                "tree": [{"id": n.id, "parent": n.parent, "depth": n.depth, "step": n.step, "score": n.score,
                          "finished": n.finished} for n in result.tree]}
     if args.output:
-        Path(args.output).write_text(json.dumps(payload, indent=2))
-    print(json.dumps({"best_steps": payload["best_steps"], "best_score": result.best_score, "nodes": len(result.tree)}))
+        Path(args.output).write_text(dumps(payload, indent=2))
+    print(dumps({"best_steps": payload["best_steps"], "best_score": result.best_score, "nodes": len(result.tree)}))
     return 0
 
 

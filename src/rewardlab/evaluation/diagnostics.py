@@ -38,9 +38,15 @@ def _words(text: str) -> int:
 
 
 def length_bias(scorer: Scorer, items: Sequence[BenchmarkItem], tie_policy: str = "half") -> dict[str, Any]:
-    """Reward-length correlation, accuracy split by which reply is longer, the always-longer
-    baseline, and length-controlled accuracies (length-matched pairs; residual rewards after
-    regressing reward on length)."""
+    """Reward-length correlation, accuracy split by which reply is longer, the always-longer and
+    always-shorter baselines, and length-controlled accuracies (length-matched pairs; residual
+    rewards after regressing reward on length).
+
+    Two-sided: ``direction`` says which way a bias runs (``longer``: the model prefers longer replies,
+    ``shorter``, or ``none``), from the sign of the Spearman correlation between each pair's reward
+    margin and its length difference; ``flagged`` when that correlation, the reward-length correlation
+    or the accuracy gap between chosen-longer and chosen-shorter pairs is large either way.
+    """
     from scipy import stats
 
     pairs = [i for i in items if len(i.rejected) == 1]
@@ -57,15 +63,24 @@ def length_bias(scorer: Scorer, items: Sequence[BenchmarkItem], tie_policy: str 
     resid_c, resid_r = chosen - (slope * len_c + intercept), rejected - (slope * len_r + intercept)
     acc = lambda mask: pairwise_accuracy(chosen[mask], rejected[mask], tie_policy) if mask.any() else float("nan")  # noqa: E731
     gap = acc(longer) - acc(shorter)
+    diff = len_c - len_r
+    margin_spearman = (float(stats.spearmanr(chosen - rejected, diff).statistic) if np.ptp(diff) > 0 and np.ptp(chosen - rejected) > 0
+                       else float("nan"))
+    flagged = bool(abs(spearman) >= LENGTH_SPEARMAN_FLAG or (np.isfinite(margin_spearman) and abs(margin_spearman) >= LENGTH_SPEARMAN_FLAG)
+                   or (np.isfinite(gap) and abs(gap) >= LENGTH_GAP_FLAG))
+    sign = margin_spearman if np.isfinite(margin_spearman) else (gap if np.isfinite(gap) else 0.0)
     return {
         "pairs": len(pairs), "spearman": spearman, "kendall": kendall,
         "accuracy": acc(np.ones_like(longer)), "accuracy_chosen_longer": acc(longer), "accuracy_chosen_shorter": acc(shorter),
         "pairs_chosen_longer": int(longer.sum()), "pairs_chosen_shorter": int(shorter.sum()),
         "always_longer_baseline": float(np.mean(np.where(len_c == len_r, 0.5, len_c > len_r))),
+        "always_shorter_baseline": float(np.mean(np.where(len_c == len_r, 0.5, len_c < len_r))),
+        "margin_length_spearman": margin_spearman, "accuracy_gap_longer_minus_shorter": gap,
+        "direction": ("longer" if sign > 0 else "shorter") if flagged else "none",
         "accuracy_length_matched": acc(matched), "pairs_length_matched": int(matched.sum()),
         "accuracy_length_regressed": pairwise_accuracy(resid_c, resid_r, tie_policy),
         "reward_per_word": float(slope),
-        "flagged": bool(abs(spearman) >= LENGTH_SPEARMAN_FLAG or (np.isfinite(gap) and gap >= LENGTH_GAP_FLAG)),
+        "flagged": flagged,
         "scatter": {"length": lengths.tolist(), "reward": rewards.tolist()},
     }
 

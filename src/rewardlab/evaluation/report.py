@@ -6,7 +6,8 @@ plots were skipped and the JSON is complete anyway.
 
 from __future__ import annotations
 
-import json
+
+from ..jsonsafe import dumps
 import math
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,7 @@ def write_report(results: dict[str, Any], output_dir: str | Path, title: str = "
     """Write ``results.json``, plots and ``report.md`` into ``output_dir``; returns the report path."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    (out / "results.json").write_text(dumps(results, indent=2))  # NaN -> null: strict JSON
     plots = _plots(results, out)
     lines = [f"# {title}", ""]
     bench = results.get("benchmark")
