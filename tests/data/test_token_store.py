@@ -89,8 +89,9 @@ def test_listwise_runs_use_the_cache_too(tiny_llama_dir, tmp_path, capsys):
 
     from ..conftest import write_jsonl
 
-    rows = [{"prompt": p.prompt[0].content, "responses": [p.rejected, p.chosen, "I do not know."], "ranks": [2, 1, 3]}
-            for p in demo_pairs("train", 40)]
+    rows = [{"prompt": p.prompt[0].content, "responses": [p.rejected, p.chosen, "I do not know."] + (["No."] if i % 2 else []),
+             "ranks": [2, 1, 3] + ([4] if i % 2 else [])}  # ragged lists: 3 and 4 responses share the store and batches
+            for i, p in enumerate(demo_pairs("train", 40))]
     data = write_jsonl(tmp_path / "ranked.jsonl", rows)
     common = dict(model=str(tiny_llama_dir), data=str(data), objective="plackett_luce", max_steps=3, max_length=192,
                   batch_size=4, show_progress=False, eval_fraction=0.125, log_every=1, precision="fp32",

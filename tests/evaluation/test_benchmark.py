@@ -114,3 +114,36 @@ def test_eval_on_shared_data_matches_an_independent_computation_from_score(tiny_
     assert (tmp_path / "ev" / "reliability.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "rm" / "rewardlab.json").read_text())["temperature"]
     assert saved == pytest.approx(result["calibration"]["temperature"])
+
+
+def test_eval_and_diagnose_skip_long_replies_report_them_and_write_per_item_rows(tiny_llama_dir, tmp_path):
+    import json
+
+    from rewardlab.cli import main
+    from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
+
+    model, tok = build_reward_model(str(tiny_llama_dir))
+    save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling, max_length=64), tmp_path / "rm")
+    rows = [{"prompt": f"q{i}", "chosen": "yes " * 3, "rejected": "no", "subset": "a" if i % 2 else "b"} for i in range(8)]
+    rows[3]["rejected"] = "long " * 200
+    rows[4]["chosen"] = "long " * 200
+    data = tmp_path / "bench.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["eval", "--model", str(tmp_path / "rm"), "--data", str(data), "--output-dir", str(tmp_path / "e"), "--bootstrap", "0"]) == 0
+    bench = json.loads((tmp_path / "e" / "results.json").read_text())["benchmark"]
+    skipped = bench["skipped_too_long"]
+    assert skipped["count"] == 2 and skipped["by_subset"]["a"]["items"] == [f"{data}:4 (rejected)"]
+    assert skipped["by_subset"]["b"]["items"] == [f"{data}:5 (chosen)"] and bench["n_items"] == 6
+    per_item = [json.loads(line) for line in (tmp_path / "e" / "items.jsonl").read_text().splitlines()]
+    assert len(per_item) == 6 and {"source", "subset", "chosen_reward", "rejected_rewards", "margin", "correct"} <= set(per_item[0])
+    assert per_item[0]["margin"] == pytest.approx(per_item[0]["chosen_reward"] - per_item[0]["rejected_rewards"][0])
+    assert main(["eval", "--model", str(tmp_path / "rm"), "--data", str(data), "--output-dir", str(tmp_path / "e2"),
+                 "--no-skip-too-long"]) == 2  # stops, naming the place (checked below through the API)
+    from rewardlab.errors import SequenceTooLongError
+    from rewardlab.evaluation.benchmark import EvalSettings, evaluate_benchmark, read_benchmark
+    from rewardlab.scoring.local import load_reward_model
+
+    with pytest.raises(SequenceTooLongError, match=rf"first at {data}:4 \(rejected\)"):
+        evaluate_benchmark(load_reward_model(tmp_path / "rm"), read_benchmark(str(data)), EvalSettings(skip_too_long=False))
+    assert main(["diagnose", "--model", str(tmp_path / "rm"), "--data", str(data), "--output-dir", str(tmp_path / "d")]) == 0
+    assert json.loads((tmp_path / "d" / "results.json").read_text())["skipped_too_long"]["count"] == 2

@@ -130,3 +130,15 @@ def test_real_smollm2_reward_model_saves_and_matches_plain_transformers(tmp_path
     with torch.inference_mode():
         theirs = plain(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
     assert (ours - theirs).abs().max() < 1e-4
+
+
+def test_chat_template_is_saved_where_old_and_new_transformers_read_it(tiny_llama_dir, tmp_path):
+    import json
+
+    from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
+
+    model, tok = build_reward_model(str(tiny_llama_dir))
+    save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling), tmp_path / "rm")
+    config = json.loads((tmp_path / "rm" / "tokenizer_config.json").read_text())
+    assert config["chat_template"] == tok.chat_template  # transformers < 4.43 and JSON readers
+    assert (tmp_path / "rm" / "chat_template.jinja").read_text().strip() == tok.chat_template.strip()

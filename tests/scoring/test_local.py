@@ -141,3 +141,14 @@ def test_neighbours_with_a_common_prompt_share_it_and_keep_their_rewards(scorer,
                         share_prefix=False)
     assert shared == pytest.approx(plain.score(prompts, replies), abs=1e-5)
     assert len(set(round(r, 4) for r in shared)) > 5  # distinct rewards were compared
+
+
+@pytest.mark.parametrize("layout", ["packed", "padded"])
+def test_identical_inputs_get_identical_rewards_in_every_layout(tiny_llama_dir, layout):
+    model, tokenizer = build_reward_model(str(tiny_llama_dir))
+    scorer = LocalScorer(model, tokenizer, max_length=192, batch_size=8, layout=layout)
+    prompts = ["Tell me about bees and their hives in some detail please."] * 6
+    replies = ["Bees live in hives.", "They make honey.", "Bees live in hives.", "Bees live in hives.", "Wax.", "They make honey."]
+    rewards = scorer.score(prompts, replies)
+    assert rewards[0] == rewards[2] == rewards[3] and rewards[1] == rewards[5]  # exactly, not approximately
+    assert rewards[0] != rewards[1]

@@ -85,7 +85,10 @@ def test_hybrid_derives_pairs_within_prompts_and_trains(tiny_llama_dir, scored_j
     metrics = _train(tiny_llama_dir, scored_jsonl, tmp_path / "hy", "--objective", "hybrid", "--hybrid-alpha", "0.3",
                      "--pair-rule", "best_worst", "--max-steps", "30", "--batch-size", "8")
     assert _falls(metrics)[0]
-    assert "hybrid: derived" in capsys.readouterr().err
+    log = capsys.readouterr().err
+    assert "hybrid: derived" in log
+    responses = len(scored_jsonl.read_text().splitlines())
+    assert f"kept all {responses} scored responses" in log and "prompt groups of scored responses;" in log  # groups vs responses
     assert "eval_pair_accuracy" in metrics[-1]
 
 

@@ -21,9 +21,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     items = read_benchmark(args.data, args.split, args.subset_field)
     settings = EvalSettings(args.tie_policy, args.bootstrap, weighting=args.weighting,
-                            sections=args.sections or dict(REWARDBENCH_SECTIONS), seed=args.seed)
+                            sections=args.sections or dict(REWARDBENCH_SECTIONS), seed=args.seed, skip_too_long=args.skip_too_long)
     results = {"benchmark": evaluate_benchmark(build_scorer(args), items, settings), "data": args.data}
     bench = results["benchmark"]
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "items.jsonl").open("w") as handle:  # one row per item: auditable, joinable on source
+        for row in bench.pop("per_item"):
+            handle.write(dumps(row) + "\n")
     if args.save_temperature:
         from ..models.io import update_metadata
 
@@ -33,7 +38,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         bench["temperature_saved_to"] = str(Path(args.model) / "rewardlab.json")
     report = write_report(results, args.output_dir, title=f"rewardlab eval: {args.model}")
     print(dumps({"overall": bench["overall"], "sections": {k: v["accuracy"] for k, v in bench["sections"].items()},
-                      "subsets": {k: v["accuracy"] for k, v in bench["subsets"].items()}, "report": str(report)}))
+                 "subsets": {k: v["accuracy"] for k, v in bench["subsets"].items()}, "skipped_too_long": bench["skipped_too_long"]["count"],
+                 "items": str(out / "items.jsonl"), "report": str(report)}))
     return 0
 
 
@@ -42,10 +48,17 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from ..evaluation.diagnostics import distribution_shift, length_bias, load_probes, run_probes
     from ..evaluation.report import write_report
 
+    from ..evaluation.benchmark import skipped_report, split_too_long
+    from ..scoring.protocol import LengthChecked
+
     scorer = build_scorer(args)
     items = read_benchmark(args.data, args.split)
+    skipped: list[dict[str, str]] = []
+    if args.skip_too_long:
+        items, skipped = split_too_long(scorer, items)
     results: dict[str, Any] = {"data": args.data, "length_bias": length_bias(scorer, items, args.tie_policy),
-                               "probes": run_probes(scorer, items, load_probes(args.probes))}
+                               "probes": run_probes(scorer, items, load_probes(args.probes)),
+                               "skipped_too_long": skipped_report(skipped, scorer.max_length if isinstance(scorer, LengthChecked) else None)}
     from ..scoring.length import LengthDebiased, LengthPenalty
 
     if isinstance(scorer, (LengthPenalty, LengthDebiased)):  # the length correlation before the control, beside after
@@ -94,6 +107,9 @@ def register(sub: Any) -> None:
                    help='section -> subsets, e.g. \'{"Safety": ["hh-harmless"], "Chat": ["pandalm"]}\' (default: RewardBench\'s)')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-temperature", action="store_true", help="write the fitted calibration temperature into the model's rewardlab.json")
+    p.add_argument("--skip-too-long", action=argparse.BooleanOptionalAction, default=True,
+                   help="leave out items with a reply longer than --max-length and report them per subset (count, file:line "
+                        "and side) in results.json; --no-skip-too-long stops at the first (default: skip and report)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("diagnose", help="length bias, perturbation probes and distribution shift of a reward model")
@@ -104,6 +120,8 @@ def register(sub: Any) -> None:
     p.add_argument("--probes", default=None, help="a folder of extra probe templates (*.json), added to the built-in ones")
     p.add_argument("--compare", default=None, help="a second set of pairs: compare the reward distributions of their chosen replies")
     p.add_argument("--tie-policy", choices=["half", "zero", "exclude"], default="half")
+    p.add_argument("--skip-too-long", action=argparse.BooleanOptionalAction, default=True,
+                   help="leave out pairs with a reply longer than --max-length and report them (default: skip and report)")
     p.set_defaults(func=_cmd_diagnose)
 
     p = sub.add_parser("ratings", help="Bradley-Terry and Elo ratings (+ win rates) from pairwise battles")

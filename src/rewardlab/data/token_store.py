@@ -11,7 +11,8 @@ Files in a store folder:
 ``tokens.bin``      int32, every sequence back to back
 ``seq_lengths.bin`` int32, one length per sequence
 ``groups.bin``      int32, sequences per example (2 for a preference pair)
-``targets.bin``     float32, ``(examples, targets_width)`` row-major
+``targets.bin``     float32, every example's targets back to back (ragged: ranked lists differ in length)
+``target_counts.bin`` int32, targets per example
 ``records.bin``     int64, the index of the source record each example came from
 ``meta.json``       counts, the drop report, the key material; written last (complete marker)
 ==================  ============================================================
@@ -46,7 +47,7 @@ from .readers import DropReport
 __all__ = ["CachedStore", "ExampleView", "TokenStore", "build_token_store", "default_cache_dir", "list_stores", "remove_stores",
            "select_stores", "source_fingerprint", "store_key", "tokenizer_fingerprint"]
 
-STORE_VERSION = 1
+STORE_VERSION = 2
 """Bump when the on-disk layout or the tokenization code changes, so old stores are not reused."""
 
 
@@ -119,14 +120,16 @@ class TokenStore:
         self.num_records: int = meta["num_records"]
         self.report = DropReport(total=meta["report"]["total"], reasons=Counter(meta["report"]["reasons"]),
                                  examples=dict(meta["report"]["examples"]))
-        count, width = meta["num_examples"], meta["targets_width"]
+        count = meta["num_examples"]
         mapped = lambda name, dtype: np.memmap(self.root / name, dtype=dtype, mode="r") if (self.root / name).stat().st_size else np.zeros(0, dtype)  # noqa: E731
         self._tokens = mapped("tokens.bin", np.int32)
         seq_lengths = np.fromfile(self.root / "seq_lengths.bin", dtype=np.int32)
         groups = np.fromfile(self.root / "groups.bin", dtype=np.int32)
         self._seq_offsets = np.concatenate([[0], np.cumsum(seq_lengths, dtype=np.int64)])
         self._group_offsets = np.concatenate([[0], np.cumsum(groups, dtype=np.int64)])
-        self._targets = mapped("targets.bin", np.float32).reshape(count, width) if width else np.zeros((count, 0), np.float32)
+        self._targets = mapped("targets.bin", np.float32)
+        self._target_offsets = np.concatenate([[0], np.cumsum(np.fromfile(self.root / "target_counts.bin", dtype=np.int32),
+                                                              dtype=np.int64)])
         self.record_index = np.fromfile(self.root / "records.bin", dtype=np.int64)
         self.lengths = np.maximum.reduceat(seq_lengths, self._group_offsets[:-1]) if count else np.zeros(0, np.int32)
         """``(examples,)`` the longest sequence of each example (for length-grouped batches)."""
@@ -137,7 +140,7 @@ class TokenStore:
     def __getitem__(self, i: int) -> Example:
         first, last = self._group_offsets[i], self._group_offsets[i + 1]
         seqs = tuple(tuple(self._tokens[self._seq_offsets[s] : self._seq_offsets[s + 1]].tolist()) for s in range(first, last))
-        return Example(seqs, tuple(self._targets[i].tolist()))
+        return Example(seqs, tuple(self._targets[self._target_offsets[i] : self._target_offsets[i + 1]].tolist()))
 
 
 class ExampleView:
@@ -172,21 +175,19 @@ def build_token_store(
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
-        width = None
         count = 0
         with open(tmp / "tokens.bin", "wb") as tok, open(tmp / "seq_lengths.bin", "wb") as lens, \
-                open(tmp / "groups.bin", "wb") as grp, open(tmp / "targets.bin", "wb") as tgt, open(tmp / "records.bin", "wb") as rec:
+                open(tmp / "groups.bin", "wb") as grp, open(tmp / "targets.bin", "wb") as tgt, open(tmp / "records.bin", "wb") as rec, \
+                open(tmp / "target_counts.bin", "wb") as tcount:
             for record_index, example in examples:
-                width = len(example.targets) if width is None else width
-                if len(example.targets) != width:
-                    raise ValueError(f"record {record_index}: {len(example.targets)} targets, earlier examples had {width}")
+                tcount.write(np.array([len(example.targets)], dtype=np.int32).tobytes())
                 tok.write(np.concatenate([np.asarray(s, dtype=np.int32) for s in example.sequences]).tobytes())
                 lens.write(np.array([len(s) for s in example.sequences], dtype=np.int32).tobytes())
                 grp.write(np.array([len(example.sequences)], dtype=np.int32).tobytes())
                 tgt.write(np.array(example.targets, dtype=np.float32).tobytes())
                 rec.write(np.array([record_index], dtype=np.int64).tobytes())
                 count += 1
-        meta = {"num_examples": count, "num_records": num_records(), "targets_width": width or 0, "version": STORE_VERSION,
+        meta = {"num_examples": count, "num_records": num_records(), "version": STORE_VERSION,
                 "report": {"total": report.total, "reasons": dict(report.reasons), "examples": report.examples},
                 "material": dict(material)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))

@@ -11,14 +11,14 @@ import numpy as np
 
 from ..data.readers import iter_records, pair_sides
 from ..data.records import Message
-from ..errors import DataFormatError
-from ..scoring.protocol import Scorer
+from ..errors import DataFormatError, SequenceTooLongError
+from ..scoring.protocol import LengthChecked, Scorer
 from .calibration import brier_score, expected_calibration_error, fit_temperature
 from .stats import bootstrap_mean_ci
 
 __all__ = [
     "BenchmarkItem", "EvalSettings", "REWARDBENCH_EXAMPLE_COUNTS", "REWARDBENCH_SECTIONS",
-    "evaluate_benchmark", "item_scores", "read_benchmark",
+    "evaluate_benchmark", "item_scores", "read_benchmark", "split_too_long",
 ]
 
 REWARDBENCH_SECTIONS = {
@@ -72,6 +72,9 @@ class EvalSettings:
     """Share of pairs (seeded split) used to fit the temperature; the rest reports ECE after it."""
     seed: int = 0
     """Seed of the bootstrap and the calibration split."""
+    skip_too_long: bool = True
+    """Leave out items with a reply that cannot fit the scorer's max length, reported per subset (count and
+    file:line + side) in ``skipped_too_long``; False stops with an error naming the first one."""
 
 
 def read_benchmark(source: str, split: str = "train", subset_field: str = "subset", default_subset: str = "all") -> list[BenchmarkItem]:
@@ -97,16 +100,57 @@ def read_benchmark(source: str, split: str = "train", subset_field: str = "subse
     return items
 
 
-def item_scores(scorer: Scorer, items: Sequence[BenchmarkItem]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Chosen rewards ``(N,)`` and rejected rewards (one array per item), in one scoring call."""
-    prompts, responses = [], []
-    for item in items:
+def _flatten(items: Sequence[BenchmarkItem]) -> tuple[list[Any], list[str], list[tuple[int, str]]]:
+    """Every reply of every item as ``(prompts, responses, (item index, side))``; side is chosen / rejected / rejected k."""
+    prompts, responses, where = [], [], []
+    for i, item in enumerate(items):
         prompts.append(item.prompt)
         responses.append(item.chosen)
+        where.append((i, "chosen"))
         for k, text in enumerate(item.rejected):
             prompts.append(item.rejected_prompts[k] if k < len(item.rejected_prompts) else item.prompt)
             responses.append(text)
-    flat = np.asarray(scorer.score(prompts, responses), dtype=float)
+            where.append((i, "rejected" if len(item.rejected) == 1 else f"rejected {k}"))
+    return prompts, responses, where
+
+
+def split_too_long(scorer: Scorer, items: Sequence[BenchmarkItem]) -> tuple[list[BenchmarkItem], list[dict[str, str]]]:
+    """``(items whose every reply fits, the others as {"source", "side", "subset"})``; a scorer without a length
+    limit (not :class:`~rewardlab.scoring.protocol.LengthChecked`) keeps everything."""
+    if not isinstance(scorer, LengthChecked):
+        return list(items), []
+    prompts, responses, where = _flatten(items)
+    bad: dict[int, str] = {}
+    for j in scorer.too_long(prompts, responses):
+        i, side = where[j]
+        bad.setdefault(i, side)
+    skipped = [{"source": items[i].source, "side": side, "subset": items[i].subset} for i, side in sorted(bad.items())]
+    return [item for i, item in enumerate(items) if i not in bad], skipped
+
+
+def skipped_report(skipped: Sequence[dict[str, str]], max_length: int | None) -> dict[str, Any]:
+    """The ``skipped_too_long`` entry of a result: count, per subset the count and the items (file:line and side)."""
+    by_subset: dict[str, list[str]] = defaultdict(list)
+    for s in skipped:
+        by_subset[s["subset"]].append(f"{s['source']} ({s['side']})")
+    return {"count": len(skipped), "max_length": max_length,
+            "by_subset": {name: {"count": len(v), "items": v} for name, v in sorted(by_subset.items())}}
+
+
+def item_scores(scorer: Scorer, items: Sequence[BenchmarkItem]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Chosen rewards ``(N,)`` and rejected rewards (one array per item), in one scoring call. A reply that cannot
+    fit raises :class:`SequenceTooLongError` naming its file:line and side."""
+    prompts, responses, where = _flatten(items)
+    try:
+        flat = np.asarray(scorer.score(prompts, responses), dtype=float)
+    except SequenceTooLongError as err:
+        named = [f"{items[where[j][0]].source} ({where[j][1]})" for j in err.items if j < len(where)]
+        if not named:
+            raise
+        raise SequenceTooLongError(
+            f"{len(named)} repl(ies) do not fit in max_length={err.max_length} even without the prompt (first at {named[0]}); "
+            "raise max_length (--max-length), or leave them out with skip_too_long (--skip-too-long)",
+            err.items, err.max_length) from None
     chosen, rejected, position = np.empty(len(items)), [], 0
     for i, item in enumerate(items):
         chosen[i] = flat[position]
@@ -130,6 +174,11 @@ def evaluate_benchmark(scorer: Scorer, items: Sequence[BenchmarkItem], settings:
     With one rejected reply per item this is pairwise accuracy; with several it is best-of-K
     accuracy (RewardBench 2 style: correct when the chosen outscores every rejected reply).
     """
+    skipped: list[dict[str, str]] = []
+    if settings.skip_too_long:
+        items, skipped = split_too_long(scorer, items)
+        if not items:
+            raise SequenceTooLongError(f"every item has a reply too long for the scorer ({len(skipped)} items)")
     chosen, rejected = item_scores(scorer, items)
     correct = np.array([_correct(c, r, settings.tie_policy) for c, r in zip(chosen, rejected)])
     ties = np.array([c == r.max() for c, r in zip(chosen, rejected)])
@@ -163,6 +212,10 @@ def evaluate_benchmark(scorer: Scorer, items: Sequence[BenchmarkItem], settings:
         "overall_rule": "mean of section scores" if sections else "mean over all items",
         "unsectioned_subsets": sorted(set(subsets) - in_section),
         "n_items": len(items),
+        "skipped_too_long": skipped_report(skipped, scorer.max_length if isinstance(scorer, LengthChecked) else None),
+        "per_item": [{"source": item.source, "subset": item.subset, "chosen_reward": float(c), "rejected_rewards": r.tolist(),
+                      "margin": float(c - r.max()), "correct": None if np.isnan(k) else float(k), "tie": bool(t)}
+                     for item, c, r, k, t in zip(items, chosen, rejected, correct, ties)],
     }
     pairwise = np.array([c - r[0] for c, r in zip(chosen, rejected) if r.size == 1])
     if pairwise.size >= 4:

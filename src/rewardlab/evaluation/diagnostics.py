@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..metrics import pairwise_accuracy
-from ..scoring.protocol import Scorer
+from ..scoring.protocol import LengthChecked, Scorer
 from .benchmark import BenchmarkItem, item_scores
 
 __all__ = ["Probe", "distribution_shift", "ensemble_disagreement", "length_bias", "load_probes", "member_disagreement", "perturb",
@@ -143,12 +143,17 @@ def run_probes(scorer: Scorer, items: Sequence[BenchmarkItem], probes: Sequence[
     out = {}
     base = np.asarray(scorer.score(prompts, originals), dtype=float)
     for probe in probes:
-        changed = np.asarray(scorer.score(prompts, [perturb(probe, r, k) for k, r in enumerate(originals)]), dtype=float)
-        delta = changed - base
+        perturbed = [perturb(probe, r, k) for k, r in enumerate(originals)]
+        # a perturbation that pushes a reply past the scorer's max length leaves that item out of this probe
+        too_long = set(scorer.too_long(prompts, perturbed)) if isinstance(scorer, LengthChecked) else set()
+        keep = [k for k in range(len(items)) if k not in too_long]
+        changed = np.asarray(scorer.score([prompts[k] for k in keep], [perturbed[k] for k in keep]), dtype=float)
+        delta = changed - base[keep]
         higher = float(np.mean(delta > 0)) if delta.size else float("nan")
         out[probe.name] = {"description": probe.description, "mean_change": float(delta.mean()) if delta.size else float("nan"),
                            "fraction_perturbed_higher": higher, "items": int(delta.size),
-                           "flagged": bool(delta.size and higher >= PROBE_FLAG and delta.mean() > 0)}
+                           "flagged": bool(delta.size and higher >= PROBE_FLAG and delta.mean() > 0),
+                           "skipped_too_long": len(too_long)}
     out["position"] = {"description": "needs a pairwise scorer (see the judge tools)", "applicable": False}
     return out
 

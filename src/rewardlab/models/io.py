@@ -181,7 +181,21 @@ def save_pretrained(model: RewardModel, tokenizer: Any, metadata: RewardModelMet
     directory.mkdir(parents=True, exist_ok=True)
     model.hf_model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
+    _chat_template_in_tokenizer_config(tokenizer, directory)
     (directory / METADATA_FILE).write_text(metadata.to_json())
+
+
+def _chat_template_in_tokenizer_config(tokenizer: Any, directory: Path) -> None:
+    """transformers >= 4.43 saves the chat template as ``chat_template.jinja``; older versions (and tools that read
+    the JSON directly) look for it in ``tokenizer_config.json``: write it there too, so both find it."""
+    template = getattr(tokenizer, "chat_template", None)
+    config_path = directory / "tokenizer_config.json"
+    if not isinstance(template, str) or not config_path.is_file():
+        return
+    config = json.loads(config_path.read_text())
+    if config.get("chat_template") != template:
+        config["chat_template"] = template
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def update_metadata(directory: str | os.PathLike, **changes: Any) -> RewardModelMetadata:

@@ -216,7 +216,14 @@ class LocalScorer:
         same ``MIN_SHARED_PREFIX`` or more tokens (a pair's chosen and rejected reply, best-of-N
         candidates) are packed as one group whose common prefix is computed once; causal attention
         makes that exact (see :func:`prefix_groups`).
+
+        Identical sequences are scored once and share the result, so identical inputs tie exactly in
+        every layout (in one packed row, two copies at different offsets can differ in the last bits).
         """
+        unique: dict[tuple[int, ...], int] = {}
+        slots = [unique.setdefault(tuple(seq), len(unique)) for seq in sequences]
+        if len(unique) < len(sequences):
+            return self.score_ids([list(seq) for seq in unique])[torch.tensor(slots, dtype=torch.long)]
         sharing = self.share_prefix and self.layout == "packed" and self.model.pooling == "last_token"
         groups = prefix_groups(sequences, self.batch_size) if sharing else [[i] for i in range(len(sequences))]
 

@@ -260,7 +260,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         train_examples = objective.tokenize(train_raw, tokenizer, config.max_length, report)
         eval_examples = objective.tokenize(eval_raw, tokenizer, config.max_length, report)
     kind = objective.record_kind
-    _say(accelerator, f"data: {len(train_examples)} training and {len(eval_examples)} held-out {kind}; {report.summary(kind)}")
+    _say(accelerator, f"data: {len(train_examples)} training and {len(eval_examples)} held-out {kind}; "
+         f"{report.summary(objective.read_kind)}")
     if (summary := objective.summary(train_examples)) is not None:
         _say(accelerator, summary)
     pad_id = tokenizer.pad_token_id

@@ -59,6 +59,11 @@ class Objective(Protocol):
     record_kind: str
     streams: ClassVar[bool]
 
+    @property
+    def read_kind(self) -> str:
+        """What one record of the data file is (``record_kind`` says what one training example is)."""
+        ...
+
     def read(self, source: str, split: str, limit: int | None) -> tuple[list[Any], DropReport]: ...
 
     def iter_read(self, source: str, split: str, limit: int | None, report: DropReport) -> Iterator[Any]: ...
@@ -90,7 +95,12 @@ class _Defaults:
     """What most objectives share: a scalar/multi-head reward model, nothing extra to log or record, no streaming."""
 
     heads: tuple[str, ...]
+    record_kind: str
     streams: ClassVar[bool] = False
+
+    @property
+    def read_kind(self) -> str:
+        return self.record_kind
 
     def iter_read(self, source: str, split: str, limit: int | None, report: DropReport) -> Iterator[Any]:
         raise ConfigError(f"{type(self).__name__} reads its records in memory (no token cache)")
@@ -461,6 +471,10 @@ class HybridObjective(_Defaults):
     normalizer: TargetNormalizer | None = None
     heads: tuple[str, ...] = ("score",)
     record_kind: str = "prompt groups of scored responses"
+
+    @property
+    def read_kind(self) -> str:  # records are responses; examples are their prompt groups
+        return "scored responses"
 
     def read(self, source: str, split: str, limit: int | None) -> tuple[list[list[ScoredResponse]], DropReport]:
         records, report = RegressionObjective(self.heads).read(source, split, limit)
