@@ -142,3 +142,21 @@ def test_chat_template_is_saved_where_old_and_new_transformers_read_it(tiny_llam
     config = json.loads((tmp_path / "rm" / "tokenizer_config.json").read_text())
     assert config["chat_template"] == tok.chat_template  # transformers < 4.43 and JSON readers
     assert (tmp_path / "rm" / "chat_template.jinja").read_text().strip() == tok.chat_template.strip()
+
+
+def test_a_max_length_beyond_the_position_embeddings_is_refused_up_front(tiny_bert_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from rewardlab.errors import ConfigError
+    from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
+    from rewardlab.scoring.local import load_reward_model
+
+    model, tok = build_reward_model(str(tiny_bert_dir))
+    save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling), tmp_path / "rm")
+    limit = model.hf_model.config.max_position_embeddings
+    with pytest.raises(ConfigError, match=f"max_length={limit * 2} is longer than the model's {limit} position embeddings"):
+        load_reward_model(tmp_path / "rm", max_length=limit * 2)
+    proc = subprocess.run([sys.executable, "-m", "rewardlab.cli", "score", "--model", str(tmp_path / "rm"), "--max-length",
+                           str(limit * 2), "--data", "x.jsonl", "--output", str(tmp_path / "o.jsonl")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "position embeddings" in proc.stderr and "Traceback" not in proc.stderr

@@ -43,6 +43,8 @@ def test_training_loss_starts_near_ln2_falls_and_writes_everything(tiny_llama_di
     assert 0 <= result.final_metrics["eval_accuracy"] <= 1 and result.final_metrics["eval_pairs"] == 12
     scorer = load_reward_model(out)
     assert scorer.metadata.reward_std == pytest.approx(result.final_metrics["eval_reward_std"])
+    hf_config = json.loads((out / "config.json").read_text())  # where OpenRLHF's --normalize_reward reads them
+    assert (hf_config["mean"], hf_config["std"]) == pytest.approx((scorer.metadata.reward_mean, scorer.metadata.reward_std))
 
 
 def test_gradient_accumulation_matches_a_bigger_batch(tiny_llama_dir, demo_jsonl, tmp_path):

@@ -27,6 +27,7 @@ __all__ = [
     "METADATA_FILE",
     "RewardModelMetadata",
     "build_reward_model",
+    "check_max_length",
     "load_pretrained",
     "resolve_model_source",
     "release_gguf",
@@ -179,6 +180,8 @@ def save_pretrained(model: RewardModel, tokenizer: Any, metadata: RewardModelMet
     """Write the HF folder (safetensors) and ``rewardlab.json`` into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if metadata.reward_mean is not None and metadata.reward_std:  # OpenRLHF's --normalize_reward reads these from config.json
+        model.hf_model.config.mean, model.hf_model.config.std = float(metadata.reward_mean), float(metadata.reward_std)
     model.hf_model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
     _chat_template_in_tokenizer_config(tokenizer, directory)
@@ -196,6 +199,22 @@ def _chat_template_in_tokenizer_config(tokenizer: Any, directory: Path) -> None:
     if config.get("chat_template") != template:
         config["chat_template"] = template
         config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
+def check_max_length(hf_config: Any, max_length: int, where: str = "max_length") -> None:
+    """Refuse a token budget longer than the model has positions for (a BERT-family model has 512; asking for more
+    fails deep in the embedding with an index error).
+
+    >>> class Config: max_position_embeddings = 512
+    >>> check_max_length(Config(), 1024)
+    Traceback (most recent call last):
+    ...
+    rewardlab.errors.ConfigError: max_length=1024 is longer than the model's 512 position embeddings (max_position_embeddings); use max_length <= 512
+    """
+    limit = getattr(hf_config, "max_position_embeddings", None)
+    if isinstance(limit, int) and 0 < limit < max_length:
+        raise ConfigError(f"{where}={max_length} is longer than the model's {limit} position embeddings "
+                          f"(max_position_embeddings); use {where} <= {limit}")
 
 
 def update_metadata(directory: str | os.PathLike, **changes: Any) -> RewardModelMetadata:

@@ -165,6 +165,10 @@ def load_dpo_scorer(
 
     path, extra = resolve_model_source(str(policy))
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
+    policy_model = load(policy)
+    from ..models.io import check_max_length
+
+    check_max_length(policy_model.config, max_length)
     ref_model = None if reference is None or settings.reference_free else load(reference)
-    return DPOScorer(load(policy), ref_model, tokenizer, settings, max_length, batch_size, device, source=str(policy),
+    return DPOScorer(policy_model, ref_model, tokenizer, settings, max_length, batch_size, device, source=str(policy),
                      reference_source=None if reference is None else str(reference), show_progress=show_progress)

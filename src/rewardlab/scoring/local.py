@@ -310,7 +310,10 @@ def load_reward_model(
     for reward models). ``layout='auto'`` scores padding-free packed batches when the backbone
     supports it (the rewards equal the padded pass to 1e-4 in fp32; tests/models/test_packing.py).
     """
+    from ..models.io import check_max_length
+
     model, tokenizer, metadata = load_pretrained(path, precision, trust_remote_code)
+    check_max_length(model.hf_model.config, max_length or metadata.max_length)
     return LocalScorer(
         model, tokenizer, max_length=max_length or metadata.max_length, batch_size=batch_size,
         device=device, metadata=metadata, normalize=normalize, combine=combine, original_scale=original_scale,

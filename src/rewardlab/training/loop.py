@@ -24,7 +24,7 @@ from ..data.token_store import (ExampleView, TokenStore, build_token_store, defa
 from ..devices import resolve_precision, tune_cpu_memory
 from ..errors import CheckpointError, TrainingDivergedError
 from ..losses import l2_anchor_penalty
-from ..models.io import RewardModelMetadata, save_pretrained
+from ..models.io import RewardModelMetadata, check_max_length, save_pretrained
 from ..models.packing import choose_layout, pack_for
 from ..models.reward_model import RewardModel, transformer_layers
 from . import checkpoint as ckpt
@@ -252,6 +252,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         train_raw = objective.augment_training(train_raw)  # e.g. length-padded rejected replies; never the held-out split
         objective = objective.fit(train_raw)  # e.g. target normalization statistics, from training data only
     model, tokenizer = objective.build_model(config.model, config.trust_remote_code)  # scalar/multi-head, or per-token (PRM)
+    check_max_length(model.hf_model.config, config.max_length)  # before tokenizing: a BERT has 512 positions
     if cached:
         with accelerator.main_process_first():  # one process builds the store, the others open it
             train_examples, eval_examples, report, hit = load_tokenized(config, objective, tokenizer)
