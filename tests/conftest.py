@@ -22,6 +22,10 @@ def pytest_configure(config):
 
     # The token cache goes to a throw-away folder, never the user's ~/.cache.
     os.environ["REWARDLAB_CACHE"] = tempfile.mkdtemp(prefix="rewardlab-test-cache-")
+    # A fixed thread count: "auto" drops to 1 thread on a busy machine, and tests compare runs bit for bit.
+    import torch
+
+    os.environ.setdefault("REWARDLAB_CPU_THREADS", str(torch.get_num_threads()))
     if config.getoption("--optimizations") == "off":  # process-wide: glibc's allocator left as it is
         os.environ["REWARDLAB_CPU_ALLOCATOR"] = "default"
 

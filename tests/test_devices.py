@@ -116,3 +116,24 @@ def test_capped_kernel_caches_stop_memory_growth_with_new_shapes():
     # capped, the caches are full after a few dozen shapes and evict as they go.
     assert growth("default") > 20
     assert growth(None) < 5
+
+
+def test_training_uses_one_thread_on_a_busy_cpu(monkeypatch, tiny_llama_dir, demo_jsonl, tmp_path, capsys):
+    import torch
+
+    from rewardlab.devices import choose_cpu_threads
+    from rewardlab.training.loop import train
+
+    assert choose_cpu_threads(load=4.0, cores=2, setting="auto")[0] == 1
+    assert choose_cpu_threads(load=1.0, cores=2, setting="auto")[0] is None
+    with pytest.raises(ValueError, match="REWARDLAB_CPU_THREADS"):
+        choose_cpu_threads(setting="many")
+    before = torch.get_num_threads()
+    monkeypatch.setenv("REWARDLAB_CPU_THREADS", "auto")
+    monkeypatch.setattr("os.getloadavg", lambda: (50.0, 50.0, 50.0))
+    try:
+        train(model=str(tiny_llama_dir), data=str(demo_jsonl), output_dir=str(tmp_path / "o"), max_steps=1, batch_size=4,
+              max_length=192, eval_fraction=0.0, show_progress=False)
+        assert torch.get_num_threads() == 1 and "CPU threads: 1 (the CPU is already busy" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)

@@ -21,7 +21,7 @@ from ..data.collate import collate_targets
 from ..data.readers import DropReport
 from ..data.token_store import (ExampleView, TokenStore, build_token_store, default_cache_dir, source_fingerprint,
                                 store_key, tokenizer_fingerprint)
-from ..devices import resolve_precision, tune_cpu_memory
+from ..devices import choose_cpu_threads, resolve_precision, tune_cpu_memory
 from ..errors import CheckpointError, TrainingDivergedError
 from ..losses import l2_anchor_penalty
 from ..models.io import RewardModelMetadata, check_max_length, save_pretrained
@@ -239,6 +239,11 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     precision = resolve_precision(config.precision)
     accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=cpu_ddp)
     reuse_memory = tune_cpu_memory(accelerator.device)  # CPU: no page faults on every step's tensors, bounded kernel cache
+    if accelerator.device.type == "cpu":
+        threads, why = choose_cpu_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
+            _say(accelerator, f"CPU threads: {threads} ({why})")
     out = Path(config.output_dir)
     ckpt_root = out / "checkpoints"
     metrics_path = out / "metrics.jsonl"
