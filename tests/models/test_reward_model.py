@@ -160,3 +160,31 @@ def test_a_max_length_beyond_the_position_embeddings_is_refused_up_front(tiny_be
     proc = subprocess.run([sys.executable, "-m", "rewardlab.cli", "score", "--model", str(tmp_path / "rm"), "--max-length",
                            str(limit * 2), "--data", "x.jsonl", "--output", str(tmp_path / "o.jsonl")], capture_output=True, text=True)
     assert proc.returncode == 2 and "position embeddings" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_incomplete_or_truncated_model_folders_are_refused(tiny_llama_dir, tmp_path, caplog):
+    import shutil
+
+    from rewardlab.errors import CheckpointError
+    from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
+    from rewardlab.scoring.local import load_reward_model
+
+    model, tok = build_reward_model(str(tiny_llama_dir))
+    save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling, max_length=128), tmp_path / "rm")
+    no_tokenizer = tmp_path / "no_tok"
+    shutil.copytree(tmp_path / "rm", no_tokenizer)
+    (no_tokenizer / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match="incomplete model folder: missing a tokenizer"):
+        load_reward_model(no_tokenizer)
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "rm", cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_reward_model(cut)
+    guessed = tmp_path / "guessed"
+    shutil.copytree(tmp_path / "rm", guessed)
+    (guessed / "rewardlab.json").unlink()
+    with caplog.at_level("WARNING"):
+        load_reward_model(guessed)
+    assert "no rewardlab.json; guessed its metadata" in caplog.text and "--max-length" in caplog.text

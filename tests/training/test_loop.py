@@ -292,3 +292,23 @@ def test_precision_auto_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(devices, "native_bf16", lambda: False)
     assert devices.resolve_precision("auto") == "fp32"
     assert devices.resolve_precision("bf16") == "bf16"
+
+
+def test_an_output_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(tiny_llama_dir, demo_jsonl, tmp_path):
+    from rewardlab.errors import ConfigError
+
+    out = tmp_path / "run"
+    first = loop.train(_config(tiny_llama_dir, demo_jsonl, out, max_steps=2, save_every=1))
+    with pytest.raises(ConfigError, match="already holds a training run"):
+        loop.train(_config(tiny_llama_dir, demo_jsonl, out, max_steps=3))
+    resumed = loop.train(_config(tiny_llama_dir, demo_jsonl, out, max_steps=2, resume=True))  # a finished run, resumed
+    meta = json.loads((out / "rewardlab.json").read_text())
+    assert meta["reward_mean"] == pytest.approx(first.final_metrics["eval_reward_mean"]) and resumed.steps == 2  # stats kept
+    other = tmp_path / "other.jsonl"
+    other.write_text(demo_jsonl.read_text())
+    with pytest.raises(ConfigError, match="cannot resume .* differs in data"):
+        loop.train(_config(tiny_llama_dir, other, out, max_steps=3, resume=True))
+    (out / "notes.txt").write_text("mine")
+    loop.train(_config(tiny_llama_dir, demo_jsonl, out, max_steps=1, overwrite=True))
+    assert (out / "notes.txt").read_text() == "mine"  # overwrite removes the run's files only
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000001"]  # the old run's checkpoints are gone

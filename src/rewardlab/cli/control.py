@@ -43,6 +43,7 @@ def register(sub: Any) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="weights dtype (default: fp32)")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda (default: cpu)")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default: 8)")
-    p.add_argument("--max-length", type=int, default=1024, help="token budget per sequence; longer replies are an error (default: 1024)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="token budget per sequence; longer replies are an error (default: 1024, or the model's positions if fewer)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model folders")
     p.set_defaults(func=_cmd_kl)

@@ -19,6 +19,11 @@ def _cmd_label_steps(args: argparse.Namespace) -> int:
     from ..labeling.checkers import make_checker
     from ..labeling.math_shepherd import assemble_labels, label_solutions, read_solutions_to_label
 
+    from ..data.readers import refuse_overwriting_input
+
+    refuse_overwriting_input(args.output, args.data)
+    if args.steps_output:
+        refuse_overwriting_input(args.steps_output, args.data, args.output)
     solutions = read_solutions_to_label(args.data, args.limit)
     stats = label_solutions(solutions, make_generator(args), make_checker(args.checker), args.output, args.n,
                             args.max_new_tokens)

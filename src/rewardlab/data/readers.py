@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import re
 from collections import Counter
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataFormatError, RewardlabError
+from ..errors import ConfigError, DataFormatError, RewardlabError
 from .records import Message, PreferencePair, RankedResponses, ScoredResponse
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "pair_sides",
     "parse_hh_transcript",
     "read_preference_pairs",
+    "refuse_overwriting_input",
     "to_preference_pair",
     "to_ranked_responses",
     "to_scored_response",
@@ -99,12 +101,29 @@ class DropReport:
         return f"dropped {self.dropped} of {self.total} {what}: {parts}"
 
 
+def refuse_overwriting_input(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
+    """Raise :class:`ConfigError` when ``output`` is one of the ``inputs`` (same resolved path or same file by inode):
+    opening it for writing would truncate the data before it is read."""
+    out = Path(output)
+    for source in inputs:
+        if source is None:
+            continue
+        src = Path(source)
+        same = out.resolve() == src.resolve()
+        if not same and out.exists() and src.exists():
+            same = os.path.samefile(out, src)
+        if same:
+            raise ConfigError(f"the output {output} is the input {source}: writing it would destroy the data; choose another output")
+
+
 def _open_text_lines(path: Path) -> Iterator[tuple[int, str]]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
         for lineno, raw in enumerate(handle, start=1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a BOM, as spreadsheet and Windows tools write
+                raw = raw[3:]
             try:
-                yield lineno, raw.decode("utf-8")
+                yield lineno, raw.decode("utf-8").rstrip("\r\n") + "\n"  # CRLF or LF
             except UnicodeDecodeError as err:
                 raise DataFormatError(
                     f"{path}:{lineno}", f"undecodable bytes at byte {err.start} (expected UTF-8)"
@@ -272,8 +291,8 @@ def to_preference_pair(record: Mapping, location: str = "") -> PreferencePair:
     else:
         raise DataFormatError(location, f"chosen and rejected must both be texts or both message lists; {ACCEPTED_FORMATS}", "rejected")
     margin = record.get("margin")
-    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
-        raise DataFormatError(location, f"expected a number, got {type(margin).__name__}", "margin")
+    if margin is not None:
+        _score_value(margin, location, "margin")
     tie = record.get("tie", False)
     if not isinstance(tie, bool):
         raise DataFormatError(location, f"expected true or false, got {tie!r}", "tie")
@@ -378,8 +397,11 @@ def pair_sides(record: Mapping, location: str = "") -> tuple[tuple[tuple[Message
 
 
 def _score_value(value: Any, location: str, field_name: str) -> float:
+    """A finite number from a record (JSON's NaN / Infinity extensions are refused here, not at training step 1)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DataFormatError(location, f"expected a number, got {type(value).__name__}", field_name)
+    if not math.isfinite(value):
+        raise DataFormatError(location, f"expected a finite number, got {value}", field_name)
     return float(value)
 
 

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,10 +41,10 @@ def _labels(values: Any, n: int, location: str, field: str) -> tuple[float | Non
             out.append(None)
         elif isinstance(v, bool):
             out.append(float(v))
-        elif isinstance(v, (int, float)):
+        elif isinstance(v, (int, float)) and math.isfinite(v):
             out.append(float(v))
         else:
-            raise DataFormatError(location, f"labels must be numbers, booleans or null, got {v!r}", field)
+            raise DataFormatError(location, f"labels must be finite numbers, booleans or null, got {v!r}", field)
     return tuple(out)
 
 

@@ -28,6 +28,8 @@ __all__ = [
     "RewardModelMetadata",
     "build_reward_model",
     "check_max_length",
+    "check_model_folder",
+    "usable_max_length",
     "load_pretrained",
     "resolve_model_source",
     "release_gguf",
@@ -217,6 +219,24 @@ def check_max_length(hf_config: Any, max_length: int, where: str = "max_length")
                           f"(max_position_embeddings); use {where} <= {limit}")
 
 
+def usable_max_length(hf_config: Any, requested: int | None, saved: int) -> int:
+    """The scoring token budget: ``requested`` (refused beyond the model's positions), else the saved training
+    max length, lowered to the positions the model has (a longer saved value could never be used).
+
+    >>> class Config: max_position_embeddings = 256
+    >>> usable_max_length(Config(), None, 512), usable_max_length(Config(), 128, 512)
+    (256, 128)
+    """
+    if requested is not None:
+        check_max_length(hf_config, requested)
+        return requested
+    limit = getattr(hf_config, "max_position_embeddings", None)
+    if isinstance(limit, int) and 0 < limit < saved:
+        logger.warning("the saved max_length %d exceeds the model's %d position embeddings; scoring with %d", saved, limit, limit)
+        return limit
+    return saved
+
+
 def update_metadata(directory: str | os.PathLike, **changes: Any) -> RewardModelMetadata:
     """Rewrite ``rewardlab.json`` in ``directory`` with ``changes`` (written atomically)."""
     path = Path(directory) / METADATA_FILE
@@ -226,6 +246,52 @@ def update_metadata(directory: str | os.PathLike, **changes: Any) -> RewardModel
     tmp.write_text(updated.to_json())
     tmp.replace(path)
     return updated
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+"""One of these must be in a model folder: without them transformers silently builds a near-empty tokenizer."""
+
+
+def check_model_folder(folder: Path) -> None:
+    """Refuse an incomplete model folder (a killed save, a partial copy): config, weights and tokenizer must be there,
+    and a safetensors file must not be cut short. Scoring with a missing tokenizer turns every word into ``[UNK]``.
+
+    >>> import tempfile
+    >>> check_model_folder(Path(tempfile.mkdtemp()))
+    Traceback (most recent call last):
+    ...
+    rewardlab.errors.CheckpointError: ...: incomplete model folder: missing config.json, the weights (model.safetensors or model.safetensors.index.json), a tokenizer (tokenizer.json, vocab.txt, ...)
+    """
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("config.json")
+    weights = [folder / n for n in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin") if (folder / n).is_file()]
+    if not weights:
+        missing.append("the weights (model.safetensors or model.safetensors.index.json)")
+    if not any((folder / n).is_file() for n in TOKENIZER_FILES):
+        missing.append("a tokenizer (tokenizer.json, vocab.txt, ...)")
+    if missing:
+        raise CheckpointError(f"{folder}: incomplete model folder: missing {', '.join(missing)}")
+    single = folder / "model.safetensors"
+    if single.is_file():
+        _check_safetensors(single)
+
+
+def _check_safetensors(path: Path) -> None:
+    """A safetensors file's header must parse and its data must be as long as the header says."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            header_len = int.from_bytes(handle.read(8), "little")
+            if header_len <= 0 or 8 + header_len > size:
+                raise ValueError("header longer than the file")
+            header = json.loads(handle.read(header_len))
+        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err}); the save was probably cut short") from None
+    if 8 + header_len + end > size:
+        raise CheckpointError(f"{path}: truncated: {size} bytes, the header needs {8 + header_len + end}; "
+                              "the save was probably cut short")
 
 
 def load_pretrained(
@@ -239,6 +305,8 @@ def load_pretrained(
     path, extra = resolve_model_source(str(directory))
     if not extra and not Path(path).is_dir():
         raise CheckpointError(f"{path}: no such reward model folder")
+    if not extra:
+        check_model_folder(Path(path))
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
     hf_model = AutoModelForSequenceClassification.from_pretrained(
         path, dtype=_DTYPES[precision], trust_remote_code=trust_remote_code, **extra
@@ -252,11 +320,16 @@ def load_pretrained(
         metadata = RewardModelMetadata(
             pooling=pooling,
             heads=[str(hf_model.config.id2label.get(i, f"LABEL_{i}")) for i in range(hf_model.config.num_labels)],
-            max_length=min(int(getattr(tokenizer, "model_max_length", 512) or 512), 4096),
+            max_length=min(int(getattr(tokenizer, "model_max_length", 512) or 512), 4096,
+                           int(getattr(hf_model.config, "max_position_embeddings", 4096) or 4096)),
             template="chat_template" if getattr(tokenizer, "chat_template", None) else "plain",
             base_model=str(directory),
             written_by="inferred",
         )
+        logger.warning(
+            "%s: no %s; guessed its metadata: pooling %s, max_length %d (from the tokenizer), template %s. If the model "
+            "was trained with another max_length, pass it (--max-length)", path, METADATA_FILE, metadata.pooling,
+            metadata.max_length, metadata.template)
         if pooling == "last_token" and tokenizer.pad_token_id in {tokenizer.eos_token_id, None}:
             logger.warning(
                 "%s: pad token equals EOS; rewardlab reads the last attended token, while plain "

@@ -267,7 +267,7 @@ def _build_one(config: ScorerConfig) -> Scorer:
         from .dpo import DPOSettings, load_dpo_scorer
 
         settings = DPOSettings(config.beta, config.reference_free, config.length_normalize)
-        return load_dpo_scorer(config.model, config.reference, settings, config.precision, config.max_length or 1024,
+        return load_dpo_scorer(config.model, config.reference, settings, config.precision, config.max_length,
                                batch_size, config.device, config.trust_remote_code, show_progress=config.show_progress)
     if kind == "process":
         from .process import load_process_reward_model

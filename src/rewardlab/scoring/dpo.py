@@ -153,7 +153,7 @@ class DPOScorer:
 
 def load_dpo_scorer(
     policy: str | os.PathLike, reference: str | os.PathLike | None, settings: DPOSettings = DPOSettings(),
-    precision: Precision = "fp32", max_length: int = 1024, batch_size: int = 8, device: str | None = None,
+    precision: Precision = "fp32", max_length: int | None = None, batch_size: int = 8, device: str | None = None,
     trust_remote_code: bool = False, show_progress: bool = False,
 ) -> DPOScorer:
     """Load a policy (and reference) causal LM from folders, Hub names or ``builtin:smollm2``."""
@@ -166,9 +166,9 @@ def load_dpo_scorer(
     path, extra = resolve_model_source(str(policy))
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
     policy_model = load(policy)
-    from ..models.io import check_max_length
+    from ..models.io import usable_max_length
 
-    check_max_length(policy_model.config, max_length)
+    max_length = usable_max_length(policy_model.config, max_length, 1024)
     ref_model = None if reference is None or settings.reference_free else load(reference)
     return DPOScorer(policy_model, ref_model, tokenizer, settings, max_length, batch_size, device, source=str(policy),
                      reference_source=None if reference is None else str(reference), show_progress=show_progress)

@@ -187,6 +187,9 @@ def score_file(
     """
     from ..data.token_store import source_fingerprint
 
+    from ..data.readers import refuse_overwriting_input
+
+    refuse_overwriting_input(output, data)
     out = Path(output)
     data = str(data)
     total = None  # records, when the length check counted them

@@ -310,12 +310,11 @@ def load_reward_model(
     for reward models). ``layout='auto'`` scores padding-free packed batches when the backbone
     supports it (the rewards equal the padded pass to 1e-4 in fp32; tests/models/test_packing.py).
     """
-    from ..models.io import check_max_length
+    from ..models.io import usable_max_length
 
     model, tokenizer, metadata = load_pretrained(path, precision, trust_remote_code)
-    check_max_length(model.hf_model.config, max_length or metadata.max_length)
     return LocalScorer(
-        model, tokenizer, max_length=max_length or metadata.max_length, batch_size=batch_size,
+        model, tokenizer, max_length=usable_max_length(model.hf_model.config, max_length, metadata.max_length), batch_size=batch_size,
         device=device, metadata=metadata, normalize=normalize, combine=combine, original_scale=original_scale,
         layout=layout, max_batch_tokens=max_batch_tokens, share_prefix=share_prefix, source=str(path),
         show_progress=show_progress,

@@ -121,8 +121,8 @@ def load_process_reward_model(path: str | os.PathLike, aggregation: Aggregation 
         pooling="last_token", written_by="inferred", objective="prm", step_separator="\n")
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     hf_model = AutoModelForTokenClassification.from_pretrained(folder, dtype=_DTYPES[precision], trust_remote_code=trust_remote_code)
-    from ..models.io import check_max_length
+    from ..models.io import usable_max_length
 
-    check_max_length(hf_model.config, max_length or metadata.max_length)
+    max_length = usable_max_length(hf_model.config, max_length, metadata.max_length)
     return ProcessScorer(ProcessRewardModel(hf_model), tokenizer, metadata, aggregation, batch_size, device, max_length,
                          source=str(path), show_progress=show_progress)

@@ -142,6 +142,9 @@ def best_of_n_file(scorer: Scorer, data: str | os.PathLike, output: str | os.Pat
     """Best-of-N for every row of a candidates file (:func:`read_candidates`): one JSON line per row in ``output``
     (pick, every reward, the BoN KL bound; majority and reward-weighted votes when answers are given; whether the
     pick is correct when labels are). Returns the summary (items, KL bound, BoN accuracy when labelled)."""
+    from ..data.readers import refuse_overwriting_input
+
+    refuse_overwriting_input(output, data)
     rows = read_candidates(data)
     hits = []
     with open(output, "w") as handle:

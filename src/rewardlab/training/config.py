@@ -314,7 +314,10 @@ class TrainConfig:
     seed: int = 42
     """Seed for the split, batch order, head initialisation and dropout."""
     resume: bool = False
-    """Continue from the latest checkpoint in output_dir."""
+    """Continue from the latest checkpoint in output_dir (refused when that run had another model, data or objective)."""
+    overwrite: bool = False
+    """Replace a finished or unfinished run already in output_dir (its checkpoints, metrics and model files); without
+    this or resume, a non-empty run folder is refused so that two runs never mix."""
     trust_remote_code: bool = False
     """Allow model code from the model's folder/Hub repo (only when you trust it)."""
     show_progress: bool = True
@@ -339,6 +342,8 @@ class TrainConfig:
             raise ConfigError(f"option 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"option 'max_steps' must be >= 1, got {self.max_steps}")
+        if self.resume and self.overwrite:
+            raise ConfigError("options 'resume' and 'overwrite' contradict each other: continue the run, or replace it")
         if self.anchor_l2 < 0:
             raise ConfigError(f"option 'anchor_l2' must be >= 0, got {self.anchor_l2}")
         if self.num_epochs <= 0 or self.learning_rate <= 0 or self.freeze_layers < 0:

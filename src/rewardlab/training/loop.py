@@ -22,7 +22,7 @@ from ..data.readers import DropReport
 from ..data.token_store import (ExampleView, TokenStore, build_token_store, default_cache_dir, source_fingerprint,
                                 store_key, tokenizer_fingerprint)
 from ..devices import choose_cpu_threads, resolve_precision, tune_cpu_memory
-from ..errors import CheckpointError, TrainingDivergedError
+from ..errors import CheckpointError, ConfigError, TrainingDivergedError
 from ..losses import l2_anchor_penalty
 from ..models.io import RewardModelMetadata, check_max_length, save_pretrained
 from ..models.packing import choose_layout, pack_for
@@ -60,6 +60,44 @@ def load_train_eval_records(config: TrainConfig, objective: Objective) -> tuple[
         return records, eval_records, report
     held = set(_held_out(len(records), config.eval_fraction, config.seed))
     return [r for i, r in enumerate(records) if i not in held], [records[i] for i in sorted(held)], report
+
+
+RUN_FILES = ("checkpoints", "metrics.jsonl", "run_config.json", "rewardlab.json", "config.json", "model.safetensors",
+             "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+             "chat_template.jinja", "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
+"""What a training run writes into its output folder (``overwrite`` removes exactly these, never other files)."""
+
+
+def prepare_output_dir(config: TrainConfig, remove: bool = True) -> None:
+    """Keep runs apart: a folder holding another run is refused unless ``resume`` (same model, data and objective,
+    checked against its ``run_config.json``) or ``overwrite`` (its run files are removed first)."""
+    import shutil
+
+    out = Path(config.output_dir)
+    present = [name for name in RUN_FILES if (out / name).exists()] + [p.name for p in out.glob("model-*.safetensors")]
+    if not present:
+        return
+    if config.overwrite:
+        for name in present if remove else ():  # one process removes; the others only check
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        return
+    if not config.resume:
+        raise ConfigError(f"{out} already holds a training run ({', '.join(present[:4])}{', ...' if len(present) > 4 else ''}): "
+                          "pass --resume to continue it or --overwrite to replace it")
+    earlier_path = out / "run_config.json"
+    if earlier_path.is_file():
+        earlier = json.loads(earlier_path.read_text())
+        now = json.loads(json.dumps(to_dict(config), default=str))
+        from ..data.token_store import source_fingerprint
+
+        changed = [k for k in ("model", "data", "objective") if earlier.get(k) != now.get(k)]
+        if earlier.get("data_fingerprint") not in (None, source_fingerprint(config.data, config.data_split)):
+            changed.append("data (the file changed since)")
+        if changed:
+            first = changed[0].split(" ")[0]
+            raise ConfigError(f"cannot resume {out}: its run differs in {', '.join(changed)} ({first} was {earlier.get(first)!r}, "
+                              f"now {now.get(first)!r}); use another output folder, or --overwrite")
 
 
 def _held_out(num_records: int, fraction: float, seed: int) -> list[int]:
@@ -238,10 +276,12 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     AcceleratorState._reset_state(reset_partial_state=False)
     precision = resolve_precision(config.precision)
     accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=cpu_ddp)
+    prepare_output_dir(config, remove=accelerator.is_main_process)  # every process refuses alike; one removes
+    accelerator.wait_for_everyone()
     reuse_memory = tune_cpu_memory(accelerator.device)  # CPU: no page faults on every step's tensors, bounded kernel cache
     if accelerator.device.type == "cpu":
         threads, why = choose_cpu_threads()
-        if threads is not None:
+        if threads is not None and threads != torch.get_num_threads():
             torch.set_num_threads(threads)
             _say(accelerator, f"CPU threads: {threads} ({why})")
     out = Path(config.output_dir)
@@ -257,7 +297,6 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         train_raw = objective.augment_training(train_raw)  # e.g. length-padded rejected replies; never the held-out split
         objective = objective.fit(train_raw)  # e.g. target normalization statistics, from training data only
     model, tokenizer = objective.build_model(config.model, config.trust_remote_code)  # scalar/multi-head, or per-token (PRM)
-    check_max_length(model.hf_model.config, config.max_length)  # before tokenizing: a BERT has 512 positions
     if cached:
         with accelerator.main_process_first():  # one process builds the store, the others open it
             train_examples, eval_examples, report, hit = load_tokenized(config, objective, tokenizer)
@@ -266,6 +305,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         train_examples = objective.tokenize(train_raw, tokenizer, config.max_length, report)
         eval_examples = objective.tokenize(eval_raw, tokenizer, config.max_length, report)
     kind = objective.record_kind
+    check_max_length(model.hf_model.config, config.max_length)  # before any forward pass: a BERT has 512 positions
     _say(accelerator, f"data: {len(train_examples)} training and {len(eval_examples)} held-out {kind}; "
          f"{report.summary(objective.read_kind)}")
     if (summary := objective.summary(train_examples)) is not None:
@@ -323,7 +363,11 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
             out.mkdir(parents=True, exist_ok=True)
             metrics_path.write_text("")
     if accelerator.is_main_process:
-        (out / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
+        from ..data.token_store import source_fingerprint
+
+        (out / "run_config.json").write_text(json.dumps(
+            {**to_dict(config), "data_fingerprint": source_fingerprint(config.data, config.data_split)}, indent=2, sort_keys=True,
+            default=str))
     metadata = RewardModelMetadata(
         pooling=model.pooling, max_length=config.max_length,
         template="chat_template" if getattr(tokenizer, "chat_template", None) else "plain", base_model=config.model,
@@ -406,6 +450,11 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
             save(done)
     progress.close()
 
+    if "eval_reward_mean" not in metrics and start_step >= total_steps and (out / "rewardlab.json").is_file():
+        # resuming a finished run: nothing was trained or evaluated; keep what the run measured
+        earlier = RewardModelMetadata.from_file(out / "rewardlab.json")
+        metadata = replace(metadata, reward_mean=earlier.reward_mean, reward_std=earlier.reward_std,
+                           head_reward_stats=earlier.head_reward_stats, temperature=earlier.temperature)
     if "eval_reward_mean" in metrics:
         metadata = replace(metadata, reward_mean=metrics["eval_reward_mean"], reward_std=metrics["eval_reward_std"])
     head_stats = {h: [metrics[f"eval_reward_mean_{h}"], metrics[f"eval_reward_std_{h}"]] for h in metadata.heads
