@@ -36,9 +36,14 @@ class CachedClient:
         self.cache_hits = 0
         self._lock = threading.Lock()
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False)
-        self._db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
-        self._db.commit()
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False)
+            self._db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
+            self._db.execute("SELECT count(*) FROM calls").fetchone()
+            self._db.commit()
+        except sqlite3.DatabaseError as err:
+            raise RewardlabError(f"{path}: the judge cache is corrupt or not an SQLite file ({err}); move it aside "
+                                 f"(mv {path} {path}.corrupt) to start a fresh cache, or pass another --cache") from None
 
     @staticmethod
     def key(model: str, messages: Sequence[dict[str, str]], params: dict[str, Any]) -> str:

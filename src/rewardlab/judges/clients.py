@@ -1,9 +1,10 @@
 """Chat backends for judges, injected: an OpenAI-compatible HTTP client and a local Hugging Face LM.
 
 Both satisfy :class:`ChatClient`; judges never import a vendor library. The HTTP client speaks
-the ``/v1/chat/completions`` protocol (OpenAI, vLLM, llama.cpp server, ...) with the standard
-library only: timeout, retries with exponential backoff on 429 and 5xx (honouring
-``Retry-After``), and an API key read from an environment variable (never logged or stored).
+the ``/v1/chat/completions`` protocol (OpenAI, vLLM, llama.cpp server, ...) over httpx (the
+``serve`` extra): a total deadline per request, retries with exponential backoff on 429, 5xx and
+unusable replies (honouring ``Retry-After``), no redirects, and an API key read from an
+environment variable (never logged, stored or echoed).
 """
 
 from __future__ import annotations
@@ -11,15 +12,13 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import RewardlabError
 
-__all__ = ["ChatClient", "ClientError", "Completion", "LocalHFClient", "OpenAIChatClient"]
+__all__ = ["ChatClient", "ClientError", "Completion", "LocalHFClient", "OpenAIChatClient", "retry_after_seconds"]
 
 
 class ClientError(RewardlabError, RuntimeError):
@@ -47,27 +46,125 @@ class ChatClient(Protocol):
                  logprobs: bool = False) -> Completion: ...
 
 
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` in seconds: a number, or an HTTP date (RFC 9110); None when absent or unreadable.
+
+    >>> retry_after_seconds("2.5"), retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0)
+    (2.5, 10.0)
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.replace(".", "", 1).isdigit():
+        return float(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+class _Retryable(Exception):
+    """A failed attempt worth retrying (transport error, 429/5xx, an unusable reply)."""
+
+    def __init__(self, message: str, delay: float | None = None):
+        super().__init__(message)
+        self.delay = delay
+
+
 class OpenAIChatClient:
-    """A client for any OpenAI-compatible chat endpoint (``base_url`` ending in ``/v1``)."""
+    """A client for any OpenAI-compatible chat endpoint (``base_url`` ending in ``/v1``), on httpx.
+
+    * Retries 429, 5xx, transport errors and unusable replies (malformed JSON, an HTML page with status
+      200, a body cut short, a reply with no content) with exponential backoff, honouring
+      ``Retry-After`` as seconds or an HTTP date; other 4xx fail at once.
+    * ``timeout`` is a total deadline per request (connect, send, every byte of the reply), so a
+      server that dribbles bytes cannot hold a run.
+    * Credentials never leave the configured origin: redirects are not followed (a 3xx is an error
+      naming where it pointed); a key sent over plain http to a non-loopback host gets a warning;
+      error messages never include the key.
+    * ``transport`` (an ``httpx`` transport) can be injected for tests.
+    """
 
     def __init__(self, base_url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 60.0,
-                 max_retries: int = 5, backoff_seconds: float = 1.0, max_backoff_seconds: float = 60.0):
+                 max_retries: int = 5, backoff_seconds: float = 1.0, max_backoff_seconds: float = 60.0,
+                 transport: Any = None):
         self.base_url = base_url.rstrip("/")
         self.model = model
         self._api_key_env = api_key_env
         self.timeout, self.max_retries = timeout, max_retries
         self.backoff_seconds, self.max_backoff_seconds = backoff_seconds, max_backoff_seconds
+        self._transport = transport
+        self._client: Any = None
+        self._warned = False
         self.calls = 0  # HTTP requests sent, retries included
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIChatClient(base_url={self.base_url!r}, model={self.model!r})"
 
+    def _key(self) -> str | None:
+        return os.environ.get(self._api_key_env) if self._api_key_env else None
+
+    def _redact(self, text: str) -> str:
+        key = self._key()
+        return text.replace(key, "[API key]") if key else text
+
+    def _http(self) -> Any:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(follow_redirects=False, transport=self._transport,
+                                        timeout=httpx.Timeout(self.timeout))
+        return self._client
+
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self._api_key_env) if self._api_key_env else None
+        key = self._key()
         if key:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.base_url)
+            if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1") and not self._warned:
+                import logging
+
+                logging.getLogger(__name__).warning("sending an API key over plain http to %s; use https", parts.hostname)
+                self._warned = True
             headers["Authorization"] = f"Bearer {key}"
         return headers
+
+    def _attempt(self, url: str, body: dict[str, Any]) -> Completion:
+        import httpx
+
+        deadline = time.monotonic() + self.timeout
+        try:
+            with self._http().stream("POST", url, json=body, headers=self._headers()) as response:
+                chunks = []
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise _Retryable(f"no complete reply within {self.timeout} s (the server sends too slowly)")
+                raw = b"".join(chunks)
+        except httpx.TimeoutException as err:
+            raise _Retryable(f"timed out after {self.timeout} s ({type(err).__name__})") from None
+        except httpx.TransportError as err:
+            raise _Retryable(f"{type(err).__name__}: {self._redact(str(err))}") from None
+        status = response.status_code
+        if 300 <= status < 400:
+            raise ClientError(f"{self.base_url}: HTTP {status} redirect to {response.headers.get('location')!r}; not followed "
+                              "(credentials are only ever sent to the configured address): fix --base-url")
+        if status == 429 or status >= 500:
+            raise _Retryable(f"HTTP {status}: {self._redact(raw[:200].decode(errors='replace'))}",
+                             retry_after_seconds(response.headers.get("retry-after")))
+        if status >= 400:
+            raise ClientError(f"{self.base_url}: HTTP {status}: {self._redact(raw[:200].decode(errors='replace'))}")
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            kind = "an HTML page" if raw.lstrip()[:1] == b"<" else "malformed or incomplete JSON"
+            raise _Retryable(f"HTTP {status} with {kind} ({len(raw)} bytes)") from None
+        return self._parse(payload)
 
     def complete(self, messages: Sequence[dict[str, str]], temperature: float = 0.0, max_tokens: int = 512,
                  logprobs: bool = False) -> Completion:
@@ -75,33 +172,27 @@ class OpenAIChatClient:
                                 "max_tokens": max_tokens}
         if logprobs:
             body.update(logprobs=True, top_logprobs=5)
-        data = json.dumps(body).encode()
+        url = f"{self.base_url}/chat/completions"
         last_error = ""
         for attempt in range(self.max_retries + 1):
-            request = urllib.request.Request(f"{self.base_url}/chat/completions", data=data, headers=self._headers(), method="POST")
             self.calls += 1
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return self._parse(json.loads(response.read().decode()))
-            except urllib.error.HTTPError as err:
-                last_error = f"HTTP {err.code}: {err.read().decode(errors='replace')[:200]}"
-                if err.code != 429 and err.code < 500:
-                    raise ClientError(f"{self.base_url}: {last_error}") from None
-                retry_after = err.headers.get("Retry-After") if err.headers else None
-                delay = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                last_error, delay = f"{type(err).__name__}: {err}", None
+                return self._attempt(url, body)
+            except _Retryable as err:
+                last_error, delay = str(err), err.delay
             if attempt == self.max_retries:
                 break
             time.sleep(min(self.max_backoff_seconds, delay if delay is not None else self.backoff_seconds * 2**attempt))
         raise ClientError(f"{self.base_url}: gave up after {self.max_retries + 1} attempts; last error {last_error}")
 
-    def _parse(self, payload: dict[str, Any]) -> Completion:
+    def _parse(self, payload: Any) -> Completion:
         try:
             choice = payload["choices"][0]
-            text = choice["message"]["content"] or ""
+            text = choice["message"]["content"]
         except (KeyError, IndexError, TypeError):
-            raise ClientError(f"{self.base_url}: response without choices[0].message.content: {str(payload)[:200]}") from None
+            raise _Retryable(f"reply without choices[0].message.content: {self._redact(str(payload)[:200])}") from None
+        if text is None:  # an empty transport reply is retried, and never cached as an answer
+            raise _Retryable("reply with null content")
         tokens, alternatives = [], []
         for entry in ((choice.get("logprobs") or {}).get("content") or []):
             tokens.append(entry.get("token", ""))
