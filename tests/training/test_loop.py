@@ -95,8 +95,9 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_bert_dir, 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tiny_llama_dir, demo_jsonl, tmp_path, monkeypatch):
     _fail_at_call(monkeypatch, call=6, make_nan=True)
-    with pytest.raises(TrainingDivergedError, match="at step 6"):
+    with pytest.raises(TrainingDivergedError, match="at step 6") as err:
         loop.train(_config(tiny_llama_dir, demo_jsonl, tmp_path / "nan", max_steps=10, save_every=4, eval_every=100))
+    assert f"the last good checkpoint is {tmp_path / 'nan' / 'checkpoints' / 'step-000004'}" in str(err.value)  # it exists
     last = latest_checkpoint(tmp_path / "nan" / "checkpoints")
     assert last.name == "step-000004"
     scores = load_reward_model(last).score(["q"], ["a"])
@@ -312,3 +313,57 @@ def test_an_output_folder_holding_a_run_is_refused_unless_resumed_or_overwritten
     loop.train(_config(tiny_llama_dir, demo_jsonl, out, max_steps=1, overwrite=True))
     assert (out / "notes.txt").read_text() == "mine"  # overwrite removes the run's files only
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000001"]  # the old run's checkpoints are gone
+
+
+@pytest.mark.parametrize("part, garbage", [("trainer_state.json", b"{not json"), ("optimizer.json", b"\x00\x01"),
+                                           ("rng-0.safetensors", b"garbage"), ("model.safetensors", b"\x10\x00")])
+def test_a_corrupt_checkpoint_file_is_one_clear_error_naming_the_fallback(tiny_llama_dir, demo_jsonl, tmp_path, part, garbage):
+    from rewardlab.errors import CheckpointError
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        import rewardlab.training.loop as module
+
+        real = module.evaluate
+        calls = {"n": 0}
+
+        def interrupt(*a, **k):  # killed after the step-2 and step-4 checkpoints
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return real(*a, **k)
+
+        module.evaluate = interrupt
+        try:
+            loop.train(_config(tiny_llama_dir, demo_jsonl, out, max_steps=6, save_every=2, eval_every=2))
+        finally:
+            module.evaluate = real
+    latest = latest_checkpoint(out / "checkpoints")
+    (latest / part).write_bytes(garbage)
+    with pytest.raises(CheckpointError, match=rf"{latest.name}/.*unreadable .*delete .*{latest.name} to resume from step-000002"):
+        loop.train(_config(tiny_llama_dir, demo_jsonl, out, max_steps=6, save_every=2, eval_every=2, resume=True))
+
+
+def test_a_kill_during_the_final_save_leaves_a_folder_that_is_refused(tiny_llama_dir, demo_jsonl, tmp_path, monkeypatch):
+    import rewardlab.models.io as io
+    from rewardlab.errors import CheckpointError
+
+    out = tmp_path / "run"
+    real = io.save_pretrained
+
+    def killed(model, tokenizer, metadata, directory):
+        real(model, tokenizer, metadata, directory)
+        raise KeyboardInterrupt  # dies after writing the temporary folder, before the renames
+
+    monkeypatch.setattr(io, "save_pretrained", killed)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(_config(tiny_llama_dir, demo_jsonl, out, max_steps=2, save_every=1))
+    monkeypatch.setattr(io, "save_pretrained", real)
+    assert not (out / "model.safetensors").exists() and not list(out.glob(".final-*"))  # nothing half-written left behind
+    with pytest.raises(CheckpointError, match="incomplete model folder"):
+        load_reward_model(out)
+    loop.train(_config(tiny_llama_dir, demo_jsonl, out, max_steps=2, save_every=1, resume=True))
+    assert load_reward_model(out).score(["q"], ["a"])  # the resumed run finishes the save
+    (out / "rewardlab.json").unlink()  # killed between the renames: weights in place, metadata not yet
+    with pytest.raises(CheckpointError, match="final save did not finish"):
+        load_reward_model(out)

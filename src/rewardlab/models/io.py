@@ -34,6 +34,7 @@ __all__ = [
     "resolve_model_source",
     "release_gguf",
     "save_pretrained",
+    "save_pretrained_atomically",
     "update_metadata",
 ]
 
@@ -237,6 +238,25 @@ def usable_max_length(hf_config: Any, requested: int | None, saved: int) -> int:
     return saved
 
 
+def save_pretrained_atomically(model: RewardModel, tokenizer: Any, metadata: RewardModelMetadata, directory: str | os.PathLike) -> None:
+    """:func:`save_pretrained` into a temporary sibling folder, then each file moved into ``directory`` with an atomic
+    rename, ``rewardlab.json`` last: a kill leaves either the previous files or a folder without ``rewardlab.json``,
+    which :func:`load_pretrained` refuses for a training output (never a half-written weights file)."""
+    import shutil
+    import tempfile
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=directory))
+    try:
+        save_pretrained(model, tokenizer, metadata, tmp)
+        (directory / METADATA_FILE).unlink(missing_ok=True)  # the folder is "unfinished" until the new one lands
+        for item in sorted(tmp.iterdir(), key=lambda p: p.name == METADATA_FILE):
+            os.replace(item, directory / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def update_metadata(directory: str | os.PathLike, **changes: Any) -> RewardModelMetadata:
     """Rewrite ``rewardlab.json`` in ``directory`` with ``changes`` (written atomically)."""
     path = Path(directory) / METADATA_FILE
@@ -313,6 +333,9 @@ def load_pretrained(
     )
     hf_model.eval()
     meta_path = Path(path) / METADATA_FILE
+    if not meta_path.is_file() and (Path(path) / "run_config.json").is_file():
+        raise CheckpointError(f"{path}: a rewardlab training output without {METADATA_FILE}: the final save did not finish; "
+                              "resume the run (--resume) or score its latest checkpoint (checkpoints/step-*)")
     if meta_path.is_file():
         metadata = RewardModelMetadata.from_file(meta_path)
     else:

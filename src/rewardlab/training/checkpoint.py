@@ -27,6 +27,7 @@ __all__ = [
     "load_optimizer_state",
     "load_rng_state",
     "prune_checkpoints",
+    "restore_checkpoint",
     "save_optimizer_state",
     "save_rng_state",
     "temporary_checkpoint_dir",
@@ -93,13 +94,49 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, directory: Path) -> N
     try:
         tensors = load_file(str(directory / "optimizer.safetensors"))
         meta = json.loads((directory / "optimizer.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{directory}: cannot read optimizer state: {err}") from None
+    except Exception as err:  # noqa: BLE001 - OSError, JSON errors, safetensors' own errors
+        raise CheckpointError(f"{directory}: cannot read optimizer state ({type(err).__name__}: {str(err)[:120]})") from None
     entries: dict[int, dict[str, Any]] = {}
     for flat, value in list(tensors.items()) + list(meta["scalars"].items()):
         index, key = flat.split(".", 1)
         entries.setdefault(int(index), {})[key] = value
     optimizer.load_state_dict({"state": entries, "param_groups": meta["param_groups"]})
+
+
+def restore_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int,
+                       model_name: str) -> int:
+    """Load weights, optimizer, RNG and step from ``directory`` (a ``step-*`` folder); returns the step.
+
+    Any unreadable part (a truncated safetensors file, garbage JSON, a missing key) is one
+    :class:`CheckpointError` naming the file and, when there is one, the previous checkpoint to fall back to.
+    """
+    def broken(part: str, err: Exception) -> CheckpointError:
+        earlier = [d for d in checkpoint_dirs(directory.parent) if d != directory]
+        hint = (f"; delete {directory} to resume from {earlier[-1].name}" if earlier else "; no earlier checkpoint: start over "
+                "with --overwrite")
+        return CheckpointError(f"{directory / part}: unreadable ({type(err).__name__}: {str(err)[:120]}){hint}")
+
+    try:
+        weights = load_file(str(directory / "model.safetensors"))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        raise broken("model.safetensors", err) from None
+    missing, unexpected = model.hf_model.load_state_dict(weights, strict=False)  # type: ignore[operator]
+    if missing or unexpected:
+        raise CheckpointError(f"{directory}: weights do not match --model {model_name} "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]}); resume with the same model")
+    try:
+        load_optimizer_state(optimizer, directory)
+    except Exception as err:  # noqa: BLE001
+        raise broken("optimizer.safetensors / optimizer.json", err) from None
+    try:
+        step = int(json.loads((directory / "trainer_state.json").read_text())["step"])
+    except Exception as err:  # noqa: BLE001
+        raise broken("trainer_state.json", err) from None
+    try:
+        load_rng_state(directory, rank)
+    except Exception as err:  # noqa: BLE001
+        raise broken(f"rng-{rank}.safetensors", err) from None
+    return step
 
 
 def save_rng_state(directory: Path, rank: int) -> None:

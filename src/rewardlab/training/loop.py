@@ -22,9 +22,9 @@ from ..data.readers import DropReport
 from ..data.token_store import (ExampleView, TokenStore, build_token_store, default_cache_dir, source_fingerprint,
                                 store_key, tokenizer_fingerprint)
 from ..devices import choose_cpu_threads, resolve_precision, tune_cpu_memory
-from ..errors import CheckpointError, ConfigError, TrainingDivergedError
+from ..errors import ConfigError, TrainingDivergedError
 from ..losses import l2_anchor_penalty
-from ..models.io import RewardModelMetadata, check_max_length, save_pretrained
+from ..models.io import RewardModelMetadata, check_max_length, save_pretrained, save_pretrained_atomically
 from ..models.packing import choose_layout, pack_for
 from ..models.reward_model import RewardModel, transformer_layers
 from . import checkpoint as ckpt
@@ -343,15 +343,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     start_step = 0
     if config.resume and ckpt.checkpoint_dirs(ckpt_root):
         latest = ckpt.latest_checkpoint(ckpt_root)
-        from safetensors.torch import load_file
-
-        missing, unexpected = model.hf_model.load_state_dict(load_file(str(latest / "model.safetensors")), strict=False)
-        if missing or unexpected:
-            raise CheckpointError(f"{latest}: weights do not match --model {config.model} "
-                                  f"(missing {missing[:3]}, unexpected {unexpected[:3]}); resume with the same model")
-        ckpt.load_optimizer_state(optimizer, latest)
-        start_step = json.loads((latest / "trainer_state.json").read_text())["step"]
-        ckpt.load_rng_state(latest, accelerator.process_index)
+        start_step = ckpt.restore_checkpoint(latest, model, optimizer, accelerator.process_index, config.model)
         _say(accelerator, f"resumed from {latest} at step {start_step}")
         if accelerator.is_main_process and metrics_path.exists():
             kept = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= start_step]
@@ -421,9 +413,12 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
             step_loss += loss.detach()
         step_loss = accelerator.reduce(step_loss, "mean")
         if not torch.isfinite(step_loss):
+            saved = ckpt.checkpoint_dirs(ckpt_root)
+            kept = (f"the last good checkpoint is {saved[-1]} (--resume continues from it)" if saved
+                    else "no checkpoint was saved yet")
             raise TrainingDivergedError(
-                f"loss is {step_loss.item()} at step {step + 1}; the last good checkpoint is kept in {ckpt_root} "
-                "(lower learning_rate, or use precision='fp32')"
+                f"loss is {step_loss.item()} at step {step + 1}; {kept}. Check the data for extreme targets or margins, "
+                "or lower learning_rate, or use precision='fp32'"
             )
         if config.max_grad_norm > 0:
             accelerator.clip_grad_norm_(params, config.max_grad_norm)
@@ -462,8 +457,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     if head_stats:
         metadata = replace(metadata, head_reward_stats=head_stats)
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_pretrained(accelerator.unwrap_model(model), tokenizer, metadata, out)
+    if accelerator.is_main_process:  # temporary folder + renames, rewardlab.json last: a kill never leaves garbage
+        save_pretrained_atomically(accelerator.unwrap_model(model), tokenizer, metadata, out)
     save(total_steps)
     _say(accelerator, f"saved the reward model to {out}")
     return TrainResult(out, total_steps, metrics, report.summary(kind))
