@@ -1,6 +1,8 @@
 """Hostile input files: a BOM and CRLF are read, non-finite numbers are refused with file:line, an output that is
 the input is refused before it is truncated."""
 
+import json
+
 import pytest
 
 from rewardlab.errors import ConfigError, DataFormatError
@@ -41,3 +43,23 @@ def test_score_refuses_an_output_that_is_its_input(tmp_path):
     with pytest.raises(ConfigError, match="is the input"):
         score_file(scorer, data, tmp_path / "hardlink.jsonl", show_progress=False)
     assert data.read_text() == '{"prompt": "Hi", "response": "Hello"}\n'  # untouched
+
+
+def test_identical_implicit_pairs_are_reported_as_identical_and_cut_prompts_are_counted(tiny_llama_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from rewardlab.data.readers import DropReport
+    from rewardlab.training.config import TrainConfig
+    from rewardlab.training.objectives import make_objective
+
+    convo = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    path = tmp_path / "implicit.jsonl"
+    path.write_text(json.dumps({"chosen": convo, "rejected": convo}) + "\n"
+                    + json.dumps({"prompt": "word " * 300, "chosen": "yes", "rejected": "no"}) + "\n")
+    pairs, report = read_preference_pairs(str(path))
+    assert report.reasons == {"with chosen == rejected": 1} and len(pairs) == 1
+    objective = make_objective(TrainConfig(model="m", data="d", output_dir="o").objective)
+    tokens = DropReport(total=1)
+    examples = objective.tokenize(pairs, AutoTokenizer.from_pretrained(tiny_llama_dir), 64, tokens)
+    assert len(examples) == 1 and tokens.cut == 2 and tokens.first_cut.endswith("implicit.jsonl:2")
+    assert "2 sequence(s) had their prompt cut from the left to fit max_length (first at" in tokens.summary("pairs")

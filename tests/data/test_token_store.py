@@ -59,13 +59,13 @@ def _metrics(out):
 
 def test_second_run_reuses_the_cache_and_trains_identically(tiny_llama_dir, demo_jsonl, tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
-    real = objectives_module.tokenize_conversation
+    real = objectives_module.tokenize_counting_cut
 
     def counting(*args, **kwargs):
         calls["n"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(objectives_module, "tokenize_conversation", counting)
+    monkeypatch.setattr(objectives_module, "tokenize_counting_cut", counting)
     common = dict(model=str(tiny_llama_dir), data=str(demo_jsonl), max_steps=3, max_length=192, batch_size=4,
                   show_progress=False, eval_fraction=0.125, log_every=1, precision="fp32", token_cache=str(tmp_path / "cache"))
     first = train(TrainConfig(output_dir=str(tmp_path / "a"), **common))

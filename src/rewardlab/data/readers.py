@@ -75,6 +75,13 @@ class DropReport:
     reasons: Counter = field(default_factory=Counter)
     examples: dict = field(default_factory=dict)
     """First location seen for each reason, so a user can look at one."""
+    cut: int = 0
+    """Kept sequences whose prompt was cut from the left to fit ``max_length`` (not drops, but worth knowing)."""
+    first_cut: str = ""
+
+    def note_cut(self, location: str = "", count: int = 1) -> None:
+        self.cut += count
+        self.first_cut = self.first_cut or location
 
     def add(self, reason: str, count: int = 1, location: str = "") -> None:
         self.reasons[reason] += count
@@ -86,12 +93,19 @@ class DropReport:
         self.total += other.total
         for reason, count in other.reasons.items():
             self.add(reason, count, other.examples.get(reason, ""))
+        if other.cut:
+            self.note_cut(other.first_cut, other.cut)
 
     @property
     def dropped(self) -> int:
         return sum(self.reasons.values())
 
     def summary(self, what: str = "pairs") -> str:
+        cut = (f"; {self.cut} sequence(s) had their prompt cut from the left to fit max_length"
+               + (f" (first at {self.first_cut})" if self.first_cut else "")) if self.cut else ""
+        return self._dropped_summary(what) + cut
+
+    def _dropped_summary(self, what: str) -> str:
         if not self.dropped:
             return f"kept all {self.total} {what}"
         parts = ", ".join(
@@ -318,6 +332,9 @@ def iter_preference_pairs(
         if limit is not None and report.total >= limit:
             break
         report.total += 1
+        if record.get("chosen") is not None and record.get("chosen") == record.get("rejected") and not record.get("tie"):
+            report.add("with chosen == rejected", location=location)  # (the implicit format would see two empty replies)
+            continue
         try:
             pair = to_preference_pair(record, location)
         except PromptMismatchError:

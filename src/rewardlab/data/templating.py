@@ -22,7 +22,8 @@ from typing import Any, Union
 from ..errors import ConfigError, DataFormatError
 from .records import Message
 
-__all__ = ["Prompt", "as_messages", "render", "tokenize_conversation", "tokenize_steps", "tokenize_with_boundary"]
+__all__ = ["Prompt", "as_messages", "render", "tokenize_conversation", "tokenize_counting_cut", "tokenize_steps",
+           "tokenize_with_boundary"]
 
 Prompt = Union[str, Sequence[Message], Sequence[Mapping[str, str]]]
 _PLAIN_ROLES = {"system": "System", "user": "Human", "assistant": "Assistant"}
@@ -103,6 +104,15 @@ def _cut_prompt(ids: list[int], offsets: list[tuple[int, int]], boundary: int, m
     if excess > prompt_end - lead:
         return None
     return ids[:lead] + ids[lead + excess :], prompt_end - excess, excess
+
+
+def tokenize_counting_cut(
+    tokenizer: Any, prompt: Sequence[Message], response: str, max_length: int
+) -> tuple[list[int], int] | None:
+    """Like :func:`tokenize_conversation`, plus how many prompt tokens were cut to fit (0 when none)."""
+    _, boundary, ids, offsets = _encode(tokenizer, prompt, response)
+    cut = _cut_prompt(ids, offsets, boundary, max_length)
+    return None if cut is None else (cut[0], cut[2])
 
 
 def tokenize_with_boundary(

@@ -119,7 +119,8 @@ class TokenStore:
         self.meta = meta
         self.num_records: int = meta["num_records"]
         self.report = DropReport(total=meta["report"]["total"], reasons=Counter(meta["report"]["reasons"]),
-                                 examples=dict(meta["report"]["examples"]))
+                                 examples=dict(meta["report"]["examples"]), cut=meta["report"].get("cut", 0),
+                                 first_cut=meta["report"].get("first_cut", ""))
         count = meta["num_examples"]
         mapped = lambda name, dtype: np.memmap(self.root / name, dtype=dtype, mode="r") if (self.root / name).stat().st_size else np.zeros(0, dtype)  # noqa: E731
         self._tokens = mapped("tokens.bin", np.int32)
@@ -188,7 +189,8 @@ def build_token_store(
                 rec.write(np.array([record_index], dtype=np.int64).tobytes())
                 count += 1
         meta = {"num_examples": count, "num_records": num_records(), "version": STORE_VERSION,
-                "report": {"total": report.total, "reasons": dict(report.reasons), "examples": report.examples},
+                "report": {"total": report.total, "reasons": dict(report.reasons), "examples": report.examples,
+                           "cut": report.cut, "first_cut": report.first_cut},
                 "material": dict(material)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
         if root.exists():  # another process finished the same store first: keep theirs

@@ -31,7 +31,7 @@ from ..data.collate import Example, collate_examples
 from ..data.normalization import TargetNormalizer
 from ..data.readers import DropReport, iter_preference_pairs, iter_records, to_ranked_responses, to_scored_response
 from ..data.records import PreferencePair, RankedResponses, ScoredResponse
-from ..data.templating import tokenize_conversation
+from ..data.templating import tokenize_counting_cut
 from ..errors import ConfigError, DataFormatError
 from ..metrics import mean_margin, pairwise_accuracy
 from .config import (BradleyTerryConfig, DavidsonConfig, HybridConfig, ObjectiveConfig, PlackettLuceConfig, ProcessConfig,
@@ -163,9 +163,15 @@ def _read(source: str, split: str, limit: int | None, convert: Any) -> tuple[lis
     return list(_iter_read(source, split, limit, convert, report)), report
 
 
-def _tokenize_one(tokenizer: Any, prompt: Any, response: str, max_length: int) -> tuple[int, ...] | None:
-    ids = tokenize_conversation(tokenizer, prompt, response, max_length)
-    return None if ids is None else tuple(ids)
+def _tokenize_one(tokenizer: Any, prompt: Any, response: str, max_length: int, report: DropReport | None = None,
+                  location: str = "") -> tuple[int, ...] | None:
+    """Token ids (prompt cut from the left to fit, counted in ``report``), or None when the reply alone cannot fit."""
+    encoded = tokenize_counting_cut(tokenizer, prompt, response, max_length)
+    if encoded is None:
+        return None
+    if encoded[1] and report is not None:
+        report.note_cut(location)
+    return tuple(encoded[0])
 
 
 @dataclass(frozen=True)
@@ -239,8 +245,8 @@ class PairwiseObjective(_Defaults):
     def tokenize(self, pairs: Sequence[PreferencePair], tokenizer: Any, max_length: int, report: DropReport) -> list[Example]:
         out = []
         for pair in pairs:
-            chosen = _tokenize_one(tokenizer, pair.prompt, pair.chosen, max_length)
-            rejected = _tokenize_one(tokenizer, pair.prompt, pair.rejected, max_length)
+            chosen = _tokenize_one(tokenizer, pair.prompt, pair.chosen, max_length, report, pair.source)
+            rejected = _tokenize_one(tokenizer, pair.prompt, pair.rejected, max_length, report, pair.source)
             if chosen is None or rejected is None:
                 report.add(f"longer than {max_length} tokens without their prompt", location=pair.source)
                 continue
@@ -368,7 +374,7 @@ class RegressionObjective(_Defaults):
         assert self.normalizer is not None, "call fit() first"
         out = []
         for r in records:
-            ids = _tokenize_one(tokenizer, r.prompt, r.response, max_length)
+            ids = _tokenize_one(tokenizer, r.prompt, r.response, max_length, report, r.source)
             if ids is None:
                 report.add(f"longer than {max_length} tokens without their prompt", location=r.source)
                 continue
@@ -413,7 +419,7 @@ class ListwiseObjective(_Defaults):
     def tokenize(self, records: Sequence[RankedResponses], tokenizer: Any, max_length: int, report: DropReport) -> list[Example]:
         out = []
         for r in records:
-            ids = [_tokenize_one(tokenizer, r.prompt, resp, max_length) for resp in r.responses]
+            ids = [_tokenize_one(tokenizer, r.prompt, resp, max_length, report, r.source) for resp in r.responses]
             if any(i is None for i in ids):
                 report.add(f"with a response longer than {max_length} tokens without the prompt", location=r.source)
                 continue
@@ -496,7 +502,7 @@ class HybridObjective(_Defaults):
         assert self.normalizer is not None, "call fit() first"
         out = []
         for group in groups:
-            kept = [(r, _tokenize_one(tokenizer, r.prompt, r.response, max_length)) for r in group]
+            kept = [(r, _tokenize_one(tokenizer, r.prompt, r.response, max_length, report, r.source)) for r in group]
             for r, ids in kept:
                 if ids is None:
                     report.add(f"longer than {max_length} tokens without their prompt", location=r.source)
