@@ -191,3 +191,30 @@ def test_minilm_on_real_hh_pairs_starts_near_ln2(tmp_path):
                  "--no-show-progress"]) == 0
     first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert abs(first["loss"] - 0.6931) < 0.05
+
+
+def test_every_flag_of_every_subcommand_has_help_and_a_visible_default():
+    import argparse
+
+    from rewardlab.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert "(default: required)" not in text and "default: \n" not in text, name
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, (name, action.option_strings)
+            shown = sub.formatter_class(name)._get_help_string(action)
+            switch = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction))
+            assert action.required or switch or "(default" in shown or "(required" in shown, (name, action.option_strings, shown)
+
+
+def test_small_held_out_sets_and_evaluating_on_training_data_are_warned_about(tiny_llama_dir, demo_jsonl, tmp_path, capsys):
+    out = tmp_path / "rm"
+    assert main(["train", "--model", str(tiny_llama_dir), "--data", str(demo_jsonl), "--output-dir", str(out), "--max-steps", "1",
+                 "--batch-size", "4", "--max-length", "192", "--eval-fraction", "0.05", "--no-show-progress"]) == 0
+    assert "warning: only 5 held-out preference pairs" in capsys.readouterr().err
+    assert main(["eval", "--model", str(out), "--data", str(demo_jsonl), "--output-dir", str(tmp_path / "e"), "--bootstrap", "0"]) == 0
+    assert f"warning: {demo_jsonl} is the file {out} was trained on" in capsys.readouterr().err

@@ -47,6 +47,7 @@ def test_best_of_n_file_and_bon_curve_take_any_scorer(tmp_path):
     assert summary == {"items": 2, "kl_bound": pytest.approx(np.log(3) - 2 / 3), "bon_accuracy": 0.5}
     result = bon_curve({"words": WordCount()}, data, tmp_path / "curve")
     assert result["n"] == [1, 2, 3] and result["curves"]["words"][-1] == 0.5 and result["curves"]["oracle"][-1] == 1.0
+    assert result["kl"] == pytest.approx([0.0, np.log(2) - 0.5, np.log(3) - 2 / 3])
     assert json.loads((tmp_path / "curve" / "bon_curve.json").read_text())["questions"] == 2
 
 

@@ -26,13 +26,14 @@ import sys
 
 from ..errors import RewardlabError
 from . import control, core, evaluate, judges, process, serve
+from .common import Parser
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardlab", description="Train, label, use and check reward models.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in (core, evaluate, judges, process, serve, control):
         module.register(sub)
     return parser

@@ -12,8 +12,39 @@ from ..errors import RewardlabError
 
 from ..config import config_from_file, field_docs
 
-__all__ = ["JUDGE_OPTIONS", "add_config_flags", "add_train_flags", "config_from_values", "train_config_from_args", "add_generator_flags", "add_scorer_flags", "build_scorer", "config_from_args",
+__all__ = ["HelpFormatter", "JUDGE_OPTIONS", "Parser", "add_config_flags", "add_train_flags", "config_from_values", "train_config_from_args", "add_generator_flags", "add_scorer_flags", "build_scorer", "config_from_args",
            "json_object", "make_generator", "scorer_config"]
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help shows its default (unless it says it already, the option is required, or it is a switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("(default" in text or action.required or action.default is argparse.SUPPRESS or action.default is False
+                or isinstance(action, (argparse._HelpAction, argparse._StoreTrueAction, argparse._StoreFalseAction))):
+            return text
+        shown = "none" if action.default is None else show_default(action.default)
+        return f"{text} (default: {shown})".replace("%", "%%")
+
+
+def show_default(value: Any) -> str:
+    r"""A default as a user should see it: strings that are blank or hold whitespace are quoted.
+
+    >>> show_default("\n"), show_default("train"), show_default(0.5)
+    ("'\\n'", 'train', '0.5')
+    """
+    if isinstance(value, str) and (not value.strip() or any(c in value for c in "\n\t\r")):
+        return repr(value)
+    return str(value)
+
+
+class Parser(argparse.ArgumentParser):
+    """rewardlab's subcommand parser: the :class:`HelpFormatter` unless told otherwise."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing.Collection[str] = (),
@@ -28,8 +59,9 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         base = args[0] if typing.get_origin(hint) is not typing.Literal and args else hint
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else "required"
-        help_text = f"{docs.get(f.name, '')}{(notes or {}).get(f.name, '')} (default: {default})".replace("%", "%%")  # argparse formats help with %
+        shown = "required" if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING else (  # type: ignore[misc]
+            f"default: {show_default(f.default)}" if f.default is not dataclasses.MISSING else "default: see docs")
+        help_text = f"{docs.get(f.name, '')}{(notes or {}).get(f.name, '')} ({shown})".replace("%", "%%")  # argparse formats help with %
         words = tuple(w for a in args[1:] if typing.get_origin(a) is typing.Literal for w in typing.get_args(a))
         if typing.get_origin(base) is dict:
             parser.add_argument(flag, type=json_object, default=None, help=help_text + " (a JSON object)", metavar="JSON")
@@ -189,9 +221,10 @@ def make_generator(args: argparse.Namespace) -> Any:
 
 
 def add_generator_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--generator", choices=["local", "openai"], default="local")
+    p.add_argument("--generator", choices=["local", "openai"], default="local",
+                   help="local: a transformers causal LM (--model); openai: an OpenAI-compatible server (--base-url)")
     p.add_argument("--model", default="builtin:smollm2", help="local causal LM (folder or builtin:smollm2), or the endpoint's model name")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint for --generator openai")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the server's API key")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of the generator")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (local generator)")

@@ -20,6 +20,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from ..evaluation.report import write_report
 
     items = read_benchmark(args.data, args.split, args.subset_field)
+    _warn_if_training_data(args.model, args.data, args.split)
     settings = EvalSettings(args.tie_policy, args.bootstrap, weighting=args.weighting,
                             sections=args.sections or dict(REWARDBENCH_SECTIONS), seed=args.seed, skip_too_long=args.skip_too_long)
     results = {"benchmark": evaluate_benchmark(build_scorer(args), items, settings), "data": args.data}
@@ -41,6 +42,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                  "subsets": {k: v["accuracy"] for k, v in bench["subsets"].items()}, "skipped_too_long": bench["skipped_too_long"]["count"],
                  "items": str(out / "items.jsonl"), "report": str(report)}))
     return 0
+
+
+def _warn_if_training_data(model: str, data: str, split: str) -> None:
+    """Say so when the evaluation file is the one the model was trained on (its run recorded the data's fingerprint)."""
+    import json
+    import sys
+
+    from ..data.token_store import source_fingerprint
+
+    run = Path(model) / "run_config.json"
+    if not run.is_file():
+        return
+    recorded = json.loads(run.read_text())
+    trained_on = recorded.get("data_fingerprint")
+    now = source_fingerprint(data, split)
+    if trained_on == now or (isinstance(trained_on, dict) and trained_on.get("path") and trained_on.get("path") == now.get("path")):
+        held = recorded.get("eval_fraction")
+        print(f"[rewardlab] warning: {data} is the file {model} was trained on; accuracy on it overstates the model "
+              f"(only {held:.0%} of it was held out, and eval reads all of it)" if isinstance(held, (int, float)) else
+              f"[rewardlab] warning: {data} is the file {model} was trained on; accuracy on it overstates the model",
+              file=sys.stderr)
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
@@ -97,15 +119,16 @@ def register(sub: Any) -> None:
     add_scorer_flags(p)
     p.add_argument("--data", required=True, help="RewardBench layout (prompt, chosen, rejected [list for best-of-K], subset) or any pair format")
     p.add_argument("--output-dir", required=True, help="results.json, report.md and plots go here")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", help="split when --data is a datasets name")
     p.add_argument("--subset-field", default="subset", help="the field naming each record's subset (default: subset)")
-    p.add_argument("--tie-policy", choices=["half", "zero", "exclude"], default="half")
+    p.add_argument("--tie-policy", choices=["half", "zero", "exclude"], default="half",
+                   help="how a tie between the chosen and the best rejected reply counts: 0.5, 0, or left out")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds per interval (0: none)")
     p.add_argument("--weighting", choices=["rewardbench", "observed"], default="rewardbench",
                    help="section weights: RewardBench's documented example counts, or this file's counts")
     p.add_argument("--sections", type=json_object, default=None, metavar="JSON",
                    help='section -> subsets, e.g. \'{"Safety": ["hh-harmless"], "Chat": ["pandalm"]}\' (default: RewardBench\'s)')
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the calibration split")
     p.add_argument("--save-temperature", action="store_true", help="write the fitted calibration temperature into the model's rewardlab.json")
     p.add_argument("--skip-too-long", action=argparse.BooleanOptionalAction, default=True,
                    help="leave out items with a reply longer than --max-length and report them per subset (count, file:line "
@@ -115,19 +138,20 @@ def register(sub: Any) -> None:
     p = sub.add_parser("diagnose", help="length bias, perturbation probes and distribution shift of a reward model")
     add_scorer_flags(p)
     p.add_argument("--data", required=True, help="preference pairs to probe")
-    p.add_argument("--output-dir", required=True)
-    p.add_argument("--split", default="train")
+    p.add_argument("--output-dir", required=True, help="results.json, report.md and plots go here")
+    p.add_argument("--split", default="train", help="split when --data is a datasets name")
     p.add_argument("--probes", default=None, help="a folder of extra probe templates (*.json), added to the built-in ones")
     p.add_argument("--compare", default=None, help="a second set of pairs: compare the reward distributions of their chosen replies")
-    p.add_argument("--tie-policy", choices=["half", "zero", "exclude"], default="half")
+    p.add_argument("--tie-policy", choices=["half", "zero", "exclude"], default="half",
+                   help="how a tie counts in accuracies: 0.5, 0, or left out")
     p.add_argument("--skip-too-long", action=argparse.BooleanOptionalAction, default=True,
                    help="leave out pairs with a reply longer than --max-length and report them (default: skip and report)")
     p.set_defaults(func=_cmd_diagnose)
 
     p = sub.add_parser("ratings", help="Bradley-Terry and Elo ratings (+ win rates) from pairwise battles")
     p.add_argument("--battles", required=True, help="jsonl of {model_a, model_b, winner: model_a|model_b|tie, length_a?, length_b?}")
-    p.add_argument("--output-dir", required=True)
+    p.add_argument("--output-dir", required=True, help="results.json and report.md go here")
     p.add_argument("--baseline", default=None, help="report each model's win rate (and length-controlled win rate) against this one")
-    p.add_argument("--bootstrap", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds for the rating intervals")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.set_defaults(func=_cmd_ratings)

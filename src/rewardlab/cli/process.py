@@ -58,7 +58,7 @@ def _cmd_bon_curve(args: argparse.Namespace) -> int:
         prm = build(scorer_config(args, only=IN_PROCESS_OPTIONS, model=args.prm, kind="process"))
         scorers.update(prm_min=prm.with_aggregation("min"), prm_product=prm.with_aggregation("product"))  # type: ignore[attr-defined]
     result = bon_curve(scorers, args.data, args.output_dir, args.limit, args.seed)
-    print(dumps({"n": result["n"], "curves": result["curves"]}))
+    print(dumps({"n": result["n"], "kl": result["kl"], "curves": result["curves"]}))
     return 0
 
 
@@ -85,9 +85,10 @@ def register(sub: Any) -> None:
     p.add_argument("--output", required=True, help="per-step results (JSON Lines, appended; a re-run skips finished steps)")
     p.add_argument("--steps-output", default=None, help="also write step-labelled solutions for rewardlab train --objective prm")
     p.add_argument("--kind", choices=["soft", "hard"], default="soft", help="label written to --steps-output")
-    p.add_argument("--checker", choices=["gsm8k", "boxed", "exact"], default="gsm8k")
+    p.add_argument("--checker", choices=["gsm8k", "boxed", "exact"], default="gsm8k",
+                   help="how a completion's final answer is read and compared with the gold answer")
     p.add_argument("--n", type=int, default=8, help="completions sampled per step")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=256, help="most tokens per sampled completion")
     p.add_argument("--limit", type=int, default=None, help="label only the first N solutions")
     p.set_defaults(func=_cmd_label_steps)
 
@@ -95,25 +96,25 @@ def register(sub: Any) -> None:
     add_scorer_flags(p, required=False)
     p.add_argument("--prm", default=None, help="a process reward model folder (same as --model PRM --kind process)")
     p.add_argument("--data", required=True, help="{prompt, candidates[, answers, correct]} jsonl, or GSM8K example solutions")
-    p.add_argument("--output", required=True)
+    p.add_argument("--output", required=True, help="JSON Lines: the pick, every reward and the votes per item")
     p.set_defaults(func=_cmd_bon)
 
     p = sub.add_parser("bon-curve", help="accuracy vs N: majority, ORM, PRM-min, PRM-product, oracle (+ plot)")
     add_scorer_flags(p, required=False, exclude=("aggregation",))
     p.add_argument("--prm", default=None, help="a process reward model folder (curves for min and product aggregation)")
     p.add_argument("--data", required=True, help="candidates with per-candidate 'correct' labels (e.g. GSM8K example solutions)")
-    p.add_argument("--output-dir", required=True)
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output-dir", required=True, help="bon_curve.json and bon_curve.png go here")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N questions")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset sampling for N < K")
     p.set_defaults(func=_cmd_bon_curve)
 
     p = sub.add_parser("beam-search", help="PRM-guided step-level beam search with a generator")
     add_generator_flags(p)
     add_scorer_flags(p, model_flag="--prm", exclude=JUDGE_OPTIONS,
                      model_help="the scorer of partial solutions: a process reward model folder (or any reward model)")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--beam-width", type=int, default=2)
-    p.add_argument("--expansions", type=int, default=2)
-    p.add_argument("--max-steps", type=int, default=4)
+    p.add_argument("--prompt", required=True, help="the question to solve step by step")
+    p.add_argument("--beam-width", type=int, default=2, help="partial solutions kept after each step")
+    p.add_argument("--expansions", type=int, default=2, help="next steps sampled per kept solution")
+    p.add_argument("--max-steps", type=int, default=4, help="most steps before the search stops")
     p.add_argument("--output", default=None, help="write the result and the search tree as JSON")
     p.set_defaults(func=_cmd_beam_search)

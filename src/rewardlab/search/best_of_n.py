@@ -169,7 +169,7 @@ def bon_curve(scorers: Mapping[str, Scorer], data: str | os.PathLike, output_dir
               limit: int | None = None, seed: int = 0) -> dict[str, Any]:
     """Accuracy vs N (1..K) on a labelled candidates file for majority vote, the oracle and each named scorer;
     writes ``bon_curve.json`` and, with matplotlib, ``bon_curve.png`` in ``output_dir``. Rows are cut to the
-    smallest candidate count K. Returns ``{"n", "curves", "questions"}``."""
+    smallest candidate count K. Returns ``{"n", "kl" (the analytic best-of-N KL per N), "curves", "questions"}``."""
     from ..errors import DataFormatError
 
     rows = read_candidates(data)[:limit]
@@ -187,7 +187,7 @@ def bon_curve(scorers: Mapping[str, Scorer], data: str | os.PathLike, output_dir
                                 [r.get("gold") for r in rows], rewards, ns, seed=seed)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"n": ns, "curves": curves, "questions": len(rows)}
+    result = {"n": ns, "kl": [best_of_n_kl(n) for n in ns], "curves": curves, "questions": len(rows)}
     (out / "bon_curve.json").write_text(json.dumps(result, indent=2))
     _plot_curves(ns, curves, len(rows), out / "bon_curve.png")
     return result
@@ -205,6 +205,10 @@ def _plot_curves(ns: list[int], curves: dict[str, list[float]], questions: int, 
     for name, values in curves.items():
         ax.plot(ns, values, marker="o", label=name)
     ax.set(xlabel="N candidates", ylabel="accuracy", title=f"Best-of-N on {questions} questions")
+    ax.set_xticks(ns)  # N is a count: no 1.5 or 2.5 ticks
+    top = ax.secondary_xaxis("top", functions=(lambda n: n, lambda n: n))
+    top.set_xticks(ns, [f"{best_of_n_kl(n):.2f}" for n in ns])
+    top.set_xlabel("KL(best-of-N || base), nats (log N - (N - 1) / N)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

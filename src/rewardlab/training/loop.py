@@ -100,6 +100,10 @@ def prepare_output_dir(config: TrainConfig, remove: bool = True) -> None:
                               f"now {now.get(first)!r}); use another output folder, or --overwrite")
 
 
+SMALL_EVAL = 30
+"""Fewer held-out examples than this and the training log warns that their accuracy means little."""
+
+
 def _held_out(num_records: int, fraction: float, seed: int) -> list[int]:
     """The record indices held out for evaluation: the first ``fraction`` of a seeded shuffle."""
     order = list(range(num_records))
@@ -308,6 +312,9 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     check_max_length(model.hf_model.config, config.max_length)  # before any forward pass: a BERT has 512 positions
     _say(accelerator, f"data: {len(train_examples)} training and {len(eval_examples)} held-out {kind}; "
          f"{report.summary(objective.read_kind)}")
+    if 0 < len(eval_examples) < SMALL_EVAL:
+        _say(accelerator, f"warning: only {len(eval_examples)} held-out {kind}: their accuracy can move by "
+             f"{100 / len(eval_examples):.0f} points with one example; hold out more (eval_fraction or eval_data)")
     if (summary := objective.summary(train_examples)) is not None:
         _say(accelerator, summary)
     pad_id = tokenizer.pad_token_id
