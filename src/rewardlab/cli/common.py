@@ -201,11 +201,20 @@ def scorer_config(args: argparse.Namespace, only: typing.Collection[str] | None 
     return ScorerConfig(**{k: v for k, v in values.items() if v is not None})
 
 
-def build_scorer(args: argparse.Namespace, **overrides: Any) -> Any:
-    """The scorer the scoring flags in ``args`` describe (``rewardlab.scoring.build_scorer(scorer_config(args))``)."""
+def build_scorer(args: argparse.Namespace, progress: bool = False, **overrides: Any) -> Any:
+    """The scorer the scoring flags in ``args`` describe (``rewardlab.scoring.build_scorer(scorer_config(args))``).
+
+    ``progress``: commands that score many items in a few calls (eval, diagnose, bon) show a bar per call
+    unless ``--no-show-progress``; it says what it loads first."""
+    import sys
+
     from ..scoring.config import build_scorer as build
 
-    return build(scorer_config(args, **overrides))
+    config = scorer_config(args, **overrides)
+    if progress and getattr(args, "show_progress", None) is None:
+        config = dataclasses.replace(config, show_progress=True)
+    print(f"[rewardlab] loading {config.model}" + (f" (+ ensemble {config.ensemble})" if config.ensemble else ""), file=sys.stderr)
+    return build(config)
 
 
 def make_generator(args: argparse.Namespace) -> Any:

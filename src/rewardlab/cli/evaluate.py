@@ -23,7 +23,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     _warn_if_training_data(args.model, args.data, args.split)
     settings = EvalSettings(args.tie_policy, args.bootstrap, weighting=args.weighting,
                             sections=args.sections or dict(REWARDBENCH_SECTIONS), seed=args.seed, skip_too_long=args.skip_too_long)
-    results = {"benchmark": evaluate_benchmark(build_scorer(args), items, settings), "data": args.data}
+    scorer = build_scorer(args, progress=True)
+    print(f"[rewardlab] evaluating {len(items)} items ({sum(1 + len(i.rejected) for i in items)} replies)", file=sys.stderr)
+    results = {"benchmark": evaluate_benchmark(scorer, items, settings), "data": args.data}
     bench = results["benchmark"]
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -73,8 +75,10 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from ..evaluation.benchmark import skipped_report, split_too_long
     from ..scoring.protocol import LengthChecked
 
-    scorer = build_scorer(args)
+    scorer = build_scorer(args, progress=True)
     items = read_benchmark(args.data, args.split)
+    print(f"[rewardlab] diagnosing on {len(items)} pairs: length bias, probes"
+          + (", distribution shift" if args.compare else ""), file=sys.stderr)
     skipped: list[dict[str, str]] = []
     if args.skip_too_long:
         items, skipped = split_too_long(scorer, items)

@@ -42,9 +42,12 @@ def _cmd_judge(args: argparse.Namespace) -> int:
 
     results, stopped = [], None
     try:
-        for start in tqdm(range(0, len(items), args.chunk), desc="judging (chunks)"):  # a budget stop keeps finished chunks
-            chunk = items[start : start + args.chunk]
-            results += judge.judge([i.prompt for i in chunk], [i.response_a for i in chunk], [i.response_b for i in chunk])
+        size = args.chunk or max(1, args.concurrency)  # a chunk is as many pairs as are judged at once: the bar moves per pair
+        with tqdm(total=len(items), desc="judging", unit="pair") as bar:
+            for start in range(0, len(items), size):  # a budget stop keeps finished chunks
+                chunk = items[start : start + size]
+                results += judge.judge([i.prompt for i in chunk], [i.response_a for i in chunk], [i.response_b for i in chunk])
+                bar.update(len(chunk))
     except BudgetExceeded as err:
         stopped = str(err)
     judged = items[: len(results)]
@@ -106,7 +109,8 @@ def register(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=None, help="judge only the first N pairs")
     p.add_argument("--max-tokens", type=int, default=256, help="most tokens the judge may write per verdict")
     p.add_argument("--concurrency", type=int, default=4, help="judge calls in flight at once (HTTP backend)")
-    p.add_argument("--chunk", type=int, default=16, help="pairs per chunk (a budget stop keeps finished chunks)")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="pairs judged per chunk (a budget stop keeps finished chunks); default: --concurrency")
     p.add_argument("--timeout", type=float, default=60.0, help="total seconds per HTTP request, reply included")
     p.add_argument("--max-retries", type=int, default=5, help="retries of 429/5xx/unusable replies, with exponential backoff")
     p.add_argument("--candidate-models", default=None, help="comma-separated names of the models that wrote the responses (self-preference check)")

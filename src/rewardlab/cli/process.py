@@ -53,7 +53,7 @@ def _cmd_bon_curve(args: argparse.Namespace) -> int:
 
     scorers: dict[str, Any] = {}
     if args.model:
-        scorers["orm"] = build_scorer(args)
+        scorers["orm"] = build_scorer(args, progress=True)
     if args.prm:  # the shared in-process flags (device, batch size, max length, ...) apply to the PRM too
         prm = build(scorer_config(args, only=IN_PROCESS_OPTIONS, model=args.prm, kind="process"))
         scorers.update(prm_min=prm.with_aggregation("min"), prm_product=prm.with_aggregation("product"))  # type: ignore[attr-defined]
@@ -68,7 +68,7 @@ def _cmd_beam_search(args: argparse.Namespace) -> int:
 
     scorer = build_scorer(args, model=args.prm)
     result = prm_beam_search(make_generator(args), scorer, (Message("user", args.prompt),), args.beam_width, args.expansions,
-                             args.max_steps)
+                             args.max_steps, show_progress=True)
     payload = {"best_steps": list(result.best_steps), "best_score": result.best_score,
                "tree": [{"id": n.id, "parent": n.parent, "depth": n.depth, "step": n.step, "score": n.score,
                          "finished": n.finished} for n in result.tree]}

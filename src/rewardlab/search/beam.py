@@ -43,7 +43,7 @@ class BeamResult:
 
 def prm_beam_search(
     generator: Any, scorer: Scorer, prompt: Sequence[Message], beam_width: int = 2, expansions: int = 2, max_steps: int = 6,
-    max_step_tokens: int = 96, separator: str = "\n",
+    max_step_tokens: int = 96, separator: str = "\n", show_progress: bool = False,
 ) -> BeamResult:
     """Beam search over steps: each beam is expanded with ``expansions`` sampled next steps (text up
     to ``separator``), every candidate prefix (steps joined by ``separator``) is scored by ``scorer``
@@ -57,7 +57,11 @@ def prm_beam_search(
     tree: list[SearchNode] = []
     beams: list[tuple[int | None, tuple[str, ...]]] = [(None, ())]
     finished: list[tuple[float, int, tuple[str, ...]]] = []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=max_steps, desc="beam search", unit="step", disable=not show_progress)
     for depth in range(max_steps):
+        bar.update(1)
         candidates: list[tuple[int | None, tuple[str, ...]]] = []
         for parent, steps in beams:
             prefix = separator.join(steps) + (separator if steps else "")
@@ -81,6 +85,7 @@ def prm_beam_search(
                 beams.append((node.id, steps))
         if len(finished) >= beam_width or not beams:
             break
+    bar.close()
     if not tree:
         return BeamResult((), float("-inf"), tree)
     pool = finished or [(n.score, n.id, tuple(BeamResult((), 0.0, tree).path(n.id))) for n in tree if n.depth == tree[-1].depth]

@@ -138,7 +138,7 @@ def read_candidates(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
-def best_of_n_file(scorer: Scorer, data: str | os.PathLike, output: str | os.PathLike) -> dict[str, Any]:
+def best_of_n_file(scorer: Scorer, data: str | os.PathLike, output: str | os.PathLike, show_progress: bool = True) -> dict[str, Any]:
     """Best-of-N for every row of a candidates file (:func:`read_candidates`): one JSON line per row in ``output``
     (pick, every reward, the BoN KL bound; majority and reward-weighted votes when answers are given; whether the
     pick is correct when labels are). Returns the summary (items, KL bound, BoN accuracy when labelled)."""
@@ -147,8 +147,10 @@ def best_of_n_file(scorer: Scorer, data: str | os.PathLike, output: str | os.Pat
     refuse_overwriting_input(output, data)
     rows = read_candidates(data)
     hits = []
+    from tqdm.auto import tqdm
+
     with open(output, "w") as handle:
-        for row in rows:
+        for row in tqdm(rows, desc="best-of-N", unit="item", disable=not show_progress):
             result = best_of_n(scorer, row["prompt"], row["candidates"])
             line: dict[str, Any] = {"source": row["source"], "best_index": result.index, "rewards": list(result.rewards),
                                     "n": len(row["candidates"]), "kl_bound": result.kl}

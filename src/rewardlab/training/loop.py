@@ -175,6 +175,7 @@ def model_inputs(group: list[Example], layout: str, pooling: str | None, share_p
 def evaluate(
     model: torch.nn.Module, objective: Objective, examples: list[Example], pad_token_id: int, accelerator: Any,
     batch_size: int, tie_policy: str = "half", layout: str = "padded", pooling: str | None = None, share_prefix: bool = False,
+    show_progress: bool = False,
 ) -> dict[str, float]:
     """The objective's metrics over ``examples``, sharded across processes and gathered.
 
@@ -182,12 +183,14 @@ def evaluate(
     as training does; the rewards are the padded pass's (``tests/models/test_packing.py``).
     """
     from accelerate.utils import gather_object
+    from tqdm.auto import tqdm
 
     model.eval()
     rank, world = accelerator.process_index, accelerator.num_processes
     mine = sorted(range(rank, len(examples), world), key=lambda i: examples[i].length)
     rows = []
-    for start in range(0, len(mine), batch_size):
+    starts = range(0, len(mine), batch_size)
+    for start in tqdm(starts, desc="evaluating", unit="batch", leave=False, disable=not (show_progress and accelerator.is_main_process)):
         idx = mine[start : start + batch_size]
         inputs, batch = model_inputs([examples[i] for i in idx], layout, pooling, share_prefix, pad_token_id, accelerator.device)
         rewards = model(**inputs).float().cpu()
@@ -444,7 +447,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
             running = []
         if eval_examples and (done % config.eval_every == 0 or done == total_steps):
             metrics = evaluate(model, objective, eval_examples, pad_id, accelerator, config.batch_size, config.tie_policy,
-                               layout, pooling, share_prefix)
+                               layout, pooling, share_prefix, show_progress=config.show_progress)
             if accelerator.is_main_process:
                 _write_metrics(metrics_path, {"step": done, **metrics})
                 progress.write(f"step {done}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
