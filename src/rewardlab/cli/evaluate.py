@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from ..jsonsafe import dumps
-
 from ..errors import RewardlabError
-
+from ..jsonsafe import dumps
 from .common import add_scorer_flags, build_scorer, json_object
 
 __all__ = ["register"]
@@ -49,7 +48,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _warn_if_training_data(model: str, data: str, split: str) -> None:
     """Say so when the evaluation file is the one the model was trained on (its run recorded the data's fingerprint)."""
     import json
-    import sys
 
     from ..data.token_store import source_fingerprint
 
@@ -114,7 +112,13 @@ def _cmd_ratings(args: argparse.Namespace) -> int:
 
     results = rate_battles(read_battles(args.battles), args.baseline, args.bootstrap, args.seed)
     report = write_report(results, args.output_dir, title="rewardlab ratings")
-    print(dumps({"ratings": results["ratings"]["bradley_terry"], "report": str(report)}))
+    for row in results["ratings"]["bradley_terry"]:
+        print(f"  {row['name']}: BT rating {row['rating']:.1f} (95% CI {row['lower']:.1f} - {row['upper']:.1f})", file=sys.stderr)
+    for model, row in (results.get("win_rates") or {}).get("models", {}).items():
+        lc = row.get("length_controlled_win_rate")
+        print(f"  {model} vs {args.baseline}: win rate {row['win_rate']:.3f} +- {row['standard_error']:.3f}"
+              + (f", length-controlled {lc:.3f}" if lc is not None else "") + f" ({row['battles']} battles)", file=sys.stderr)
+    print(dumps({"ratings": results["ratings"]["bradley_terry"], "win_rates": results.get("win_rates"), "report": str(report)}))
     return 0
 
 

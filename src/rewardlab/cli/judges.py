@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,10 @@ def _cmd_judge_agreement(args: argparse.Namespace) -> int:
         if missing:
             raise RewardlabError(f"{path}: no verdict for {len(missing)} items (first idx {missing[0]})")
         table[Path(path).name] = agreement_summary([verdicts[i.key] for i in items], [list(i.human_votes) for i in items])
+    for name, row in table.items():  # the human-readable summary; the JSON below is for scripts
+        print(f"  {name}: agrees with the human majority on {row['judge_human_agreement']:.1%} of {row['compared_items']} items "
+              f"(Cohen's kappa {row['judge_human_kappa']:.3f}); humans agree with each other {row['human_human_agreement']:.1%} "
+              f"(Fleiss' kappa {row['human_fleiss_kappa']:.3f}); {row['judge_unparsed']} unparsed", file=sys.stderr)
     print(dumps(table, indent=2))
     if args.output:
         Path(args.output).write_text(dumps(table, indent=2))

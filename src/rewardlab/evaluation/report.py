@@ -99,12 +99,25 @@ def write_report(results: dict[str, Any], output_dir: str | Path, title: str = "
                       f"(equal mass {_fmt(cal['ece_equal_mass'])}), Brier {_fmt(cal['brier'])}; temperature "
                       f"{_fmt(cal['temperature'])} fitted on {cal['fit_pairs']} pairs gives ECE "
                       f"{_fmt(cal['ece_equal_width_after_temperature'])}, Brier {_fmt(cal['brier_after_temperature'])}."]
+    skipped = (bench or results).get("skipped_too_long")
+    if skipped and skipped.get("count"):
+        per_subset = ", ".join(f"{name}: {entry['count']}" for name, entry in skipped["by_subset"].items())
+        lines += ["", f"Left out: {skipped['count']} item(s) with a reply longer than max_length={skipped.get('max_length')} "
+                  f"({per_subset}; the items are listed in results.json)."]
     length = results.get("length_bias")
     if length:
+        from .diagnostics import LENGTH_GAP_FLAG, LENGTH_SPEARMAN_FLAG
+
+        verdict = (f"**Flagged: the model prefers {length.get('direction', 'longer')} replies.**" if length["flagged"] else
+                   "Not flagged.")
         lines += ["", "## Length bias" + (" (FLAGGED)" if length["flagged"] else ""), "",
-                  f"Spearman {_fmt(length['spearman'])}, Kendall {_fmt(length['kendall'])}; accuracy {_fmt(length['accuracy'])} "
+                  f"{verdict} Rule: flagged when |Spearman| of reward vs length or of margin vs length difference >= "
+                  f"{LENGTH_SPEARMAN_FLAG}, or the accuracy gap between chosen-longer and chosen-shorter pairs >= {LENGTH_GAP_FLAG}.", "",
+                  f"Spearman {_fmt(length['spearman'])}, Kendall {_fmt(length['kendall'])}; margin vs length difference "
+                  f"{_fmt(length.get('margin_length_spearman'))}; accuracy {_fmt(length['accuracy'])} "
                   f"(chosen longer {_fmt(length['accuracy_chosen_longer'])}, shorter {_fmt(length['accuracy_chosen_shorter'])}); "
-                  f"always-longer baseline {_fmt(length['always_longer_baseline'])}; length-matched accuracy "
+                  f"always-longer baseline {_fmt(length['always_longer_baseline'])}, always-shorter "
+                  f"{_fmt(length.get('always_shorter_baseline'))}; length-matched accuracy "
                   f"{_fmt(length['accuracy_length_matched'])} on {length['pairs_length_matched']} pairs; "
                   f"length-regressed accuracy {_fmt(length['accuracy_length_regressed'])}."]
     probes = results.get("probes")
@@ -126,6 +139,12 @@ def write_report(results: dict[str, Any], output_dir: str | Path, title: str = "
         lines += ["", "## Ratings", "", "| model | BT rating | 95% CI | Elo (online) |", "| --- | --- | --- | --- |"]
         lines += [f"| {r['name']} | {_fmt(r['rating'])} | {_fmt(r['lower'])} - {_fmt(r['upper'])} | {_fmt(ratings['elo'][r['name']])} |"
                   for r in ratings["bradley_terry"]]
+    win_rates = results.get("win_rates")
+    if win_rates:
+        lines += ["", f"## Win rates against {win_rates['baseline']}", "",
+                  "| model | win rate | std. error | length-controlled win rate | battles |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {m} | {_fmt(r['win_rate'])} | {_fmt(r['standard_error'])} | {_fmt(r.get('length_controlled_win_rate'))} | {r['battles']} |"
+                  for m, r in win_rates["models"].items()]
     lines += [""] + [f"![{p}]({p})" for p in plots]
     if not plots:
         lines.append("(plots skipped: install matplotlib, `pip install 'rewardlab[plots]'`)")
