@@ -8,6 +8,10 @@ from rewardlab.labeling.checkers import boxed_answer, gsm8k_answer, make_checker
 from rewardlab.labeling.generators import Generator
 from rewardlab.labeling.math_shepherd import SolutionToLabel, assemble_labels, label_solutions
 
+from ..conftest import SHARED_DATA, requires_shared
+
+GSM8K_TEST = SHARED_DATA / "gsm8k" / "test.jsonl"
+
 
 class ScriptedGenerator:
     """Deterministic: after a prefix containing 'bad', 1 of 4 completions is right; else 3 of 4; never after 'dead'."""
@@ -73,11 +77,13 @@ def test_label_steps_cli_with_the_local_smollm2_generator(tmp_path):
             "--output", str(tmp_path / "ms.jsonl"), "--steps-output", str(tmp_path / "steps.jsonl")]
     assert main(args) == 0
     rows = [json.loads(line) for line in (tmp_path / "ms.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and all(0.0 <= r["soft"] <= 1.0 and r["n"] == 2 for r in rows)  # Janet's ducks: 2 steps
+    # Janet's ducks: 2 reasoning steps sampled, then the "#### 18" step labelled by its stated (correct) answer
+    assert len(rows) == 3 and all(0.0 <= r["soft"] <= 1.0 and r["n"] == 2 for r in rows[:2])
+    assert rows[2]["decided_by"] == "stated answer" and rows[2]["soft"] == 1.0
     assert main(args) == 0  # resumed: nothing left to do
-    assert len((tmp_path / "ms.jsonl").read_text().splitlines()) == 2
+    assert len((tmp_path / "ms.jsonl").read_text().splitlines()) == 3
     steps = json.loads((tmp_path / "steps.jsonl").read_text().splitlines()[0])
-    assert len(steps["step_labels"]) == 2
+    assert len(steps["step_labels"]) == 3
 
 
 def test_chat_endpoint_generator_over_http_labels_steps(tmp_path):
@@ -97,3 +103,43 @@ def test_chat_endpoint_generator_over_http_labels_steps(tmp_path):
         assert "Continue this partial solution" in server.requests[0]["messages"][-1]["content"]
     labels = assemble_labels([SOLUTION], tmp_path / "l.jsonl", "hard")[0].step_labels
     assert labels == (1.0, 0.0, 0.0)
+
+
+def test_a_step_that_states_the_answer_is_judged_on_it_and_completions_are_held_to_their_first_answer(tmp_path):
+    from rewardlab.labeling.checkers import make_checker
+    from rewardlab.labeling.math_shepherd import SolutionToLabel, label_solutions
+    from rewardlab.data.records import Message
+
+    class RamblingGenerator:  # states the right answer, then keeps writing other numbers
+        calls = 0
+
+        def continue_solution(self, prompt, prefix, n, max_new_tokens=256, stop=None):
+            RamblingGenerator.calls += 1
+            return ["#### 7\nNext question: 5 + 7 = 12"] * n
+
+    solution = SolutionToLabel("s", (Message("user", "3 + 4?"),), ("3 + 4 = 7", "#### 7"), "#### 7")
+    wrong = SolutionToLabel("w", (Message("user", "3 + 4?"),), ("3 + 4 = 8", "#### 8"), "#### 7")
+    stats = label_solutions([solution, wrong], RamblingGenerator(), make_checker("gsm8k"), tmp_path / "labels.jsonl", n=4,
+                            show_progress=False)
+    rows = {r["key"]: r for r in map(json.loads, (tmp_path / "labels.jsonl").read_text().splitlines())}
+    assert rows["s#1"]["soft"] == 1.0 and rows["s#1"]["decided_by"] == "stated answer" and rows["s#1"]["n"] == 0
+    assert rows["w#1"]["soft"] == 0.0  # a stated wrong answer is wrong whatever a continuation would say
+    assert rows["s#0"]["soft"] == 1.0  # the completion's first answer (7) counts, not the 12 after it
+    assert stats["generator_calls"] == 2 == RamblingGenerator.calls  # only the steps without an answer were sampled
+
+
+@requires_shared(GSM8K_TEST)
+def test_correct_gsm8k_reference_solutions_label_their_answer_step_correct(tmp_path):
+    from rewardlab.labeling.checkers import make_checker
+    from rewardlab.labeling.math_shepherd import label_solutions, read_solutions_to_label
+
+    class Wrong:  # a generator that is always wrong: only stated answers can earn a 1
+        def continue_solution(self, prompt, prefix, n, max_new_tokens=256, stop=None):
+            return ["#### -1"] * n
+
+    solutions = read_solutions_to_label(str(GSM8K_TEST), limit=3)
+    label_solutions(solutions, Wrong(), make_checker("gsm8k"), tmp_path / "l.jsonl", n=2, show_progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "l.jsonl").read_text().splitlines()]
+    last = {s.key: len(s.steps) - 1 for s in solutions}
+    finals = [r for r in rows if r["step"] == last[r["solution"]]]
+    assert len(finals) == 3 and all(r["soft"] == 1.0 for r in finals), finals

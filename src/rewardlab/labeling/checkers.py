@@ -5,22 +5,39 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-__all__ = ["Checker", "boxed_answer", "exact_match", "gsm8k_answer", "make_checker", "normalize_math"]
+__all__ = ["Checker", "FINAL_ANSWER_MARKERS", "boxed_answer", "exact_match", "gsm8k_answer", "has_final_answer", "make_checker",
+           "normalize_math"]
 
 Checker = Callable[[str, str], bool]
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
+FINAL_ANSWER_MARKERS = ("####", "\\boxed{", "answer is", "A:")
+"""Text that states a final answer; a step containing one is checked on that answer, not on a continuation."""
+
+
+def has_final_answer(text: str) -> bool:
+    """Whether ``text`` states a final answer (one of :data:`FINAL_ANSWER_MARKERS`).
+
+    >>> has_final_answer("So she pays 12 dollars.\\n#### 12"), has_final_answer("3 + 4 = 7")
+    (True, False)
+    """
+    return any(marker in text for marker in FINAL_ANSWER_MARKERS)
+
+
 def gsm8k_answer(text: str) -> str | None:
-    """The number after ``####`` (GSM8K), else after ``A:`` or "answer is", else the last number.
+    """The first final answer: the number after the first ``####`` (GSM8K), else after ``A:`` or "answer is",
+    else the last number. A model that keeps writing after stating its answer is held to that answer.
 
     >>> gsm8k_answer("so 3 + 4 = 7\\n#### 7"), gsm8k_answer("The answer is $1,250."), print(gsm8k_answer("no idea"))
     None
     ('7', '1250', None)
+    >>> gsm8k_answer("#### 7\\nNow 12 more problems: 5 + 7 = 12")
+    '7'
     """
     for marker in ("####", "A:", "answer is"):
         if marker in text:
-            found = _NUMBER.findall(text.rsplit(marker, 1)[1])
+            found = _NUMBER.findall(text.split(marker, 1)[1])
             if found:
                 return _clean_number(found[0])
     found = _NUMBER.findall(text)

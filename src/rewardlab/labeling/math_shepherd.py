@@ -1,9 +1,11 @@
 """Math-Shepherd automatic step labels (Wang et al., arXiv:2312.08935), resumable.
 
 For each step prefix ``s_1..s_k`` of a solution, sample N completions with a generator, check
-each completion's final answer against the gold answer, and label step k with
+each completion's first final answer against the gold answer, and label step k with
 hard estimation ``HE = 1 if any completion is correct`` and soft estimation ``SE = fraction
-correct``. Results are appended to a JSON Lines file as they are computed; a re-run skips the
+correct``. A step that itself states a final answer (``####``, ``\\boxed{}``, "answer is") is labelled
+by that answer (1 or 0) without sampling: a completion that keeps writing after it must not decide
+it. Results are appended to a JSON Lines file as they are computed; a re-run skips the
 (solution, step) keys already there, so an interrupted run loses at most the step in flight.
 """
 
@@ -18,7 +20,7 @@ from typing import Any, Literal
 from ..data.readers import iter_records
 from ..data.records import Message, StepLabeledSolution
 from ..errors import DataFormatError
-from .checkers import Checker
+from .checkers import Checker, has_final_answer
 from .generators import Generator
 
 __all__ = ["SolutionToLabel", "assemble_labels", "label_solutions", "read_solutions_to_label"]
@@ -42,8 +44,8 @@ def read_solutions_to_label(source: str, limit: int | None = None) -> list[Solut
             break
         if "question" in record and isinstance(record.get("answer"), str) and "####" in record["answer"]:
             lines = [ln.strip() for ln in record["answer"].split("\n") if ln.strip()]
-            steps = [ln for ln in lines if not ln.startswith("####")]
-            items.append(SolutionToLabel(location, (Message("user", record["question"]),), tuple(steps), lines[-1]))
+            # the "#### n" line is the solution's last step: it states the answer, so it is labelled by it
+            items.append(SolutionToLabel(location, (Message("user", record["question"]),), tuple(lines), lines[-1]))
         elif "question" in record and "ground_truth" in record:
             gold = record["ground_truth"].strip().split("\n")[-1]
             for name, value in record.items():
@@ -94,11 +96,16 @@ def label_solutions(
     with path.open("a") as handle:
         for solution, k in tqdm(todo, desc="Math-Shepherd labels", disable=not show_progress):
             prefix = "\n".join(solution.steps[: k + 1]) + "\n"
-            completions = generator.continue_solution(solution.prompt, prefix, n, max_new_tokens)
-            stats["generator_calls"] += 1
-            correct = [bool(checker(prefix + c, solution.gold)) for c in completions]
-            record = {"key": f"{solution.key}#{k}", "solution": solution.key, "step": k, "n": len(correct),
-                      "correct": sum(correct), "hard": float(any(correct)), "soft": sum(correct) / len(correct)}
+            if has_final_answer(solution.steps[k]):  # the step states the answer: it is right or wrong as it stands
+                right = float(bool(checker(prefix, solution.gold)))
+                record = {"key": f"{solution.key}#{k}", "solution": solution.key, "step": k, "n": 0, "correct": int(right),
+                          "hard": right, "soft": right, "decided_by": "stated answer"}
+            else:
+                completions = generator.continue_solution(solution.prompt, prefix, n, max_new_tokens)
+                stats["generator_calls"] += 1
+                correct = [bool(checker(prefix + c, solution.gold)) for c in completions]
+                record = {"key": f"{solution.key}#{k}", "solution": solution.key, "step": k, "n": len(correct),
+                          "correct": sum(correct), "hard": float(any(correct)), "soft": sum(correct) / len(correct)}
             handle.write(json.dumps(record) + "\n")
             handle.flush()
             stats["labelled"] += 1
