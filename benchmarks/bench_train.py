@@ -231,6 +231,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42, help="seed of repeat 0 (both trainers)")
     parser.add_argument("--vary-seed", action="store_true",
                         help="repeat r uses seed + r (head init and data order differ per repeat, the same for every configuration)")
+    parser.add_argument("--background-load", type=int, default=0,
+                        help="run N busy processes (one spinning Python loop each) during every run: a shared, contended CPU")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -243,6 +245,17 @@ def main() -> None:
     root = Path(tempfile.mkdtemp())
     model_path = _materialize(args.model, root)
     configs = args.configs.split(",")
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.background_load)]
+    if spinners:
+        time.sleep(2)  # let the spinners take their share before a run starts
+    try:
+        _run_all(args, configs, root, model_path)
+    finally:
+        for proc in spinners:
+            proc.kill()
+
+
+def _run_all(args: argparse.Namespace, configs: list[str], root: Path, model_path: str) -> None:
     runs: dict[str, list[dict]] = {c: [] for c in configs}
     for r in range(args.repeats):
         for c in configs:
@@ -261,7 +274,7 @@ def main() -> None:
     keys = ["pairs_per_s", "eval_accuracy", "peak_rss_mb", "train_peak_rss_mb"] + (["train_gpu_peak_mb"] if runs[configs[0]][0]["train_gpu_peak_mb"] else [])
     med = {c: {k: statistics.median(x[k] for x in v) for k in keys} for c, v in runs.items()}
     print(f"\n{args.model}, {args.steps} steps x {BATCH} pairs, max length {args.max_length}, medians of {args.repeats}, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
+          f"background load {args.background_load} busy processes, {time.strftime('%Y-%m-%d %H:%M')}")
     gpu = "train_gpu_peak_mb" in keys
     print("| configuration | pairs/s | held-out accuracy (median) | accuracy mean +- sd over repeats | peak RSS, training (MB) "
           f"| peak RSS, with held-out scoring (MB) |{' peak GPU memory, training (MB) |' if gpu else ''} vs trl_default | vs trl_best |")

@@ -141,7 +141,8 @@ def run_demo(
     lines.append("sample scores (chosen vs rejected):")
     for i, p in enumerate(sample):
         lines.append(f"  {p.prompt[-1].content[:60]!r}: {rewards[i]:+.2f} vs {rewards[i + len(sample)]:+.2f}")
-    lines.append(f"model saved in {config.output_dir} (loads with AutoModelForSequenceClassification)")
+    lines.append(f"model saved in {config.output_dir} (loads with AutoModelForSequenceClassification); "
+                 f"everything this demo wrote is in {out} (rm -r {out} removes it)")
     print("\n".join(lines), file=sys.stdout, flush=True)
     return DemoReport(
         Path(config.output_dir), split["accuracy"], split["chosen_longer_accuracy"], split["chosen_shorter_accuracy"], balanced_acc

@@ -127,13 +127,26 @@ def choose_cpu_threads(load: float | None = None, cores: int | None = None, sett
         return int(setting), f"{CPU_THREADS_ENV}={setting}"
     cores = cores or os.cpu_count() or 1
     if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):  # not on this platform
+        load = _current_load()
+        if load is None:
             return None, "no load average"
     if cores > 1 and load >= cores:
         return 1, f"the CPU is already busy (load {load:.1f} on {cores} cores): 1 thread avoids waiting on descheduled threads"
     return None, None
+
+
+def _current_load() -> float | None:
+    """How busy the CPU is now: the larger of the 1-minute load average and the processes runnable this instant
+    besides this one (``/proc/loadavg``'s fourth field), since the average lags a load that just started."""
+    try:
+        average = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform
+        return None
+    try:
+        runnable = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
+    except (OSError, IndexError, ValueError):
+        runnable = 0
+    return max(average, float(runnable))
 
 
 def tune_cpu_memory(device: torch.device | str = "cpu") -> bool:

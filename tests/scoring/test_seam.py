@@ -118,3 +118,24 @@ def test_rewardlab_score_with_an_llm_judge_through_score_file(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert rows[0]["reward"] == 8.0 and (rows[1]["chosen_reward"], rows[1]["rejected_reward"]) == (7.0, 2.0)
     assert json.loads((tmp_path / "s.jsonl.run.json").read_text())["kind"] == "judge"
+
+
+def test_a_kill_loses_at_most_one_write_block(tmp_path, monkeypatch):
+    import rewardlab.scoring.files as files
+
+    monkeypatch.setattr(files, "SCORE_WRITE_RECORDS", 2)
+    data = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q", "response": "word " * (i + 1)} for i in range(7)])
+    calls = {"n": 0}
+
+    def dies_on_the_third_call(prompt, response):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the third block's first item
+            raise KeyboardInterrupt
+        return float(len(response.split()))
+
+    with pytest.raises(KeyboardInterrupt):
+        files.score_file(FunctionScorer(dies_on_the_third_call), data, tmp_path / "out.jsonl", show_progress=False)
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 4  # two whole blocks were written
+    result = files.score_file(FunctionScorer(lambda p, r: float(len(r.split()))), data, tmp_path / "out.jsonl", resume=True,
+                              show_progress=False)
+    assert result.resumed_lines == 4 and [json.loads(line)["reward"] for line in (tmp_path / "out.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6, 7]

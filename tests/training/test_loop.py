@@ -144,7 +144,8 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tiny
     assert list(root.glob(".tmp-step-000004"))  # the half-written one never got a real name
     assert len(load_reward_model(latest_checkpoint(root)).score(["q"], ["a"])) == 1
     loop.train(TrainConfig(model=str(tiny_llama_dir), data=str(demo_jsonl), output_dir=str(out), max_steps=8, save_every=2,
-                           batch_size=4, max_length=192, show_progress=False, eval_fraction=0.0, resume=True))
+                           batch_size=4, max_length=192, show_progress=False, eval_fraction=0.0, resume=True,
+                           keep_final_checkpoint=True))
     assert [p.name for p in checkpoint_dirs(root)] == ["step-000006", "step-000008"]
     assert not list(root.glob(".tmp-*"))
 
@@ -312,7 +313,8 @@ def test_an_output_folder_holding_a_run_is_refused_unless_resumed_or_overwritten
     (out / "notes.txt").write_text("mine")
     loop.train(_config(tiny_llama_dir, demo_jsonl, out, max_steps=1, overwrite=True))
     assert (out / "notes.txt").read_text() == "mine"  # overwrite removes the run's files only
-    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000001"]  # the old run's checkpoints are gone
+    assert not (out / "checkpoints").exists()  # the old run's checkpoints are gone, and a finished run keeps none by default
+    assert json.loads((out / "trainer_state.json").read_text()) == {"step": 1, "finished": True}
 
 
 @pytest.mark.parametrize("part, garbage", [("trainer_state.json", b"{not json"), ("optimizer.json", b"\x00\x01"),

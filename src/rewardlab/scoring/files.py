@@ -13,12 +13,14 @@ from typing import Any
 from ..errors import ConfigError, DataFormatError, SequenceTooLongError
 from .protocol import HeadScorer, LengthChecked, Scorer
 
-__all__ = ["SCORE_CHUNK_RECORDS", "ScoreFileResult", "read_reference", "score_file"]
+__all__ = ["SCORE_CHUNK_RECORDS", "SCORE_WRITE_RECORDS", "ScoreFileResult", "read_reference", "score_file"]
 
 SCORE_CHUNK_RECORDS = 4096
-""":func:`score_file` (``rewardlab score``) reads, scores and writes this many records at a time: memory stays flat with
-the file's size, each chunk's texts are still length-sorted into batches, and a killed run keeps
-every finished chunk for ``--resume``."""
+""":func:`score_file` (``rewardlab score``) reads this many records at a time: memory stays flat with the file's size."""
+
+SCORE_WRITE_RECORDS = 256
+"""Records scored in one scorer call and written (and flushed) together: each call still length-sorts its texts
+into batches, and a killed run loses at most this many records' work (``--resume`` keeps every line written)."""
 
 
 @dataclass(frozen=True)
@@ -178,8 +180,9 @@ def score_file(
       :class:`SequenceTooLongError` (count and first file:line and side) is raised before scoring
       anything; ``skip_too_long`` writes those with reward null instead. Other scorers that raise
       it while scoring are handled the same way, chunk by chunk.
-    * Records are read, scored and written ``SCORE_CHUNK_RECORDS`` at a time (memory does not grow
-      with the file); the file is flushed after each chunk.
+    * Records are read ``SCORE_CHUNK_RECORDS`` at a time (memory does not grow with the file), scored
+      and written ``SCORE_WRITE_RECORDS`` at a time; the file is flushed after each block, so a kill
+      loses at most one block of work.
     * ``OUTPUT.run.json`` records the data file (path, size, mtime), the split and the scorer's
       ``describe()`` (kind, model, settings). ``resume=True`` with an existing ``output`` checks them
       (:class:`ConfigError` naming what differs), drops a line cut by a kill and scores only the
@@ -223,10 +226,11 @@ def _write_scores(scorer: Scorer, data: str, split: str, out: Path, done: int, t
     extra = dict(scorer.describe().get("record", {}))
     written, nulls, first_null = done, 0, None
     with out.open("a") as handle, tqdm(total=total, initial=done, unit="records", desc="scoring", disable=not show_progress) as bar:
-        for chunk in _chunks(data, split, skip=done):
-            kinds, items = _items(chunk)
+        for block in (chunk[i : i + SCORE_WRITE_RECORDS] for chunk in _chunks(data, split, skip=done)
+                      for i in range(0, len(chunk), SCORE_WRITE_RECORDS)):
+            kinds, items = _items(block)
             values = iter(_values(scorer, items, skip_too_long))
-            for (location, _), kind in zip(chunk, kinds):
+            for (location, _), kind in zip(block, kinds):
                 line: dict[str, Any] = {"index": written, "source": location}
                 for side in (("chosen", "rejected") if kind == "pair" else ("",)):
                     value = next(values)
@@ -240,6 +244,6 @@ def _write_scores(scorer: Scorer, data: str, split: str, out: Path, done: int, t
                         line[f"{prefix}reward"] = value
                 handle.write(json.dumps({**line, **extra}) + "\n")
                 written += 1
-            handle.flush()  # a finished chunk survives a kill; resume goes on after it
-            bar.update(len(chunk))
+            handle.flush()  # a finished block survives a kill; resume goes on after it
+            bar.update(len(block))
     return written, nulls, first_null

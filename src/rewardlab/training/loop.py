@@ -62,7 +62,8 @@ def load_train_eval_records(config: TrainConfig, objective: Objective) -> tuple[
     return [r for i, r in enumerate(records) if i not in held], [records[i] for i in sorted(held)], report
 
 
-RUN_FILES = ("checkpoints", "metrics.jsonl", "run_config.json", "rewardlab.json", "config.json", "model.safetensors",
+RUN_FILES = ("checkpoints", "metrics.jsonl", "run_config.json", "trainer_state.json", "rewardlab.json", "config.json",
+             "model.safetensors",
              "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
              "chat_template.jinja", "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
 """What a training run writes into its output folder (``overwrite`` removes exactly these, never other files)."""
@@ -98,6 +99,27 @@ def prepare_output_dir(config: TrainConfig, remove: bool = True) -> None:
             first = changed[0].split(" ")[0]
             raise ConfigError(f"cannot resume {out}: its run differs in {', '.join(changed)} ({first} was {earlier.get(first)!r}, "
                               f"now {now.get(first)!r}); use another output folder, or --overwrite")
+
+
+def _finished_state(out: Path) -> dict[str, Any]:
+    """``trainer_state.json`` of a run that finished in ``out`` (``{}`` if none)."""
+    path = out / "trainer_state.json"
+    try:
+        state = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+    return state if state.get("finished") else {}
+
+
+def _last_eval(metrics_path: Path) -> dict[str, float]:
+    """The last evaluation line of ``metrics.jsonl`` (without its step), ``{}`` if none."""
+    last: dict[str, float] = {}
+    if metrics_path.is_file():
+        for line in metrics_path.read_text().splitlines():
+            row = json.loads(line)
+            if any(k.startswith("eval_") for k in row):
+                last = {k: v for k, v in row.items() if k != "step"}
+    return last
 
 
 SMALL_EVAL = 30
@@ -351,6 +373,10 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     warmup = int(config.warmup_ratio * total_steps)
 
     start_step = 0
+    finished = _finished_state(out)
+    if config.resume and not ckpt.checkpoint_dirs(ckpt_root) and finished.get("step") == total_steps:
+        _say(accelerator, f"{out} already finished at step {total_steps}; nothing to resume (its model is kept as it is)")
+        return TrainResult(out, total_steps, _last_eval(metrics_path), report.summary(kind))
     if config.resume and ckpt.checkpoint_dirs(ckpt_root):
         latest = ckpt.latest_checkpoint(ckpt_root)
         start_step = ckpt.restore_checkpoint(latest, model, optimizer, accelerator.process_index, config.model)
@@ -469,7 +495,15 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:  # temporary folder + renames, rewardlab.json last: a kill never leaves garbage
         save_pretrained_atomically(accelerator.unwrap_model(model), tokenizer, metadata, out)
-    save(total_steps)
+    if config.keep_final_checkpoint:
+        save(total_steps)
+    elif accelerator.is_main_process:  # the final model is saved: the checkpoints' optimizer state is dead weight on disk
+        import shutil
+
+        shutil.rmtree(ckpt_root, ignore_errors=True)
+    if accelerator.is_main_process:
+        (out / "trainer_state.json").write_text(json.dumps({"step": total_steps, "finished": True}))
+    accelerator.wait_for_everyone()
     _say(accelerator, f"saved the reward model to {out}")
     return TrainResult(out, total_steps, metrics, report.summary(kind))
 
