@@ -122,7 +122,7 @@ def run_demo(
     _, heldout, _ = load_train_eval_records(config, make_objective(config.objective))
     split = length_split_accuracy(scorer, heldout)
     lines = [
-        f"held-out accuracy: {split['accuracy']:.3f} on {split['pairs']:.0f} pairs "
+        f"held-out accuracy (the saved model, fp32): {split['accuracy']:.3f} on {split['pairs']:.0f} pairs "
         f"(chosen longer: {split['chosen_longer_accuracy']:.3f}, chosen shorter: {split['chosen_shorter_accuracy']:.3f}, "
         f"length-balanced mean: {split['length_balanced_accuracy']:.3f})",
     ]

@@ -94,3 +94,23 @@ def test_augmentation_adds_pathological_rejected_replies_to_training_pairs_only(
     assert not any("augmented" in p.source for p in eval_raw)
     with pytest.raises(ConfigError, match="unknown"):
         TrainConfig.from_options(model="m", data="d", output_dir="o", augment={"emoji": 0.5})
+
+
+def test_a_seeds_ensemble_trains_k_models_and_scores_as_their_ensemble(tiny_llama_dir, demo_jsonl, tmp_path):
+    from rewardlab.cli import main
+    from rewardlab.scoring.config import ScorerConfig, build_scorer
+    from rewardlab.scoring.ensemble import EnsembleScorer
+
+    out = tmp_path / "seeds"
+    assert main(["train", "--model", str(tiny_llama_dir), "--data", str(demo_jsonl), "--output-dir", str(out), "--ensemble", "2",
+                 "--ensemble-kind", "seeds", "--max-steps", "3", "--batch-size", "8", "--max-length", "192",
+                 "--learning-rate", "1e-3", "--eval-fraction", "0.25", "--no-show-progress"]) == 0
+    listed = json.loads((out / "ensemble.json").read_text())
+    assert listed == {"kind": "seeds", "members": ["member_0", "member_1"], "seeds": [42, 43]}
+    assert all((out / m / "rewardlab.json").is_file() for m in listed["members"])
+    scorer = build_scorer(ScorerConfig(model=str(out), ensemble_aggregate="min"))
+    assert isinstance(scorer, EnsembleScorer) and scorer.member_names == ["member_0", "member_1"]
+    detail = scorer.score_detailed(["Tell me about bees."], ["Bees make honey."])
+    assert detail.members.shape == (2, 1) and detail.std[0] > 0  # different seeds, different models
+    with pytest.raises(ConfigError, match="needs 'ensemble' K > 1"):
+        TrainConfig.from_options(model="m", data="d", output_dir="o", ensemble_kind="seeds")

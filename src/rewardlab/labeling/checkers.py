@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 
 __all__ = ["Checker", "FINAL_ANSWER_MARKERS", "boxed_answer", "exact_match", "gsm8k_answer", "has_final_answer", "make_checker",
-           "normalize_math"]
+           "normalize_math", "up_to_first_answer"]
 
 Checker = Callable[[str, str], bool]
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -25,19 +25,30 @@ def has_final_answer(text: str) -> bool:
     return any(marker in text for marker in FINAL_ANSWER_MARKERS)
 
 
+def up_to_first_answer(text: str) -> str:
+    """``text`` cut after the line that states its first final answer (a model that keeps writing after it is held
+    to that answer); unchanged when it states none.
+
+    >>> up_to_first_answer("3 + 4 = 7\\n#### 7\\nNext: 5 + 7 = 12\\n#### 12")
+    '3 + 4 = 7\\n#### 7'
+    """
+    starts = [text.find(m) for m in FINAL_ANSWER_MARKERS if m in text]
+    if not starts:
+        return text
+    end = text.find("\n", min(starts))
+    return text if end < 0 else text[:end]
+
+
 def gsm8k_answer(text: str) -> str | None:
-    """The first final answer: the number after the first ``####`` (GSM8K), else after ``A:`` or "answer is",
-    else the last number. A model that keeps writing after stating its answer is held to that answer.
+    """The number after ``####`` (GSM8K), else after ``A:`` or "answer is", else the last number.
 
     >>> gsm8k_answer("so 3 + 4 = 7\\n#### 7"), gsm8k_answer("The answer is $1,250."), print(gsm8k_answer("no idea"))
     None
     ('7', '1250', None)
-    >>> gsm8k_answer("#### 7\\nNow 12 more problems: 5 + 7 = 12")
-    '7'
     """
     for marker in ("####", "A:", "answer is"):
         if marker in text:
-            found = _NUMBER.findall(text.split(marker, 1)[1])
+            found = _NUMBER.findall(text.rsplit(marker, 1)[1])
             if found:
                 return _clean_number(found[0])
     found = _NUMBER.findall(text)

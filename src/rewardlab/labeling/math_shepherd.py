@@ -20,7 +20,7 @@ from typing import Any, Literal
 from ..data.readers import iter_records
 from ..data.records import Message, StepLabeledSolution
 from ..errors import DataFormatError
-from .checkers import Checker, has_final_answer
+from .checkers import Checker, has_final_answer, up_to_first_answer
 from .generators import Generator
 
 __all__ = ["SolutionToLabel", "assemble_labels", "label_solutions", "read_solutions_to_label"]
@@ -103,7 +103,7 @@ def label_solutions(
             else:
                 completions = generator.continue_solution(solution.prompt, prefix, n, max_new_tokens)
                 stats["generator_calls"] += 1
-                correct = [bool(checker(prefix + c, solution.gold)) for c in completions]
+                correct = [bool(checker(prefix + up_to_first_answer(c), solution.gold)) for c in completions]
                 record = {"key": f"{solution.key}#{k}", "solution": solution.key, "step": k, "n": len(correct),
                           "correct": sum(correct), "hard": float(any(correct)), "soft": sum(correct) / len(correct)}
             handle.write(json.dumps(record) + "\n")

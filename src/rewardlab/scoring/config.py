@@ -215,6 +215,16 @@ def build_scorer(config: ScorerConfig) -> Scorer:
         scorer = EnsembleScorer(members, config.ensemble_aggregate, config.ensemble_lambda, config.ensemble_scale, names=models)
         if config.ensemble_scale == "reference":
             scorer.fit_scale(*read_reference(config.ensemble_reference))  # type: ignore[arg-type]
+    elif (Path(config.model) / "ensemble.json").is_file():  # rewardlab train --ensemble K --ensemble-kind seeds
+        from .ensemble import EnsembleScorer
+
+        listed = json.loads((Path(config.model) / "ensemble.json").read_text())
+        paths = [str(Path(config.model) / m) for m in listed["members"]]
+        members = [_build_one(replace(config, model=p, normalize=config.ensemble_scale == "saved" or config.normalize)) for p in paths]
+        scorer = EnsembleScorer(members, config.ensemble_aggregate, config.ensemble_lambda,
+                                "none" if config.ensemble_scale == "saved" else config.ensemble_scale, names=listed["members"])
+        if config.ensemble_scale == "reference":
+            scorer.fit_scale(*read_reference(config.ensemble_reference))  # type: ignore[arg-type]
     else:
         scorer = _build_one(config)
         scorer = _as_head_ensemble(scorer, config)

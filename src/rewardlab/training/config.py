@@ -27,6 +27,8 @@ def _check_heads(heads: str | None) -> None:
 
 
 def _check_ensemble(config: Any) -> None:
+    if config.ensemble_kind != "heads" and config.ensemble == 1:
+        raise ConfigError(f"option 'ensemble_kind' {config.ensemble_kind!r} needs 'ensemble' K > 1")
     if config.augment:
         from ..data.augment import AUGMENTATIONS
 
@@ -66,6 +68,9 @@ class BradleyTerryConfig:
     ensemble: int = 1
     """K > 1: train K reward heads on one trunk, each on its own bootstrap resample of the pairs (a cheap ensemble,
     scored as one with member spread; docs/control.md)."""
+    ensemble_kind: Literal["heads", "seeds"] = "heads"
+    """Ensembles: 'heads' (K bootstrap heads on one trunk, one model) or 'seeds' (K full models trained with seeds
+    seed..seed+K-1 into OUTPUT/member_k; K times the cost, members disagree more)."""
     augment: dict[str, float] | None = None
     """Training pairs get augmented copies whose rejected reply carries a pathology, at these rates, e.g.
     {"length": 0.3, "format": 0.2, "sycophancy": 0.2} (docs/control.md; training data only, tokenized in memory)."""
@@ -96,6 +101,9 @@ class DavidsonConfig:
     """Davidson tie parameter nu > 0 (larger: ties more likely at equal rewards)."""
     ensemble: int = 1
     """K > 1: K bootstrap heads on one trunk (see bradley_terry)."""
+    ensemble_kind: Literal["heads", "seeds"] = "heads"
+    """Ensembles: 'heads' (K bootstrap heads on one trunk, one model) or 'seeds' (K full models trained with seeds
+    seed..seed+K-1 into OUTPUT/member_k; K times the cost, members disagree more)."""
     augment: dict[str, float] | None = None
     """Augmented copies of training pairs (see bradley_terry)."""
 

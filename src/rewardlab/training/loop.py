@@ -30,6 +30,7 @@ from ..models.reward_model import RewardModel, transformer_layers
 from . import checkpoint as ckpt
 from .batching import global_batches, shard, steps_for
 from .config import TrainConfig
+from .config import BradleyTerryConfig, DavidsonConfig
 from .objectives import Example, Objective, collate_examples, make_objective
 
 __all__ = ["TrainResult", "evaluate", "load_tokenized", "load_train_eval_records", "train"]
@@ -92,13 +93,39 @@ def prepare_output_dir(config: TrainConfig, remove: bool = True) -> None:
         now = json.loads(json.dumps(to_dict(config), default=str))
         from ..data.token_store import source_fingerprint
 
-        changed = [k for k in ("model", "data", "objective") if earlier.get(k) != now.get(k)]
+        changed = [k for k in ("model", "data") if earlier.get(k) != now.get(k)]
+        before, after = earlier.get("objective"), now.get("objective")
+        if isinstance(before, dict) and isinstance(after, dict):  # options added by a newer rewardlab are not a change
+            if any(before[k] != after[k] for k in set(before) & set(after)):
+                changed.append("objective")
+        elif before != after:
+            changed.append("objective")
         if earlier.get("data_fingerprint") not in (None, source_fingerprint(config.data, config.data_split)):
             changed.append("data (the file changed since)")
         if changed:
             first = changed[0].split(" ")[0]
             raise ConfigError(f"cannot resume {out}: its run differs in {', '.join(changed)} ({first} was {earlier.get(first)!r}, "
                               f"now {now.get(first)!r}); use another output folder, or --overwrite")
+
+
+ENSEMBLE_FILE = "ensemble.json"
+"""A seeds ensemble's folder lists its members here; ``build_scorer`` scores the folder as their ensemble."""
+
+
+def train_seed_ensemble(config: TrainConfig) -> TrainResult:
+    """``ensemble_kind='seeds'``: K full runs with seeds ``seed..seed+K-1`` into ``OUTPUT/member_k`` (each resumable and
+    refused or overwritten like any run), then ``OUTPUT/ensemble.json`` naming them."""
+    k = config.objective.ensemble  # type: ignore[union-attr]
+    out = Path(config.output_dir)
+    members, results = [], []
+    for i in range(k):
+        member = config.with_options(output_dir=str(out / f"member_{i}"), seed=config.seed + i, ensemble=1, ensemble_kind="heads")
+        results.append(train(member))
+        members.append(f"member_{i}")
+    (out / ENSEMBLE_FILE).write_text(json.dumps({"kind": "seeds", "members": members, "seeds": [config.seed + i for i in range(k)]},
+                                                indent=2))
+    metrics = {f"{name}/{key}": value for name, r in zip(members, results) for key, value in r.final_metrics.items()}
+    return TrainResult(out, results[-1].steps, metrics, results[-1].drop_summary)
 
 
 def _finished_state(out: Path) -> dict[str, Any]:
@@ -295,6 +322,9 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
 
     entered = time.perf_counter()
     config = config.with_options(**options) if config is not None else TrainConfig.from_options(**options)
+    if isinstance(config.objective, (BradleyTerryConfig, DavidsonConfig)) and config.objective.ensemble > 1 \
+            and config.objective.ensemble_kind == "seeds":
+        return train_seed_ensemble(config)
     # Several processes on a machine without CUDA (torchrun, `accelerate launch --multi_gpu`) means
     # CPU DDP over gloo; Accelerate only picks it when told the run is on CPU.
     cpu_ddp = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -666,16 +666,22 @@ def _heads(names: str | None) -> tuple[str, ...]:
 
 
 def _pair_heads(config: Any) -> tuple[str, ...]:
+    if config.ensemble > 1 and config.ensemble_kind == "seeds":  # each member is a plain model; train() runs K of them
+        return _heads(config.heads)
     if config.ensemble > 1 and config.heads is not None:
         raise ConfigError("option 'ensemble' names its own heads (boot_0, ...): leave 'heads' unset")
     return bootstrap_heads(config.ensemble) if config.ensemble > 1 else _heads(config.heads)
 
 
+def _head_count(config: Any) -> int:
+    return config.ensemble if config.ensemble_kind == "heads" else 1
+
+
 _BUILDERS: dict[type, Any] = {
     BradleyTerryConfig: lambda c: PairwiseObjective(_pair_heads(c), False, c.use_margins, c.center_rewards_coef, 1.0,
-                                                    c.strength_margins, c.strength_weights, c.ensemble, c.augment),
+                                                    c.strength_margins, c.strength_weights, _head_count(c), c.augment),
     DavidsonConfig: lambda c: PairwiseObjective(_pair_heads(c), True, c.use_margins, c.center_rewards_coef, c.tie_strength,
-                                                c.strength_margins, c.strength_weights, c.ensemble, c.augment),
+                                                c.strength_margins, c.strength_weights, _head_count(c), c.augment),
     RegressionConfig: lambda c: RegressionObjective(_heads(c.heads), c.regression_loss, c.huber_delta, c.normalize_targets),
     PlackettLuceConfig: lambda c: ListwiseObjective(c.top_k, _heads(c.heads)),
     HybridConfig: lambda c: HybridObjective(c.hybrid_alpha, c.regression_loss, c.huber_delta, c.pair_rule, c.min_score_gap,
