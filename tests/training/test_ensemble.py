@@ -114,3 +114,29 @@ def test_a_seeds_ensemble_trains_k_models_and_scores_as_their_ensemble(tiny_llam
     assert detail.members.shape == (2, 1) and detail.std[0] > 0  # different seeds, different models
     with pytest.raises(ConfigError, match="needs 'ensemble' K > 1"):
         TrainConfig.from_options(model="m", data="d", output_dir="o", ensemble_kind="seeds")
+
+
+def test_a_lora_ensemble_trains_adapters_and_scores_them_on_one_base_like_their_merged_folders(tiny_llama_dir, demo_jsonl, tmp_path):
+    from safetensors.torch import load_file
+
+    from rewardlab.cli import main
+    from rewardlab.scoring.config import ScorerConfig, build_scorer
+    from rewardlab.scoring.ensemble import EnsembleScorer, LoraMember
+    from rewardlab.scoring.local import load_reward_model
+
+    out = tmp_path / "lora"
+    assert main(["train", "--model", str(tiny_llama_dir), "--data", str(demo_jsonl), "--output-dir", str(out), "--ensemble", "2",
+                 "--ensemble-kind", "lora", "--lora-rank", "4", "--max-steps", "4", "--batch-size", "8", "--max-length", "192",
+                 "--learning-rate", "5e-3", "--eval-fraction", "0.25", "--no-show-progress"]) == 0
+    listed = json.loads((out / "ensemble.json").read_text())
+    assert listed["kind"] == "lora" and listed["base_model"] == str(tiny_llama_dir)
+    adapter = load_file(str(out / "member_0" / "adapter.safetensors"))
+    assert any("lora_A" in k for k in adapter) and all("lora_" in k or k.startswith("score") for k in adapter)
+    scorer = build_scorer(ScorerConfig(model=str(out)))
+    assert isinstance(scorer, EnsembleScorer) and all(isinstance(m, LoraMember) for m in scorer.members)
+    prompts, replies = ["Tell me about bees.", "Write about rivers."], ["Bees make honey in hives.", "Rivers flow."]
+    for name, member in zip(listed["members"], scorer.members):  # adapter on the shared base == the saved merged folder
+        merged = load_reward_model(out / name, normalize=True).score(prompts, replies)
+        assert member.score(prompts, replies) == pytest.approx(merged, abs=1e-4)
+    detail = scorer.score_detailed(prompts, replies)
+    assert (detail.std > 0).all()  # the adapters differ (different seeds and batch orders)

@@ -220,7 +220,13 @@ def build_scorer(config: ScorerConfig) -> Scorer:
 
         listed = json.loads((Path(config.model) / "ensemble.json").read_text())
         paths = [str(Path(config.model) / m) for m in listed["members"]]
-        members = [_build_one(replace(config, model=p, normalize=config.ensemble_scale == "saved" or config.normalize)) for p in paths]
+        if listed.get("kind") == "lora":  # one base model in memory, an adapter per member
+            from .ensemble import load_lora_ensemble
+
+            members: list[Any] = load_lora_ensemble(config.model, listed, config)
+        else:
+            members = [_build_one(replace(config, model=p, normalize=config.ensemble_scale == "saved" or config.normalize))
+                       for p in paths]
         scorer = EnsembleScorer(members, config.ensemble_aggregate, config.ensemble_lambda,
                                 "none" if config.ensemble_scale == "saved" else config.ensemble_scale, names=listed["members"])
         if config.ensemble_scale == "reference":

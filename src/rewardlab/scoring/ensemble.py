@@ -27,7 +27,7 @@ from ..data.templating import Prompt
 from ..errors import ConfigError
 from .protocol import HeadScorer, LengthChecked, Scorer
 
-__all__ = ["EnsembleAggregate", "EnsembleRewards", "EnsembleScorer", "aggregate_members"]
+__all__ = ["EnsembleAggregate", "EnsembleRewards", "EnsembleScorer", "LoraMember", "aggregate_members", "load_lora_ensemble"]
 
 EnsembleAggregate = Literal["mean", "min", "mean_minus_std", "uncertainty_weighted"]
 
@@ -147,3 +147,64 @@ class EnsembleScorer:
                 "settings": {"aggregate": self.aggregate, "lambda": self.lam, "scale": self.scale,
                              "offsets": self.offsets.tolist(), "scales": self.scales.tolist(), "members": sources,
                              "heads_of": self.heads_of is not None}}
+
+
+class LoraMember:
+    """One LoRA adapter of a shared base model as a :class:`Scorer`: scoring switches the base to this adapter and
+    its head first, so K members cost one model in memory (members must be called one at a time)."""
+
+    def __init__(self, base: Any, adapter: str, head: dict[str, Any], source: str):
+        self.base, self.adapter, self.head, self.source = base, adapter, head, source
+
+    @property
+    def max_length(self) -> int:
+        return self.base.max_length
+
+    def too_long(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[int]:
+        return self.base.too_long(prompts, responses)
+
+    def _activate(self) -> None:
+        import torch
+
+        from ..models.lora import set_adapter
+
+        set_adapter(self.base.model.hf_model, self.adapter)
+        params = dict(self.base.model.hf_model.named_parameters())
+        with torch.no_grad():
+            for name, value in self.head.items():
+                params[name].copy_(value)
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
+        self._activate()
+        return self.base.score(prompts, responses)
+
+    def describe(self) -> dict[str, Any]:
+        from .local import model_fingerprint
+
+        inner = self.base.describe()
+        return {**inner, "kind": "lora_member", "model": self.source,
+                "settings": {**inner["settings"], "adapter": model_fingerprint(self.source)}}
+
+
+def load_lora_ensemble(folder: str, listing: dict[str, Any], config: Any) -> list[LoraMember]:
+    """The members of a LoRA ensemble folder (``rewardlab train --ensemble K --ensemble-kind lora``) over one base model:
+    the base backbone is built once, every member's adapter is injected into it, its tokenizer and metadata are the
+    first member's. Members are z-scored with their saved reward statistics."""
+    from pathlib import Path
+
+    from ..models.io import RewardModelMetadata, build_reward_model
+    from ..models.lora import load_adapter
+    from .local import LocalScorer
+
+    root = Path(folder)
+    model, tokenizer = build_reward_model(listing["base_model"], trust_remote_code=config.trust_remote_code)
+    first = RewardModelMetadata.from_file(root / listing["members"][0] / "rewardlab.json")
+    heads = {name: load_adapter(model.hf_model, root / name, name) for name in listing["members"]}
+    members = []
+    for name in listing["members"]:
+        meta = RewardModelMetadata.from_file(root / name / "rewardlab.json")
+        scorer = LocalScorer(model, tokenizer, max_length=config.max_length or first.max_length, batch_size=config.batch_size or 32,
+                             device=config.device, metadata=meta, normalize=meta.reward_mean is not None and bool(meta.reward_std),
+                             layout=config.layout, share_prefix=config.share_prefix, source=str(root / name))
+        members.append(LoraMember(scorer, name, heads[name], str(root / name)))
+    return members

@@ -68,9 +68,10 @@ class BradleyTerryConfig:
     ensemble: int = 1
     """K > 1: train K reward heads on one trunk, each on its own bootstrap resample of the pairs (a cheap ensemble,
     scored as one with member spread; docs/control.md)."""
-    ensemble_kind: Literal["heads", "seeds"] = "heads"
-    """Ensembles: 'heads' (K bootstrap heads on one trunk, one model) or 'seeds' (K full models trained with seeds
-    seed..seed+K-1 into OUTPUT/member_k; K times the cost, members disagree more)."""
+    ensemble_kind: Literal["heads", "seeds", "lora"] = "heads"
+    """Ensembles: 'heads' (K bootstrap heads on one trunk, one model), 'seeds' (K full models trained with seeds
+    seed..seed+K-1 into OUTPUT/member_k; K times the cost, members disagree more) or 'lora' (K LoRA adapters, one per
+    seed, on the frozen backbone: scored with one base model in memory; lora_rank 8 unless set)."""
     augment: dict[str, float] | None = None
     """Training pairs get augmented copies whose rejected reply carries a pathology, at these rates, e.g.
     {"length": 0.3, "format": 0.2, "sycophancy": 0.2} (docs/control.md; training data only, tokenized in memory)."""
@@ -101,9 +102,10 @@ class DavidsonConfig:
     """Davidson tie parameter nu > 0 (larger: ties more likely at equal rewards)."""
     ensemble: int = 1
     """K > 1: K bootstrap heads on one trunk (see bradley_terry)."""
-    ensemble_kind: Literal["heads", "seeds"] = "heads"
-    """Ensembles: 'heads' (K bootstrap heads on one trunk, one model) or 'seeds' (K full models trained with seeds
-    seed..seed+K-1 into OUTPUT/member_k; K times the cost, members disagree more)."""
+    ensemble_kind: Literal["heads", "seeds", "lora"] = "heads"
+    """Ensembles: 'heads' (K bootstrap heads on one trunk, one model), 'seeds' (K full models trained with seeds
+    seed..seed+K-1 into OUTPUT/member_k; K times the cost, members disagree more) or 'lora' (K LoRA adapters, one per
+    seed, on the frozen backbone: scored with one base model in memory; lora_rank 8 unless set)."""
     augment: dict[str, float] | None = None
     """Augmented copies of training pairs (see bradley_terry)."""
 
@@ -302,6 +304,12 @@ class TrainConfig:
     """Recompute activations in backward to save memory; 'auto' turns it on for decoder (last-token)
     backbones trained on CPU (SmolLM2-135M: ~10% slower, peak memory 6.6 -> 4.4 GB, as TRL's default
     does) and leaves it off for encoders (MiniLM: 25% slower for 0.4 GB) and on GPUs (not measured)."""
+    lora_rank: int = 0
+    """Train rank-r LoRA adapters on the attention projections (and the head) of a frozen backbone instead of every
+    weight (0: full fine-tuning). The saved model has the adapters merged in (an ordinary HF folder); the adapter
+    alone is saved beside it (adapter.safetensors). Needs peft (the 'lora' extra)."""
+    lora_alpha: float = 16.0
+    """LoRA scale alpha (the update is alpha / r * B A)."""
     anchor_l2: float = 0.0
     """Pre-training anchor: add coef * ||theta - theta0||^2 to the loss, theta0 the backbone's starting weights (0: off;
     keeps a copy of the trained weights in memory)."""
@@ -355,6 +363,8 @@ class TrainConfig:
             raise ConfigError(f"option 'max_steps' must be >= 1, got {self.max_steps}")
         if self.resume and self.overwrite:
             raise ConfigError("options 'resume' and 'overwrite' contradict each other: continue the run, or replace it")
+        if self.lora_rank < 0 or self.lora_alpha <= 0:
+            raise ConfigError(f"options 'lora_rank' must be >= 0 and 'lora_alpha' > 0, got {self.lora_rank}, {self.lora_alpha}")
         if self.anchor_l2 < 0:
             raise ConfigError(f"option 'anchor_l2' must be >= 0, got {self.anchor_l2}")
         if self.num_epochs <= 0 or self.learning_rate <= 0 or self.freeze_layers < 0:

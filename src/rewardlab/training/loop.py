@@ -66,7 +66,8 @@ def load_train_eval_records(config: TrainConfig, objective: Objective) -> tuple[
 RUN_FILES = ("checkpoints", "metrics.jsonl", "run_config.json", "trainer_state.json", "rewardlab.json", "config.json",
              "model.safetensors",
              "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-             "chat_template.jinja", "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
+             "chat_template.jinja", "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json",
+             "adapter.safetensors", "adapter.json", "ensemble.json")
 """What a training run writes into its output folder (``overwrite`` removes exactly these, never other files)."""
 
 
@@ -113,17 +114,23 @@ ENSEMBLE_FILE = "ensemble.json"
 
 
 def train_seed_ensemble(config: TrainConfig) -> TrainResult:
-    """``ensemble_kind='seeds'``: K full runs with seeds ``seed..seed+K-1`` into ``OUTPUT/member_k`` (each resumable and
-    refused or overwritten like any run), then ``OUTPUT/ensemble.json`` naming them."""
+    """``ensemble_kind='seeds'`` or ``'lora'``: K runs with seeds ``seed..seed+K-1`` into ``OUTPUT/member_k`` (each resumable
+    and refused or overwritten like any run; LoRA members train adapters on the frozen backbone), then
+    ``OUTPUT/ensemble.json`` naming them."""
     k = config.objective.ensemble  # type: ignore[union-attr]
     out = Path(config.output_dir)
     members, results = [], []
+    kind = config.objective.ensemble_kind  # type: ignore[union-attr]
+    lora = {"lora_rank": config.lora_rank or 8} if kind == "lora" else {}
     for i in range(k):
-        member = config.with_options(output_dir=str(out / f"member_{i}"), seed=config.seed + i, ensemble=1, ensemble_kind="heads")
+        member = config.with_options(output_dir=str(out / f"member_{i}"), seed=config.seed + i, ensemble=1, ensemble_kind="heads",
+                                     **lora)
         results.append(train(member))
         members.append(f"member_{i}")
-    (out / ENSEMBLE_FILE).write_text(json.dumps({"kind": "seeds", "members": members, "seeds": [config.seed + i for i in range(k)]},
-                                                indent=2))
+    listing = {"kind": kind, "members": members, "seeds": [config.seed + i for i in range(k)]}
+    if kind == "lora":
+        listing["base_model"] = config.model
+    (out / ENSEMBLE_FILE).write_text(json.dumps(listing, indent=2))
     metrics = {f"{name}/{key}": value for name, r in zip(members, results) for key, value in r.final_metrics.items()}
     return TrainResult(out, results[-1].steps, metrics, results[-1].drop_summary)
 
@@ -323,7 +330,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     entered = time.perf_counter()
     config = config.with_options(**options) if config is not None else TrainConfig.from_options(**options)
     if isinstance(config.objective, (BradleyTerryConfig, DavidsonConfig)) and config.objective.ensemble > 1 \
-            and config.objective.ensemble_kind == "seeds":
+            and config.objective.ensemble_kind in ("seeds", "lora"):
         return train_seed_ensemble(config)
     # Several processes on a machine without CUDA (torchrun, `accelerate launch --multi_gpu`) means
     # CPU DDP over gloo; Accelerate only picks it when told the run is on CPU.
@@ -376,6 +383,10 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
 
     # Model and optimizer.
     _freeze_bottom(model, config.freeze_layers)
+    if config.lora_rank:  # adapters on a frozen backbone; the head trains in full
+        from ..models.lora import add_lora
+
+        add_lora(model.hf_model, config.lora_rank, config.lora_alpha)
     if config.disable_dropout:
         _disable_dropout(model)
     layout, reason = _layout_and_reason(config, model, accelerator.device.type)
@@ -523,12 +534,18 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     if head_stats:
         metadata = replace(metadata, head_reward_stats=head_stats)
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:  # temporary folder + renames, rewardlab.json last: a kill never leaves garbage
-        save_pretrained_atomically(accelerator.unwrap_model(model), tokenizer, metadata, out)
     if config.keep_final_checkpoint:
         save(total_steps)
-    elif accelerator.is_main_process:  # the final model is saved: the checkpoints' optimizer state is dead weight on disk
-        import shutil
+    if accelerator.is_main_process:  # temporary folder + renames, rewardlab.json last: a kill never leaves garbage
+        final = accelerator.unwrap_model(model)
+        if config.lora_rank:  # the adapter alone (for LoRA ensembles), then merged: an ordinary HF folder
+            from ..models.lora import merge_lora, save_adapter
+
+            save_adapter(final.hf_model, out, base_model=config.model)
+            merge_lora(final.hf_model)
+        save_pretrained_atomically(final, tokenizer, metadata, out)
+    if not config.keep_final_checkpoint and accelerator.is_main_process:
+        import shutil  # the final model is saved: the checkpoints' optimizer state is dead weight on disk
 
         shutil.rmtree(ckpt_root, ignore_errors=True)
     if accelerator.is_main_process:

@@ -666,7 +666,7 @@ def _heads(names: str | None) -> tuple[str, ...]:
 
 
 def _pair_heads(config: Any) -> tuple[str, ...]:
-    if config.ensemble > 1 and config.ensemble_kind == "seeds":  # each member is a plain model; train() runs K of them
+    if config.ensemble > 1 and config.ensemble_kind != "heads":  # each member is a plain model; train() runs K of them
         return _heads(config.heads)
     if config.ensemble > 1 and config.heads is not None:
         raise ConfigError("option 'ensemble' names its own heads (boot_0, ...): leave 'heads' unset")
