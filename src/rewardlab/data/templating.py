@@ -106,12 +106,17 @@ def _cut_prompt(ids: list[int], offsets: list[tuple[int, int]], boundary: int, m
     return ids[:lead] + ids[lead + excess :], prompt_end - excess, excess
 
 
+def _tokenize_and_cut(tokenizer: Any, prompt: Sequence[Message], response: str, max_length: int) -> tuple[list[int], int, int] | None:
+    """``(ids, first response token, prompt tokens cut)``, or None when the response alone cannot fit."""
+    _, boundary, ids, offsets = _encode(tokenizer, prompt, response)
+    return _cut_prompt(ids, offsets, boundary, max_length)
+
+
 def tokenize_counting_cut(
     tokenizer: Any, prompt: Sequence[Message], response: str, max_length: int
 ) -> tuple[list[int], int] | None:
     """Like :func:`tokenize_conversation`, plus how many prompt tokens were cut to fit (0 when none)."""
-    _, boundary, ids, offsets = _encode(tokenizer, prompt, response)
-    cut = _cut_prompt(ids, offsets, boundary, max_length)
+    cut = _tokenize_and_cut(tokenizer, prompt, response, max_length)
     return None if cut is None else (cut[0], cut[2])
 
 
@@ -119,8 +124,7 @@ def tokenize_with_boundary(
     tokenizer: Any, prompt: Sequence[Message], response: str, max_length: int
 ) -> tuple[list[int], int] | None:
     """Like :func:`tokenize_conversation`, plus the index of the first response token."""
-    _, boundary, ids, offsets = _encode(tokenizer, prompt, response)
-    cut = _cut_prompt(ids, offsets, boundary, max_length)
+    cut = _tokenize_and_cut(tokenizer, prompt, response, max_length)
     return None if cut is None else (cut[0], cut[1])
 
 
