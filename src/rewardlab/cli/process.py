@@ -62,6 +62,17 @@ def _cmd_bon_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_overopt(args: argparse.Namespace) -> int:
+    from ..overopt.harness import run_overopt
+
+    result = run_overopt(build_scorer(args, progress=True), args.data, args.output_dir,
+                         [float(b) for b in args.betas.split(",")] if args.betas else None, args.bootstrap, args.seed)
+    fits = {name: {k: f[k] for k in ("alpha", "beta", "r_squared", "peak_d")} for name, f in result["fits"].items()}
+    print(dumps({"best_of_n_gold": result["best_of_n"]["gold"], "d": result["best_of_n"]["d"], "fits": fits,
+                 "report": str(Path(args.output_dir) / "report.md")}))
+    return 0
+
+
 def _cmd_beam_search(args: argparse.Namespace) -> int:
     from ..data.records import Message
     from ..search.beam import prm_beam_search
@@ -107,6 +118,16 @@ def register(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only the first N questions")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset sampling for N < K")
     p.set_defaults(func=_cmd_bon_curve)
+
+    p = sub.add_parser("overopt", help="over-optimization: gold vs proxy reward against sqrt(KL), best-of-n and KL-regularized, Gao fits")
+    add_scorer_flags(p, model_help="the proxy reward model (any scorer)")
+    p.add_argument("--data", required=True, help="a candidate pool with gold per candidate: {prompt, candidates, gold|correct} "
+                                                 "or GSM8K example model solutions")
+    p.add_argument("--output-dir", required=True, help="overopt.json, report.md and overopt.png go here")
+    p.add_argument("--betas", default=None, help="comma-separated KL coefficients (default: a geometric grid from the proxy's spread)")
+    p.add_argument("--bootstrap", type=int, default=200, help="prompt resamples for the fits' intervals")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resampling")
+    p.set_defaults(func=_cmd_overopt)
 
     p = sub.add_parser("beam-search", help="PRM-guided step-level beam search with a generator")
     add_generator_flags(p)
