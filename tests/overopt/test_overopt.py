@@ -87,3 +87,30 @@ def test_overopt_cli_on_a_pool_where_the_proxy_is_hackable(tmp_path):
     assert "| form | alpha (95% CI)" in report and (tmp_path / "o" / "overopt.json").is_file()
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "candidates": ["a", "b"]}])
     assert main(["overopt", "--model", "unused", "--data", str(bad), "--output-dir", str(tmp_path / "b")]) == 2
+
+
+def test_pools_are_seeded_per_prompt_resume_after_a_kill_and_carry_gold(tmp_path):
+    from rewardlab.overopt.gold import demo_gold_scorer
+    from rewardlab.overopt.pool import sample_pool
+
+    class Seeded:
+        def __init__(self, die_at=None):
+            self.calls, self.die_at = 0, die_at
+
+        def continue_solution(self, prompt, prefix, n, max_new_tokens=64, stop=None, seed=None):
+            self.calls += 1
+            if self.calls == self.die_at:
+                raise KeyboardInterrupt
+            rng = np.random.default_rng(seed)
+            return [" ".join(["bees"] * int(rng.integers(1, 8))) for _ in range(n)]
+
+    prompts = ["Tell me something about bees.", "Write two sentences about bees and use the word 'golden'.", "Tell me about rain."]
+    whole = tmp_path / "whole.jsonl"
+    sample_pool(Seeded(), prompts, 4, whole, demo_gold_scorer(), show_progress=False)
+    part = tmp_path / "part.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        sample_pool(Seeded(die_at=3), prompts, 4, part, demo_gold_scorer(), show_progress=False)
+    stats = sample_pool(Seeded(), prompts, 4, part, demo_gold_scorer(), show_progress=False)
+    assert stats == {"prompts": 3, "sampled": 1, "resumed": 2} and part.read_text() == whole.read_text()
+    rows = [json.loads(line) for line in whole.read_text().splitlines()]
+    assert all(len(r["candidates"]) == len(r["gold"]) == 4 for r in rows) and rows[2]["gold"] == [0.0] * 4  # bees, not rain

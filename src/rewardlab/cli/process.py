@@ -73,6 +73,31 @@ def _cmd_overopt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_overopt_pool(args: argparse.Namespace) -> int:
+    from ..overopt.gold import demo_gold_scorer
+    from ..overopt.pool import sample_pool
+
+    if args.prompts.startswith("demo"):
+        from ..data.demo import demo_pairs
+
+        count = int(args.prompts.split(":")[1]) if ":" in args.prompts else 24
+        prompts: list = list(dict.fromkeys(p.prompt[0].content for p in demo_pairs("test", 4 * count)))[:count]
+    else:
+        from ..data.readers import iter_records
+        from ..errors import DataFormatError
+
+        prompts = []
+        for location, record in iter_records(args.prompts):
+            if not isinstance(record.get("prompt"), (str, list)):
+                raise DataFormatError(location, "expected a prompt (text or chat messages)", "prompt")
+            prompts.append(record["prompt"])
+    if args.gold != "demo":
+        raise RewardlabError("--gold: only 'demo' (the demo instructions' checks) is built in; label pools yourself for others")
+    stats = sample_pool(make_generator(args), prompts, args.n, args.output, demo_gold_scorer(), args.max_new_tokens, args.seed)
+    print(dumps(stats))
+    return 0
+
+
 def _cmd_beam_search(args: argparse.Namespace) -> int:
     from ..data.records import Message
     from ..search.beam import prm_beam_search
@@ -128,6 +153,15 @@ def register(sub: Any) -> None:
     p.add_argument("--bootstrap", type=int, default=200, help="prompt resamples for the fits' intervals")
     p.add_argument("--seed", type=int, default=0, help="seed of the resampling")
     p.set_defaults(func=_cmd_overopt)
+
+    p = sub.add_parser("overopt-pool", help="sample a gold-labelled candidate pool from a policy for rewardlab overopt (resumable)")
+    add_generator_flags(p)
+    p.add_argument("--prompts", default="demo:24", help="'demo:K' (K built-in instruction prompts) or a file of {prompt} records")
+    p.add_argument("--n", type=int, default=16, help="candidates sampled per prompt")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="most tokens per candidate")
+    p.add_argument("--gold", default="demo", help="the gold reward: 'demo' (the demo instructions' programmatic checks)")
+    p.add_argument("--output", required=True, help="the pool (JSON Lines; an interrupted run resumes it)")
+    p.set_defaults(func=_cmd_overopt_pool)
 
     p = sub.add_parser("beam-search", help="PRM-guided step-level beam search with a generator")
     add_generator_flags(p)

@@ -16,7 +16,7 @@ class Generator(Protocol):
     """``continue_solution(prompt, prefix, n, max_new_tokens, stop) -> n continuations`` of ``prefix``."""
 
     def continue_solution(self, prompt: Sequence[Message], prefix: str, n: int, max_new_tokens: int = 256,
-                          stop: str | None = None) -> list[str]: ...
+                          stop: str | None = None, seed: int | None = None) -> list[str]: ...
 
 
 def _cut(text: str, stop: str | None) -> str:
@@ -42,7 +42,8 @@ class LocalHFGenerator:
         self.calls = 0
 
     def continue_solution(self, prompt: Sequence[Message], prefix: str, n: int, max_new_tokens: int = 256,
-                          stop: str | None = None) -> list[str]:
+                          stop: str | None = None, seed: int | None = None) -> list[str]:
+        """``n`` sampled continuations; ``seed`` fixes this call's draws (default: the generator's seed + call count)."""
         import torch
 
         self.calls += 1
@@ -52,7 +53,7 @@ class LocalHFGenerator:
         else:
             head = "".join(f"{m['content']}\n\n" for m in messages)
         ids = self.tokenizer(head + prefix, return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.lm.device)
-        torch.manual_seed(self.seed + self.calls)  # reproducible runs, different draws per call
+        torch.manual_seed(self.seed + self.calls if seed is None else seed)  # reproducible runs, different draws per call
         with torch.inference_mode():
             out = self.lm.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=self.temperature,
                                    top_p=self.top_p, max_new_tokens=max_new_tokens, num_return_sequences=n,
@@ -71,7 +72,9 @@ class ChatEndpointGenerator:
         self.client, self.temperature = client, temperature
 
     def continue_solution(self, prompt: Sequence[Message], prefix: str, n: int, max_new_tokens: int = 256,
-                          stop: str | None = None) -> list[str]:
+                          stop: str | None = None, seed: int | None = None) -> list[str]:
+        """``n`` continuations from the endpoint (one request each); ``seed`` is accepted for the interface, but
+        the endpoint's sampling is not seeded (few servers honour it)."""
         messages = [m.as_dict() for m in prompt]
         if prefix:
             messages[-1] = {"role": "user", "content": messages[-1]["content"] + "\n\nContinue this partial solution "
