@@ -8,6 +8,7 @@
 * ``rewardlab judge``  -> :class:`rewardlab.judges.judge.PairwiseJudge` over a cached client
 * ``rewardlab judge-agreement`` -> :func:`rewardlab.judges.agreement.agreement_summary`
 * ``rewardlab label-steps | bon | bon-curve | beam-search`` -> :mod:`rewardlab.labeling`, :mod:`rewardlab.search`
+* ``rewardlab overopt-pool | overopt`` -> :func:`rewardlab.overopt.pool.sample_pool`, :func:`rewardlab.overopt.harness.run_overopt`
 * ``rewardlab serve``  -> :func:`rewardlab.serving.app.serve` (``create_app(scorer)`` for ASGI servers)
 * ``rewardlab kl``     -> :meth:`rewardlab.scoring.dpo.DPOScorer.kl_to_reference` (estimators in :mod:`rewardlab.control`)
 * ``rewardlab cache``  -> :func:`rewardlab.data.token_store.list_stores` / ``select_stores`` / ``remove_stores``
