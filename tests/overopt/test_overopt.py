@@ -114,3 +114,26 @@ def test_pools_are_seeded_per_prompt_resume_after_a_kill_and_carry_gold(tmp_path
     assert stats == {"prompts": 3, "sampled": 1, "resumed": 2} and part.read_text() == whole.read_text()
     rows = [json.loads(line) for line in whole.read_text().splitlines()]
     assert all(len(r["candidates"]) == len(r["gold"]) == 4 for r in rows) and rows[2]["gold"] == [0.0] * 4  # bees, not rain
+
+
+def test_quick_run_builds_pool_proxies_curves_and_summary_and_reuses_finished_steps(tiny_llama_dir, tmp_path):
+    from rewardlab.overopt.harness import quick_run
+
+    class Scripted:  # replies that follow the instruction or not, on topic or not
+        calls = 0
+
+        def continue_solution(self, prompt, prefix, n, max_new_tokens=64, stop=None, seed=None):
+            Scripted.calls += 1
+            rng = np.random.default_rng(seed)
+            topic = prompt[-1].content.split("about ")[-1].split()[0].strip(".")
+            return [("- " + topic + " a\n- b\n- c" if rng.random() < 0.5 else f"{topic} is nice and golden and gentle " * int(rng.integers(1, 4)))
+                    for _ in range(n)]
+
+    summary = quick_run(Scripted(), str(tiny_llama_dir), tmp_path / "q", sizes=(40, 80), prompts=6, n=4, epochs=1.0,
+                        bootstrap=20, show_progress=False)
+    assert set(summary["peaks"]) == {"40", "80"} and isinstance(summary["larger_proxy_peaks_higher"], bool)
+    assert all((tmp_path / "q" / f"overopt_{s}" / "report.md").is_file() for s in (40, 80))
+    calls = Scripted.calls
+    again = quick_run(Scripted(), str(tiny_llama_dir), tmp_path / "q", sizes=(40, 80), prompts=6, n=4, epochs=1.0,
+                      bootstrap=20, show_progress=False)
+    assert Scripted.calls == calls and again["peaks"] == summary["peaks"]  # pool and proxies reused: nothing redone

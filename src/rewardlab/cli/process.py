@@ -63,7 +63,19 @@ def _cmd_bon_curve(args: argparse.Namespace) -> int:
 
 
 def _cmd_overopt(args: argparse.Namespace) -> int:
-    from ..overopt.harness import run_overopt
+    from ..overopt.harness import quick_run, run_overopt
+
+    if args.quick:
+        from ..labeling.generators import LocalHFGenerator
+
+        if args.data or args.model:
+            raise RewardlabError("--quick samples its own pool and trains its own proxies: drop --data and --model")
+        summary = quick_run(LocalHFGenerator("builtin:smollm2", temperature=1.0, seed=args.seed), "builtin:minilm",
+                            args.output_dir, bootstrap=args.bootstrap, seed=args.seed)
+        print(dumps(summary))
+        return 0
+    if not args.data or not args.model:
+        raise RewardlabError("give --data (a gold-labelled pool) and --model (the proxy), or --quick")
 
     result = run_overopt(build_scorer(args, progress=True), args.data, args.output_dir,
                          [float(b) for b in args.betas.split(",")] if args.betas else None, args.bootstrap, args.seed)
@@ -145,8 +157,11 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_cmd_bon_curve)
 
     p = sub.add_parser("overopt", help="over-optimization: gold vs proxy reward against sqrt(KL), best-of-n and KL-regularized, Gao fits")
-    add_scorer_flags(p, model_help="the proxy reward model (any scorer)")
-    p.add_argument("--data", required=True, help="a candidate pool with gold per candidate: {prompt, candidates, gold|correct} "
+    add_scorer_flags(p, required=False, model_help="the proxy reward model (any scorer)")
+    p.add_argument("--quick", action="store_true",
+                   help="the whole small experiment: a SmolLM2 pool of 24 demo prompts x 16, MiniLM proxies on 250 and 1,000 "
+                        "pairs, curves, fits and summary.json (resumable; ~6 minutes on 2 CPU cores)")
+    p.add_argument("--data", default=None, help="a candidate pool with gold per candidate: {prompt, candidates, gold|correct} "
                                                  "or GSM8K example model solutions")
     p.add_argument("--output-dir", required=True, help="overopt.json, report.md and overopt.png go here")
     p.add_argument("--betas", default=None, help="comma-separated KL coefficients (default: a geometric grid from the proxy's spread)")

@@ -23,7 +23,7 @@ from ..scoring.protocol import Scorer
 from .curves import bon_curve, tilted_curve
 from .fits import fit_gao
 
-__all__ = ["read_pool", "run_overopt"]
+__all__ = ["quick_run", "read_pool", "run_overopt"]
 
 
 def read_pool(data: str | os.PathLike) -> tuple[list[Any], list[list[str]], np.ndarray, list[str]]:
@@ -130,3 +130,50 @@ def _report(result: dict[str, Any], path: Path) -> None:
     lines += ["", "The KL-regularized curve is the optimum restricted to the pool (KL <= log N); a peak beyond the "
               "largest measured d is an extrapolation.", "", "![](overopt.png)"]
     path.write_text("\n".join(lines) + "\n")
+
+
+def quick_run(generator: Any, proxy_backbone: str, output_dir: str | os.PathLike, sizes: Sequence[int] = (250, 1000),
+              prompts: int = 24, n: int = 16, max_new_tokens: int = 48, seed: int = 0, max_length: int = 128,
+              epochs: float = 3.0, bootstrap: int = 200, show_progress: bool = True) -> dict[str, Any]:
+    """The whole small experiment in one folder, resumable step by step: a gold-labelled pool of ``n`` replies to
+    ``prompts`` demo instructions from ``generator`` (``pool.jsonl``); one proxy per size in ``sizes``, trained from
+    ``proxy_backbone`` on that many gold-labelled demo pairs (``proxy_<size>/``; a finished proxy is kept); the
+    curves and fits per proxy (``overopt_<size>/``); and ``summary.json`` with each proxy's best-of-n peak and
+    whether the larger proxy peaks higher and later (Gao et al.'s finding)."""
+    import json as _json
+
+    from ..data.demo import demo_pairs
+    from ..scoring.config import ScorerConfig, build_scorer
+    from ..training.loop import train
+    from .gold import demo_gold_scorer
+    from .pool import sample_pool
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    questions = list(dict.fromkeys(p.prompt[0].content for p in demo_pairs("test", 8 * prompts, seed=seed)))[:prompts]
+    sample_pool(generator, questions, n, out / "pool.jsonl", demo_gold_scorer(), max_new_tokens, seed, show_progress)
+    peaks: dict[str, Any] = {}
+    for size in sizes:
+        folder = out / f"proxy_{size}"
+        if not (folder / "trainer_state.json").is_file():  # a finished proxy is reused; an unfinished one resumes
+            pairs = out / f"pairs_{size}.jsonl"
+            pairs.write_text("".join(_json.dumps({"prompt": p.prompt[0].content, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
+                                     for p in demo_pairs("train", size, seed=seed + 7)))
+            train(model=proxy_backbone, data=str(pairs), output_dir=str(folder), max_length=max_length, batch_size=16,
+                  learning_rate=5e-5, num_epochs=epochs, warmup_ratio=0.1, eval_fraction=0.1, seed=seed, show_progress=show_progress,
+                  resume=(folder / "run_config.json").is_file())
+        result = run_overopt(build_scorer(ScorerConfig(model=str(folder))), out / "pool.jsonl", out / f"overopt_{size}",
+                             bootstrap=bootstrap, seed=seed, show_progress=show_progress)
+        gold = result["best_of_n"]["gold"]
+        best = int(np.argmax(gold))
+        peaks[str(size)] = {"peak_n": result["best_of_n"]["n"][best], "peak_d": result["best_of_n"]["d"][best],
+                            "peak_gold": gold[best], "gold_at_max_n": gold[-1], "reference_gold": result["reference_gold"],
+                            "fits": result["fits"]}
+    ordered = [peaks[str(s)] for s in sorted(sizes)]
+    summary = {"sizes": sorted(sizes), "peaks": peaks,
+               "larger_proxy_peaks_higher": all(a["peak_gold"] <= b["peak_gold"] for a, b in zip(ordered, ordered[1:])),
+               "larger_proxy_peaks_later": all(a["peak_d"] <= b["peak_d"] for a, b in zip(ordered, ordered[1:]))}
+    from ..jsonsafe import dumps
+
+    (out / "summary.json").write_text(dumps(summary, indent=2))
+    return summary
