@@ -41,9 +41,9 @@ LAYERS = {
     # what each part of the package may import from the others: imports flow one way (docs/design.md, "Layers")
     "errors": set(), "losses": set(), "metrics": set(), "devices": set(), "control": set(), "jsonsafe": set(),
     "config": {"errors"},
-    "data": {"errors", "config"},
+    "data": {"errors", "config", "metrics", "jsonsafe"},
     "models": {"data", "errors", "config", "devices", "losses"},
-    "judges": {"data", "errors", "config", "models"},
+    "judges": {"data", "errors", "config", "models", "metrics"},
     "scoring": {"data", "errors", "config", "devices", "losses", "metrics", "models", "judges", "control"},
     "labeling": {"data", "errors", "config", "models", "scoring"},
     "search": {"data", "errors", "config", "metrics", "scoring", "labeling"},

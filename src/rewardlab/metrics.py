@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Hashable, Sequence
 from typing import Literal
 
 import numpy as np
 
-__all__ = ["TiePolicy", "mean_margin", "pairwise_accuracy"]
+__all__ = ["TiePolicy", "cohen_kappa", "fleiss_kappa", "majority_vote", "mean_margin", "pairwise_accuracy"]
 
 TiePolicy = Literal["half", "zero", "exclude"]
 """How a pair with ``r_c == r_r`` counts: 0.5, 0 (a miss), or left out of the denominator."""
@@ -52,3 +53,53 @@ def mean_margin(chosen_rewards: Sequence[float] | np.ndarray, rejected_rewards: 
     """
     diff = np.asarray(chosen_rewards, dtype=float) - np.asarray(rejected_rewards, dtype=float)
     return float(diff.mean()) if diff.size else float("nan")
+
+
+def majority_vote(votes: Sequence[Hashable | None]) -> Hashable | None:
+    """The label with a strict plurality among non-None votes; None on a tie between labels.
+
+    >>> majority_vote(["A", "A", "tie"]), majority_vote(["A", "B"]), majority_vote([None, "B"])
+    ('A', None, 'B')
+    """
+    counts = Counter(v for v in votes if v is not None).most_common()
+    if not counts or (len(counts) > 1 and counts[0][1] == counts[1][1]):
+        return None
+    return counts[0][0]
+
+
+def cohen_kappa(a: Sequence[Hashable | None], b: Sequence[Hashable | None]) -> float:
+    """Cohen's kappa between two raters over items both labelled; ``nan`` if undefined.
+
+    >>> cohen_kappa(["A", "B", "A", "B"], ["A", "B", "A", "B"])
+    1.0
+    >>> round(cohen_kappa(["A", "A", "B", "B"], ["A", "B", "A", "B"]), 3)
+    0.0
+    """
+    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+    if not pairs:
+        return float("nan")
+    labels = sorted({x for p in pairs for x in p})
+    observed = sum(x == y for x, y in pairs) / len(pairs)
+    ca, cb = Counter(x for x, _ in pairs), Counter(y for _, y in pairs)
+    expected = sum(ca[label] * cb[label] for label in labels) / len(pairs) ** 2
+    return float("nan") if expected == 1 else float((observed - expected) / (1 - expected))
+
+
+def fleiss_kappa(ratings: Sequence[Sequence[Hashable | None]]) -> float:
+    """Fleiss' kappa for items each rated by the same number of raters (None votes dropped per item;
+    items left with fewer than 2 votes are skipped).
+
+    >>> fleiss_kappa([["A", "A", "A"], ["B", "B", "B"]])
+    1.0
+    """
+    rows = [[v for v in item if v is not None] for item in ratings]
+    rows = [r for r in rows if len(r) >= 2]
+    if not rows:
+        return float("nan")
+    labels = sorted({v for r in rows for v in r})
+    counts = np.array([[r.count(label) for label in labels] for r in rows], dtype=float)
+    n = counts.sum(1)
+    p_item = ((counts * (counts - 1)).sum(1) / (n * (n - 1))).mean()
+    p_label = (counts / n[:, None]).mean(0)
+    expected = (p_label**2).sum()
+    return float("nan") if expected == 1 else float((p_item - expected) / (1 - expected))

@@ -9,6 +9,8 @@
 * ``rewardlab judge-agreement`` -> :func:`rewardlab.judges.agreement.agreement_summary`
 * ``rewardlab label-steps | bon | bon-curve | beam-search`` -> :mod:`rewardlab.labeling`, :mod:`rewardlab.search`
 * ``rewardlab overopt-pool | overopt`` -> :func:`rewardlab.overopt.pool.sample_pool`, :func:`rewardlab.overopt.harness.run_overopt`
+* ``rewardlab data agreement | aggregate | balance | dedup | contamination | card`` -> :mod:`rewardlab.data.annotations`,
+  :mod:`rewardlab.data.quality`
 * ``rewardlab serve``  -> :func:`rewardlab.serving.app.serve` (``create_app(scorer)`` for ASGI servers)
 * ``rewardlab kl``     -> :meth:`rewardlab.scoring.dpo.DPOScorer.kl_to_reference` (estimators in :mod:`rewardlab.control`)
 * ``rewardlab cache``  -> :func:`rewardlab.data.token_store.list_stores` / ``select_stores`` / ``remove_stores``
@@ -26,7 +28,7 @@ import argparse
 import sys
 
 from ..errors import RewardlabError
-from . import control, core, evaluate, judges, process, serve
+from . import control, core, data, evaluate, judges, process, serve
 from .common import Parser
 
 __all__ = ["build_parser", "main"]
@@ -35,7 +37,7 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardlab", description="Train, label, use and check reward models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (core, evaluate, judges, process, serve, control):
+    for module in (core, evaluate, judges, process, serve, control, data):
         module.register(sub)
     return parser
 

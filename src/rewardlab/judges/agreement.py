@@ -6,65 +6,17 @@ either side are left out and counted.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ..metrics import cohen_kappa, fleiss_kappa, majority_vote
+
 __all__ = ["agreement_summary", "cohen_kappa", "fleiss_kappa", "majority_vote", "verbosity_curve", "self_preference"]
 
 LABELS = ("A", "B", "tie")
-
-
-def majority_vote(votes: Sequence[str | None]) -> str | None:
-    """The label with a strict plurality among non-None votes; None on a tie between labels.
-
-    >>> majority_vote(["A", "A", "tie"]), majority_vote(["A", "B"]), majority_vote([None, "B"])
-    ('A', None, 'B')
-    """
-    counts = Counter(v for v in votes if v is not None).most_common()
-    if not counts or (len(counts) > 1 and counts[0][1] == counts[1][1]):
-        return None
-    return counts[0][0]
-
-
-def cohen_kappa(a: Sequence[str | None], b: Sequence[str | None]) -> float:
-    """Cohen's kappa between two raters over items both labelled; ``nan`` if undefined.
-
-    >>> cohen_kappa(["A", "B", "A", "B"], ["A", "B", "A", "B"])
-    1.0
-    >>> round(cohen_kappa(["A", "A", "B", "B"], ["A", "B", "A", "B"]), 3)
-    0.0
-    """
-    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
-    if not pairs:
-        return float("nan")
-    labels = sorted({x for p in pairs for x in p})
-    observed = sum(x == y for x, y in pairs) / len(pairs)
-    ca, cb = Counter(x for x, _ in pairs), Counter(y for _, y in pairs)
-    expected = sum(ca[label] * cb[label] for label in labels) / len(pairs) ** 2
-    return float("nan") if expected == 1 else float((observed - expected) / (1 - expected))
-
-
-def fleiss_kappa(ratings: Sequence[Sequence[str | None]]) -> float:
-    """Fleiss' kappa for items each rated by the same number of raters (None votes dropped per item;
-    items left with fewer than 2 votes are skipped).
-
-    >>> fleiss_kappa([["A", "A", "A"], ["B", "B", "B"]])
-    1.0
-    """
-    rows = [[v for v in item if v is not None] for item in ratings]
-    rows = [r for r in rows if len(r) >= 2]
-    if not rows:
-        return float("nan")
-    labels = sorted({v for r in rows for v in r})
-    counts = np.array([[r.count(label) for label in labels] for r in rows], dtype=float)
-    n = counts.sum(1)
-    p_item = ((counts * (counts - 1)).sum(1) / (n * (n - 1))).mean()
-    p_label = (counts / n[:, None]).mean(0)
-    expected = (p_label**2).sum()
-    return float("nan") if expected == 1 else float((p_item - expected) / (1 - expected))
+# cohen_kappa, fleiss_kappa and majority_vote live in rewardlab.metrics (data-quality tools use them too)
 
 
 def agreement_summary(judge: Sequence[str | None], humans: Sequence[Sequence[str | None]]) -> dict[str, Any]:
