@@ -79,6 +79,9 @@ def run_overopt(scorer: Scorer, data: str | os.PathLike, output_dir: str | os.Pa
     if len(ns) >= 3:
         fits["bon"] = asdict(fit_gao(bon["d"], [g - bon["gold"][0] for g in bon["gold"]], "bon", boot_bon))
     fits["rl"] = asdict(fit_gao(tilt["d"], [g - base for g in tilt["gold"]], "rl", boot_tilt))
+    for name, fit in fits.items():  # a peak past the largest measured d is the form's extrapolation, not a measurement
+        measured = max((bon if name == "bon" else tilt)["d"])
+        fit["peak_within_data"] = fit["peak_d"] is not None and fit["peak_d"] <= measured
     result = {"prompts": p, "candidates_per_prompt": k, "reference_gold": base, "best_of_n": bon, "tilted": tilt,
               "fits": fits, "bootstrap": bootstrap, "scorer": scorer.describe()}
     out = Path(output_dir)
@@ -122,11 +125,12 @@ def _report(result: dict[str, Any], path: Path) -> None:
     bon = result["best_of_n"]
     lines += [f"| {n} | {fmt(d)} | {fmt(g)} | {fmt(pr)} | {fmt(c)} |"
               for n, d, g, pr, c in zip(bon["n"], bon["d"], bon["gold"], bon["proxy"], bon["gold_ceiling"])]
-    lines += ["", "| form | alpha (95% CI) | beta (95% CI) | R^2 | peak d | gold gain at peak |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += ["", "| form | alpha (95% CI) | beta (95% CI) | R^2 | peak d | gold gain at peak | peak within the data |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, f in result["fits"].items():
         ci = lambda c: "" if c is None else f" ({fmt(c[0])} - {fmt(c[1])})"  # noqa: E731
         lines.append(f"| {name} | {fmt(f['alpha'])}{ci(f['alpha_ci'])} | {fmt(f['beta'])}{ci(f['beta_ci'])} | {fmt(f['r_squared'])} "
-                     f"| {fmt(f['peak_d'])} | {fmt(f['peak_gain'])} |")
+                     f"| {fmt(f['peak_d'])} | {fmt(f['peak_gain'])} | {'yes' if f['peak_within_data'] else 'no (extrapolated)'} |")
     lines += ["", "The KL-regularized curve is the optimum restricted to the pool (KL <= log N); a peak beyond the "
               "largest measured d is an extrapolation.", "", "![](overopt.png)"]
     path.write_text("\n".join(lines) + "\n")
