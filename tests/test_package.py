@@ -12,7 +12,7 @@ SRC = Path(rewardlab.__file__).parent
 
 def test_import_rewardlab_does_not_load_heavy_dependencies():
     code = ("import sys, rewardlab, rewardlab.scoring, rewardlab.serving; heavy = [m for m in ('torch', 'transformers', "
-            "'accelerate', 'datasets', 'matplotlib', 'fastapi', 'uvicorn', 'httpx', 'trl')"
+            "'accelerate', 'datasets', 'matplotlib', 'fastapi', 'uvicorn', 'httpx', 'trl', 'ray')"
             " if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
@@ -52,6 +52,7 @@ LAYERS = {
     "training": {"data", "errors", "config", "devices", "losses", "metrics", "models", "evaluation"},
     "demo": {"data", "errors", "metrics", "scoring", "training"},
     "serving": {"data", "errors", "config", "scoring"},
+    "distributed": {"data", "errors", "config", "scoring"},
     "cli": None,  # the entry points may use every part
 }
 

@@ -26,8 +26,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     from ..scoring.files import score_file
 
-    result = score_file(build_scorer(args), args.data, args.output, split=args.split, resume=args.resume,
-                        skip_too_long=args.skip_too_long)
+    if args.ray is not None:  # blocks scored by a pool of Ray actors, each with its own scorer
+        from ..distributed.scoring import score_file_ray
+        from .common import scorer_config
+
+        result = score_file_ray(scorer_config(args), args.data, args.output, address=None if args.ray == "local" else args.ray,
+                                actors=args.ray_actors, gpus_per_actor=args.ray_gpus_per_actor, split=args.split,
+                                resume=args.resume, skip_too_long=args.skip_too_long)
+    else:
+        result = score_file(build_scorer(args), args.data, args.output, split=args.split, resume=args.resume,
+                            skip_too_long=args.skip_too_long)
     note = f"; {result.too_long} response(s) too long, written with reward null (first at {result.first_too_long})" if result.too_long else ""
     resumed = f" ({result.resumed_lines} from the earlier run)" if result.resumed_lines else ""
     print(f"[rewardlab] wrote {result.lines} lines to {result.output}{resumed}{note}", file=sys.stderr)
@@ -86,6 +94,11 @@ def register(sub: Any) -> None:
     p.add_argument("--split", default="train", help="split when --data is a datasets name (default: train)")
     p.add_argument("--skip-too-long", action="store_true",
                    help="write responses that cannot fit in --max-length with reward null (and say how many) instead of stopping")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="score with a pool of Ray actors: on a local cluster started for this run, or the cluster at ADDRESS "
+                        "(ray://host:10001, auto); needs 'rewardlab[ray]'")
+    p.add_argument("--ray-actors", type=int, default=2, help="with --ray: actors, each holding one copy of the model")
+    p.add_argument("--ray-gpus-per-actor", type=float, default=0.0, help="with --ray: GPUs per actor (0: CPU actors)")
     p.add_argument("--resume", action="store_true",
                    help="keep the lines an earlier, interrupted run wrote to --output (same model, data and settings) and score the rest")
     p.set_defaults(func=_cmd_score)

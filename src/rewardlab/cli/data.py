@@ -139,7 +139,7 @@ def _cmd_card(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("data", help="preference-data quality: agreement, aggregation, length balance, duplicates, contamination, card")
-    cmds = p.add_subparsers(dest="data_command", required=True, parser_class=type(p))
+    cmds = p.add_subparsers(dest="data_command", required=True, parser_class=type(p), help="what to check or build")
     q = cmds.add_parser("agreement", help="raw agreement, Cohen's and Fleiss' kappa, Krippendorff's alpha with bootstrap intervals")
     q.add_argument("--annotations", required=True, help="long {item, annotator, label} rows, wide rows with votes, or PandaLM's test set")
     q.add_argument("--levels", default="nominal", help="Krippendorff measurement levels: nominal, ordinal, interval (comma-separated)")

@@ -13,7 +13,8 @@ from typing import Any
 from ..errors import ConfigError, DataFormatError, SequenceTooLongError
 from .protocol import HeadScorer, LengthChecked, Scorer
 
-__all__ = ["SCORE_CHUNK_RECORDS", "SCORE_WRITE_RECORDS", "ScoreFileResult", "read_reference", "score_file"]
+__all__ = ["SCORE_CHUNK_RECORDS", "SCORE_WRITE_RECORDS", "ScoreFileResult", "block_values", "iter_blocks", "prepare_output",
+           "read_reference", "score_file", "write_blocks"]
 
 SCORE_CHUNK_RECORDS = 4096
 """:func:`score_file` (``rewardlab score``) reads this many records at a time: memory stays flat with the file's size."""
@@ -188,8 +189,6 @@ def score_file(
       (:class:`ConfigError` naming what differs), drops a line cut by a kill and scores only the
       records after the last complete line.
     """
-    from ..data.token_store import source_fingerprint
-
     from ..data.readers import refuse_overwriting_input
 
     refuse_overwriting_input(output, data)
@@ -198,10 +197,21 @@ def score_file(
     total = None  # records, when the length check counted them
     if isinstance(scorer, LengthChecked) and not skip_too_long:
         total = _check_lengths(scorer, data, split)  # bad input fails before hours of scoring
-    identity = json.loads(json.dumps({"data": source_fingerprint(data, split), "split": split, **run_identity(scorer)}, default=str))
+    done = prepare_output(out, data, split, run_identity(scorer), resume)
+    blocks = iter_blocks(data, split, done)
+    scored = ((block, _values(scorer, _items(block)[1], skip_too_long)) for block in blocks)
+    written, nulls, first_null = write_blocks(out, scored, scorer.describe().get("record", {}), done, total, show_progress)
+    return ScoreFileResult(out, written, done, nulls, first_null)
+
+
+def prepare_output(out: Path, data: str, split: str, identity: dict[str, Any], resume: bool) -> int:
+    """Start ``out`` (and ``OUTPUT.run.json`` with the data fingerprint and ``identity``), or with ``resume`` check that
+    the earlier run matches and return how many records it finished (a torn last line is removed)."""
+    from ..data.token_store import source_fingerprint
+
+    identity = json.loads(json.dumps({"data": source_fingerprint(data, split), "split": split, **identity}, default=str))
     out.parent.mkdir(parents=True, exist_ok=True)
     run_file = out.with_name(out.name + ".run.json")
-    done = 0
     if resume and out.exists():
         if not run_file.is_file():
             raise ConfigError(f"cannot resume {out}: {run_file} (what the earlier run scored with) is missing; score without resuming")
@@ -210,26 +220,36 @@ def score_file(
         if changed:
             raise ConfigError(f"cannot resume {out}: the earlier run differs in {', '.join(changed)} ({changed[0]} was "
                               f"{earlier.get(changed[0])!r}, now {identity.get(changed[0])!r}); score without resuming")
-        done = _completed_lines(out)
-    else:
-        out.write_text("")
-        run_file.write_text(json.dumps(identity, indent=1))
-    written, nulls, first_null = _write_scores(scorer, data, split, out, done, total, skip_too_long, show_progress)
-    return ScoreFileResult(out, written, done, nulls, first_null)
+        return _completed_lines(out)
+    out.write_text("")
+    run_file.write_text(json.dumps(identity, indent=1))
+    return 0
 
 
-def _write_scores(scorer: Scorer, data: str, split: str, out: Path, done: int, total: int | None, skip_too_long: bool,
-                  show_progress: bool) -> tuple[int, int, str | None]:
-    """Append the lines of every record after the first ``done``; ``(lines in the file, nulls, first null's location)``."""
+def iter_blocks(data: str, split: str, skip: int) -> Iterator[list[tuple[str, Any]]]:
+    """``(location, record)`` lists of ``SCORE_WRITE_RECORDS`` after the first ``skip`` records: the unit that is scored
+    in one call and written (and flushed) together."""
+    for chunk in _chunks(data, split, skip=skip):
+        for i in range(0, len(chunk), SCORE_WRITE_RECORDS):
+            yield chunk[i : i + SCORE_WRITE_RECORDS]
+
+
+def block_values(scorer: Scorer, block: list[tuple[str, Any]], skip_too_long: bool) -> list[Any]:
+    """The values of one block's items (what a worker computes for :func:`write_blocks`)."""
+    return _values(scorer, _items(block)[1], skip_too_long)
+
+
+def write_blocks(out: Path, scored: Iterator[tuple[list[tuple[str, Any]], list[Any]]], record: dict[str, Any], done: int,
+                 total: int | None, show_progress: bool) -> tuple[int, int, str | None]:
+    """Append the lines of ``(block, values)`` in order; ``(lines in the file, nulls, first null's location)``."""
     from tqdm.auto import tqdm
 
-    extra = dict(scorer.describe().get("record", {}))
+    extra = dict(record)
     written, nulls, first_null = done, 0, None
     with out.open("a") as handle, tqdm(total=total, initial=done, unit="records", desc="scoring", disable=not show_progress) as bar:
-        for block in (chunk[i : i + SCORE_WRITE_RECORDS] for chunk in _chunks(data, split, skip=done)
-                      for i in range(0, len(chunk), SCORE_WRITE_RECORDS)):
-            kinds, items = _items(block)
-            values = iter(_values(scorer, items, skip_too_long))
+        for block, block_vals in scored:
+            kinds, _ = _items(block)
+            values = iter(block_vals)
             for (location, _), kind in zip(block, kinds):
                 line: dict[str, Any] = {"index": written, "source": location}
                 for side in (("chosen", "rejected") if kind == "pair" else ("",)):

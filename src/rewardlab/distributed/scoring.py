@@ -1,0 +1,76 @@
+"""``score_file`` on a Ray cluster: blocks of records scored by a pool of actors (one scorer each, CPU or GPU),
+written in input order, resumable at block granularity. Ray is imported here only (``pip install 'rewardlab[ray]'``).
+
+The driver reads the input and writes the output; each actor builds its scorer from the same
+:class:`~rewardlab.scoring.config.ScorerConfig` and computes :func:`~rewardlab.scoring.files.block_values` for the
+blocks it is handed (``ray.util.ActorPool``, which keeps every actor busy and returns results in submission
+order). A killed run keeps every block written before the kill; ``resume=True`` checks the earlier run's
+identity (``OUTPUT.run.json``) and scores only the rest. The rewards are the single-process scorer's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..scoring.config import ScorerConfig
+from ..scoring.files import ScoreFileResult, block_values, iter_blocks, prepare_output, write_blocks
+
+__all__ = ["score_file_ray"]
+
+
+def _actor_class() -> Any:
+    import ray
+
+    @ray.remote
+    class ScoringActor:
+        """Holds one scorer (built once) and scores the blocks it is handed."""
+
+        def __init__(self, config: ScorerConfig, skip_too_long: bool):
+            from ..scoring.config import build_scorer
+
+            self.scorer, self.skip = build_scorer(config), skip_too_long
+
+        def describe(self) -> dict[str, Any]:
+            return self.scorer.describe()
+
+        def score_block(self, block: list[tuple[str, Any]]) -> list[Any]:
+            return block_values(self.scorer, block, self.skip)
+
+    return ScoringActor
+
+
+def score_file_ray(config: ScorerConfig, data: str | os.PathLike, output: str | os.PathLike, *, address: str | None = None,
+                   actors: int = 2, cpus_per_actor: float = 1.0, gpus_per_actor: float = 0.0, split: str = "train",
+                   resume: bool = False, skip_too_long: bool = False, show_progress: bool = True) -> ScoreFileResult:
+    """Score ``data`` into ``output`` like :func:`~rewardlab.scoring.files.score_file`, with ``actors`` Ray actors.
+
+    ``address``: a running cluster (``ray://host:10001`` or ``auto``); None starts a local one for this call and
+    shuts it down after. The driver keeps the input's records in memory to hand them out (not the scores). A reply too long for the model stops the run naming its file:line and side, unless
+    ``skip_too_long`` (then written as null).
+    """
+    import ray
+
+    from ..data.readers import refuse_overwriting_input
+
+    refuse_overwriting_input(output, data)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        actor = _actor_class()
+        pool = [actor.options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor).remote(config, skip_too_long)
+                for _ in range(actors)]
+        described = ray.get(pool[0].describe.remote())
+        identity = {"kind": described.get("kind"), "model": described.get("model"), **described.get("settings", {})}
+        out, data = Path(output), str(data)
+        done = prepare_output(out, data, split, identity, resume)
+        blocks = list(iter_blocks(data, split, done))  # the driver holds the records (not their scores) to hand them out
+        results = ray.util.ActorPool(pool).map(lambda a, block: a.score_block.remote(block), blocks)
+        written, nulls, first_null = write_blocks(out, zip(blocks, results), described.get("record", {}), done, None,
+                                                  show_progress)
+        return ScoreFileResult(out, written, done, nulls, first_null)
+    finally:
+        if started:
+            ray.shutdown()
