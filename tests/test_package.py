@@ -45,7 +45,7 @@ LAYERS = {
     "models": {"data", "errors", "config", "devices", "losses"},
     "judges": {"data", "errors", "config", "models", "metrics"},
     "scoring": {"data", "errors", "config", "devices", "losses", "metrics", "models", "judges", "control"},
-    "labeling": {"data", "errors", "config", "models", "scoring"},
+    "labeling": {"data", "errors", "config", "models", "scoring", "judges"},
     "search": {"data", "errors", "config", "metrics", "scoring", "labeling"},
     "overopt": {"data", "errors", "config", "scoring", "search", "jsonsafe", "training"},
     "evaluation": {"data", "errors", "config", "metrics", "models", "scoring", "jsonsafe"},

@@ -91,3 +91,26 @@ def test_a_corrupt_cache_file_is_named_with_what_to_do(tmp_path):
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(RewardlabError, match=r"cache.sqlite: the judge cache is corrupt .* move it aside \(mv "):
         CachedClient(_client(lambda r: httpx.Response(200, json=OK)), bad)
+
+
+@pytest.mark.parametrize("honours_n", [True, False])
+def test_n_samples_come_in_one_request_when_the_server_supports_it_and_keep_log_probs(honours_n):
+    from rewardlab.data.records import Message
+    from rewardlab.labeling.generators import ChatEndpointGenerator
+
+    requests = []
+
+    def handler(request):
+        body = json.loads(request.content)
+        requests.append(body)
+        count = body.get("n", 1) if honours_n else 1
+        choices = [{"message": {"content": f"sample {len(requests)}-{k}"},
+                    "logprobs": {"content": [{"token": "sample", "logprob": -0.5, "top_logprobs": []}]}} for k in range(count)]
+        return httpx.Response(200, json={"choices": choices, "model": "m"})
+
+    client = _client(handler)
+    replies = client.complete_many([{"role": "user", "content": "hi"}], 4, logprobs=True, concurrency=2)
+    assert len(replies) == 4 and all(r.token_logprobs == (-0.5,) for r in replies)
+    assert len(requests) == (1 if honours_n else 4) and requests[0]["n"] == 4 and requests[0]["logprobs"] is True
+    generator = ChatEndpointGenerator(_client(handler), temperature=1.0)
+    assert len(generator.continue_solution((Message("user", "q"),), "", 3, max_new_tokens=8)) == 3

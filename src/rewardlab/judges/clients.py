@@ -34,6 +34,8 @@ class Completion:
     tokens: tuple[str, ...] = ()
     top_logprobs: tuple[dict[str, float], ...] = ()
     usage: dict[str, int] = field(default_factory=dict)
+    token_logprobs: tuple[float, ...] = ()
+    """The log-probability of each generated token, when the server returned them."""
 
 
 @runtime_checkable
@@ -135,6 +137,9 @@ class OpenAIChatClient:
         return headers
 
     def _attempt(self, url: str, body: dict[str, Any]) -> Completion:
+        return self._attempt_all(url, body)[0]
+
+    def _attempt_all(self, url: str, body: dict[str, Any]) -> list[Completion]:
         import httpx
 
         deadline = time.monotonic() + self.timeout
@@ -164,7 +169,7 @@ class OpenAIChatClient:
         except (ValueError, UnicodeDecodeError):
             kind = "an HTML page" if raw.lstrip()[:1] == b"<" else "malformed or incomplete JSON"
             raise _Retryable(f"HTTP {status} with {kind} ({len(raw)} bytes)") from None
-        return self._parse(payload)
+        return self._parse_all(payload)
 
     def complete(self, messages: Sequence[dict[str, str]], temperature: float = 0.0, max_tokens: int = 512,
                  logprobs: bool = False) -> Completion:
@@ -186,18 +191,60 @@ class OpenAIChatClient:
         raise ClientError(f"{self.base_url}: gave up after {self.max_retries + 1} attempts; last error {last_error}")
 
     def _parse(self, payload: Any) -> Completion:
+        return self._parse_all(payload)[0]
+
+    def _parse_all(self, payload: Any) -> list[Completion]:
         try:
-            choice = payload["choices"][0]
-            text = choice["message"]["content"]
+            choices = payload["choices"]
+            texts = [c["message"]["content"] for c in choices]
         except (KeyError, IndexError, TypeError):
-            raise _Retryable(f"reply without choices[0].message.content: {self._redact(str(payload)[:200])}") from None
-        if text is None:  # an empty transport reply is retried, and never cached as an answer
+            raise _Retryable(f"reply without choices[].message.content: {self._redact(str(payload)[:200])}") from None
+        if not choices or any(t is None for t in texts):  # an empty transport reply is retried, and never cached as an answer
             raise _Retryable("reply with null content")
-        tokens, alternatives = [], []
-        for entry in ((choice.get("logprobs") or {}).get("content") or []):
-            tokens.append(entry.get("token", ""))
-            alternatives.append({alt["token"]: alt["logprob"] for alt in entry.get("top_logprobs", [])})
-        return Completion(text, payload.get("model", self.model), tuple(tokens), tuple(alternatives), payload.get("usage", {}))
+        out = []
+        for choice, text in zip(choices, texts):
+            tokens, alternatives, logps = [], [], []
+            for entry in ((choice.get("logprobs") or {}).get("content") or []):
+                tokens.append(entry.get("token", ""))
+                logps.append(float(entry.get("logprob", 0.0)))
+                alternatives.append({alt["token"]: alt["logprob"] for alt in entry.get("top_logprobs", [])})
+            out.append(Completion(text, payload.get("model", self.model), tuple(tokens), tuple(alternatives),
+                                  payload.get("usage", {}), tuple(logps)))
+        return out
+
+    def complete_many(self, messages: Sequence[dict[str, str]], n: int, temperature: float = 0.7, max_tokens: int = 512,
+                      logprobs: bool = False, concurrency: int = 4) -> list[Completion]:
+        """``n`` samples for one conversation: asked for in one request (the ``n`` parameter vLLM, SGLang and OpenAI
+        honour); what a server does not return is asked for one request each, ``concurrency`` at a time. Token
+        log-probs are kept when ``logprobs``."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        body: dict[str, Any] = {"model": self.model, "messages": list(messages), "temperature": temperature,
+                                "max_tokens": max_tokens, "n": n}
+        if logprobs:
+            body.update(logprobs=True, top_logprobs=1)
+        got = self._request_parsed(body)
+        missing = n - len(got)
+        if missing > 0:
+            single = {**body, "n": 1}
+            with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+                for extra in pool.map(lambda _: self._request_parsed(single), range(missing)):
+                    got += extra[:1]
+        return got[:n]
+
+    def _request_parsed(self, body: dict[str, Any]) -> list[Completion]:
+        url = f"{self.base_url}/chat/completions"
+        last_error = ""
+        for attempt in range(self.max_retries + 1):
+            self.calls += 1
+            try:
+                return self._attempt_all(url, body)
+            except _Retryable as err:
+                last_error, delay = str(err), err.delay
+            if attempt == self.max_retries:
+                break
+            time.sleep(min(self.max_backoff_seconds, delay if delay is not None else self.backoff_seconds * 2**attempt))
+        raise ClientError(f"{self.base_url}: gave up after {self.max_retries + 1} attempts; last error {last_error}")
 
 
 class LocalHFClient:

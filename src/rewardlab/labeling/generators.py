@@ -68,16 +68,23 @@ class ChatEndpointGenerator:
     continue it; ``n`` samples are ``n`` calls at ``temperature``.
     """
 
-    def __init__(self, client: Any, temperature: float = 0.7):
-        self.client, self.temperature = client, temperature
+    def __init__(self, client: Any, temperature: float = 0.7, concurrency: int = 4):
+        self.client, self.temperature, self.concurrency = client, temperature, concurrency
 
     def continue_solution(self, prompt: Sequence[Message], prefix: str, n: int, max_new_tokens: int = 256,
                           stop: str | None = None, seed: int | None = None) -> list[str]:
-        """``n`` continuations from the endpoint (one request each); ``seed`` is accepted for the interface, but
-        the endpoint's sampling is not seeded (few servers honour it)."""
+        """``n`` continuations from the endpoint: one request with ``n`` when the client can ask for several (vLLM,
+        SGLang, OpenAI), else one request each; ``seed`` is accepted for the interface, but the endpoint's sampling is
+        not seeded (few servers honour it)."""
         messages = [m.as_dict() for m in prompt]
         if prefix:
             messages[-1] = {"role": "user", "content": messages[-1]["content"] + "\n\nContinue this partial solution "
                             "step by step and give the final answer:\n" + prefix}
+        from ..judges.clients import OpenAIChatClient
+
+        if isinstance(self.client, OpenAIChatClient):
+            replies = self.client.complete_many(messages, n, temperature=self.temperature, max_tokens=max_new_tokens,
+                                                concurrency=self.concurrency)
+            return [_cut(r.text, stop) for r in replies]
         return [_cut(self.client.complete(messages, temperature=self.temperature, max_tokens=max_new_tokens).text, stop)
                 for _ in range(n)]
