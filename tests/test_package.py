@@ -52,7 +52,7 @@ LAYERS = {
     "training": {"data", "errors", "config", "devices", "losses", "metrics", "models", "evaluation"},
     "demo": {"data", "errors", "metrics", "scoring", "training"},
     "serving": {"data", "errors", "config", "scoring"},
-    "distributed": {"data", "errors", "config", "scoring"},
+    "distributed": {"data", "errors", "config", "scoring", "labeling"},
     "cli": None,  # the entry points may use every part
 }
 

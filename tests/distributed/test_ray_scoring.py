@@ -63,3 +63,31 @@ def test_rewardlab_score_with_ray_from_the_cli(cluster, saved_rm, tmp_path):
                  "--ray-actors", "2"]) == 0
     rewards = [json.loads(line)["reward"] for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert rewards == pytest.approx(load_reward_model(saved_rm).score(["Hi", "Hi"], ["Hello there", "Bye"]), abs=1e-5)
+
+
+def test_math_shepherd_labels_on_ray_equal_the_single_process_labels_and_resume(cluster, tmp_path):
+    from rewardlab.data.records import Message
+    from rewardlab.distributed.labeling import label_solutions_ray
+    from rewardlab.labeling.checkers import make_checker
+    from rewardlab.labeling.math_shepherd import SolutionToLabel, label_solutions
+
+    class Seeded:  # right or wrong answers drawn from the step's seed
+        def continue_solution(self, prompt, prefix, n, max_new_tokens=64, stop=None, seed=None):
+            import random
+
+            rng = random.Random(seed)
+            return [f"#### {7 if rng.random() < 0.5 else 8}" for _ in range(n)]
+
+    solutions = [SolutionToLabel(f"s{i}", (Message("user", "3 + 4?"),), ("3 + 4 =", "so it is", "#### 7"), "#### 7")
+                 for i in range(4)]
+    checker = make_checker("gsm8k")
+    label_solutions(solutions, Seeded(), checker, tmp_path / "single.jsonl", n=6, show_progress=False, seed=5)
+    stats = label_solutions_ray(solutions, Seeded, checker, tmp_path / "ray.jsonl", n=6, seed=5, actors=2)
+    single = [json.loads(line) for line in (tmp_path / "single.jsonl").read_text().splitlines()]
+    assert stats["labelled"] == 12 and [json.loads(line) for line in (tmp_path / "ray.jsonl").read_text().splitlines()] == single
+    assert len({r["soft"] for r in single}) > 1  # the seeds really differ per step
+    lines = (tmp_path / "ray.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "ray.jsonl").write_text("".join(lines[:5]) + lines[5][:7])  # killed mid-line
+    again = label_solutions_ray(solutions, Seeded, checker, tmp_path / "ray.jsonl", n=6, seed=5, actors=2)
+    assert again["skipped"] == 5 and again["labelled"] == 7
+    assert [json.loads(line) for line in (tmp_path / "ray.jsonl").read_text().splitlines()] == single

@@ -25,8 +25,15 @@ def _cmd_label_steps(args: argparse.Namespace) -> int:
     if args.steps_output:
         refuse_overwriting_input(args.steps_output, args.data, args.output)
     solutions = read_solutions_to_label(args.data, args.limit)
-    stats = label_solutions(solutions, make_generator(args), make_checker(args.checker), args.output, args.n,
-                            args.max_new_tokens)
+    if args.ray is not None:  # steps fanned out over Ray actors, each with its own generator; same labels
+        from ..distributed.labeling import label_solutions_ray
+
+        stats = label_solutions_ray(solutions, lambda: make_generator(args), make_checker(args.checker), args.output, args.n,
+                                    args.max_new_tokens, args.seed, args.ray_actors,
+                                    address=None if args.ray == "local" else args.ray)
+    else:
+        stats = label_solutions(solutions, make_generator(args), make_checker(args.checker), args.output, args.n,
+                                args.max_new_tokens, seed=args.seed)
     labelled = assemble_labels(solutions, args.output, args.kind)
     if args.steps_output:
         with open(args.steps_output, "w") as handle:
@@ -138,6 +145,9 @@ def register(sub: Any) -> None:
     p.add_argument("--n", type=int, default=8, help="completions sampled per step")
     p.add_argument("--max-new-tokens", type=int, default=256, help="most tokens per sampled completion")
     p.add_argument("--limit", type=int, default=None, help="label only the first N solutions")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="sample on a pool of Ray actors (a local cluster, or the one at ADDRESS); the labels equal a single-process run's")
+    p.add_argument("--ray-actors", type=int, default=2, help="with --ray: actors, each with its own generator")
     p.set_defaults(func=_cmd_label_steps)
 
     p = sub.add_parser("bon", help="best-of-N over a file of candidates with any scorer (ORM, PRM, DPO policy, judge)")

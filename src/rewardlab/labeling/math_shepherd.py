@@ -23,7 +23,8 @@ from ..errors import DataFormatError
 from .checkers import Checker, has_final_answer, up_to_first_answer
 from .generators import Generator
 
-__all__ = ["SolutionToLabel", "assemble_labels", "label_solutions", "read_solutions_to_label"]
+__all__ = ["SolutionToLabel", "assemble_labels", "label_solutions", "label_step", "read_solutions_to_label", "step_seed",
+           "todo_steps"]
 
 
 @dataclass(frozen=True)
@@ -78,34 +79,61 @@ def _done(path: Path) -> set[str]:
     return keys
 
 
+def step_seed(key: str, seed: int) -> int:
+    """A step's sampling seed from its key: the same draws however steps are ordered or distributed.
+
+    >>> step_seed("gsm8k.jsonl:1#0", 0) == step_seed("gsm8k.jsonl:1#0", 0), step_seed("a#0", 0) != step_seed("a#1", 0)
+    (True, True)
+    """
+    import zlib
+
+    return (seed * 1_000_003 + zlib.crc32(key.encode())) % 2**31
+
+
+def label_step(solution: SolutionToLabel, k: int, generator: Generator, checker: Checker, n: int, max_new_tokens: int,
+               seed: int | None = None) -> dict[str, Any]:
+    """The result line of step ``k``: a stated answer decides it; otherwise ``n`` completions are sampled (with the
+    step's own seed when ``seed`` is given) and checked on their first final answer."""
+    prefix = "\n".join(solution.steps[: k + 1]) + "\n"
+    key = f"{solution.key}#{k}"
+    if has_final_answer(solution.steps[k]):  # the step states the answer: it is right or wrong as it stands
+        right = float(bool(checker(prefix, solution.gold)))
+        return {"key": key, "solution": solution.key, "step": k, "n": 0, "correct": int(right), "hard": right, "soft": right,
+                "decided_by": "stated answer"}
+    extra = {} if seed is None else {"seed": step_seed(key, seed)}
+    completions = generator.continue_solution(solution.prompt, prefix, n, max_new_tokens, **extra)
+    correct = [bool(checker(prefix + up_to_first_answer(c), solution.gold)) for c in completions]
+    return {"key": key, "solution": solution.key, "step": k, "n": len(correct), "correct": sum(correct),
+            "hard": float(any(correct)), "soft": sum(correct) / len(correct)}
+
+
+def todo_steps(solutions: Sequence[SolutionToLabel], output: str | Path) -> tuple[list[tuple[SolutionToLabel, int]], int]:
+    """``(steps not yet in output, steps already there)``; a line torn by a kill is cut off first."""
+    done = _done(Path(output))
+    todo = [(s, k) for s in solutions for k in range(len(s.steps)) if f"{s.key}#{k}" not in done]
+    return todo, sum(len(s.steps) for s in solutions) - len(todo)
+
+
 def label_solutions(
     solutions: Sequence[SolutionToLabel], generator: Generator, checker: Checker, output: str | Path, n: int = 8,
-    max_new_tokens: int = 256, show_progress: bool = True,
+    max_new_tokens: int = 256, show_progress: bool = True, seed: int | None = None,
 ) -> dict[str, int]:
     """Label every step of every solution, appending one JSON line per step to ``output``.
 
-    Returns counts: steps labelled now, skipped (already in ``output``), generator calls.
+    ``seed``: sample each step with its own seed (:func:`step_seed`), so labels do not depend on the order or the
+    machine that computed them (``distributed.labeling`` relies on it). Returns counts: steps labelled now,
+    skipped (already in ``output``), generator calls.
     """
     from tqdm.auto import tqdm
 
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    done = _done(path)
-    todo = [(s, k) for s in solutions for k in range(len(s.steps)) if f"{s.key}#{k}" not in done]
-    stats = {"labelled": 0, "skipped": sum(len(s.steps) for s in solutions) - len(todo), "generator_calls": 0}
+    todo, skipped = todo_steps(solutions, path)
+    stats = {"labelled": 0, "skipped": skipped, "generator_calls": 0}
     with path.open("a") as handle:
         for solution, k in tqdm(todo, desc="Math-Shepherd labels", disable=not show_progress):
-            prefix = "\n".join(solution.steps[: k + 1]) + "\n"
-            if has_final_answer(solution.steps[k]):  # the step states the answer: it is right or wrong as it stands
-                right = float(bool(checker(prefix, solution.gold)))
-                record = {"key": f"{solution.key}#{k}", "solution": solution.key, "step": k, "n": 0, "correct": int(right),
-                          "hard": right, "soft": right, "decided_by": "stated answer"}
-            else:
-                completions = generator.continue_solution(solution.prompt, prefix, n, max_new_tokens)
-                stats["generator_calls"] += 1
-                correct = [bool(checker(prefix + up_to_first_answer(c), solution.gold)) for c in completions]
-                record = {"key": f"{solution.key}#{k}", "solution": solution.key, "step": k, "n": len(correct),
-                          "correct": sum(correct), "hard": float(any(correct)), "soft": sum(correct) / len(correct)}
+            record = label_step(solution, k, generator, checker, n, max_new_tokens, seed)
+            stats["generator_calls"] += record["n"] > 0
             handle.write(json.dumps(record) + "\n")
             handle.flush()
             stats["labelled"] += 1
