@@ -38,3 +38,24 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tiny_lla
     ddp_eval = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines() if "eval_loss" in line]
     assert ddp_eval[-1]["eval_pairs"] == 12  # the eval set is sharded and gathered, nothing lost or doubled
     assert ddp_eval[-1]["eval_loss"] == pytest.approx(single.final_metrics["eval_loss"], abs=1e-3)
+
+
+RECIPES = __import__("pathlib").Path(__file__).resolve().parents[2] / "recipes" / "accelerate"
+
+
+def test_shipped_accelerate_recipes_load_and_the_cpu_one_runs_and_resumes(tiny_llama_dir, demo_jsonl, tmp_path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    configs = {p.name: load_config_from_file(str(p)) for p in sorted(RECIPES.glob("*.yaml"))}
+    assert {c.num_processes for c in configs.values()} >= {2, 8, 16}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(RECIPES / "ddp_cpu_2proc.yaml"),
+           "-m", "rewardlab.cli", "train", "--model", str(tiny_llama_dir), "--data", str(demo_jsonl), "--max-length", "192",
+           "--batch-size", "2", "--save-every", "2", "--eval-fraction", "0", "--no-show-progress", "--precision", "fp32",
+           "--output-dir", str(tmp_path / "run"), "--keep-final-checkpoint"]
+    first = subprocess.run(cmd + ["--max-steps", "2"], capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = subprocess.run(cmd + ["--max-steps", "4", "--resume"], capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr and "step-000002" in resumed.stderr  # both processes continue from step 2
+    assert json.loads((tmp_path / "run" / "trainer_state.json").read_text())["step"] == 4
