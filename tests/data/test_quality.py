@@ -112,3 +112,32 @@ def test_data_cli_aggregate_and_card(tmp_path):
     card = json.loads((tmp_path / "card" / "card.json").read_text())
     assert card["pairs"] == 2 and card["chosen_longer_rate"] == 0.5 and "fleiss_kappa" in card["agreement"]
     assert "Annotator agreement" in (tmp_path / "card" / "card.md").read_text()
+
+
+def test_pairs_from_ratings_filter_and_annotator_calibration_with_drift(tmp_path):
+    ratings = write_jsonl(tmp_path / "r.jsonl", [{"prompt": f"q{i // 3}", "response": f"r{i}", "score": float(i % 3)} for i in range(12)])
+    assert main(["data", "pairs", "--ratings", str(ratings), "--rule", "best_worst", "--output", str(tmp_path / "p.jsonl")]) == 0
+    pairs = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(pairs) == 4 and all(p["margin"] == 2.0 for p in pairs) and pairs[0]["chosen"] == "r2"
+    labels = write_jsonl(tmp_path / "l.jsonl", [{"item": str(i), "label": "A", "confidence": c} for i, c in enumerate((0.99, 0.6, 0.95))])
+    assert main(["data", "filter", "--labels", str(labels), "--min-confidence", "0.9", "--output", str(tmp_path / "f.jsonl")]) == 0
+    assert [json.loads(line)["weight"] for line in (tmp_path / "f.jsonl").read_text().splitlines()] == [0.99, 0.95]
+    rows, gold = [], []
+    for i in range(200):  # 'steady' is always right; 'tiring' is right early and wrong late
+        truth = "A" if i % 2 else "B"
+        gold.append({"item": str(i), "label": truth})
+        rows.append({"item": str(i), "annotator": "steady", "label": truth, "t": float(i)})
+        rows.append({"item": str(i), "annotator": "tiring", "label": truth if i < 100 else ("B" if truth == "A" else "A"), "t": float(i)})
+    ann = write_jsonl(tmp_path / "ann.jsonl", rows)
+    gold_file = write_jsonl(tmp_path / "gold.jsonl", gold)
+    from rewardlab.data.annotations import read_annotations
+    from rewardlab.data.quality import accuracy_on_gold
+
+    read = read_annotations(ann)
+    labels_by = {a: {item: row[j] for item, row in zip(read.items, read.labels)} for j, a in enumerate(read.annotators)}
+    times = {a: {r["item"]: r["t"] for r in rows if r["annotator"] == a} for a in ("steady", "tiring")}
+    report = accuracy_on_gold(labels_by, {g["item"]: g["label"] for g in gold}, 200, times=times, window=50.0)
+    assert report["steady"]["accuracy"] == 1.0 and not report["steady"]["drifting"]
+    assert report["tiring"]["accuracy"] == 0.5 and report["tiring"]["drifting"] and report["tiring"]["ci"][0] < 0.5 < report["tiring"]["ci"][1]
+    assert main(["data", "calibrate", "--annotations", str(ann), "--gold", str(gold_file), "--time-field", "t",
+                 "--window", "50", "--bootstrap", "50"]) == 0

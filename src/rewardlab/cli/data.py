@@ -137,6 +137,69 @@ def _cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pairs(args: argparse.Namespace) -> int:
+    from ..data.quality import pairs_from_ratings
+    from ..data.readers import iter_records, refuse_overwriting_input, to_scored_response
+
+    refuse_overwriting_input(args.output, args.ratings)
+    groups: dict[Any, list[tuple[str, float]]] = {}
+    for location, record in iter_records(args.ratings):
+        scored = to_scored_response(record, location, (args.score_field,))
+        key = dumps([m.as_dict() for m in scored.prompt])
+        groups.setdefault(key, []).append((scored.response, scored.scores[args.score_field]))
+    pairs = pairs_from_ratings(groups, args.rule, args.min_gap, args.seed)
+    with open(args.output, "w") as handle:
+        for p in pairs:
+            handle.write(dumps({**p, "prompt": json.loads(p["prompt"])}) + "\n")
+    print(dumps({"prompts": len(groups), "pairs": len(pairs), "rule": args.rule, "min_gap": args.min_gap}))
+    return 0
+
+
+def _cmd_filter(args: argparse.Namespace) -> int:
+    from ..data.readers import iter_records, refuse_overwriting_input
+
+    refuse_overwriting_input(args.output, args.labels)
+    kept = dropped = 0
+    with open(args.output, "w") as handle:
+        for location, record in iter_records(args.labels):
+            confidence = record.get("confidence")
+            if not isinstance(confidence, (int, float)):
+                from ..errors import DataFormatError
+
+                raise DataFormatError(location, "expected a number (from 'rewardlab data aggregate --method dawid-skene')", "confidence")
+            if confidence >= args.min_confidence:
+                handle.write(dumps({**record, "weight": float(confidence)}) + "\n")
+                kept += 1
+            else:
+                dropped += 1
+    print(dumps({"kept": kept, "dropped": dropped, "min_confidence": args.min_confidence}))
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from ..data.annotations import read_annotations
+    from ..data.quality import accuracy_on_gold
+    from ..data.readers import iter_records
+
+    ann = read_annotations(args.annotations)
+    gold = {str(r.get("item", r.get("idx"))): r["label"] for _, r in iter_records(args.gold)}
+    labels = {a: {item: row[j] for item, row in zip(ann.items, ann.labels) if row[j] is not None}
+              for j, a in enumerate(ann.annotators)}
+    times = None
+    if args.time_field:
+        times = {}
+        for location, record in iter_records(args.annotations):
+            if args.time_field in record:
+                times.setdefault(str(record.get("annotator")), {})[str(record.get("item"))] = float(record[args.time_field])
+    report = accuracy_on_gold(labels, gold, args.bootstrap, times=times, window=args.window)
+    for name, row in report.items():
+        drift = " DRIFTING" if row.get("drifting") else ""
+        print(f"  {name}: {row['accuracy']:.3f} on {row['gold_items']} gold items (95% CI {row['ci'][0]:.3f} - {row['ci'][1]:.3f}){drift}",
+              file=sys.stderr)
+    print(dumps(report))
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("data", help="preference-data quality: agreement, aggregation, length balance, duplicates, contamination, card")
     cmds = p.add_subparsers(dest="data_command", required=True, parser_class=type(p), help="what to check or build")
@@ -170,6 +233,27 @@ def register(sub: Any) -> None:
     q.add_argument("--field", choices=["prompt", "chosen", "rejected"], default="prompt", help="which text to compare")
     q.add_argument("--n", type=int, default=13, help="n-gram length")
     q.set_defaults(func=_cmd_contamination)
+    q = cmds.add_parser("pairs", help="preference pairs from rated replies (UltraFeedback style), with the rating gap as margin")
+    q.add_argument("--ratings", required=True, help="{prompt, response, score} records (several responses per prompt)")
+    q.add_argument("--score-field", default="score", help="the rating field")
+    q.add_argument("--rule", choices=["best_random", "best_worst", "all"], default="best_random",
+                   help="best vs a random other (UltraFeedback), best vs worst, or every pair above --min-gap")
+    q.add_argument("--min-gap", type=float, default=0.0, help="only pairs whose ratings differ by more than this")
+    q.add_argument("--seed", type=int, default=0, help="seed of best_random's pick")
+    q.add_argument("--output", required=True, help="pairs (JSON Lines, with margin)")
+    q.set_defaults(func=_cmd_pairs)
+    q = cmds.add_parser("filter", help="keep aggregated items whose Dawid-Skene confidence reaches a threshold (as a weight)")
+    q.add_argument("--labels", required=True, help="the output of 'data aggregate --method dawid-skene'")
+    q.add_argument("--min-confidence", type=float, default=0.9, help="lowest posterior of the chosen label kept")
+    q.add_argument("--output", required=True, help="the kept items, each with weight = confidence")
+    q.set_defaults(func=_cmd_filter)
+    q = cmds.add_parser("calibrate", help="each annotator's accuracy on gold items (bootstrap CI), and drift over time")
+    q.add_argument("--annotations", required=True, help="annotations (long rows carry a time field for drift)")
+    q.add_argument("--gold", required=True, help="{item, label} records: the known answers")
+    q.add_argument("--time-field", default=None, help="the long rows' timestamp field (seconds) for accuracy by time window")
+    q.add_argument("--window", type=float, default=86400.0, help="time window for drift, seconds")
+    q.add_argument("--bootstrap", type=int, default=1000, help="resamples per interval")
+    q.set_defaults(func=_cmd_calibrate)
     q = cmds.add_parser("card", help="a data card: sizes, lengths, chosen-longer rate, ties, repeats (+ agreement)")
     q.add_argument("--data", required=True, help="preference pairs (streamed)")
     q.add_argument("--annotations", default=None, help="multi-annotator labels of the same data, for an agreement section")

@@ -14,7 +14,8 @@ import numpy as np
 
 from .records import PreferencePair
 
-__all__ = ["contamination", "data_card", "length_balance", "near_duplicates", "ngrams"]
+__all__ = ["accuracy_on_gold", "contamination", "data_card", "length_balance", "near_duplicates", "ngrams", "pairs_from_ratings",
+           "swap_positions"]
 
 
 def _words(text: str) -> list[str]:
@@ -132,3 +133,88 @@ def data_card(records: Iterable[tuple[str, PreferencePair]], dedup_sample: int =
     return {"pairs": count, "chosen_mean_words": sums[0] / count, "rejected_mean_words": sums[1] / count,
             "chosen_words_quantiles": quant(0), "rejected_words_quantiles": quant(1), "chosen_longer_rate": longer / count,
             "ties": ties, "with_margin": margins, "repeated_prompts_in_first": {"checked": len(prompts), "repeats": exact_prompts}}
+
+
+def pairs_from_ratings(groups: dict[Any, list[tuple[str, float]]], rule: str = "best_worst", min_gap: float = 0.0,
+                       seed: int = 0) -> list[dict[str, Any]]:
+    """Preference pairs from rated replies grouped by prompt (UltraFeedback-style construction), each with
+    ``margin`` = the rating gap:
+
+    * ``best_random``: the best reply against one other chosen at random (UltraFeedback's binarization);
+    * ``best_worst``: the best against the worst;
+    * ``all``: every pair whose ratings differ by more than ``min_gap``.
+
+    Pairs whose gap is not above ``min_gap`` are left out; ties at the top are broken by order.
+
+    >>> rows = pairs_from_ratings({"q": [("a", 1.0), ("b", 3.0), ("c", 2.0)]}, "all")
+    >>> [(r["chosen"], r["rejected"], r["margin"]) for r in rows]
+    [('b', 'a', 2.0), ('c', 'a', 1.0), ('b', 'c', 1.0)]
+    """
+    rng = random.Random(seed)
+    out = []
+    for prompt, rated in groups.items():
+        if len(rated) < 2:
+            continue
+        if rule == "all":
+            candidates = [(rated[i], rated[j]) for j in range(len(rated)) for i in range(len(rated)) if rated[i][1] > rated[j][1]]
+        else:
+            best = max(rated, key=lambda r: r[1])
+            others = [r for r in rated if r is not best]
+            if rule == "best_worst":
+                candidates = [(best, min(others, key=lambda r: r[1]))]
+            elif rule == "best_random":
+                candidates = [(best, rng.choice(others))]
+            else:
+                raise ValueError(f"rule must be best_random, best_worst or all, got {rule!r}")
+        for (good, good_score), (bad, bad_score) in candidates:
+            if good_score - bad_score > min_gap:
+                out.append({"prompt": prompt, "chosen": good, "rejected": bad, "margin": float(good_score - bad_score)})
+    return out
+
+
+def swap_positions(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Judge data with every pair also in the other order (``response_a`` <-> ``response_b``, the winner flipped), so a
+    judge or a pairwise RM cannot learn a position preference.
+
+    >>> swap_positions([{"response_a": "x", "response_b": "y", "winner": "A"}])[1]
+    {'response_a': 'y', 'response_b': 'x', 'winner': 'B'}
+    """
+    flip = {"A": "B", "B": "A", "tie": "tie"}
+    out = []
+    for p in pairs:
+        out.append(dict(p))
+        out.append({**p, "response_a": p["response_b"], "response_b": p["response_a"], "winner": flip.get(p.get("winner"), p.get("winner"))})
+    return out
+
+
+def accuracy_on_gold(labels: dict[str, dict[str, Any]], gold: dict[str, Any], bootstrap: int = 1000, seed: int = 0,
+                     times: dict[str, dict[str, float]] | None = None, window: float | None = None) -> dict[str, Any]:
+    """Per annotator: accuracy on the gold (calibration) items with a bootstrap interval; with ``times`` (annotator ->
+    item -> timestamp) and ``window``, accuracy per time window, and ``drifting`` when the last window's accuracy is
+    below the first's by more than both windows' standard errors combined.
+
+    ``labels``: annotator -> item -> label.
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {}
+    for annotator, given in labels.items():
+        hits = np.array([float(given[i] == gold[i]) for i in given if i in gold])
+        if hits.size == 0:
+            continue
+        draws = [hits[rng.integers(0, hits.size, hits.size)].mean() for _ in range(bootstrap)] if bootstrap else [hits.mean()]
+        row: dict[str, Any] = {"gold_items": int(hits.size), "accuracy": float(hits.mean()),
+                               "ci": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]}
+        if times and window and annotator in times:
+            stamped = sorted((times[annotator][i], float(given[i] == gold[i])) for i in given if i in gold and i in times[annotator])
+            if stamped:
+                start = stamped[0][0]
+                buckets: dict[int, list[float]] = {}
+                for t, hit in stamped:
+                    buckets.setdefault(int((t - start) // window), []).append(hit)
+                series = [(k, float(np.mean(v)), float(np.std(v) / max(1, len(v)) ** 0.5), len(v)) for k, v in sorted(buckets.items())]
+                row["by_window"] = [{"window": k, "accuracy": a, "items": n} for k, a, _, n in series]
+                if len(series) >= 2:
+                    (_, first, se1, _), (_, last, se2, _) = series[0], series[-1]
+                    row["drifting"] = bool(first - last > se1 + se2)
+        out[annotator] = row
+    return out
