@@ -9,7 +9,7 @@ import pytest
 
 from rewardlab.cli import main
 from rewardlab.data.annotations import Annotations, agreement_report, dawid_skene, majority_labels, read_annotations
-from rewardlab.data.quality import contamination, length_balance, near_duplicates
+from rewardlab.data.quality import contamination, near_duplicates
 
 from ..conftest import SHARED_DATA, requires_shared, write_jsonl
 

@@ -24,7 +24,7 @@ def test_non_finite_margins_are_refused_at_read_time(tmp_path, value):
     path = tmp_path / "nan.jsonl"
     path.write_text('{"prompt": "Hi", "chosen": "Hello", "rejected": "Bye", "margin": 1}\n'
                     f'{{"prompt": "Hi", "chosen": "Hello", "rejected": "Bye", "margin": {value}}}\n')
-    with pytest.raises(DataFormatError, match=rf"nan.jsonl:2: field 'margin': expected a finite number"):
+    with pytest.raises(DataFormatError, match=r"nan.jsonl:2: field 'margin': expected a finite number"):
         read_preference_pairs(str(path))
 
 

@@ -1,8 +1,6 @@
 """Adapters into RL trainers: TRL's GRPOTrainer runs real steps on rewardlab rewards; verl's reward-function signatures;
 ``rewardlab serve`` from the CLI as OpenRLHF's remote RM."""
 
-import json
-import os
 import signal
 import socket
 import subprocess

@@ -77,7 +77,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_rewards(rm):
             results = list(pool.map(call, range(64)))
     for idx, rewards in results:
         assert rewards == pytest.approx([expected[i] for i in idx], abs=1e-5)  # nothing lost or reordered
-    assert app.state.batcher.batches < 64 + 1  # the warm-up call is one; requests shared model calls
+    assert app.state.batcher.batches < 32  # 64 requests shared model calls, two or more a call (4 seen; warm-up not counted)
 
 
 def test_hostile_requests_get_their_4xx_and_the_server_keeps_serving(rm):

@@ -12,7 +12,7 @@ from ..errors import RewardlabError
 
 from ..config import config_from_file, field_docs
 
-__all__ = ["HelpFormatter", "JUDGE_OPTIONS", "Parser", "add_config_flags", "add_train_flags", "config_from_values", "train_config_from_args", "add_generator_flags", "add_scorer_flags", "build_scorer", "config_from_args",
+__all__ = ["HelpFormatter", "JUDGE_OPTIONS", "Parser", "add_config_flags", "add_train_flags", "config_from_values", "train_config_from_args", "add_generator_flags", "add_scorer_flags", "build_scorer",
            "json_object", "make_generator", "scorer_config"]
 
 
@@ -161,16 +161,6 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
 def config_from_values(cls: type, args: argparse.Namespace) -> Any:
     """``cls`` built from the flags ``add_config_flags(parser, cls)`` added (unset flags keep the defaults)."""
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None})
-
-
-def config_from_args(cls: type, args: argparse.Namespace) -> Any:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
-    if args.config:
-        return config_from_file(cls, args.config, **values)
-    missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and values[f.name] is None]
-    if missing:
-        raise RewardlabError("missing required option(s): " + ", ".join("--" + m.replace("_", "-") for m in missing))
-    return cls(**{k: v for k, v in values.items() if v is not None})
 
 
 JUDGE_OPTIONS = ("base_url", "api_key_env", "judge_template", "judge_cache", "max_calls")

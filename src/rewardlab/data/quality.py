@@ -4,7 +4,6 @@ detection (MinHash LSH from ``datasketch``), train/eval contamination by n-gram 
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import re
 from collections.abc import Iterable, Sequence

@@ -136,9 +136,6 @@ class OpenAIChatClient:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _attempt(self, url: str, body: dict[str, Any]) -> Completion:
-        return self._attempt_all(url, body)[0]
-
     def _attempt_all(self, url: str, body: dict[str, Any]) -> list[Completion]:
         import httpx
 
@@ -177,21 +174,7 @@ class OpenAIChatClient:
                                 "max_tokens": max_tokens}
         if logprobs:
             body.update(logprobs=True, top_logprobs=5)
-        url = f"{self.base_url}/chat/completions"
-        last_error = ""
-        for attempt in range(self.max_retries + 1):
-            self.calls += 1
-            try:
-                return self._attempt(url, body)
-            except _Retryable as err:
-                last_error, delay = str(err), err.delay
-            if attempt == self.max_retries:
-                break
-            time.sleep(min(self.max_backoff_seconds, delay if delay is not None else self.backoff_seconds * 2**attempt))
-        raise ClientError(f"{self.base_url}: gave up after {self.max_retries + 1} attempts; last error {last_error}")
-
-    def _parse(self, payload: Any) -> Completion:
-        return self._parse_all(payload)[0]
+        return self._request_parsed(body)[0]
 
     def _parse_all(self, payload: Any) -> list[Completion]:
         try:
@@ -233,6 +216,8 @@ class OpenAIChatClient:
         return got[:n]
 
     def _request_parsed(self, body: dict[str, Any]) -> list[Completion]:
+        """POST ``body`` with retries (429, 5xx, transport errors, unparseable replies), backing off exponentially or
+        as ``Retry-After`` says; every attempt counts in ``calls``."""
         url = f"{self.base_url}/chat/completions"
         last_error = ""
         for attempt in range(self.max_retries + 1):

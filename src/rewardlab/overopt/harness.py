@@ -9,7 +9,6 @@ gain, with intervals from resampling prompts.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from .aggregation import Aggregation
 from .protocol import Scorer
 
-__all__ = ["IN_PROCESS_OPTIONS", "ScorerConfig", "ScorerKind", "build_scorer", "resolve_kind", "with_options"]
+__all__ = ["IN_PROCESS_OPTIONS", "ScorerConfig", "ScorerKind", "build_scorer", "resolve_kind"]
 
 ScorerKind = Literal["auto", "reward", "process", "dpo", "judge", "remote"]
 
@@ -322,11 +322,3 @@ def _build_judge(config: ScorerConfig) -> Scorer:
         client = CachedClient(client, config.judge_cache, config.max_calls)
     return PointwiseJudge(client, config.judge_template, model_id=config.model)
 
-
-def with_options(config: ScorerConfig, **changes: Any) -> ScorerConfig:
-    """``config`` with ``changes`` (validated again).
-
-    >>> with_options(ScorerConfig(model="a"), model="b").model
-    'b'
-    """
-    return replace(config, **changes)
