@@ -112,6 +112,7 @@ def test_data_cli_aggregate_and_card(tmp_path):
     card = json.loads((tmp_path / "card" / "card.json").read_text())
     assert card["pairs"] == 2 and card["chosen_longer_rate"] == 0.5 and "fleiss_kappa" in card["agreement"]
     assert "Annotator agreement" in (tmp_path / "card" / "card.md").read_text()
+    assert "Fleiss&#x27; kappa: 0.864" in (tmp_path / "card" / "card.html").read_text()
 
 
 def test_pairs_from_ratings_filter_and_annotator_calibration_with_drift(tmp_path):
@@ -120,7 +121,8 @@ def test_pairs_from_ratings_filter_and_annotator_calibration_with_drift(tmp_path
     pairs = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert len(pairs) == 4 and all(p["margin"] == 2.0 for p in pairs) and pairs[0]["chosen"] == "r2"
     labels = write_jsonl(tmp_path / "l.jsonl", [{"item": str(i), "label": "A", "confidence": c} for i, c in enumerate((0.99, 0.6, 0.95))])
-    assert main(["data", "filter", "--labels", str(labels), "--min-confidence", "0.9", "--output", str(tmp_path / "f.jsonl")]) == 0
+    assert main(["data", "filter", "--data", str(labels), "--min-confidence", "0.9", "--weight-by", "confidence",
+                 "--output", str(tmp_path / "f.jsonl")]) == 0
     assert [json.loads(line)["weight"] for line in (tmp_path / "f.jsonl").read_text().splitlines()] == [0.99, 0.95]
     rows, gold = [], []
     for i in range(200):  # 'steady' is always right; 'tiring' is right early and wrong late
@@ -141,3 +143,69 @@ def test_pairs_from_ratings_filter_and_annotator_calibration_with_drift(tmp_path
     assert report["tiring"]["accuracy"] == 0.5 and report["tiring"]["drifting"] and report["tiring"]["ci"][0] < 0.5 < report["tiring"]["ci"][1]
     assert main(["data", "calibrate", "--annotations", str(ann), "--gold", str(gold_file), "--time-field", "t",
                  "--window", "50", "--bootstrap", "50"]) == 0
+
+
+def test_card_counts_truncation_contamination_and_writes_html_with_plots(tmp_path):
+    from transformers import AutoTokenizer
+
+    from rewardlab.data.card import write_card
+    from rewardlab.data.quality import data_card
+    from rewardlab.data.records import Message, PreferencePair
+    from rewardlab.data.templating import count_tokens
+    from rewardlab.models.io import resolve_model_source
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_source("builtin:minilm")[0])
+    leaked = "the quick brown fox jumps over the lazy dog near the river bank every single morning"
+    rows = [{"prompt": leaked if i == 3 else f"question number {i}", "chosen": "word " * (5 + 7 * i), "rejected": "other " * (9 + 2 * i),
+             "strength": "better"} for i in range(40)]
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    eval_file = write_jsonl(tmp_path / "eval.jsonl", [{"prompt": "Q: " + leaked + " ?", "chosen": "a", "rejected": "b"}])
+    out = tmp_path / "card"
+    assert main(["data", "card", "--data", str(data), "--tokenizer", "builtin:minilm", "--max-length", "64", "--eval", str(eval_file),
+                 "--output-dir", str(out)]) == 0
+    card = json.loads((out / "card.json").read_text())
+    lengths = count_tokens(tokenizer, [((Message("user", r["prompt"]),), side) for r in rows for side in (r["chosen"], r["rejected"])])
+    chosen_over, rejected_over = sum(n > 64 for n in lengths[0::2]), sum(n > 64 for n in lengths[1::2])
+    assert 0 < chosen_over < 40 and card["truncation"]["chosen_over"] == chosen_over and card["truncation"]["rejected_over"] == rejected_over
+    assert card["truncation"]["either_over"] == sum(max(a, b) > 64 for a, b in zip(lengths[0::2], lengths[1::2]))
+    assert card["contamination"]["contaminated"] == 1 and card["contamination"]["first_listed"] == [f"{data}:4"]
+    assert card["strength_labels"] == {"better": 40} and sum(card["histograms"]["words"]["chosen"]) == 40
+    html = (out / "card.html").read_text()
+    assert "Truncation at 64 tokens" in html and "data:image/png;base64," in html and (out / "tokens.png").exists()
+    # streaming: the summary keeps a fixed-size sample, whatever the file's size
+    many = ((f"f:{i}", PreferencePair((Message("user", f"p{i}"),), "a " * (i % 50 + 1), "b " * (i % 30 + 1))) for i in range(20000))
+    big = data_card(many, dedup_sample=100, reservoir_size=500)
+    assert big["pairs"] == 20000 and big["sample_size"] == 500 and sum(big["histograms"]["words"]["chosen"]) == 500
+    assert big["chosen_mean_words"] == pytest.approx(np.mean([i % 50 + 1 for i in range(20000)]))
+    paths = write_card({"pairs": 0, "read": "0 pairs"}, tmp_path / "empty", "empty")
+    assert "0 pairs" in paths["markdown"].read_text()
+
+
+def test_length_matched_pairs_and_tolerance_in_pair_construction(tmp_path):
+    rows = [{"prompt": "q", "chosen": "a " * n, "rejected": "b " * m} for n, m in ((10, 9), (10, 5), (4, 4), (3, 6), (20, 19))]
+    data = write_jsonl(tmp_path / "p.jsonl", rows)
+    assert main(["data", "balance", "--data", str(data), "--tolerance", "0.1", "--output", str(tmp_path / "m.jsonl")]) == 0
+    kept = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [(len(k["chosen"].split()), len(k["rejected"].split())) for k in kept] == [(10, 9), (4, 4), (20, 19)]
+    from rewardlab.data.quality import pairs_from_ratings
+
+    rated = {"q": [("one two three four five", 5.0), ("one", 4.0), ("one two three four", 1.0)]}
+    assert pairs_from_ratings(rated, "best_worst")[0]["rejected"] == "one two three four"
+    matched = pairs_from_ratings(rated, "best_random", length_tolerance=0.25)
+    assert [(p["chosen"], p["rejected"]) for p in matched] == [("one two three four five", "one two three four")]
+    assert pairs_from_ratings(rated, "all", length_tolerance=0.0) == []
+
+
+def test_z_normalization_per_annotator(tmp_path, capsys):
+    rows = [{"prompt": "q", "response": f"r{i}", "annotator": "harsh" if i % 2 else "kind", "score": (1 + i % 3) + (0 if i % 2 else 5)}
+            for i in range(12)]
+    data = write_jsonl(tmp_path / "ratings.jsonl", rows)
+    assert main(["data", "normalize", "--ratings", str(data), "--output", str(tmp_path / "z.jsonl")]) == 0
+    out = [json.loads(line) for line in (tmp_path / "z.jsonl").read_text().splitlines()]
+    for who in ("harsh", "kind"):
+        z = np.array([r["score_z"] for r in out if r["annotator"] == who])
+        assert abs(z.mean()) < 1e-9 and z.std(ddof=1) == pytest.approx(1.0)
+    assert [r["score"] for r in out] == [r["score"] for r in rows]
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"response": "x", "score": 1}])
+    assert main(["data", "normalize", "--ratings", str(bad), "--output", str(tmp_path / "b.jsonl")]) != 0
+    assert "bad.jsonl:1: field 'annotator': missing" in capsys.readouterr().err

@@ -24,8 +24,9 @@ def _pairs(path: str) -> Any:
 def _write_pairs(pairs: Any, output: str) -> None:
     with open(output, "w") as handle:
         for p in pairs:
+            extras = {k: getattr(p, k) for k in ("margin", "weight", "strength", "attribute") if getattr(p, k) is not None}
             handle.write(json.dumps({"prompt": [m.as_dict() for m in p.prompt], "chosen": p.chosen, "rejected": p.rejected,
-                                     **({"margin": p.margin} if p.margin is not None else {}), "source": p.source}) + "\n")
+                                     **extras, **({"tie": True} if p.tie else {}), "source": p.source}) + "\n")
 
 
 def _cmd_agreement(args: argparse.Namespace) -> int:
@@ -72,9 +73,17 @@ def _cmd_balance(args: argparse.Namespace) -> int:
     from ..data.readers import refuse_overwriting_input
 
     refuse_overwriting_input(args.output, args.data)
-    pairs, _ = _pairs(args.data)
-    kept, report = length_balance(list(pairs), args.seed)
+    pairs, read = _pairs(args.data)
+    if args.tolerance is not None:
+        from ..data.quality import length_match
+
+        kept, report = length_match(list(pairs), args.tolerance)
+    else:
+        kept, report = length_balance(list(pairs), args.seed)
     _write_pairs(kept, args.output)
+    report["read"] = read.summary("pairs")
+    print(f"  kept {report['kept']} of {report['pairs_before']} pairs; chosen longer {report['chosen_longer_rate_before']:.1%} -> "
+          f"{report['chosen_longer_rate_after']:.1%}", file=sys.stderr)
     print(dumps(report))
     return 0
 
@@ -107,72 +116,148 @@ def _cmd_contamination(args: argparse.Namespace) -> int:
 
 
 def _cmd_card(args: argparse.Namespace) -> int:
+    from ..data.card import card_lines, write_card
     from ..data.quality import data_card
     from ..data.readers import DropReport, iter_preference_pairs
 
+    counter = None
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        from ..data.templating import count_tokens
+        from ..models.io import resolve_model_source
+
+        path, extra = resolve_model_source(args.tokenizer)
+        tokenizer = AutoTokenizer.from_pretrained(path, **extra)
+        counter = lambda items: count_tokens(tokenizer, items)  # noqa: E731
+    elif args.max_length is not None:
+        from ..errors import ConfigError
+
+        raise ConfigError("--max-length counts tokens: give --tokenizer (a model folder or tokenizer name) too")
+    eval_texts = _texts(args.eval, "prompt") if args.eval else None
     report = DropReport()
-    card = data_card(((p.source, p) for p in iter_preference_pairs(args.data, "train", None, report)))
+    pairs = ((p.source, p) for p in iter_preference_pairs(args.data, "train", None, report))
+    if args.show_progress:
+        from tqdm.auto import tqdm
+
+        pairs = tqdm(pairs, desc="card", unit="pair")
+    card = data_card(pairs, token_counter=counter, max_length=args.max_length, eval_texts=eval_texts,
+                     contamination_n=args.n, dedup_sample=args.dedup_sample)
     card["read"] = report.summary("pairs")
     if args.annotations:
         from ..data.annotations import agreement_report, read_annotations
 
         card["agreement"] = {k: v for k, v in agreement_report(read_annotations(args.annotations), bootstrap=args.bootstrap).items()
                              if k != "item_entropy_bits"}
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "card.json").write_text(dumps(card, indent=2))
-    lines = [f"# Data card: {args.data}", "", f"{card['pairs']} pairs ({card['read']}).", "",
-             f"* Words, chosen: mean {card['chosen_mean_words']:.1f}, 5/50/95% {list(card['chosen_words_quantiles'].values())}",
-             f"* Words, rejected: mean {card['rejected_mean_words']:.1f}, 5/50/95% {list(card['rejected_words_quantiles'].values())}",
-             f"* Chosen longer: {card['chosen_longer_rate']:.1%} ('always pick the longer reply' scores this much)",
-             f"* Ties: {card['ties']}; pairs with a margin: {card['with_margin']}",
-             f"* Repeated prompts among the first {card['repeated_prompts_in_first']['checked']}: {card['repeated_prompts_in_first']['repeats']}"]
-    if "agreement" in card:
-        a = card["agreement"]
-        lines += ["", "## Annotator agreement", "", f"{a['items']} items, annotators {', '.join(a['annotators'])}: raw agreement "
-                  f"{a['raw_agreement']:.3f}, Fleiss' kappa {a['fleiss_kappa']:.3f}, Krippendorff's alpha (nominal) "
-                  f"{a['krippendorff_alpha_nominal']:.3f}; intervals in card.json."]
-    (out / "card.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines), file=sys.stderr)
+    paths = write_card(card, args.output_dir, args.title or str(args.data))
+    for k, (heading, rows) in enumerate(card_lines(card, args.title or str(args.data))):
+        print(("" if k == 0 else f"{heading}: ") + "; ".join(rows), file=sys.stderr)
+    print(dumps({kind: str(path) for kind, path in paths.items()}))
     return 0
 
 
 def _cmd_pairs(args: argparse.Namespace) -> int:
     from ..data.quality import pairs_from_ratings
     from ..data.readers import iter_records, refuse_overwriting_input, to_scored_response
+    from ..errors import ConfigError
 
+    if (args.ratings is None) == (args.annotations is None):
+        raise ConfigError("give --ratings (rated replies) or --annotations (multi-annotator comparisons), one of them")
+    if args.annotations:
+        from ..data.annotations import pairs_from_annotations
+
+        refuse_overwriting_input(args.output, args.annotations, args.texts)
+        built, counts = pairs_from_annotations(args.annotations, args.method, args.ties, args.texts)
+        with open(args.output, "w") as handle:
+            for p in built:
+                handle.write(dumps(p) + "\n")
+        print(f"  {counts['pairs']} pairs from {counts['items']} annotated items; "
+              + ", ".join(f"{k}: {v}" for k, v in counts.items() if k not in ("pairs", "items", "method", "ties")), file=sys.stderr)
+        print(dumps(counts))
+        return 0
     refuse_overwriting_input(args.output, args.ratings)
     groups: dict[Any, list[tuple[str, float]]] = {}
     for location, record in iter_records(args.ratings):
         scored = to_scored_response(record, location, (args.score_field,))
         key = dumps([m.as_dict() for m in scored.prompt])
         groups.setdefault(key, []).append((scored.response, scored.scores[args.score_field]))
-    pairs = pairs_from_ratings(groups, args.rule, args.min_gap, args.seed)
+    pairs = pairs_from_ratings(groups, args.rule, args.min_gap, args.seed, args.length_tolerance)
     with open(args.output, "w") as handle:
         for p in pairs:
             handle.write(dumps({**p, "prompt": json.loads(p["prompt"])}) + "\n")
-    print(dumps({"prompts": len(groups), "pairs": len(pairs), "rule": args.rule, "min_gap": args.min_gap}))
+    print(dumps({"prompts": len(groups), "pairs": len(pairs), "rule": args.rule, "min_gap": args.min_gap,
+                 "length_tolerance": args.length_tolerance}))
     return 0
 
 
+def _parse_table(text: str | None, flag: str) -> dict[str, float] | None:
+    """``"a=1,b=0.5"`` or a JSON object -> ``{"a": 1.0, "b": 0.5}``."""
+    from ..errors import ConfigError
+
+    if not text:
+        return None
+    if text.lstrip().startswith("{"):
+        table = json.loads(text)
+    else:
+        table = {}
+        for part in text.split(","):
+            key, sep, value = part.rpartition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"{flag}: expected LABEL=WEIGHT pairs separated by commas, got {part!r}")
+            table[key.strip()] = value
+    try:
+        return {str(k): float(v) for k, v in table.items()}
+    except ValueError as e:
+        raise ConfigError(f"{flag}: {e}") from None
+
+
 def _cmd_filter(args: argparse.Namespace) -> int:
+    from ..data.filtering import PairFilter, filter_pair_file
+    from ..errors import ConfigError
+
+    rule = PairFilter(args.min_agreement, args.min_confidence, args.min_gap, args.min_rm_confidence, args.gap_field, args.mode,
+                      args.down_weight if args.down_weight is not None else PairFilter.down_weight,
+                      tuple(w.strip() for w in args.weight_by.split(",") if w.strip()) if args.weight_by else (),  # type: ignore[arg-type]
+                      args.stratum_field, _parse_table(args.stratum_weights, "--stratum-weights"))
+    if args.down_weight is not None and args.mode != "weight":
+        raise ConfigError("--down-weight applies with --mode weight only")
+    scorer = None
+    if not args.model:
+        import dataclasses
+
+        from ..scoring.config import ScorerConfig
+
+        stray = [f.name for f in dataclasses.fields(ScorerConfig)
+                 if f.name not in ("model", "show_progress") and getattr(args, f.name, None) is not None]
+        if stray:
+            raise ConfigError(f"--{stray[0].replace('_', '-')} configures the RM of --model, which is not given")
+    if args.model:
+        if not rule.needs_rm:
+            raise ConfigError("--model scores pairs for --min-rm-confidence or --weight-by rm_confidence; neither is set")
+        from .common import build_scorer
+
+        scorer = build_scorer(args)
+    counts = filter_pair_file(args.data, rule, args.output, args.dropped, scorer, progress=bool(args.show_progress))
+    failed = ", ".join(f"{k} {v}" for k, v in counts["failed"].items()) or "none"
+    print(f"  kept {counts['kept']} of {counts['read']} ({counts['kept_fraction']:.1%}); failed: {failed}", file=sys.stderr)
+    print(dumps(counts))
+    return 0
+
+
+def _cmd_normalize(args: argparse.Namespace) -> int:
+    from ..data.normalization import z_normalize_ratings
     from ..data.readers import iter_records, refuse_overwriting_input
 
-    refuse_overwriting_input(args.output, args.labels)
-    kept = dropped = 0
+    refuse_overwriting_input(args.output, args.ratings)
+    fields = tuple(f.strip() for f in args.score_field.split(",") if f.strip())
+    rows, normalizer = z_normalize_ratings(list(iter_records(args.ratings)), fields, args.by, args.annotator_field)
     with open(args.output, "w") as handle:
-        for location, record in iter_records(args.labels):
-            confidence = record.get("confidence")
-            if not isinstance(confidence, (int, float)):
-                from ..errors import DataFormatError
-
-                raise DataFormatError(location, "expected a number (from 'rewardlab data aggregate --method dawid-skene')", "confidence")
-            if confidence >= args.min_confidence:
-                handle.write(dumps({**record, "weight": float(confidence)}) + "\n")
-                kept += 1
-            else:
-                dropped += 1
-    print(dumps({"kept": kept, "dropped": dropped, "min_confidence": args.min_confidence}))
+        for row in rows:
+            handle.write(dumps(row) + "\n")
+    stats = normalizer.to_json()
+    for name, per in (stats["group_stats"] or {"(all)": stats["global_stats"]}).items():
+        print(f"  {name}: " + ", ".join(f"{h} mean {m:.3f} std {sd:.3f}" for h, (m, sd) in per.items()), file=sys.stderr)
+    print(dumps({"records": len(rows), "by": args.by, "fields": [f"{f}_z" for f in fields], **stats}))
     return 0
 
 
@@ -217,10 +302,13 @@ def register(sub: Any) -> None:
                    help="majority: a tied vote leaves the item unlabelled, takes the first category, or says 'tie'")
     q.add_argument("--output", required=True, help="JSON Lines: label (and posterior, confidence) per item")
     q.set_defaults(func=_cmd_aggregate)
-    q = cmds.add_parser("balance", help="a length-balanced pair set (chosen longer in 50%%)")
+    q = cmds.add_parser("balance", help="a length-balanced pair set (chosen longer in 50%%), or length-matched pairs (--tolerance)")
     q.add_argument("--data", required=True, help="preference pairs (any format rewardlab reads)")
     q.add_argument("--output", required=True, help="the balanced pairs (JSON Lines)")
     q.add_argument("--seed", type=int, default=0, help="seed of which pairs are dropped")
+    q.add_argument("--tolerance", type=float, default=None,
+                   help="length-matched instead: keep pairs whose word counts differ by at most this fraction of the longer "
+                        "(0: equal; default: count balancing only)")
     q.set_defaults(func=_cmd_balance)
     q = cmds.add_parser("dedup", help="exact and near-duplicate prompts or replies (MinHash LSH)")
     q.add_argument("--data", required=True, help="preference pairs")
@@ -233,20 +321,56 @@ def register(sub: Any) -> None:
     q.add_argument("--field", choices=["prompt", "chosen", "rejected"], default="prompt", help="which text to compare")
     q.add_argument("--n", type=int, default=13, help="n-gram length")
     q.set_defaults(func=_cmd_contamination)
-    q = cmds.add_parser("pairs", help="preference pairs from rated replies (UltraFeedback style), with the rating gap as margin")
-    q.add_argument("--ratings", required=True, help="{prompt, response, score} records (several responses per prompt)")
+    q = cmds.add_parser("pairs", help="preference pairs from rated replies (UltraFeedback style) or from multi-annotator comparisons")
+    q.add_argument("--ratings", default=None, help="{prompt, response, score} records (several responses per prompt)")
     q.add_argument("--score-field", default="score", help="the rating field")
     q.add_argument("--rule", choices=["best_random", "best_worst", "all"], default="best_random",
-                   help="best vs a random other (UltraFeedback), best vs worst, or every pair above --min-gap")
-    q.add_argument("--min-gap", type=float, default=0.0, help="only pairs whose ratings differ by more than this")
+                   help="ratings: best vs a random other (UltraFeedback), best vs worst, or every pair above --min-gap")
+    q.add_argument("--min-gap", type=float, default=0.0, help="ratings: only pairs whose ratings differ by more than this")
+    q.add_argument("--length-tolerance", type=float, default=None,
+                   help="ratings: only pair replies whose word counts differ by at most this fraction (length-matched pairs)")
     q.add_argument("--seed", type=int, default=0, help="seed of best_random's pick")
-    q.add_argument("--output", required=True, help="pairs (JSON Lines, with margin)")
+    q.add_argument("--annotations", default=None,
+                   help="comparisons labelled A / B / tie by several annotators (PandaLM's test set, or rows with prompt, "
+                        "response_a, response_b and votes); each pair gets agreement (and confidence with dawid-skene)")
+    q.add_argument("--method", choices=["majority", "dawid-skene"], default="majority", help="annotations: how votes become a label")
+    q.add_argument("--ties", choices=["drop", "keep"], default="drop", help="annotations: items labelled tie are dropped (counted) "
+                                                                             "or written as tie pairs")
+    q.add_argument("--texts", default=None, help="annotations in long rows: a file of {item, prompt, response_a, response_b}")
+    q.add_argument("--output", required=True, help="pairs (JSON Lines, with margin or agreement)")
     q.set_defaults(func=_cmd_pairs)
-    q = cmds.add_parser("filter", help="keep aggregated items whose Dawid-Skene confidence reaches a threshold (as a weight)")
-    q.add_argument("--labels", required=True, help="the output of 'data aggregate --method dawid-skene'")
-    q.add_argument("--min-confidence", type=float, default=0.9, help="lowest posterior of the chosen label kept")
-    q.add_argument("--output", required=True, help="the kept items, each with weight = confidence")
+    q = cmds.add_parser("filter", help="drop or down-weight pairs by agreement, Dawid-Skene confidence, rating gap or an RM's "
+                                       "confidence; strata weights")
+    q.add_argument("--data", required=True, help="pair records (e.g. from 'data pairs'); the fields the criteria read")
+    q.add_argument("--min-agreement", type=float, default=None, help="share of annotators who voted for chosen (field agreement)")
+    q.add_argument("--min-confidence", type=float, default=None, help="Dawid-Skene posterior of the label (field confidence)")
+    q.add_argument("--min-gap", type=float, default=None, help="rating gap (field --gap-field)")
+    q.add_argument("--gap-field", default="margin", help="the field --min-gap reads")
+    q.add_argument("--min-rm-confidence", type=float, default=None,
+                   help="the RM's P(chosen > rejected) = sigmoid(r_chosen - r_rejected), scored with --model")
+    q.add_argument("--mode", choices=["drop", "weight"], default="drop",
+                   help="failing pairs are dropped, or kept with weight times --down-weight")
+    q.add_argument("--down-weight", type=float, default=None, help="--mode weight: factor for failing pairs (default 0.1)")
+    q.add_argument("--weight-by", default=None,
+                   help="multiply each kept pair's weight by these signals (comma-separated: agreement, confidence, rm_confidence)")
+    q.add_argument("--stratum-field", default="strength", help="the field --stratum-weights reads")
+    q.add_argument("--stratum-weights", default=None,
+                   help="weight per stratum value, 'LABEL=W,...' or JSON (Llama 2: 'significantly better=1,...')")
+    q.add_argument("--output", required=True, help="kept pairs, each with weight (JSON Lines; training reads weight)")
+    q.add_argument("--dropped", default=None, help="dropped pairs with dropped_because (JSON Lines)")
+    q.add_argument("--show-progress", action="store_true", default=False, help="a progress bar")
+    from .common import add_scorer_flags
+
+    add_scorer_flags(q, required=False, exclude=("show_progress",),
+                     model_help="reward model for --min-rm-confidence / --weight-by rm_confidence")
     q.set_defaults(func=_cmd_filter)
+    q = cmds.add_parser("normalize", help="z-normalize ratings per annotator (or globally): adds <field>_z")
+    q.add_argument("--ratings", required=True, help="rating records")
+    q.add_argument("--score-field", default="score", help="rating field(s), comma-separated")
+    q.add_argument("--by", choices=["annotator", "global"], default="annotator", help="whose mean and std")
+    q.add_argument("--annotator-field", default="annotator", help="who rated")
+    q.add_argument("--output", required=True, help="the records with <field>_z added (JSON Lines)")
+    q.set_defaults(func=_cmd_normalize)
     q = cmds.add_parser("calibrate", help="each annotator's accuracy on gold items (bootstrap CI), and drift over time")
     q.add_argument("--annotations", required=True, help="annotations (long rows carry a time field for drift)")
     q.add_argument("--gold", required=True, help="{item, label} records: the known answers")
@@ -254,9 +378,17 @@ def register(sub: Any) -> None:
     q.add_argument("--window", type=float, default=86400.0, help="time window for drift, seconds")
     q.add_argument("--bootstrap", type=int, default=1000, help="resamples per interval")
     q.set_defaults(func=_cmd_calibrate)
-    q = cmds.add_parser("card", help="a data card: sizes, lengths, chosen-longer rate, ties, repeats (+ agreement)")
+    q = cmds.add_parser("card", help="a data card (Markdown, HTML with plots, JSON): sizes, lengths, truncation, labels, duplicates, "
+                                     "contamination, agreement")
     q.add_argument("--data", required=True, help="preference pairs (streamed)")
     q.add_argument("--annotations", default=None, help="multi-annotator labels of the same data, for an agreement section")
     q.add_argument("--bootstrap", type=int, default=200, help="item resamples for the agreement intervals")
-    q.add_argument("--output-dir", required=True, help="card.md and card.json go here")
+    q.add_argument("--tokenizer", default=None, help="a tokenizer (model folder or name) for token lengths")
+    q.add_argument("--max-length", type=int, default=None, help="with --tokenizer: count the pairs longer than this")
+    q.add_argument("--eval", default=None, help="evaluation pairs: a contamination section (shared word n-grams of prompts)")
+    q.add_argument("--n", type=int, default=13, help="n-gram length for --eval")
+    q.add_argument("--dedup-sample", type=int, default=20000, help="prompts checked for duplicates (the first N)")
+    q.add_argument("--title", default=None, help="the card's title (default: the data path)")
+    q.add_argument("--show-progress", action="store_true", default=False, help="a progress bar")
+    q.add_argument("--output-dir", required=True, help="card.md, card.html, card.json and plots go here")
     q.set_defaults(func=_cmd_card)

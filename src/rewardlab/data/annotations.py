@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import ConfigError, DataFormatError
 from ..metrics import cohen_kappa, fleiss_kappa, majority_vote
 
-__all__ = ["Annotations", "DawidSkene", "agreement_report", "dawid_skene", "majority_labels", "read_annotations"]
+__all__ = ["Annotations", "DawidSkene", "agreement_report", "dawid_skene", "majority_labels", "pairs_from_annotations",
+           "read_annotations"]
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,9 @@ def agreement_report(ann: Annotations, levels: Sequence[str] = ("nominal",), boo
         counts = Counter(v for v in row if v is not None)
         total = sum(counts.values())
         entropy.append(-sum(c / total * math.log2(c / total) for c in counts.values()) if total else float("nan"))
-    return {"items": len(labels), "annotators": list(ann.annotators), "categories": list(ann.categories), **point,
+    label_counts = Counter(str(v) for row in labels for v in row if v is not None)
+    return {"items": len(labels), "annotators": list(ann.annotators), "categories": list(ann.categories),
+            "label_counts": dict(sorted(label_counts.items())), **point,
             "intervals": intervals, "cohen_kappa": pairwise, "mean_item_entropy_bits": float(np.nanmean(entropy)),
             "item_entropy_bits": entropy, "bootstrap": bootstrap}
 
@@ -209,3 +212,88 @@ def dawid_skene(ann: Annotations, max_iterations: int = 100, tolerance: float = 
     priors = post.mean(0)
     accuracy = {a: float((np.diag(confusion[j]) * priors).sum()) for j, a in enumerate(ann.annotators)}
     return DawidSkene(cats, post, {a: confusion[j] for j, a in enumerate(ann.annotators)}, accuracy, priors, it, converged)
+
+
+def _pair_texts(record: Any, location: str, counts: Counter[str]) -> tuple[Any, str, str]:
+    """Prompt and the two responses of an annotated comparison: ``prompt`` (text or messages) or PandaLM's
+    ``instruction`` (+ ``input``); ``response_a``/``response_b`` or ``response1``/``response2``.
+
+    A response stored as a JSON number or boolean (PandaLM has six ``true`` where a model answered "True") is read
+    as its text (``True``/``False`` for booleans, as the Python/pandas export wrote it) and counted in ``counts``."""
+    if "prompt" in record:
+        prompt = record["prompt"]
+    elif "instruction" in record:
+        prompt = str(record["instruction"]) + (f"\n\n{record['input']}" if record.get("input") else "")
+    else:
+        raise DataFormatError(location, "expected the compared prompt ('prompt', or PandaLM's 'instruction' and 'input')", "prompt")
+    for a, b in (("response_a", "response_b"), ("response1", "response2")):
+        if a in record and b in record:
+            sides = []
+            for name in (a, b):
+                value = record[name]
+                if isinstance(value, (bool, int, float)) and not (isinstance(value, float) and not math.isfinite(value)):
+                    counts["responses stored as JSON numbers or booleans, read as text"] += 1
+                    value = str(value)
+                if not isinstance(value, str):
+                    raise DataFormatError(location, f"expected a string, got {type(value).__name__}", name)
+                sides.append(value)
+            return prompt, sides[0], sides[1]
+    raise DataFormatError(location, "expected the two compared responses ('response_a' and 'response_b', or 'response1' and "
+                                    "'response2')", "response_a")
+
+
+def pairs_from_annotations(path: str | os.PathLike, method: Literal["majority", "dawid-skene"] = "majority",
+                           ties: Literal["drop", "keep"] = "drop", texts: str | os.PathLike | None = None,
+                           item_field: str = "item") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Preference pairs from multi-annotator comparisons (labels ``A`` / ``B`` / ``tie``, as PandaLM's test set reads):
+    the aggregated label picks ``chosen``; every pair carries ``agreement`` (share of the item's annotators who gave
+    that label), ``votes`` and, with Dawid-Skene, ``confidence`` (the label's posterior) and the soft ``posterior``.
+
+    Texts come from the annotation rows themselves (wide rows) or from ``texts``, a file of ``{item, prompt,
+    response_a, response_b}`` rows (long annotations). Items aggregated to ``tie`` are dropped (counted) or kept as
+    ``tie: true`` pairs; items without a majority (a tied vote) are counted as unlabelled. Returns the pairs and counts.
+    """
+    from .readers import iter_records
+
+    ann = read_annotations(path, item_field=item_field)
+    bad = [c for c in ann.categories if c not in ("A", "B", "tie")]
+    if bad:
+        raise DataFormatError(str(path), f"pairs need comparison labels A, B or tie; found {bad[:5]}", "label")
+    records: dict[str, tuple[str, Any]] = {}
+    for location, record in iter_records(str(texts or path)):
+        key = str(record.get("idx", record.get(item_field, record.get("id", location))))
+        records.setdefault(key, (location, record))
+    if method == "dawid-skene":
+        result = dawid_skene(ann)
+        labels: list[Hashable | None] = list(result.labels())
+        cat_index = {c: k for k, c in enumerate(result.categories)}
+    elif method == "majority":
+        labels = majority_labels(ann, "none")
+    else:
+        raise ConfigError(f"method must be 'majority' or 'dawid-skene', got {method!r}")
+    counts: Counter[str] = Counter()
+    pairs = []
+    for i, (item, row) in enumerate(zip(ann.items, ann.labels)):
+        label = labels[i]
+        if label is None:
+            counts["unlabelled (tied vote)"] += 1
+            continue
+        if label == "tie" and ties == "drop":
+            counts["aggregated to a tie"] += 1
+            continue
+        if item not in records:
+            raise DataFormatError(str(texts or path), f"no texts for annotated item {item!r}", item_field)
+        location, record = records[item]
+        prompt, a, b = _pair_texts(record, location, counts)
+        votes = Counter(str(v) for v in row if v is not None)
+        chosen, rejected = (b, a) if label == "B" else (a, b)
+        pair: dict[str, Any] = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "item": item, "source": location,
+                                "votes": dict(votes), "agreement": votes[str(label)] / sum(votes.values())}
+        if label == "tie":
+            pair["tie"] = True
+        if method == "dawid-skene":
+            pair["confidence"] = float(result.posteriors[i, cat_index[label]])
+            pair["posterior"] = {str(c): float(result.posteriors[i, k]) for k, c in enumerate(result.categories)}
+        pairs.append(pair)
+        counts["pairs"] += 1
+    return pairs, {"items": len(ann.items), **counts, "method": method, "ties": ties}

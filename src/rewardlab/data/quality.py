@@ -6,14 +6,15 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from .records import PreferencePair
 
-__all__ = ["accuracy_on_gold", "contamination", "data_card", "length_balance", "near_duplicates", "ngrams", "pairs_from_ratings",
+__all__ = ["accuracy_on_gold", "contamination", "data_card", "length_balance", "length_match", "near_duplicates", "ngrams", "pairs_from_ratings",
            "swap_positions"]
 
 
@@ -41,6 +42,37 @@ def length_balance(pairs: Sequence[PreferencePair], seed: int = 0) -> tuple[list
     rate = lambda ps: float(np.mean([len(p.chosen.split()) > len(p.rejected.split()) for p in ps])) if ps else float("nan")  # noqa: E731
     return kept, {"pairs_before": len(pairs), "kept": len(kept), "chosen_longer_rate_before": rate(pairs),
                   "chosen_longer_rate_after": rate(kept)}
+
+
+def length_match(pairs: Sequence[PreferencePair], tolerance: float = 0.1) -> tuple[list[PreferencePair], dict[str, Any]]:
+    """Keep the pairs whose chosen and rejected replies have matched lengths: ``|w_c - w_r| <= tolerance * max(w_c,
+    w_r)`` in words (``tolerance=0``: equal word counts). Unlike :func:`length_balance`, which only equalizes how
+    often each side is longer, this removes the length difference itself, so an RM trained on the result cannot
+    learn length from it. Returns the kept pairs (input order) and the chosen-longer rate and mean relative length
+    difference before and after.
+
+    >>> from rewardlab.data.records import Message
+    >>> q = (Message("user", "q"),)
+    >>> pairs = [PreferencePair(q, "a b c d e f g h i j", "a b c d e f g h i"), PreferencePair(q, "a b c d", "a")]
+    >>> kept, report = length_match(pairs, 0.2)
+    >>> len(kept), report["chosen_longer_rate_before"], report["chosen_longer_rate_after"]
+    (1, 1.0, 1.0)
+    """
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    lengths = [(len(p.chosen.split()), len(p.rejected.split())) for p in pairs]
+    keep = [abs(c - r) <= tolerance * max(c, r) for c, r in lengths]
+    kept = [p for p, k in zip(pairs, keep) if k]
+
+    def rates(rows: list[tuple[int, int]]) -> tuple[float, float]:
+        if not rows:
+            return float("nan"), float("nan")
+        return (float(np.mean([c > r for c, r in rows])), float(np.mean([abs(c - r) / max(c, r, 1) for c, r in rows])))
+
+    before, after = rates(lengths), rates([x for x, k in zip(lengths, keep) if k])
+    return kept, {"pairs_before": len(pairs), "kept": len(kept), "tolerance": tolerance, "chosen_longer_rate_before": before[0],
+                  "chosen_longer_rate_after": after[0], "mean_relative_length_gap_before": before[1],
+                  "mean_relative_length_gap_after": after[1]}
 
 
 def near_duplicates(texts: Sequence[str], threshold: float = 0.8, num_perm: int = 128, shingle: int = 3) -> dict[str, Any]:
@@ -99,43 +131,125 @@ def contamination(train_texts: Sequence[str], eval_texts: Sequence[str], n: int 
     return {"n": n, "train_items": len(train_texts), "eval_items": len(eval_texts), "contaminated": len(hits), "items": hits}
 
 
-def data_card(records: Iterable[tuple[str, PreferencePair]], dedup_sample: int = 20000) -> dict[str, Any]:
-    """Streaming summary of a preference file: counts, word lengths of chosen and rejected (mean, quantiles from a
-    fixed-size reservoir), the chosen-longer rate, ties and margins, and duplicates among the first
-    ``dedup_sample`` prompts. Memory does not grow with the file beyond the reservoirs."""
+def _histogram(columns: dict[str, np.ndarray], bins: int = 30, upper_quantile: float = 99.0) -> dict[str, Any]:
+    """Shared-edge histograms of a few samples (edges up to the ``upper_quantile`` of all of them; the last bin takes
+    everything above, so nothing is cut from the counts)."""
+    both = np.concatenate([c for c in columns.values() if c.size]) if columns else np.zeros(0)
+    if both.size == 0:
+        return {"edges": [], **{k: [] for k in columns}}
+    lo, hi = float(both.min()), float(np.percentile(both, upper_quantile))
+    edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
+    return {"edges": edges.tolist(), **{k: np.histogram(np.clip(c, lo, edges[-1]), edges)[0].tolist() for k, c in columns.items()}}
+
+
+def data_card(records: Iterable[tuple[str, PreferencePair]], dedup_sample: int = 20000,
+              token_counter: Callable[[Sequence[tuple[Any, str]]], list[int]] | None = None, max_length: int | None = None,
+              eval_texts: Sequence[str] | None = None, contamination_n: int = 13, near_threshold: float = 0.8,
+              reservoir_size: int = 10000, batch: int = 256) -> dict[str, Any]:
+    """Streaming summary of a preference file, in memory that does not grow with it (fixed-size reservoirs):
+
+    * counts, word lengths of chosen and rejected (means over all pairs; quantiles and histograms from a
+      ``reservoir_size`` uniform sample), the chosen-longer rate, ties, margins, weights, strength labels;
+    * with ``token_counter`` (``(prompt, response)`` pairs -> token counts of the rendered conversation) and
+      ``max_length``: token lengths and how many chosen / rejected / either side exceed ``max_length`` (what training
+      at that length would cut or drop);
+    * exact and near-duplicate prompts (MinHash LSH) among the first ``dedup_sample`` pairs;
+    * with ``eval_texts``: training prompts sharing a word ``contamination_n``-gram with them (all counted, the first
+      100 listed), and how many prompts are shorter than ``contamination_n`` words (they cannot be checked this way).
+    """
     rng = random.Random(0)
-    reservoir: list[tuple[int, int]] = []
-    count = longer = ties = margins = 0
-    sums = [0.0, 0.0]
+    reservoir: list[tuple[int, ...]] = []
+    count = longer = ties = margins = weighted = 0
+    sums = [0.0, 0.0, 0.0, 0.0]
+    weight_sum = 0.0
+    over = {"chosen": 0, "rejected": 0, "either": 0}
+    strengths: Counter[str] = Counter()
     prompts: list[str] = []
-    first = None
+    eval_index: set[str] = set()
+    for text in eval_texts or ():
+        eval_index |= ngrams(text, contamination_n)
+    contaminated, contaminated_listed, too_short = 0, [], 0
+    pending: list[tuple[str, PreferencePair, int, int]] = []
+
+    def flush() -> None:
+        nonlocal count
+        tokens: list[int] = []
+        if token_counter is not None and pending:
+            tokens = token_counter([(p.prompt, side) for _, p, _, _ in pending for side in (p.chosen, p.rejected)])
+        for k, (_, pair, lc, lr) in enumerate(pending):
+            count += 1
+            row: tuple[int, ...] = (lc, lr)
+            if tokens:
+                tc, tr = tokens[2 * k], tokens[2 * k + 1]
+                sums[2] += tc
+                sums[3] += tr
+                row = (lc, lr, tc, tr)
+                if max_length is not None:
+                    over["chosen"] += tc > max_length
+                    over["rejected"] += tr > max_length
+                    over["either"] += max(tc, tr) > max_length
+            if len(reservoir) < reservoir_size:
+                reservoir.append(row)
+            elif (j := rng.randrange(count)) < reservoir_size:
+                reservoir[j] = row
+        pending.clear()
+
     for location, pair in records:
-        first = first or location
-        count += 1
         lc, lr = len(pair.chosen.split()), len(pair.rejected.split())
         sums[0] += lc
         sums[1] += lr
         longer += lc > lr
         ties += bool(pair.tie)
         margins += pair.margin is not None
-        if len(reservoir) < 10000:
-            reservoir.append((lc, lr))
-        elif (k := rng.randrange(count)) < 10000:
-            reservoir[k] = (lc, lr)
+        if pair.weight is not None:
+            weighted += 1
+            weight_sum += pair.weight
+        if pair.strength is not None:
+            strengths[pair.strength] += 1
+        prompt_text = " ".join(m.content for m in pair.prompt)
         if len(prompts) < dedup_sample:
-            prompts.append(" ".join(m.content for m in pair.prompt))
+            prompts.append(prompt_text)
+        grams = ngrams(prompt_text, contamination_n) if eval_texts is not None else set()
+        too_short += eval_texts is not None and not grams
+        if eval_index and any(g in eval_index for g in grams):
+            contaminated += 1
+            if len(contaminated_listed) < 100:
+                contaminated_listed.append(location)
+        pending.append((location, pair, lc, lr))
+        if len(pending) >= batch:
+            flush()
+    flush()
     if not count:
         return {"pairs": 0}
     arr = np.array(reservoir, dtype=float)
     quant = lambda col: {q: float(np.percentile(arr[:, col], q)) for q in (5, 50, 95)}  # noqa: E731
-    exact_prompts = len(prompts) - len(set(prompts))
-    return {"pairs": count, "chosen_mean_words": sums[0] / count, "rejected_mean_words": sums[1] / count,
-            "chosen_words_quantiles": quant(0), "rejected_words_quantiles": quant(1), "chosen_longer_rate": longer / count,
-            "ties": ties, "with_margin": margins, "repeated_prompts_in_first": {"checked": len(prompts), "repeats": exact_prompts}}
+    dups = near_duplicates(prompts, near_threshold) if len(prompts) > 1 else {"exact_duplicates": 0, "near_duplicates": 0}
+    card: dict[str, Any] = {
+        "pairs": count, "chosen_mean_words": sums[0] / count, "rejected_mean_words": sums[1] / count,
+        "chosen_words_quantiles": quant(0), "rejected_words_quantiles": quant(1), "chosen_longer_rate": longer / count,
+        "ties": ties, "with_margin": margins, "weighted": weighted, "mean_weight": weight_sum / weighted if weighted else None,
+        "strength_labels": dict(strengths),
+        "duplicates": {"checked_prompts": len(prompts), "exact": dups["exact_duplicates"], "near": dups["near_duplicates"],
+                       "near_threshold": near_threshold},
+        "histograms": {"words": _histogram({"chosen": arr[:, 0], "rejected": arr[:, 1]}),
+                       "word_gap": _histogram({"chosen_minus_rejected": arr[:, 0] - arr[:, 1]}, upper_quantile=99.5)},
+        "sample_size": len(reservoir)}
+    if token_counter is not None:
+        card["chosen_mean_tokens"], card["rejected_mean_tokens"] = sums[2] / count, sums[3] / count
+        card["chosen_tokens_quantiles"], card["rejected_tokens_quantiles"] = quant(2), quant(3)
+        card["histograms"]["tokens"] = _histogram({"chosen": arr[:, 2], "rejected": arr[:, 3]})
+        if max_length is not None:
+            card["truncation"] = {"max_length": max_length, **{f"{k}_over": v for k, v in over.items()},
+                                  "either_over_rate": over["either"] / count}
+    if eval_texts is not None:
+        card["contamination"] = {"n": contamination_n, "eval_items": len(eval_texts), "contaminated": contaminated,
+                                 "rate": contaminated / count, "first_listed": contaminated_listed,
+                                 "too_short_to_check": too_short}
+    return card
 
 
 def pairs_from_ratings(groups: dict[Any, list[tuple[str, float]]], rule: str = "best_worst", min_gap: float = 0.0,
-                       seed: int = 0) -> list[dict[str, Any]]:
+                       seed: int = 0, length_tolerance: float | None = None) -> list[dict[str, Any]]:
     """Preference pairs from rated replies grouped by prompt (UltraFeedback-style construction), each with
     ``margin`` = the rating gap:
 
@@ -143,7 +257,9 @@ def pairs_from_ratings(groups: dict[Any, list[tuple[str, float]]], rule: str = "
     * ``best_worst``: the best against the worst;
     * ``all``: every pair whose ratings differ by more than ``min_gap``.
 
-    Pairs whose gap is not above ``min_gap`` are left out; ties at the top are broken by order.
+    Pairs whose gap is not above ``min_gap`` are left out; ties at the top are broken by order. With
+    ``length_tolerance``, only replies whose word count is within that fraction of the best's are candidates
+    (length-matched construction: ``|w - w_best| <= tolerance * max(w, w_best)``); ``all`` applies it to every pair.
 
     >>> rows = pairs_from_ratings({"q": [("a", 1.0), ("b", 3.0), ("c", 2.0)]}, "all")
     >>> [(r["chosen"], r["rejected"], r["margin"]) for r in rows]
@@ -154,11 +270,20 @@ def pairs_from_ratings(groups: dict[Any, list[tuple[str, float]]], rule: str = "
     for prompt, rated in groups.items():
         if len(rated) < 2:
             continue
+        def matched(a: str, b: str) -> bool:
+            if length_tolerance is None:
+                return True
+            wa, wb = len(a.split()), len(b.split())
+            return abs(wa - wb) <= length_tolerance * max(wa, wb)
+
         if rule == "all":
-            candidates = [(rated[i], rated[j]) for j in range(len(rated)) for i in range(len(rated)) if rated[i][1] > rated[j][1]]
+            candidates = [(rated[i], rated[j]) for j in range(len(rated)) for i in range(len(rated))
+                          if rated[i][1] > rated[j][1] and matched(rated[i][0], rated[j][0])]
         else:
             best = max(rated, key=lambda r: r[1])
-            others = [r for r in rated if r is not best]
+            others = [r for r in rated if r is not best and matched(r[0], best[0]) and best[1] - r[1] > min_gap]
+            if not others:
+                continue
             if rule == "best_worst":
                 candidates = [(best, min(others, key=lambda r: r[1]))]
             elif rule == "best_random":

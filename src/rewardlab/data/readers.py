@@ -9,7 +9,7 @@ Accepted record formats (detected per record):
 3. **Anthropic HH**: ``chosen``, ``rejected`` transcripts of ``"\\n\\nHuman: ..."`` and
    ``"\\n\\nAssistant: ..."`` turns; everything before the last Assistant turn is the prompt.
 
-Optional fields: a numeric ``margin`` (margin losses), ``tie`` (true when neither reply is
+Optional fields: a numeric ``margin`` (margin losses), a ``weight`` >= 0 (multiplies the pair's loss), ``tie`` (true when neither reply is
 better), ``strength`` (a label such as "significantly better", mapped to a margin or weight by
 the training config) and ``attribute`` (which head of a multi-objective model the preference
 is about). Pairs without signal (an empty
@@ -307,6 +307,9 @@ def to_preference_pair(record: Mapping, location: str = "") -> PreferencePair:
     margin = record.get("margin")
     if margin is not None:
         _score_value(margin, location, "margin")
+    weight = record.get("weight")
+    if weight is not None and (_score_value(weight, location, "weight") < 0):
+        raise DataFormatError(location, f"expected a weight >= 0, got {weight!r}", "weight")
     tie = record.get("tie", False)
     if not isinstance(tie, bool):
         raise DataFormatError(location, f"expected true or false, got {tie!r}", "tie")
@@ -316,9 +319,8 @@ def to_preference_pair(record: Mapping, location: str = "") -> PreferencePair:
         if value is not None and not isinstance(value, str):
             raise DataFormatError(location, f"expected a string, got {type(value).__name__}", name)
         extras[name] = value
-    return PreferencePair(
-        prompt, chosen_text, rejected_text, None if margin is None else float(margin), location, tie, **extras
-    )
+    return PreferencePair(prompt, chosen_text, rejected_text, None if margin is None else float(margin), location, tie, **extras,
+                          weight=None if weight is None else float(weight))
 
 
 def iter_preference_pairs(

@@ -33,7 +33,8 @@ class PreferencePair:
     arXiv:2307.09288 eq. 2). ``tie`` marks "neither is better" (then the order of the two is
     meaningless). ``strength`` is a preference-strength label ("significantly better", ...)
     mapped to a margin or weight by the training config; ``attribute`` names the objective the
-    preference is about, for multi-objective models. ``source`` is where the record came from
+    preference is about, for multi-objective models. ``weight`` (optional, >= 0) multiplies the
+    pair's loss (e.g. written by ``rewardlab data filter`` from agreement or confidence). ``source`` is where the record came from
     (``"file:line"``), so later errors and reports can point back at it.
 
     >>> pair = PreferencePair((Message("user", "2+2?"),), chosen="4", rejected="5")
@@ -49,6 +50,7 @@ class PreferencePair:
     tie: bool = False
     strength: str | None = None
     attribute: str | None = None
+    weight: float | None = None
 
 
 @dataclass(frozen=True)

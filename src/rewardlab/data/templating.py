@@ -22,7 +22,7 @@ from typing import Any, Union
 from ..errors import ConfigError, DataFormatError
 from .records import Message
 
-__all__ = ["Prompt", "as_messages", "render", "tokenize_conversation", "tokenize_counting_cut", "tokenize_steps",
+__all__ = ["Prompt", "as_messages", "count_tokens", "render", "tokenize_conversation", "tokenize_counting_cut", "tokenize_steps",
            "tokenize_with_boundary"]
 
 Prompt = Union[str, Sequence[Message], Sequence[Mapping[str, str]]]
@@ -65,6 +65,22 @@ def render(tokenizer: Any, prompt: Sequence[Message], response: str) -> tuple[st
         return full, max(start, 0)
     head = "".join(f"{_PLAIN_ROLES[m.role]}: {m.content}\n\n" for m in prompt) + "Assistant: "
     return head + response, len(head)
+
+
+def count_tokens(tokenizer: Any, items: Sequence[tuple[Sequence[Message], str]]) -> list[int]:
+    """Token count of each ``(prompt, response)`` conversation as training and scoring render it (chat template,
+    or special tokens added without one), uncut: one batched tokenizer call.
+
+    >>> count_tokens(None, [((Message("user", "hi"),), "a")])
+    Traceback (most recent call last):
+    ...
+    rewardlab.errors.ConfigError: count_tokens needs a tokenizer
+    """
+    if tokenizer is None:
+        raise ConfigError("count_tokens needs a tokenizer")
+    texts = [render(tokenizer, as_messages(p), r)[0] for p, r in items]
+    templated = bool(getattr(tokenizer, "chat_template", None))
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=not templated, truncation=False)["input_ids"]]
 
 
 def tokenize_conversation(

@@ -235,6 +235,8 @@ class PairwiseObjective(_Defaults):
                 raise DataFormatError(pair.source, f"unknown label {pair.strength!r}; the tables know {sorted(known)}", "strength")
             margin = (self.strength_margins or {}).get(pair.strength, margin)
             weight = (self.strength_weights or {}).get(pair.strength, 1.0)
+        if pair.weight is not None:
+            weight *= pair.weight
         head = 0
         if len(self.heads) > 1 and self.ensemble == 1:
             if pair.attribute not in self.heads:
