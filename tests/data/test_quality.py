@@ -15,6 +15,7 @@ from ..conftest import SHARED_DATA, requires_shared, write_jsonl
 
 PANDALM = SHARED_DATA / "pandalm-testset" / "testset-v1.json"
 HH = SHARED_DATA / "hh-rlhf-harmless" / "harmless-base-test.jsonl.gz"
+TOPICAL = SHARED_DATA / "usr-topical-chat" / "topical_chat.json"
 
 
 def _direct_fleiss(rows):
@@ -209,3 +210,28 @@ def test_z_normalization_per_annotator(tmp_path, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"response": "x", "score": 1}])
     assert main(["data", "normalize", "--ratings", str(bad), "--output", str(tmp_path / "b.jsonl")]) != 0
     assert "bad.jsonl:1: field 'annotator': missing" in capsys.readouterr().err
+
+
+@requires_shared(TOPICAL)
+def test_pairs_from_real_ratings_with_and_without_length_matching(tmp_path):
+    def longer_rate(path):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return len(rows), np.mean([len(r["chosen"].split()) > len(r["rejected"].split()) for r in rows])
+
+    for extra, name in (([], "all.jsonl"), (["--length-tolerance", "0.2"], "matched.jsonl")):
+        assert main(["data", "pairs", "--ratings", str(TOPICAL), "--score-field", "overall", "--rule", "all", "--min-gap", "1",
+                     *extra, "--output", str(tmp_path / name)]) == 0
+    (n_all, rate_all), (n_matched, rate_matched) = longer_rate(tmp_path / "all.jsonl"), longer_rate(tmp_path / "matched.jsonl")
+    assert n_all == 537 and rate_all > 0.65  # humans rated longer replies higher on this data
+    assert 0 < n_matched < n_all and abs(rate_matched - 0.5) < 0.1
+
+
+def test_swap_cli_doubles_judge_data_with_flipped_winners(tmp_path, capsys):
+    data = write_jsonl(tmp_path / "j.jsonl", [{"prompt": "q", "response_a": "x", "response_b": "y", "winner": "A"},
+                                             {"prompt": "q", "response_a": "u", "response_b": "v", "winner": "tie"}])
+    assert main(["data", "swap", "--data", str(data), "--output", str(tmp_path / "s.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [(r["response_a"], r["winner"]) for r in rows] == [("x", "A"), ("y", "B"), ("u", "tie"), ("v", "tie")]
+    bad = write_jsonl(tmp_path / "b.jsonl", [{"prompt": "q", "response_a": "x", "response_b": "y", "winner": "left"}])
+    assert main(["data", "swap", "--data", str(bad), "--output", str(tmp_path / "t.jsonl")]) != 0
+    assert "b.jsonl:1: field 'winner': expected A, B or tie" in capsys.readouterr().err

@@ -244,6 +244,27 @@ def _cmd_filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_swap(args: argparse.Namespace) -> int:
+    from ..data.quality import swap_positions
+    from ..data.readers import iter_records, refuse_overwriting_input
+    from ..errors import DataFormatError
+
+    refuse_overwriting_input(args.output, args.data)
+    written = 0
+    with open(args.output, "w") as handle:
+        for location, record in iter_records(args.data):
+            for name in ("response_a", "response_b", args.winner_field):
+                if name not in record:
+                    raise DataFormatError(location, "expected judge data {prompt, response_a, response_b, winner}", name)
+            if record[args.winner_field] not in ("A", "B", "tie"):
+                raise DataFormatError(location, f"expected A, B or tie, got {record[args.winner_field]!r}", args.winner_field)
+            for row in swap_positions([record], args.winner_field):
+                handle.write(dumps(row) + "\n")
+                written += 1
+    print(dumps({"read": written // 2, "written": written}))
+    return 0
+
+
 def _cmd_normalize(args: argparse.Namespace) -> int:
     from ..data.normalization import z_normalize_ratings
     from ..data.readers import iter_records, refuse_overwriting_input
@@ -364,6 +385,11 @@ def register(sub: Any) -> None:
     add_scorer_flags(q, required=False, exclude=("show_progress",),
                      model_help="reward model for --min-rm-confidence / --weight-by rm_confidence")
     q.set_defaults(func=_cmd_filter)
+    q = cmds.add_parser("swap", help="judge data in both orders, the winner flipped (position-bias augmentation)")
+    q.add_argument("--data", required=True, help="{prompt, response_a, response_b, winner} records")
+    q.add_argument("--winner-field", default="winner", help="the field holding A, B or tie")
+    q.add_argument("--output", required=True, help="each record, then its swapped copy (JSON Lines)")
+    q.set_defaults(func=_cmd_swap)
     q = cmds.add_parser("normalize", help="z-normalize ratings per annotator (or globally): adds <field>_z")
     q.add_argument("--ratings", required=True, help="rating records")
     q.add_argument("--score-field", default="score", help="rating field(s), comma-separated")

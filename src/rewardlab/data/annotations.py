@@ -218,8 +218,10 @@ def _pair_texts(record: Any, location: str, counts: Counter[str]) -> tuple[Any, 
     """Prompt and the two responses of an annotated comparison: ``prompt`` (text or messages) or PandaLM's
     ``instruction`` (+ ``input``); ``response_a``/``response_b`` or ``response1``/``response2``.
 
-    A response stored as a JSON number or boolean (PandaLM has six ``true`` where a model answered "True") is read
-    as its text (``True``/``False`` for booleans, as the Python/pandas export wrote it) and counted in ``counts``."""
+    A response stored as a JSON number or boolean (PandaLM has six ``true``) is read as its JSON text, as the judge
+    tools read it, and counted in ``counts``."""
+    from .readers import scalar_as_text
+
     if "prompt" in record:
         prompt = record["prompt"]
     elif "instruction" in record:
@@ -230,13 +232,9 @@ def _pair_texts(record: Any, location: str, counts: Counter[str]) -> tuple[Any, 
         if a in record and b in record:
             sides = []
             for name in (a, b):
-                value = record[name]
-                if isinstance(value, (bool, int, float)) and not (isinstance(value, float) and not math.isfinite(value)):
-                    counts["responses stored as JSON numbers or booleans, read as text"] += 1
-                    value = str(value)
-                if not isinstance(value, str):
-                    raise DataFormatError(location, f"expected a string, got {type(value).__name__}", name)
-                sides.append(value)
+                if not isinstance(record[name], str):
+                    counts["responses stored as JSON numbers or booleans, read as their JSON text"] += 1
+                sides.append(scalar_as_text(record[name], location, name))
             return prompt, sides[0], sides[1]
     raise DataFormatError(location, "expected the two compared responses ('response_a' and 'response_b', or 'response1' and "
                                     "'response2')", "response_a")

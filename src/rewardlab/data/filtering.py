@@ -69,6 +69,10 @@ class PairFilter:
         for key, value in (self.stratum_weights or {}).items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"stratum weight of {key!r} must be a number >= 0, got {value!r}")
+        if self.stratum_field != PairFilter.stratum_field and not self.stratum_weights:
+            raise ConfigError("stratum_field names the field stratum_weights reads: give stratum_weights too")
+        if self.gap_field != PairFilter.gap_field and self.min_gap is None:
+            raise ConfigError("gap_field names the field min_gap reads: give min_gap too")
         if self.mode == "drop" and self.down_weight != PairFilter.down_weight:
             raise ConfigError("down_weight applies with mode='weight' only")
         if not self.criteria() and not self.weight_by and not self.stratum_weights:

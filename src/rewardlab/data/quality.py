@@ -296,7 +296,7 @@ def pairs_from_ratings(groups: dict[Any, list[tuple[str, float]]], rule: str = "
     return out
 
 
-def swap_positions(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def swap_positions(pairs: Sequence[dict[str, Any]], winner_field: str = "winner") -> list[dict[str, Any]]:
     """Judge data with every pair also in the other order (``response_a`` <-> ``response_b``, the winner flipped), so a
     judge or a pairwise RM cannot learn a position preference.
 
@@ -307,7 +307,8 @@ def swap_positions(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for p in pairs:
         out.append(dict(p))
-        out.append({**p, "response_a": p["response_b"], "response_b": p["response_a"], "winner": flip.get(p.get("winner"), p.get("winner"))})
+        out.append({**p, "response_a": p["response_b"], "response_b": p["response_a"],
+                    winner_field: flip.get(p.get(winner_field), p.get(winner_field))})
     return out
 
 

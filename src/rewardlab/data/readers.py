@@ -415,6 +415,20 @@ def pair_sides(record: Mapping, location: str = "") -> tuple[tuple[tuple[Message
         return sides[0], sides[1]
 
 
+def scalar_as_text(value: Any, location: str, field_name: str) -> str:
+    """A response that must be text; a JSON number or boolean is read as its JSON text (PandaLM has six responses
+    stored as ``true`` where a model answered "true"), anything else is an error naming the field.
+
+    >>> scalar_as_text(True, "f:1", "response1"), scalar_as_text("ok", "f:1", "response1")
+    ('true', 'ok')
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+        return json.dumps(value)
+    raise DataFormatError(location, f"expected a string, got {type(value).__name__}", field_name)
+
+
 def _score_value(value: Any, location: str, field_name: str) -> float:
     """A finite number from a record (JSON's NaN / Infinity extensions are refused here, not at training step 1)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ..data.readers import iter_records, pair_sides
+from ..data.readers import iter_records, pair_sides, scalar_as_text
 from ..data.records import Message
 from ..errors import DataFormatError
 
@@ -28,11 +26,6 @@ class JudgeItem:
     source: str = ""
 
 
-def _text(value: Any) -> str:
-    # PandaLM has a few responses stored as JSON booleans (the model answered "true").
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def _convert(record: Mapping, location: str) -> JudgeItem:
     if "response1" in record and "instruction" in record:  # PandaLM test set
         prompt = record["instruction"] + ("\n\n" + record["input"] if record.get("input") else "")
@@ -42,7 +35,8 @@ def _convert(record: Mapping, location: str) -> JudgeItem:
                 if record[name] not in _PANDALM_VOTE:
                     raise DataFormatError(location, f"expected 0, 1 or 2, got {record[name]!r}", name)
                 votes.append(_PANDALM_VOTE[record[name]])
-        return JudgeItem((Message("user", prompt),), _text(record["response1"]), _text(record["response2"]), tuple(votes),
+        return JudgeItem((Message("user", prompt),), scalar_as_text(record["response1"], location, "response1"),
+                         scalar_as_text(record["response2"], location, "response2"), tuple(votes),
                          str(record.get("idx", location)), location)
     (prompt, chosen), (_, rejected) = pair_sides(record, location)
     # a preference pair: the human verdict is that the chosen reply (shown as A) is better
