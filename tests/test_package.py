@@ -47,7 +47,7 @@ LAYERS = {
     "scoring": {"data", "errors", "config", "devices", "losses", "metrics", "models", "judges", "control"},
     "labeling": {"data", "errors", "config", "models", "scoring", "judges"},
     "search": {"data", "errors", "config", "metrics", "scoring", "labeling"},
-    "overopt": {"data", "errors", "config", "scoring", "search", "jsonsafe", "training"},
+    "overopt": {"data", "errors", "config", "scoring", "search", "jsonsafe", "training", "labeling", "judges"},
     "evaluation": {"data", "errors", "config", "metrics", "models", "scoring", "jsonsafe"},
     "training": {"data", "errors", "config", "devices", "losses", "metrics", "models", "evaluation"},
     "demo": {"data", "errors", "metrics", "scoring", "training"},

@@ -8,6 +8,9 @@ import math
 import numpy as np
 import pytest
 
+from rewardlab.cli import main
+from rewardlab.errors import ConfigError
+
 from rewardlab.overopt.curves import best_of_n_weights, bon_curve, tilted_curve
 from rewardlab.overopt.fits import fit_gao
 from rewardlab.scoring.protocol import FunctionScorer
@@ -116,24 +119,97 @@ def test_pools_are_seeded_per_prompt_resume_after_a_kill_and_carry_gold(tmp_path
     assert all(len(r["candidates"]) == len(r["gold"]) == 4 for r in rows) and rows[2]["gold"] == [0.0] * 4  # bees, not rain
 
 
-def test_quick_run_builds_pool_proxies_curves_and_summary_and_reuses_finished_steps(tiny_llama_dir, tmp_path):
-    from rewardlab.overopt.harness import quick_run
+class Scripted:  # replies that follow the instruction or not, on topic or not: the gold varies, the proxies can learn
+    calls = 0
 
-    class Scripted:  # replies that follow the instruction or not, on topic or not
-        calls = 0
+    def continue_solution(self, prompt, prefix, n, max_new_tokens=64, stop=None, seed=None):
+        Scripted.calls += 1
+        rng = np.random.default_rng(seed)
+        topic = prompt[-1].content.split("about ")[-1].split()[0].strip(".")
+        return [("- " + topic + " a\n- b\n- c" if rng.random() < 0.5 else f"{topic} is nice and golden and gentle " * int(rng.integers(1, 4)))
+                for _ in range(n)]
 
-        def continue_solution(self, prompt, prefix, n, max_new_tokens=64, stop=None, seed=None):
-            Scripted.calls += 1
-            rng = np.random.default_rng(seed)
-            topic = prompt[-1].content.split("about ")[-1].split()[0].strip(".")
-            return [("- " + topic + " a\n- b\n- c" if rng.random() < 0.5 else f"{topic} is nice and golden and gentle " * int(rng.integers(1, 4)))
-                    for _ in range(n)]
 
-    summary = quick_run(Scripted(), str(tiny_llama_dir), tmp_path / "q", sizes=(40, 80), prompts=6, n=4, epochs=1.0,
-                        bootstrap=20, show_progress=False)
-    assert set(summary["peaks"]) == {"40", "80"} and isinstance(summary["larger_proxy_peaks_higher"], bool)
-    assert all((tmp_path / "q" / f"overopt_{s}" / "report.md").is_file() for s in (40, 80))
+def test_experiment_builds_pool_proxies_mitigations_rounds_and_report_and_resumes(tiny_llama_dir, tmp_path):
+    import shutil
+
+    from rewardlab.overopt.experiment import OveroptConfig, run_experiment
+
+    config = OveroptConfig(proxy_backbone=str(tiny_llama_dir), proxy_sizes=(40, 80), seeds=(0, 1), prompts=6, n=4, epochs=1.0,
+                           bootstrap=20, rounds=1, round_n=2, min_improvement=-1.0)
+    summary = run_experiment(config, tmp_path / "q", generator=Scripted(), show_progress=False)
+    assert set(summary["sizes"]) == {"40", "80"} and isinstance(summary["larger_proxy_peaks_higher"], bool)
+    row = summary["sizes"]["80"]
+    assert set(row["seeds"]) == {"seed0", "seed1"} and row["peak_gold_sd"] is not None
+    assert set(row["mitigations"]) == {"ensemble:mean_minus_std", "length_penalty:0.1"} and row["mitigations"]["length_penalty:0.1"]["runs"] == 2
+    rounds = summary["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1] and rounds[1]["training_pairs"] > rounds[0]["training_pairs"]
+    assert all(0 <= r["policy_gold"] <= 1.5 for r in rounds)
+    report = (tmp_path / "q" / "report.md").read_text()
+    assert "Iterative re-training" in report and "ensemble:mean_minus_std" in report and (tmp_path / "q" / "overopt.png").is_file()
+    gap = json.loads((tmp_path / "q" / "overopt_80_seed0" / "overopt.json").read_text())["best_of_n"]["gap"]
+    assert gap[0] == pytest.approx(0.0, abs=1e-9)  # n = 1 is the reference: no gap
     calls = Scripted.calls
-    again = quick_run(Scripted(), str(tiny_llama_dir), tmp_path / "q", sizes=(40, 80), prompts=6, n=4, epochs=1.0,
-                      bootstrap=20, show_progress=False)
-    assert Scripted.calls == calls and again["peaks"] == summary["peaks"]  # pool and proxies reused: nothing redone
+    # a kill after the first measurements: the later steps' folders are missing; the rerun redoes them alone
+    for name in ("overopt_80_seed1", "round_1", "summary.json"):
+        target = tmp_path / "q" / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    again = run_experiment(config, tmp_path / "q", generator=Scripted(), show_progress=False)
+    assert Scripted.calls == calls  # pools reused: nothing sampled again
+    assert again["sizes"]["80"]["seeds"] == summary["sizes"]["80"]["seeds"]  # the retrained proxy gives the same curve
+    assert again["rounds"][1]["training_pairs"] == rounds[1]["training_pairs"]
+    with pytest.raises(ConfigError, match="holds a run with another configuration"):
+        run_experiment(OveroptConfig(proxy_backbone=str(tiny_llama_dir), proxy_sizes=(40,), seeds=(0, 1), prompts=6, n=4), tmp_path / "q",
+                       generator=Scripted(), show_progress=False)
+
+
+def test_yaml_configuration_is_checked_and_runs_from_the_cli(tiny_llama_dir, tmp_path, capsys):
+    from rewardlab.overopt.experiment import load_config
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("prompts: 4\nproxy_size: [10]\n")
+    with pytest.raises(ConfigError, match="bad.yaml: unknown setting 'proxy_size'"):
+        load_config(bad)
+    bad.write_text("seeds: 3\n")
+    with pytest.raises(ConfigError, match="seeds expects a list"):
+        load_config(bad)
+    bad.write_text("mitigations: [ensemble:median]\n")
+    with pytest.raises(ConfigError, match="ensemble takes one of"):
+        load_config(bad)
+    good = tmp_path / "run.yaml"
+    good.write_text(f"policy: {tiny_llama_dir}\nproxy_backbone: {tiny_llama_dir}\nproxy_sizes: [16, 32]\nseeds: [0]\n"
+                    "prompts: 3\nn: 4\nmax_new_tokens: 8\nepochs: 1\nbootstrap: 10\nmitigations: [length_penalty:0.1]\nrounds: 0\n")
+    assert load_config(good).proxy_sizes == (16, 32)
+    assert main(["overopt", "--config", str(good), "--output-dir", str(tmp_path / "run")]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(summary["sizes"]) == {"16", "32"} and summary["rounds"] == []
+    pool = [json.loads(line) for line in (tmp_path / "run" / "pool.jsonl").read_text().splitlines()]
+    assert len(pool) == 3 and all(len(r["token_logprobs"]) == 4 and all(lp < 0 for c in r["token_logprobs"] for lp in c) for r in pool)
+    assert main(["overopt", "--config", str(good), "--seed", "3", "--output-dir", str(tmp_path / "run")]) != 0
+    assert "settings of the configuration file" in capsys.readouterr().err
+
+
+def test_local_generator_log_probs_equal_a_teacher_forced_forward_pass(tiny_llama_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rewardlab.data.records import Message
+    from rewardlab.labeling.generators import LocalHFGenerator
+
+    gen = LocalHFGenerator(str(tiny_llama_dir), temperature=0.8, seed=0)
+    prompt = (Message("user", "Write about bees."),)
+    sampled = gen.sample_with_logprobs(prompt, 3, 12, seed=4)
+    assert [t for t, _ in sampled] == gen.continue_solution(prompt, "", 3, 12, seed=4)  # the same draws
+    head = gen.tokenizer.apply_chat_template([m.as_dict() for m in prompt], tokenize=False, add_generation_prompt=True)
+    ids = gen.tokenizer(head, add_special_tokens=False)["input_ids"]
+    torch.manual_seed(4)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    out = gen.lm.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), do_sample=True,
+                          temperature=0.8, top_p=0.95, max_new_tokens=12, num_return_sequences=3,
+                          pad_token_id=gen.tokenizer.pad_token_id)
+    for row, (_, logps) in zip(out, sampled):
+        new = row[len(ids):][: len(logps)]
+        with torch.no_grad():
+            logits = model(torch.cat([torch.tensor(ids), new])[None]).logits[0, len(ids) - 1 : -1].log_softmax(-1)
+        direct = logits.gather(-1, new[:, None]).squeeze(-1)
+        assert len(logps) >= 1 and torch.allclose(torch.tensor(logps), direct, atol=1e-4)

@@ -191,6 +191,15 @@ def scorer_config(args: argparse.Namespace, only: typing.Collection[str] | None 
     return ScorerConfig(**{k: v for k, v in values.items() if v is not None})
 
 
+def refuse_scorer_flags(args: argparse.Namespace, why: str, keep: typing.Collection[str] = ("model", "show_progress")) -> None:
+    """Raise when a scoring flag was given that this use of the command does not read (no flag silently ignored)."""
+    from ..scoring.config import ScorerConfig
+
+    stray = [f.name for f in dataclasses.fields(ScorerConfig) if f.name not in keep and getattr(args, f.name, None) is not None]
+    if stray:
+        raise RewardlabError(f"--{stray[0].replace('_', '-')} {why}")
+
+
 def build_scorer(args: argparse.Namespace, progress: bool = False, **overrides: Any) -> Any:
     """The scorer the scoring flags in ``args`` describe (``rewardlab.scoring.build_scorer(scorer_config(args))``).
 

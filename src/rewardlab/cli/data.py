@@ -223,14 +223,9 @@ def _cmd_filter(args: argparse.Namespace) -> int:
         raise ConfigError("--down-weight applies with --mode weight only")
     scorer = None
     if not args.model:
-        import dataclasses
+        from .common import refuse_scorer_flags
 
-        from ..scoring.config import ScorerConfig
-
-        stray = [f.name for f in dataclasses.fields(ScorerConfig)
-                 if f.name not in ("model", "show_progress") and getattr(args, f.name, None) is not None]
-        if stray:
-            raise ConfigError(f"--{stray[0].replace('_', '-')} configures the RM of --model, which is not given")
+        refuse_scorer_flags(args, "configures the RM of --model, which is not given")
     if args.model:
         if not rule.needs_rm:
             raise ConfigError("--model scores pairs for --min-rm-confidence or --weight-by rm_confidence; neither is set")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,16 +71,28 @@ def _cmd_bon_curve(args: argparse.Namespace) -> int:
 
 
 def _cmd_overopt(args: argparse.Namespace) -> int:
-    from ..overopt.harness import quick_run, run_overopt
+    from ..overopt.harness import run_overopt
 
-    if args.quick:
-        from ..labeling.generators import LocalHFGenerator
+    if args.quick or args.config:
+        from ..overopt.experiment import OveroptConfig, load_config, run_experiment
 
+        if args.quick and args.config:
+            raise RewardlabError("--quick is the default configuration; give --quick or --config, not both")
         if args.data or args.model:
-            raise RewardlabError("--quick samples its own pool and trains its own proxies: drop --data and --model")
-        summary = quick_run(LocalHFGenerator("builtin:smollm2", temperature=1.0, seed=args.seed), "builtin:minilm",
-                            args.output_dir, bootstrap=args.bootstrap, seed=args.seed)
-        print(dumps(summary))
+            raise RewardlabError("an experiment samples its own pool and trains its own proxies: drop --data and --model")
+        from .common import refuse_scorer_flags
+
+        refuse_scorer_flags(args, "configures --model's scorer; an experiment trains its own proxies (mitigations go in --config)")
+        if args.config:
+            if args.seed != 0 or args.bootstrap != 200 or args.betas:
+                raise RewardlabError("with --config, seed, bootstrap and betas are settings of the configuration file")
+            config = load_config(args.config)
+        else:
+            config = OveroptConfig(seed=args.seed, bootstrap=args.bootstrap,
+                                   betas=tuple(float(b) for b in args.betas.split(",")) if args.betas else None)
+        summary = run_experiment(config, args.output_dir)
+        print(dumps({k: v for k, v in summary.items() if k != "config"}))
+        print(f"[rewardlab] report: {Path(args.output_dir) / 'report.md'}", file=sys.stderr)
         return 0
     if not args.data or not args.model:
         raise RewardlabError("give --data (a gold-labelled pool) and --model (the proxy), or --quick")
@@ -169,8 +182,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("overopt", help="over-optimization: gold vs proxy reward against sqrt(KL), best-of-n and KL-regularized, Gao fits")
     add_scorer_flags(p, required=False, model_help="the proxy reward model (any scorer)")
     p.add_argument("--quick", action="store_true",
-                   help="the whole small experiment: a SmolLM2 pool of 24 demo prompts x 16, MiniLM proxies on 250 and 1,000 "
-                        "pairs, curves, fits and summary.json (resumable; ~6 minutes on 2 CPU cores)")
+                   help="the whole small experiment (the default configuration): a SmolLM2 pool of 24 demo prompts x 16, MiniLM "
+                        "proxies on 250 and 1,000 pairs x 2 seeds, mitigations, 2 re-training rounds, report (resumable)")
+    p.add_argument("--config", default=None, help="a YAML experiment configuration (the fields of OveroptConfig; see "
+                                                   "docs/overoptimization.md), run like --quick")
     p.add_argument("--data", default=None, help="a candidate pool with gold per candidate: {prompt, candidates, gold|correct} "
                                                  "or GSM8K example model solutions")
     p.add_argument("--output-dir", required=True, help="overopt.json, report.md and overopt.png go here")

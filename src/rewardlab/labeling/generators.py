@@ -41,9 +41,8 @@ class LocalHFGenerator:
         self.temperature, self.top_p, self.seed = temperature, top_p, seed
         self.calls = 0
 
-    def continue_solution(self, prompt: Sequence[Message], prefix: str, n: int, max_new_tokens: int = 256,
-                          stop: str | None = None, seed: int | None = None) -> list[str]:
-        """``n`` sampled continuations; ``seed`` fixes this call's draws (default: the generator's seed + call count)."""
+    def _generate(self, prompt: Sequence[Message], prefix: str, n: int, max_new_tokens: int, seed: int | None,
+                  logprobs: bool) -> tuple[Any, Any, Any]:
         import torch
 
         self.calls += 1
@@ -57,8 +56,36 @@ class LocalHFGenerator:
         with torch.inference_mode():
             out = self.lm.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=self.temperature,
                                    top_p=self.top_p, max_new_tokens=max_new_tokens, num_return_sequences=n,
-                                   pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-        return [_cut(self.tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True), stop) for row in out]
+                                   pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                                   output_logits=logprobs, return_dict_in_generate=True)
+        return ids, out.sequences, out.logits if logprobs else None
+
+    def continue_solution(self, prompt: Sequence[Message], prefix: str, n: int, max_new_tokens: int = 256,
+                          stop: str | None = None, seed: int | None = None) -> list[str]:
+        """``n`` sampled continuations; ``seed`` fixes this call's draws (default: the generator's seed + call count)."""
+        ids, sequences, _ = self._generate(prompt, prefix, n, max_new_tokens, seed, False)
+        return [_cut(self.tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True), stop) for row in sequences]
+
+    def sample_with_logprobs(self, prompt: Sequence[Message], n: int, max_new_tokens: int = 256,
+                             seed: int | None = None) -> list[tuple[str, list[float]]]:
+        """``n`` sampled replies with each generated token's log-probability under the model itself (raw logits,
+        temperature 1, no top-p: ``log pi(y_t | x, y_<t)``), up to and including the end-of-sequence token; the same
+        draws as :meth:`continue_solution` with the same seed. Shapes: n replies, each with one float per token."""
+        import torch
+
+        ids, sequences, logits = self._generate(prompt, "", n, max_new_tokens, seed, True)
+        new = sequences[:, ids.shape[1]:]  # (n, T)
+        steps = torch.stack(list(logits), dim=1).float().log_softmax(-1)  # (n, T, vocab)
+        token_logps = steps.gather(-1, new[:, : steps.shape[1], None]).squeeze(-1)
+        configured = getattr(self.lm.generation_config, "eos_token_id", None)
+        eos = set(configured if isinstance(configured, list) else [configured]) | {self.tokenizer.eos_token_id}
+        eos.discard(None)
+        out = []
+        for row in range(new.shape[0]):
+            tokens = new[row].tolist()
+            end = next((t + 1 for t, tok in enumerate(tokens) if tok in eos), len(tokens))
+            out.append((self.tokenizer.decode(new[row][:end], skip_special_tokens=True), token_logps[row, :end].tolist()))
+        return out
 
 
 class ChatEndpointGenerator:
@@ -88,3 +115,19 @@ class ChatEndpointGenerator:
             return [_cut(r.text, stop) for r in replies]
         return [_cut(self.client.complete(messages, temperature=self.temperature, max_tokens=max_new_tokens).text, stop)
                 for _ in range(n)]
+
+    def sample_with_logprobs(self, prompt: Sequence[Message], n: int, max_new_tokens: int = 256,
+                             seed: int | None = None) -> list[tuple[str, list[float] | None]]:
+        """``n`` replies with the server's per-token log-probs (one request with ``n`` and ``logprobs``; None for a
+        reply the server returned without them). The server's log-probs are of its sampling distribution as it
+        reports them (vLLM: the model's, before temperature unless configured otherwise)."""
+        from ..judges.clients import OpenAIChatClient
+
+        messages = [m.as_dict() for m in prompt]
+        if isinstance(self.client, OpenAIChatClient):
+            replies = self.client.complete_many(messages, n, temperature=self.temperature, max_tokens=max_new_tokens,
+                                                logprobs=True, concurrency=self.concurrency)
+        else:
+            replies = [self.client.complete(messages, temperature=self.temperature, max_tokens=max_new_tokens, logprobs=True)
+                       for _ in range(n)]
+        return [(r.text, list(r.token_logprobs) if r.token_logprobs else None) for r in replies]

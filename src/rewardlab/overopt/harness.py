@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,36 @@ from ..scoring.protocol import Scorer
 from .curves import bon_curve, tilted_curve
 from .fits import fit_gao
 
-__all__ = ["quick_run", "read_pool", "run_overopt"]
+__all__ = ["Pool", "overoptimization_gap", "read_pool", "run_overopt"]
 
 
-def read_pool(data: str | os.PathLike) -> tuple[list[Any], list[list[str]], np.ndarray, list[str]]:
-    """``(prompts, candidates, gold (P, K), sources)``; rows cut to the smallest candidate count K."""
+@dataclass(frozen=True)
+class Pool:
+    """A gold-labelled candidate pool: P prompts with K candidates each (rows cut to the smallest K).
+
+    ``gold`` is ``(P, K)``; ``token_logprobs[i][j]`` the reference policy's per-token log-probs of candidate j of
+    prompt i when the pool carries them (``rewardlab overopt-pool`` writes them), else None."""
+
+    prompts: list[Any]
+    candidates: list[list[str]]
+    gold: np.ndarray
+    sources: list[str]
+    token_logprobs: list[list[list[float] | None]] | None = None
+
+    def logprob_summary(self) -> dict[str, float] | None:
+        """Mean log-prob per token and per reply of the candidates under the reference policy (None without them)."""
+        if self.token_logprobs is None:
+            return None
+        replies = [lp for row in self.token_logprobs for lp in row if lp]
+        if not replies:
+            return None
+        tokens = sum(len(lp) for lp in replies)
+        return {"mean_token_logprob": float(sum(sum(lp) for lp in replies) / tokens),
+                "mean_reply_logprob": float(np.mean([sum(lp) for lp in replies])), "mean_reply_tokens": tokens / len(replies)}
+
+
+def read_pool(data: str | os.PathLike) -> Pool:
+    """Read a pool file: ``{prompt, candidates, gold|correct[, token_logprobs]}`` rows or GSM8K example solutions."""
     from ..search.best_of_n import read_candidates
 
     rows = read_candidates(data)
@@ -41,12 +66,33 @@ def read_pool(data: str | os.PathLike) -> tuple[list[Any], list[list[str]], np.n
         if len(values) != len(row["candidates"]) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and
                                                               np.isfinite(v) for v in values):
             raise DataFormatError(row["source"], "expected one finite number per candidate", "gold")
+        logps = row.get("token_logprobs")
+        if logps is not None and (not isinstance(logps, list) or len(logps) != len(row["candidates"])):
+            raise DataFormatError(row["source"], "expected one list of token log-probs (or null) per candidate", "token_logprobs")
         golds.append(values)
     k = min(len(r["candidates"]) for r in rows)
     if k < 2:
         raise DataFormatError(str(data), "over-optimization needs at least 2 candidates per prompt")
-    return ([r["prompt"] for r in rows], [r["candidates"][:k] for r in rows], np.array([g[:k] for g in golds], dtype=float),
-            [r["source"] for r in rows])
+    logprobs = [r["token_logprobs"][:k] for r in rows] if all(r.get("token_logprobs") is not None for r in rows) else None
+    return Pool([r["prompt"] for r in rows], [r["candidates"][:k] for r in rows], np.array([g[:k] for g in golds], dtype=float),
+                [r["source"] for r in rows], logprobs)
+
+
+def overoptimization_gap(gold_curve: Sequence[float], proxy_curve: Sequence[float], gold: np.ndarray,
+                         proxy: np.ndarray) -> list[float]:
+    """The over-optimization gap along a curve: proxy minus gold, each standardized by its mean and standard deviation
+    over the reference policy's samples (the whole pool), so both start at 0 at d = 0 and are in the same units:
+    ``gap = (R_proxy - mu_proxy) / sigma_proxy - (R_gold - mu_gold) / sigma_gold``. A gap that grows with d is the
+    proxy's gain that the gold does not share.
+
+    >>> pool = np.array([[0.0, 1.0]])
+    >>> overoptimization_gap([0.5, 1.0], [0.5, 1.0], pool, pool)
+    [0.0, 0.0]
+    """
+    def z(values: Sequence[float], ref: np.ndarray) -> np.ndarray:
+        return (np.asarray(values, dtype=float) - ref.mean()) / (ref.std() or 1.0)
+
+    return [float(v) for v in z(proxy_curve, proxy) - z(gold_curve, gold)]
 
 
 def _default_betas(proxy: np.ndarray, count: int = 12) -> list[float]:
@@ -59,7 +105,8 @@ def run_overopt(scorer: Scorer, data: str | os.PathLike, output_dir: str | os.Pa
                 bootstrap: int = 200, seed: int = 0, show_progress: bool = True) -> dict[str, Any]:
     """Best-of-n and KL-regularized curves of gold and proxy reward against d, Gao fits with bootstrap intervals;
     writes ``overopt.json``, ``report.md`` and (with matplotlib) ``overopt.png`` into ``output_dir``."""
-    prompts, candidates, gold, _ = read_pool(data)
+    pool = read_pool(data)
+    prompts, candidates, gold = pool.prompts, pool.candidates, pool.gold
     p, k = gold.shape
     flat = scorer.score([q for q, c in zip(prompts, candidates) for _ in c], [x for c in candidates for x in c])
     proxy = np.asarray(flat, dtype=float).reshape(p, k)
@@ -74,6 +121,8 @@ def run_overopt(scorer: Scorer, data: str | os.PathLike, output_dir: str | os.Pa
         boot_bon.append([g - b["gold"][0] for g in b["gold"]])
         boot_tilt.append([g - float(gold[idx].mean()) for g in t["gold"]])
     base = float(gold.mean())  # the reference policy's gold: n = 1, beta -> infinity
+    for curve in (bon, tilt):
+        curve["gap"] = overoptimization_gap(curve["gold"], curve["proxy"], gold, proxy)
     fits = {}
     if len(ns) >= 3:
         fits["bon"] = asdict(fit_gao(bon["d"], [g - bon["gold"][0] for g in bon["gold"]], "bon", boot_bon))
@@ -81,7 +130,8 @@ def run_overopt(scorer: Scorer, data: str | os.PathLike, output_dir: str | os.Pa
     for name, fit in fits.items():  # a peak past the largest measured d is the form's extrapolation, not a measurement
         measured = max((bon if name == "bon" else tilt)["d"])
         fit["peak_within_data"] = fit["peak_d"] is not None and fit["peak_d"] <= measured
-    result = {"prompts": p, "candidates_per_prompt": k, "reference_gold": base, "best_of_n": bon, "tilted": tilt,
+    result = {"prompts": p, "candidates_per_prompt": k, "reference_gold": base, "reference_logprobs": pool.logprob_summary(),
+              "best_of_n": bon, "tilted": tilt,
               "fits": fits, "bootstrap": bootstrap, "scorer": scorer.describe()}
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +151,7 @@ def _plot(result: dict[str, Any], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, gap) = plt.subplots(1, 2, figsize=(11, 4))
     bon, tilt = result["best_of_n"], result["tilted"]
     ax.plot(bon["d"], bon["gold"], "o-", label="gold, best-of-n")
     ax.plot(tilt["d"], tilt["gold"], "s-", label="gold, KL-regularized (tilted pool)")
@@ -111,6 +161,11 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     ax2.plot(bon["d"], bon["proxy"], "--", color="gray", label="proxy, best-of-n")
     ax2.set_ylabel("proxy reward")
     ax.legend(loc="lower right", fontsize=7)
+    gap.plot(bon["d"], bon["gap"], "o-", label="best-of-n")
+    gap.plot(tilt["d"], tilt["gap"], "s-", label="KL-regularized")
+    gap.axhline(0, color="k", lw=1)
+    gap.set(xlabel="d = sqrt(KL)", ylabel="standardized proxy - standardized gold", title="Over-optimization gap")
+    gap.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -119,11 +174,13 @@ def _plot(result: dict[str, Any], path: Path) -> None:
 def _report(result: dict[str, Any], path: Path) -> None:
     fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
     lines = ["# Over-optimization", "", f"{result['prompts']} prompts x {result['candidates_per_prompt']} candidates; "
-             f"reference gold {fmt(result['reference_gold'])}.", "", "| n | d | gold | proxy | gold ceiling |",
-             "| --- | --- | --- | --- | --- |"]
+             f"reference gold {fmt(result['reference_gold'])}."
+             + (f" Reference log-prob: {fmt(result['reference_logprobs']['mean_token_logprob'])} per token, "
+                f"{fmt(result['reference_logprobs']['mean_reply_tokens'])} tokens per reply." if result.get("reference_logprobs") else ""), "", "| n | d | gold | proxy | gold ceiling | gap (z proxy - z gold) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     bon = result["best_of_n"]
-    lines += [f"| {n} | {fmt(d)} | {fmt(g)} | {fmt(pr)} | {fmt(c)} |"
-              for n, d, g, pr, c in zip(bon["n"], bon["d"], bon["gold"], bon["proxy"], bon["gold_ceiling"])]
+    lines += [f"| {n} | {fmt(d)} | {fmt(g)} | {fmt(pr)} | {fmt(c)} | {fmt(gp)} |"
+              for n, d, g, pr, c, gp in zip(bon["n"], bon["d"], bon["gold"], bon["proxy"], bon["gold_ceiling"], bon["gap"])]
     lines += ["", "| form | alpha (95% CI) | beta (95% CI) | R^2 | peak d | gold gain at peak | peak within the data |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, f in result["fits"].items():
@@ -133,50 +190,3 @@ def _report(result: dict[str, Any], path: Path) -> None:
     lines += ["", "The KL-regularized curve is the optimum restricted to the pool (KL <= log N); a peak beyond the "
               "largest measured d is an extrapolation.", "", "![](overopt.png)"]
     path.write_text("\n".join(lines) + "\n")
-
-
-def quick_run(generator: Any, proxy_backbone: str, output_dir: str | os.PathLike, sizes: Sequence[int] = (250, 1000),
-              prompts: int = 24, n: int = 16, max_new_tokens: int = 48, seed: int = 0, max_length: int = 128,
-              epochs: float = 3.0, bootstrap: int = 200, show_progress: bool = True) -> dict[str, Any]:
-    """The whole small experiment in one folder, resumable step by step: a gold-labelled pool of ``n`` replies to
-    ``prompts`` demo instructions from ``generator`` (``pool.jsonl``); one proxy per size in ``sizes``, trained from
-    ``proxy_backbone`` on that many gold-labelled demo pairs (``proxy_<size>/``; a finished proxy is kept); the
-    curves and fits per proxy (``overopt_<size>/``); and ``summary.json`` with each proxy's best-of-n peak and
-    whether the larger proxy peaks higher and later (Gao et al.'s finding)."""
-    import json as _json
-
-    from ..data.demo import demo_pairs
-    from ..scoring.config import ScorerConfig, build_scorer
-    from ..training.loop import train
-    from .gold import demo_gold_scorer
-    from .pool import sample_pool
-
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    questions = list(dict.fromkeys(p.prompt[0].content for p in demo_pairs("test", 8 * prompts, seed=seed)))[:prompts]
-    sample_pool(generator, questions, n, out / "pool.jsonl", demo_gold_scorer(), max_new_tokens, seed, show_progress)
-    peaks: dict[str, Any] = {}
-    for size in sizes:
-        folder = out / f"proxy_{size}"
-        if not (folder / "trainer_state.json").is_file():  # a finished proxy is reused; an unfinished one resumes
-            pairs = out / f"pairs_{size}.jsonl"
-            pairs.write_text("".join(_json.dumps({"prompt": p.prompt[0].content, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
-                                     for p in demo_pairs("train", size, seed=seed + 7)))
-            train(model=proxy_backbone, data=str(pairs), output_dir=str(folder), max_length=max_length, batch_size=16,
-                  learning_rate=5e-5, num_epochs=epochs, warmup_ratio=0.1, eval_fraction=0.1, seed=seed, show_progress=show_progress,
-                  resume=(folder / "run_config.json").is_file())
-        result = run_overopt(build_scorer(ScorerConfig(model=str(folder))), out / "pool.jsonl", out / f"overopt_{size}",
-                             bootstrap=bootstrap, seed=seed, show_progress=show_progress)
-        gold = result["best_of_n"]["gold"]
-        best = int(np.argmax(gold))
-        peaks[str(size)] = {"peak_n": result["best_of_n"]["n"][best], "peak_d": result["best_of_n"]["d"][best],
-                            "peak_gold": gold[best], "gold_at_max_n": gold[-1], "reference_gold": result["reference_gold"],
-                            "fits": result["fits"]}
-    ordered = [peaks[str(s)] for s in sorted(sizes)]
-    summary = {"sizes": sorted(sizes), "peaks": peaks,
-               "larger_proxy_peaks_higher": all(a["peak_gold"] <= b["peak_gold"] for a, b in zip(ordered, ordered[1:])),
-               "larger_proxy_peaks_later": all(a["peak_d"] <= b["peak_d"] for a, b in zip(ordered, ordered[1:]))}
-    from ..jsonsafe import dumps
-
-    (out / "summary.json").write_text(dumps(summary, indent=2))
-    return summary

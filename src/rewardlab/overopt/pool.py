@@ -20,7 +20,9 @@ def sample_pool(generator: Any, prompts: Sequence[Prompt], n: int, output: str |
                 max_new_tokens: int = 64, seed: int = 0, show_progress: bool = True) -> dict[str, int]:
     """Write ``{prompt, candidates, gold, seed}`` per prompt to ``output``; prompts already there are kept (resume).
 
-    The draws of prompt i use seed ``seed + i``, so a resumed pool equals an uninterrupted one.
+    The draws of prompt i use seed ``seed + i``, so a resumed pool equals an uninterrupted one. A generator with
+    ``sample_with_logprobs`` (the local HF generator; an OpenAI-compatible server) also gives each candidate's token
+    log-probs under the policy: ``token_logprobs`` (a list per candidate) and their sum ``logprob``.
     """
     from tqdm.auto import tqdm
 
@@ -41,9 +43,18 @@ def sample_pool(generator: Any, prompts: Sequence[Prompt], n: int, output: str |
     with path.open("a") as handle:
         for i in tqdm(range(done, len(prompts)), desc="sampling pool", unit="prompt", disable=not show_progress):
             messages = as_messages(prompts[i])
-            replies = [r.strip() for r in generator.continue_solution(messages, "", n, max_new_tokens, seed=seed + i)]
+            logprobs = None
+            if hasattr(generator, "sample_with_logprobs"):  # the reference policy's token log-probs travel with the pool
+                sampled = generator.sample_with_logprobs(messages, n, max_new_tokens, seed=seed + i)
+                replies, logprobs = [t.strip() for t, _ in sampled], [lp for _, lp in sampled]
+            else:
+                replies = [r.strip() for r in generator.continue_solution(messages, "", n, max_new_tokens, seed=seed + i)]
             scores = gold.score([prompts[i]] * len(replies), replies)
-            handle.write(json.dumps({"prompt": prompts[i] if isinstance(prompts[i], str) else [m.as_dict() for m in messages],
-                                     "candidates": replies, "gold": [float(s) for s in scores], "seed": seed + i}) + "\n")
+            row = {"prompt": prompts[i] if isinstance(prompts[i], str) else [m.as_dict() for m in messages],
+                   "candidates": replies, "gold": [float(s) for s in scores], "seed": seed + i}
+            if logprobs is not None:
+                row["token_logprobs"] = logprobs
+                row["logprob"] = [None if lp is None else float(sum(lp)) for lp in logprobs]
+            handle.write(json.dumps(row) + "\n")
             handle.flush()
     return {"prompts": len(prompts), "sampled": len(prompts) - done, "resumed": done}

@@ -1,0 +1,440 @@
+"""The whole over-optimization experiment from one configuration (a YAML file or :class:`OveroptConfig`), resumable:
+
+1. a gold-labelled pool of ``n`` replies to ``prompts`` demo instructions from the policy (with token log-probs);
+2. proxies trained on each size in ``proxy_sizes`` x each seed in ``seeds`` of gold-labelled pairs;
+3. best-of-n and KL-regularized curves, Gao fits and the over-optimization gap for every proxy;
+4. mitigations through the same harness: an ensemble of a size's seeds, a length penalty;
+5. iterative re-training (``rounds``): round r samples from the current policy (best-of-``round_n`` under the
+   current proxy), labels pairs of its samples with the gold, retrains the proxy on the union and re-measures;
+   stops when the policy's gold stops improving by ``min_improvement``;
+6. ``summary.json`` and ``report.md`` (tables and plots) at the top of the output folder.
+
+Each step writes its own folder and is skipped when finished, so a killed run continues where it stopped; the
+configuration is saved with the run and a resumed run must have the same one.
+
+The policy in the rounds is best-of-n over the *reference* policy's samples under the current proxy (a re-ranking
+policy), not a fine-tuned LM: what changes between rounds is the proxy, trained on the current policy's outputs,
+as in iterated RLHF (Bai et al. 2022 sec. 4.5; Touvron et al. 2023 sec. 3.2.2), without an RL run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..jsonsafe import dumps
+
+__all__ = ["OveroptConfig", "load_config", "run_experiment"]
+
+_AGGREGATES = ("mean", "min", "mean_minus_std", "uncertainty_weighted")
+
+
+@dataclass(frozen=True)
+class OveroptConfig:
+    """One over-optimization experiment. The defaults are ``rewardlab overopt --quick`` (about 10 minutes on 2 CPU
+    cores, docs/overoptimization.md).
+
+    >>> OveroptConfig(proxy_sizes=(100, 400), seeds=(0, 1)).proxies()
+    [(100, 0), (100, 1), (400, 0), (400, 1)]
+    """
+
+    policy: str = "builtin:smollm2"
+    """The reference policy: a local causal LM (folder or builtin name), or the model name at ``base_url``."""
+    base_url: str | None = None
+    """An OpenAI-compatible server (vLLM, SGLang, TGI) to sample from instead of a local model."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the server's API key."""
+    temperature: float = 1.0
+    """Sampling temperature of the policy."""
+    gold: str = "demo"
+    """The gold reward: 'demo' (the programmatic checks behind the demo instructions)."""
+    prompts: int = 24
+    """Evaluation prompts in the pool."""
+    n: int = 16
+    """Replies sampled per prompt (N_max of best-of-n)."""
+    max_new_tokens: int = 48
+    """Most tokens per reply."""
+    proxy_backbone: str = "builtin:minilm"
+    """Backbone the proxies are trained from."""
+    proxy_sizes: tuple[int, ...] = (250, 1000)
+    """Gold-labelled training pairs per proxy (one proxy per size and seed)."""
+    seeds: tuple[int, ...] = (0, 1)
+    """Training seeds per proxy size (each also draws its own pairs)."""
+    max_length: int = 128
+    """Proxy training and scoring max length."""
+    epochs: float = 3.0
+    """Proxy training epochs."""
+    betas: tuple[float, ...] | None = None
+    """KL coefficients of the tilted curve (default: a geometric grid from the proxy's spread)."""
+    bootstrap: int = 200
+    """Prompt resamples for the fits' intervals."""
+    mitigations: tuple[str, ...] = ("ensemble:mean_minus_std", "length_penalty:0.1")
+    """Through the same harness: 'ensemble:AGG' (a size's seeds as one ensemble; AGG one of mean, min,
+    mean_minus_std, uncertainty_weighted) and 'length_penalty:COEF' (reward minus COEF per word, each seed)."""
+    rounds: int = 2
+    """Iterative re-training rounds (0: none), on the largest proxy size's first seed."""
+    round_n: int = 4
+    """The policy of each round: best-of-round_n under the current proxy."""
+    min_improvement: float = 0.0
+    """Stop the rounds when the policy's gold improves by no more than this."""
+    seed: int = 0
+    """Seed of the prompts and the policy's draws."""
+
+    def __post_init__(self) -> None:
+        if self.gold != "demo":
+            raise ConfigError(f"gold: only 'demo' is built in, got {self.gold!r}; for another gold, label a pool yourself and "
+                              "run 'rewardlab overopt --data POOL --model PROXY'")
+        for name in ("prompts", "n", "max_new_tokens", "max_length", "round_n"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n < 2:
+            raise ConfigError(f"n must be >= 2 (best-of-n needs a choice), got {self.n}")
+        if not self.proxy_sizes or any(s < 2 for s in self.proxy_sizes) or not self.seeds:
+            raise ConfigError("proxy_sizes needs sizes >= 2 pairs and seeds at least one seed")
+        if self.rounds < 0 or self.round_n > self.n:
+            raise ConfigError(f"rounds must be >= 0 and round_n <= n, got rounds={self.rounds}, round_n={self.round_n}")
+        if self.betas is not None and any(b <= 0 for b in self.betas):
+            raise ConfigError(f"betas must be > 0, got {self.betas}")
+        for spec in self.mitigations:
+            kind, _, value = spec.partition(":")
+            if kind == "ensemble":
+                if value not in _AGGREGATES:
+                    raise ConfigError(f"mitigation {spec!r}: ensemble takes one of {', '.join(_AGGREGATES)}")
+                if len(self.seeds) < 2:
+                    raise ConfigError(f"mitigation {spec!r} ensembles a size's seeds: give at least two seeds")
+            elif kind == "length_penalty":
+                try:
+                    float(value)
+                except ValueError:
+                    raise ConfigError(f"mitigation {spec!r}: expected length_penalty:COEF") from None
+            else:
+                raise ConfigError(f"mitigation {spec!r}: expected 'ensemble:AGG' or 'length_penalty:COEF'")
+
+    def proxies(self) -> list[tuple[int, int]]:
+        return [(size, seed) for size in self.proxy_sizes for seed in self.seeds]
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
+
+
+def load_config(path: str | os.PathLike) -> OveroptConfig:
+    """An :class:`OveroptConfig` from a YAML (or JSON) file of its fields; an unknown key or a wrong type is an error
+    naming the file and the key."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(OveroptConfig)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise ConfigError(f"{path}: unknown setting {key!r}; known: {', '.join(fields)}")
+        default = fields[key].default
+        if isinstance(default, tuple) or key == "betas":
+            if value is not None and not isinstance(value, list):
+                raise ConfigError(f"{path}: {key} expects a list, got {value!r}")
+            value = None if value is None else tuple(value)
+            kinds = {"proxy_sizes": int, "seeds": int, "betas": (int, float), "mitigations": str}[key]
+            if value is not None and not all(isinstance(v, kinds) and not isinstance(v, bool) for v in value):
+                raise ConfigError(f"{path}: {key} expects a list of {getattr(kinds, '__name__', 'numbers')}, got {list(value)!r}")
+        elif isinstance(default, bool) or (default is not None and not isinstance(value, type(default))
+                                           and not (isinstance(default, float) and isinstance(value, int))):
+            raise ConfigError(f"{path}: {key} expects {type(default).__name__}, got {value!r}")
+        values[key] = value
+    return OveroptConfig(**values)
+
+
+def _generator(config: OveroptConfig) -> Any:
+    from ..labeling.generators import ChatEndpointGenerator, LocalHFGenerator
+
+    if config.base_url:
+        from ..judges.clients import OpenAIChatClient
+
+        return ChatEndpointGenerator(OpenAIChatClient(config.base_url, config.policy, config.api_key_env), config.temperature)
+    return LocalHFGenerator(config.policy, temperature=config.temperature, seed=config.seed)
+
+
+def _write_pairs(path: Path, pairs: Sequence[Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps({"prompt": p.prompt[0].content, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
+                           for p in pairs))
+    tmp.replace(path)
+
+
+def _train_proxy(config: OveroptConfig, pairs: Path, folder: Path, seed: int, show_progress: bool) -> None:
+    from ..training.loop import train
+
+    if (folder / "trainer_state.json").is_file():  # finished: reused
+        return
+    train(model=config.proxy_backbone, data=str(pairs), output_dir=str(folder), max_length=config.max_length, batch_size=16,
+          learning_rate=5e-5, num_epochs=config.epochs, warmup_ratio=0.1, eval_fraction=0.1, seed=seed,
+          show_progress=show_progress, resume=(folder / "run_config.json").is_file())
+
+
+def _measure(scorer: Any, pool: Path, out: Path, config: OveroptConfig, show_progress: bool) -> dict[str, Any]:
+    from .harness import run_overopt
+
+    if (out / "overopt.json").is_file():
+        return json.loads((out / "overopt.json").read_text())
+    return run_overopt(scorer, pool, out, config.betas, config.bootstrap, config.seed, show_progress)
+
+
+def _peak(result: dict[str, Any]) -> dict[str, Any]:
+    bon = result["best_of_n"]
+    best = int(np.argmax(bon["gold"]))
+    return {"peak_n": bon["n"][best], "peak_d": bon["d"][best], "peak_gold": bon["gold"][best], "gold_at_max_n": bon["gold"][-1],
+            "gap_at_max_n": bon["gap"][-1] if "gap" in bon else None,
+            "fit_bon_peak_d": result["fits"].get("bon", {}).get("peak_d"), "fit_bon_r2": result["fits"].get("bon", {}).get("r_squared")}
+
+
+def _policy_stats(gold: np.ndarray, proxy: np.ndarray, n: int) -> dict[str, float]:
+    """The best-of-n policy under ``proxy`` on a pool: its expected gold, and the correlation of proxy and gold on its
+    own distribution (Pearson, each candidate weighted by its probability of being the pick)."""
+    from .curves import best_of_n_weights
+
+    w = best_of_n_weights(proxy, n) / gold.shape[0]
+    mean_g, mean_p = float((w * gold).sum()), float((w * proxy).sum())
+    cov = float((w * (gold - mean_g) * (proxy - mean_p)).sum())
+    var_g, var_p = float((w * (gold - mean_g) ** 2).sum()), float((w * (proxy - mean_p) ** 2).sum())
+    corr = cov / np.sqrt(var_g * var_p) if var_g > 0 and var_p > 0 else float("nan")
+    return {"policy_gold": mean_g, "proxy_gold_correlation_on_policy": float(corr)}
+
+
+def _policy_pairs(pool: Any, proxy: np.ndarray, n: int, rng: np.random.Generator) -> list[Any]:
+    """Samples of the current policy (best-of-n under ``proxy`` in random groups of n of each prompt's candidates),
+    paired within a prompt where the gold differs: chosen = higher gold."""
+    from ..data.records import Message, PreferencePair
+
+    pairs = []
+    for i, (prompt, candidates) in enumerate(zip(pool.prompts, pool.candidates)):
+        order = rng.permutation(len(candidates))
+        picks = [int(max(group, key=lambda j: proxy[i, j])) for group in
+                 (order[k : k + n] for k in range(0, len(order) - n + 1, n))]
+        text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+        for a in range(len(picks)):
+            for b in range(a + 1, len(picks)):
+                ga, gb = pool.gold[i, picks[a]], pool.gold[i, picks[b]]
+                if ga != gb and candidates[picks[a]] != candidates[picks[b]]:
+                    good, bad = (picks[a], picks[b]) if ga > gb else (picks[b], picks[a])
+                    pairs.append(PreferencePair((Message("user", text),), candidates[good], candidates[bad]))
+    return pairs
+
+
+def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generator: Any = None,
+                   show_progress: bool = True) -> dict[str, Any]:
+    """Run (or continue) the experiment ``config`` describes in ``output_dir``; returns the summary (also written as
+    ``summary.json``, with ``report.md`` and ``overopt.png``). ``generator`` overrides the policy in ``config``
+    (anything with ``continue_solution``, e.g. a scripted generator in tests)."""
+    from ..data.demo import demo_pairs
+    from ..scoring.config import ScorerConfig, build_scorer
+    from .gold import demo_gold_scorer
+    from .harness import read_pool
+    from .pool import sample_pool
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "config.json"
+    if saved.is_file() and json.loads(saved.read_text()) != json.loads(dumps(config.to_json())):
+        raise ConfigError(f"{out} holds a run with another configuration ({saved}); use another --output-dir")
+    saved.write_text(dumps(config.to_json(), indent=2))
+    generator = generator or _generator(config)
+    questions = list(dict.fromkeys(p.prompt[0].content for p in demo_pairs("test", 8 * config.prompts, seed=config.seed)))
+    sample_pool(generator, questions[: config.prompts], config.n, out / "pool.jsonl", demo_gold_scorer(), config.max_new_tokens,
+                config.seed, show_progress)
+    pool_path = out / "pool.jsonl"
+    results: dict[str, dict[str, Any]] = {}
+    for size, seed in config.proxies():
+        pairs = out / f"pairs_{size}_seed{seed}.jsonl"
+        if not pairs.is_file():
+            _write_pairs(pairs, demo_pairs("train", size, seed=seed + 7))
+        folder = out / f"proxy_{size}_seed{seed}"
+        _train_proxy(config, pairs, folder, seed, show_progress)
+        scorer = build_scorer(ScorerConfig(model=str(folder), max_length=config.max_length))
+        results[f"{size}/seed{seed}"] = _measure(scorer, pool_path, out / f"overopt_{size}_seed{seed}", config, show_progress)
+    mitigated: dict[str, dict[str, Any]] = {}
+    for spec in config.mitigations:
+        kind, _, value = spec.partition(":")
+        for size in config.proxy_sizes:
+            folders = [str(out / f"proxy_{size}_seed{s}") for s in config.seeds]
+            name = spec.replace(":", "_")
+            if kind == "ensemble":
+                scorer = build_scorer(ScorerConfig(model=folders[0], ensemble=",".join(folders[1:]), ensemble_aggregate=value,  # type: ignore[arg-type]
+                                                   max_length=config.max_length))
+                mitigated[f"{size}/{spec}"] = _measure(scorer, pool_path, out / f"overopt_{size}_{name}", config, show_progress)
+            else:
+                for seed, folder in zip(config.seeds, folders):
+                    scorer = build_scorer(ScorerConfig(model=folder, length_penalty=float(value), max_length=config.max_length))
+                    mitigated[f"{size}/{spec}/seed{seed}"] = _measure(scorer, pool_path, out / f"overopt_{size}_{name}_seed{seed}",
+                                                                      config, show_progress)
+    rounds = _run_rounds(config, out, generator, show_progress) if config.rounds else []
+    summary = _summarize(config, results, mitigated, rounds)
+    (out / "summary.json").write_text(dumps(summary, indent=2))
+    _write_report(config, summary, results, out, read_pool(pool_path).logprob_summary())
+    return summary
+
+
+def _run_rounds(config: OveroptConfig, out: Path, generator: Any, show_progress: bool) -> list[dict[str, Any]]:
+    from ..data.demo import demo_pairs
+    from ..data.readers import read_preference_pairs
+    from ..scoring.config import ScorerConfig, build_scorer
+    from .gold import demo_gold_scorer
+    from .harness import read_pool
+    from .pool import sample_pool
+
+    size, seed = max(config.proxy_sizes), config.seeds[0]
+    # prompts to label in the rounds: the demo's training instructions, never the evaluation pool's
+    label_questions = list(dict.fromkeys(p.prompt[0].content for p in demo_pairs("train", 8 * config.prompts, seed=config.seed + 1)))
+    sample_pool(generator, label_questions[: config.prompts], config.n, out / "label_pool.jsonl", demo_gold_scorer(),
+                config.max_new_tokens, config.seed + 10_000, show_progress)
+    label_pool, eval_pool = read_pool(out / "label_pool.jsonl"), read_pool(out / "pool.jsonl")
+    base_pairs = out / f"pairs_{size}_seed{seed}.jsonl"
+    folder = out / f"proxy_{size}_seed{seed}"
+    history: list[dict[str, Any]] = []
+    union = read_preference_pairs(base_pairs)[0]
+
+    def proxy_rewards(model: Path, pool: Any) -> np.ndarray:
+        scorer = build_scorer(ScorerConfig(model=str(model), max_length=config.max_length))
+        flat = scorer.score([q for q, c in zip(pool.prompts, pool.candidates) for _ in c], [x for c in pool.candidates for x in c])
+        return np.asarray(flat, dtype=float).reshape(pool.gold.shape)
+
+    for r in range(config.rounds + 1):
+        if r > 0:
+            round_dir = out / f"round_{r}"
+            round_dir.mkdir(exist_ok=True)
+            new_pairs = round_dir / "new_pairs.jsonl"
+            if not new_pairs.is_file():
+                fresh = _policy_pairs(label_pool, proxy_rewards(folder, label_pool), config.round_n,
+                                      np.random.default_rng(config.seed + r))
+                _write_pairs(new_pairs, fresh)
+            added = read_preference_pairs(new_pairs)[0] if new_pairs.stat().st_size else []
+            union = union + added
+            union_path = round_dir / "pairs.jsonl"
+            if not union_path.is_file():
+                _write_pairs(union_path, union)
+            folder = round_dir / "proxy"
+            _train_proxy(config, union_path, folder, seed, show_progress)
+        eval_proxy = proxy_rewards(folder, eval_pool)
+        row = {"round": r, "proxy": str(folder), "training_pairs": len(union), **_policy_stats(eval_pool.gold, eval_proxy, config.round_n)}
+        label_proxy = proxy_rewards(folder, label_pool)  # accuracy on pairs drawn from this round's policy
+        probe = _policy_pairs(label_pool, label_proxy, config.round_n, np.random.default_rng(config.seed + 1000 + r))
+        if probe:
+            scorer = build_scorer(ScorerConfig(model=str(folder), max_length=config.max_length))
+            prompts = [p.prompt[0].content for p in probe]
+            chosen, rejected = scorer.score(prompts, [p.chosen for p in probe]), scorer.score(prompts, [p.rejected for p in probe])
+            row["proxy_accuracy_on_policy_pairs"] = float(np.mean([c > j for c, j in zip(chosen, rejected)]))
+            row["policy_pairs"] = len(probe)
+        history.append(row)
+        if r > 0 and row["policy_gold"] - history[-2]["policy_gold"] <= config.min_improvement:
+            row["stopped"] = f"policy gold improved by {row['policy_gold'] - history[-2]['policy_gold']:+.4f} <= {config.min_improvement}"
+            break
+    return history
+
+
+def _summarize(config: OveroptConfig, results: dict[str, dict[str, Any]], mitigated: dict[str, dict[str, Any]],
+               rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    per_size: dict[str, Any] = {}
+    for size in config.proxy_sizes:
+        peaks = [_peak(results[f"{size}/seed{s}"]) for s in config.seeds]
+        golds, ds = [p["peak_gold"] for p in peaks], [p["peak_d"] for p in peaks]
+        variants: dict[str, Any] = {}
+        for spec in config.mitigations:
+            runs = [v for k, v in mitigated.items() if k == f"{size}/{spec}" or k.startswith(f"{size}/{spec}/")]
+            vp = [_peak(v) for v in runs]
+            variants[spec] = {"peak_gold": float(np.mean([p["peak_gold"] for p in vp])),
+                              "peak_d": float(np.mean([p["peak_d"] for p in vp])),
+                              "gold_at_max_n": float(np.mean([p["gold_at_max_n"] for p in vp])), "runs": len(vp)}
+        per_size[str(size)] = {"seeds": {f"seed{s}": p for s, p in zip(config.seeds, peaks)},
+                               "peak_gold_mean": float(np.mean(golds)), "peak_gold_sd": float(np.std(golds, ddof=1)) if len(golds) > 1 else None,
+                               "peak_d_mean": float(np.mean(ds)), "peak_d_sd": float(np.std(ds, ddof=1)) if len(ds) > 1 else None,
+                               "gold_at_max_n_mean": float(np.mean([p["gold_at_max_n"] for p in peaks])),
+                               "mitigations": variants}
+    ordered = [per_size[str(s)] for s in sorted(config.proxy_sizes)]
+    return {"config": config.to_json(), "reference_gold": next(iter(results.values()))["reference_gold"], "sizes": per_size,
+            "larger_proxy_peaks_higher": all(a["peak_gold_mean"] <= b["peak_gold_mean"] for a, b in zip(ordered, ordered[1:])),
+            "larger_proxy_peaks_later": all(a["peak_d_mean"] <= b["peak_d_mean"] for a, b in zip(ordered, ordered[1:])),
+            "rounds": rounds}
+
+
+def _write_report(config: OveroptConfig, summary: dict[str, Any], results: dict[str, dict[str, Any]], out: Path,
+                  logprobs: dict[str, float] | None) -> None:
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = ["# Over-optimization experiment", "",
+             f"Policy {config.policy}, {config.prompts} prompts x {config.n} replies, gold '{config.gold}', proxies from "
+             f"{config.proxy_backbone} on {', '.join(map(str, config.proxy_sizes))} pairs x seeds {', '.join(map(str, config.seeds))}. "
+             f"Reference gold {fmt(summary['reference_gold'])}."
+             + (f" Reference log-prob {fmt(logprobs['mean_token_logprob'])} per token." if logprobs else ""), "",
+             "## Best-of-n peaks (mean over seeds)", "",
+             "| proxy pairs | peak gold (sd) | peak d (sd) | gold at n = N | " + " | ".join(f"{m}: peak gold / d" for m in config.mitigations) + " |",
+             "| --- | --- | --- | --- |" + " --- |" * len(config.mitigations)]
+    for size, row in summary["sizes"].items():
+        sd = lambda v: "" if v is None else f" ({v:.3f})"  # noqa: E731
+        mit = " | ".join(f"{fmt(v['peak_gold'])} / {fmt(v['peak_d'])}" for v in row["mitigations"].values())
+        lines.append(f"| {size} | {fmt(row['peak_gold_mean'])}{sd(row['peak_gold_sd'])} | {fmt(row['peak_d_mean'])}{sd(row['peak_d_sd'])} "
+                     f"| {fmt(row['gold_at_max_n_mean'])} | {mit} |")
+    lines += ["", f"Gao et al.'s findings on this data: larger proxy peaks higher: **{summary['larger_proxy_peaks_higher']}**; "
+              f"later: **{summary['larger_proxy_peaks_later']}**.", "",
+              "## Fits per proxy (best-of-n form, gold gain)", "", "| proxy | alpha (95% CI) | beta (95% CI) | R^2 | peak d |",
+              "| --- | --- | --- | --- | --- |"]
+    for name, result in results.items():
+        f = result["fits"].get("bon")
+        if f:
+            ci = lambda c: "" if c is None else f" ({fmt(c[0])} - {fmt(c[1])})"  # noqa: E731
+            lines.append(f"| {name} | {fmt(f['alpha'])}{ci(f['alpha_ci'])} | {fmt(f['beta'])}{ci(f['beta_ci'])} | {fmt(f['r_squared'])} "
+                         f"| {fmt(f['peak_d'])}{'' if f.get('peak_within_data') else ' (extrapolated)'} |")
+    if summary["rounds"]:
+        lines += ["", f"## Iterative re-training (policy: best-of-{config.round_n} under the current proxy)", "",
+                  "| round | training pairs | policy gold | proxy-gold correlation on the policy | proxy accuracy on policy pairs |",
+                  "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['round']} | {r['training_pairs']} | {fmt(r['policy_gold'])} | {fmt(r['proxy_gold_correlation_on_policy'])} "
+                  f"| {fmt(r.get('proxy_accuracy_on_policy_pairs'))} |" for r in summary["rounds"]]
+        if "stopped" in summary["rounds"][-1]:
+            lines.append(f"\nStopped after round {summary['rounds'][-1]['round']}: {summary['rounds'][-1]['stopped']}.")
+    plotted = _plot(config, results, out / "overopt.png")
+    lines += ["", "![gold and gap vs d](overopt.png)" if plotted else "(plot skipped: install matplotlib)"]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _plot(config: OveroptConfig, results: dict[str, dict[str, Any]], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (ax, gap) = plt.subplots(1, 2, figsize=(11, 4))
+    for size in config.proxy_sizes:
+        runs = [results[f"{size}/seed{s}"]["best_of_n"] for s in config.seeds]
+        d = np.array(runs[0]["d"])
+        gold = np.mean([r["gold"] for r in runs], axis=0)
+        line = ax.plot(d, gold, "o", label=f"{size} pairs (mean of {len(runs)} seeds)")[0]
+        fit = results[f"{size}/seed{config.seeds[0]}"]["fits"].get("bon")
+        if fit and fit["alpha"] is not None:
+            grid = np.linspace(0, d.max(), 50)
+            ax.plot(grid, runs[0]["gold"][0] + grid * (fit["alpha"] - fit["beta"] * grid), "-", color=line.get_color(), lw=1)
+        gap.plot(d, np.mean([r["gap"] for r in runs], axis=0), "o-", color=line.get_color(), label=f"{size} pairs")
+    ax.plot(results[next(iter(results))]["best_of_n"]["d"], results[next(iter(results))]["best_of_n"]["gold_ceiling"], ":", color="k",
+            label="gold-optimal pick")
+    ax.set(xlabel="d = sqrt(KL_bon)", ylabel="gold reward", title="Best-of-n gold (points) and Gao fit (line, seed 0)")
+    ax.legend(fontsize=7)
+    gap.axhline(0, color="k", lw=1)
+    gap.set(xlabel="d = sqrt(KL_bon)", ylabel="z(proxy) - z(gold)", title="Over-optimization gap")
+    gap.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
