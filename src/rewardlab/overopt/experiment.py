@@ -329,8 +329,8 @@ def _run_rounds(config: OveroptConfig, out: Path, generator: Any, show_progress:
             _train_proxy(config, union_path, folder, seed, show_progress)
         eval_proxy = proxy_rewards(folder, eval_pool)
         row = {"round": r, "proxy": str(folder), "training_pairs": len(union), **_policy_stats(eval_pool.gold, eval_proxy, config.round_n)}
-        label_proxy = proxy_rewards(folder, label_pool)  # accuracy on pairs drawn from this round's policy
-        probe = _policy_pairs(label_pool, label_proxy, config.round_n, np.random.default_rng(config.seed + 1000 + r))
+        # accuracy on pairs drawn from this round's policy on the evaluation prompts (the label pool trained the proxy)
+        probe = _policy_pairs(eval_pool, eval_proxy, config.round_n, np.random.default_rng(config.seed + 1000 + r))
         if probe:
             scorer = build_scorer(ScorerConfig(model=str(folder), max_length=config.max_length))
             prompts = [p.prompt[0].content for p in probe]
@@ -346,6 +346,8 @@ def _run_rounds(config: OveroptConfig, out: Path, generator: Any, show_progress:
 
 def _summarize(config: OveroptConfig, results: dict[str, dict[str, Any]], mitigated: dict[str, dict[str, Any]],
                rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    from .fits import fit_gao
+
     per_size: dict[str, Any] = {}
     for size in config.proxy_sizes:
         peaks = [_peak(results[f"{size}/seed{s}"]) for s in config.seeds]
@@ -357,7 +359,15 @@ def _summarize(config: OveroptConfig, results: dict[str, dict[str, Any]], mitiga
             variants[spec] = {"peak_gold": float(np.mean([p["peak_gold"] for p in vp])),
                               "peak_d": float(np.mean([p["peak_d"] for p in vp])),
                               "gold_at_max_n": float(np.mean([p["gold_at_max_n"] for p in vp])), "runs": len(vp)}
-        per_size[str(size)] = {"seeds": {f"seed{s}": p for s, p in zip(config.seeds, peaks)},
+        curves = [results[f"{size}/seed{s}"]["best_of_n"] for s in config.seeds]
+        mean_gold = np.mean([c["gold"] for c in curves], axis=0)
+        fit_of_mean = None
+        if len(mean_gold) >= 3:
+            f = fit_gao(curves[0]["d"], mean_gold - mean_gold[0], "bon")
+            fit_of_mean = {"alpha": f.alpha, "beta": f.beta, "r_squared": f.r_squared, "peak_d": f.peak_d,
+                           "peak_within_data": f.peak_d is not None and f.peak_d <= max(curves[0]["d"])}
+        per_size[str(size)] = {"seeds": {f"seed{s}": p for s, p in zip(config.seeds, peaks)}, "mean_gold_curve": mean_gold.tolist(),
+                               "fit_of_mean": fit_of_mean,
                                "peak_gold_mean": float(np.mean(golds)), "peak_gold_sd": float(np.std(golds, ddof=1)) if len(golds) > 1 else None,
                                "peak_d_mean": float(np.mean(ds)), "peak_d_sd": float(np.std(ds, ddof=1)) if len(ds) > 1 else None,
                                "gold_at_max_n_mean": float(np.mean([p["gold_at_max_n"] for p in peaks])),
@@ -394,7 +404,12 @@ def _write_report(config: OveroptConfig, summary: dict[str, Any], results: dict[
         if f:
             ci = lambda c: "" if c is None else f" ({fmt(c[0])} - {fmt(c[1])})"  # noqa: E731
             lines.append(f"| {name} | {fmt(f['alpha'])}{ci(f['alpha_ci'])} | {fmt(f['beta'])}{ci(f['beta_ci'])} | {fmt(f['r_squared'])} "
-                         f"| {fmt(f['peak_d'])}{'' if f.get('peak_within_data') else ' (extrapolated)'} |")
+                         f"| {_peak_text(f['peak_d'], f.get('peak_within_data'))} |")
+    for size, row in summary["sizes"].items():
+        f = row.get("fit_of_mean")
+        if f:
+            lines.append(f"| {size}, mean of seeds | {fmt(f['alpha'])} | {fmt(f['beta'])} | {fmt(f['r_squared'])} "
+                         f"| {_peak_text(f['peak_d'], f['peak_within_data'])} |")
     if summary["rounds"]:
         lines += ["", f"## Iterative re-training (policy: best-of-{config.round_n} under the current proxy)", "",
                   "| round | training pairs | policy gold | proxy-gold correlation on the policy | proxy accuracy on policy pairs |",
@@ -408,7 +423,15 @@ def _write_report(config: OveroptConfig, summary: dict[str, Any], results: dict[
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
+def _peak_text(peak_d: float | None, within: bool | None) -> str:
+    if peak_d is None:
+        return "none (the fit does not turn down: beta <= 0)"
+    return f"{peak_d:.3f}" + ("" if within else " (beyond the measured d: extrapolated)")
+
+
 def _plot(config: OveroptConfig, results: dict[str, dict[str, Any]], path: Path) -> bool:
+    from .fits import fit_gao
+
     try:
         import matplotlib
 
@@ -422,14 +445,14 @@ def _plot(config: OveroptConfig, results: dict[str, dict[str, Any]], path: Path)
         d = np.array(runs[0]["d"])
         gold = np.mean([r["gold"] for r in runs], axis=0)
         line = ax.plot(d, gold, "o", label=f"{size} pairs (mean of {len(runs)} seeds)")[0]
-        fit = results[f"{size}/seed{config.seeds[0]}"]["fits"].get("bon")
-        if fit and fit["alpha"] is not None:
+        if len(d) >= 3:
+            fit = fit_gao(d, gold - gold[0], "bon")
             grid = np.linspace(0, d.max(), 50)
-            ax.plot(grid, runs[0]["gold"][0] + grid * (fit["alpha"] - fit["beta"] * grid), "-", color=line.get_color(), lw=1)
+            ax.plot(grid, gold[0] + grid * (fit.alpha - fit.beta * grid), "-", color=line.get_color(), lw=1)
         gap.plot(d, np.mean([r["gap"] for r in runs], axis=0), "o-", color=line.get_color(), label=f"{size} pairs")
     ax.plot(results[next(iter(results))]["best_of_n"]["d"], results[next(iter(results))]["best_of_n"]["gold_ceiling"], ":", color="k",
             label="gold-optimal pick")
-    ax.set(xlabel="d = sqrt(KL_bon)", ylabel="gold reward", title="Best-of-n gold (points) and Gao fit (line, seed 0)")
+    ax.set(xlabel="d = sqrt(KL_bon)", ylabel="gold reward", title="Best-of-n gold, mean over seeds (points), Gao fit (line)")
     ax.legend(fontsize=7)
     gap.axhline(0, color="k", lw=1)
     gap.set(xlabel="d = sqrt(KL_bon)", ylabel="z(proxy) - z(gold)", title="Over-optimization gap")
