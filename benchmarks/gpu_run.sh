@@ -33,4 +33,14 @@ train_smollm2() {
   timeout "${TRAIN_SMOLLM2_S:-190}" python3 benchmarks/bench_train.py --model "$MODELS/smollm2" --data "$CARRY/hh.jsonl.gz" \
     --steps "${SMOLLM2_STEPS:-30}" --repeats 3 --vary-seed --configs rewardlab,trl_default,trl_best 2>&1 | tee "$OUT/train_smollm2.txt"
 }
-for part in ${PARTS:-score train_minilm train_smollm2}; do "$part"; done
+fsdp_check() {
+  # issue 20: one-GPU FSDP2 through the shipped recipe (num_processes 1): train 4 steps with a checkpoint at 2, resume to
+  # 4, and check the saved folder loads with AutoModelForSequenceClassification and scores like rewardlab. Not yet run.
+  python3 -c "import json; from rewardlab.data.demo import demo_pairs; open('/tmp/fsdp_pairs.jsonl','w').writelines(json.dumps({'prompt': p.prompt[0].content, 'chosen': p.chosen, 'rejected': p.rejected}) + chr(10) for p in demo_pairs('train', 64))"
+  launch="python3 -m accelerate.commands.launch --config_file recipes/accelerate/fsdp2_8gpu.yaml --num_processes 1 -m rewardlab.cli train"
+  args="--model $MODELS/minilm --data /tmp/fsdp_pairs.jsonl --batch-size 8 --save-every 2 --eval-fraction 0 --no-show-progress --output-dir /tmp/fsdp_run --keep-final-checkpoint"
+  timeout "${FSDP_S:-120}" $launch $args --max-steps 2 2>&1 | tail -3 | tee "$OUT/fsdp.txt"
+  timeout "${FSDP_S:-120}" $launch $args --max-steps 4 --resume 2>&1 | tail -3 | tee -a "$OUT/fsdp.txt"
+  timeout 60 python3 -c "from transformers import AutoModelForSequenceClassification as A; from rewardlab.scoring.local import load_reward_model as L; import torch; m = L('/tmp/fsdp_run'); print('fsdp load ok', m.score(['q'], ['a']))" 2>&1 | tail -1 | tee -a "$OUT/fsdp.txt"
+}
+for part in ${PARTS:-score train_minilm train_smollm2 fsdp_check}; do "$part"; done

@@ -59,3 +59,38 @@ def test_shipped_accelerate_recipes_load_and_the_cpu_one_runs_and_resumes(tiny_l
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr and "step-000002" in resumed.stderr  # both processes continue from step 2
     assert json.loads((tmp_path / "run" / "trainer_state.json").read_text())["step"] == 4
+
+
+def test_fsdp_and_deepspeed_recipes_load_and_are_refused_without_gpus(tiny_llama_dir, demo_jsonl, tmp_path, monkeypatch):
+    """Accelerate runs FSDP and DeepSpeed on GPUs only; on a CPU machine it would quietly run plain DDP instead."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    fsdp = load_config_from_file(str(RECIPES / "fsdp2_8gpu.yaml"))
+    assert str(fsdp.distributed_type) == "DistributedType.FSDP" and fsdp.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    stages = {load_config_from_file(str(RECIPES / f"deepspeed_zero{k}_8gpu.yaml")).deepspeed_config["zero_stage"] for k in (2, 3)}
+    assert stages == {2, 3}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(RECIPES / "fsdp2_8gpu.yaml"), "--num_processes", "2",
+           "--mixed_precision", "no", "-m", "rewardlab.cli", "train", "--model", str(tiny_llama_dir), "--data", str(demo_jsonl),
+           "--max-steps", "1", "--no-show-progress", "--output-dir", str(tmp_path / "fsdp")]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode != 0 and "FSDP, which Accelerate runs on GPUs only" in run.stderr
+    assert not (tmp_path / "fsdp" / "model.safetensors").exists()
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    from rewardlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="DeepSpeed, which Accelerate runs on GPUs only"):
+        train(TrainConfig(model=str(tiny_llama_dir), data=str(demo_jsonl), output_dir=str(tmp_path / "ds"), max_steps=1))
+
+
+def test_deepspeed_settings_that_the_engine_would_override_are_refused():
+    from rewardlab.errors import ConfigError
+    from rewardlab.training.loop import check_deepspeed_options
+
+    check_deepspeed_options({"gradient_clipping": "auto", "gradient_accumulation_steps": "auto"}, 1, 0.5)
+    with pytest.raises(ConfigError, match="grad_accum_steps=2 under DeepSpeed"):
+        check_deepspeed_options({}, 2, 1.0)
+    with pytest.raises(ConfigError, match="max_grad_norm=0.5 but the DeepSpeed recipe clips at gradient_clipping=1.0"):
+        check_deepspeed_options({"gradient_clipping": 1.0}, 1, 0.5)
+    with pytest.raises(ConfigError, match="gradient_accumulation_steps=4"):
+        check_deepspeed_options({"gradient_accumulation_steps": 4}, 1, 1.0)

@@ -353,8 +353,8 @@ def test_a_kill_during_the_final_save_leaves_a_folder_that_is_refused(tiny_llama
     out = tmp_path / "run"
     real = io.save_pretrained
 
-    def killed(model, tokenizer, metadata, directory):
-        real(model, tokenizer, metadata, directory)
+    def killed(model, tokenizer, metadata, directory, state_dict=None):
+        real(model, tokenizer, metadata, directory, state_dict)
         raise KeyboardInterrupt  # dies after writing the temporary folder, before the renames
 
     monkeypatch.setattr(io, "save_pretrained", killed)

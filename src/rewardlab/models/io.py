@@ -179,13 +179,22 @@ def build_reward_model(
     return RewardModel(hf_model, pooling), tokenizer
 
 
-def save_pretrained(model: RewardModel, tokenizer: Any, metadata: RewardModelMetadata, directory: str | os.PathLike) -> None:
-    """Write the HF folder (safetensors) and ``rewardlab.json`` into ``directory``."""
+def save_pretrained(model: RewardModel, tokenizer: Any, metadata: RewardModelMetadata, directory: str | os.PathLike,
+                    state_dict: dict[str, Any] | None = None) -> None:
+    """Write the HF folder (safetensors) and ``rewardlab.json`` into ``directory``.
+
+    ``state_dict``: the full weights when the live model's are sharded (FSDP, DeepSpeed ZeRO-3: what
+    ``accelerator.get_state_dict`` gathers), keyed as :class:`RewardModel`'s (``hf_model.`` prefix) or as the HF
+    network's; by default the model's own weights."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if metadata.reward_mean is not None and metadata.reward_std:  # OpenRLHF's --normalize_reward reads these from config.json
         model.hf_model.config.mean, model.hf_model.config.std = float(metadata.reward_mean), float(metadata.reward_std)
-    model.hf_model.save_pretrained(directory, safe_serialization=True)
+    if state_dict is not None:
+        state_dict = {k.removeprefix("hf_model."): v for k, v in state_dict.items()}
+        model.hf_model.save_pretrained(directory, safe_serialization=True, state_dict=state_dict)
+    else:
+        model.hf_model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
     _chat_template_in_tokenizer_config(tokenizer, directory)
     (directory / METADATA_FILE).write_text(metadata.to_json())
@@ -238,7 +247,8 @@ def usable_max_length(hf_config: Any, requested: int | None, saved: int) -> int:
     return saved
 
 
-def save_pretrained_atomically(model: RewardModel, tokenizer: Any, metadata: RewardModelMetadata, directory: str | os.PathLike) -> None:
+def save_pretrained_atomically(model: RewardModel, tokenizer: Any, metadata: RewardModelMetadata, directory: str | os.PathLike,
+                               state_dict: dict[str, Any] | None = None) -> None:
     """:func:`save_pretrained` into a temporary sibling folder, then each file moved into ``directory`` with an atomic
     rename, ``rewardlab.json`` last: a kill leaves either the previous files or a folder without ``rewardlab.json``,
     which :func:`load_pretrained` refuses for a training output (never a half-written weights file)."""
@@ -249,7 +259,7 @@ def save_pretrained_atomically(model: RewardModel, tokenizer: Any, metadata: Rew
     directory.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=directory))
     try:
-        save_pretrained(model, tokenizer, metadata, tmp)
+        save_pretrained(model, tokenizer, metadata, tmp, state_dict)
         (directory / METADATA_FILE).unlink(missing_ok=True)  # the folder is "unfinished" until the new one lands
         for item in sorted(tmp.iterdir(), key=lambda p: p.name == METADATA_FILE):
             os.replace(item, directory / item.name)

@@ -1,7 +1,8 @@
 """Resumable checkpoints, written atomically: a temporary folder renamed into place.
 
-Layout of ``OUTPUT/checkpoints/step-000100/``: the reward-model folder (safetensors) plus
-``optimizer.safetensors`` + ``optimizer.json`` (AdamW moments and param groups),
+Layout of ``OUTPUT/checkpoints/step-000100/``: the reward-model folder (safetensors, full weights) plus
+``optimizer.safetensors`` + ``optimizer.json`` (AdamW moments and param groups; under FSDP / DeepSpeed instead
+``engine/``, the engine's own sharded state from ``accelerator.save_state``),
 ``rng-RANK.safetensors`` (each process's torch RNG) and ``trainer_state.json`` (the step).
 No pickle anywhere. A folder only ever carries a ``step-*`` name once complete, so a run killed
 mid-write (even by SIGKILL) leaves the previous checkpoint intact and loadable.
@@ -104,8 +105,11 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, directory: Path) -> N
 
 
 def restore_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int,
-                       model_name: str) -> int:
+                       model_name: str, load_optimizer: bool = True) -> int:
     """Load weights, optimizer, RNG and step from ``directory`` (a ``step-*`` folder); returns the step.
+
+    ``load_optimizer=False`` under FSDP / DeepSpeed, whose sharded optimizer state is in ``engine/`` (written by
+    ``accelerator.save_state`` and read back with ``accelerator.load_state`` after ``prepare``).
 
     Any unreadable part (a truncated safetensors file, garbage JSON, a missing key) is one
     :class:`CheckpointError` naming the file and, when there is one, the previous checkpoint to fall back to.
@@ -124,8 +128,12 @@ def restore_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch
     if missing or unexpected:
         raise CheckpointError(f"{directory}: weights do not match --model {model_name} "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]}); resume with the same model")
+    if load_optimizer and (directory / "engine").is_dir() and not (directory / "optimizer.safetensors").is_file():
+        raise CheckpointError(f"{directory}: saved under FSDP/DeepSpeed (its optimizer state is in engine/); resume under "
+                              "the same engine and process count")
     try:
-        load_optimizer_state(optimizer, directory)
+        if load_optimizer:
+            load_optimizer_state(optimizer, directory)
     except Exception as err:  # noqa: BLE001
         raise broken("optimizer.safetensors / optimizer.json", err) from None
     try:

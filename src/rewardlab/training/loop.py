@@ -22,7 +22,7 @@ from ..data.readers import DropReport
 from ..data.token_store import (ExampleView, TokenStore, build_token_store, default_cache_dir, source_fingerprint,
                                 store_key, tokenizer_fingerprint)
 from ..devices import choose_cpu_threads, resolve_precision, tune_cpu_memory
-from ..errors import ConfigError, TrainingDivergedError
+from ..errors import CheckpointError, ConfigError, TrainingDivergedError
 from ..losses import l2_anchor_penalty
 from ..models.io import RewardModelMetadata, check_max_length, save_pretrained, save_pretrained_atomically
 from ..models.packing import choose_layout, pack_for
@@ -321,6 +321,29 @@ def _write_metrics(path: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
+def check_deepspeed_options(ds_config: dict[str, Any], grad_accum_steps: int, max_grad_norm: float) -> None:
+    """Refuse settings DeepSpeed would silently override: under Accelerate, every ``backward`` steps the DeepSpeed
+    engine, which accumulates and clips by its own configuration, so rewardlab's micro-batch accumulation and its
+    ``max_grad_norm`` must agree with the recipe's.
+
+    >>> check_deepspeed_options({"gradient_clipping": 1.0, "gradient_accumulation_steps": 1}, 1, 1.0)
+    >>> check_deepspeed_options({"gradient_clipping": 1.0}, 4, 1.0)
+    Traceback (most recent call last):
+    ...
+    rewardlab.errors.ConfigError: grad_accum_steps=4 under DeepSpeed: the engine steps at every backward; use grad_accum_steps=1 and set the global batch with batch_size
+    """
+    if grad_accum_steps != 1:
+        raise ConfigError(f"grad_accum_steps={grad_accum_steps} under DeepSpeed: the engine steps at every backward; use "
+                          "grad_accum_steps=1 and set the global batch with batch_size")
+    recipe_gas = ds_config.get("gradient_accumulation_steps", 1)
+    if recipe_gas not in (1, "auto"):
+        raise ConfigError(f"the DeepSpeed recipe sets gradient_accumulation_steps={recipe_gas}; rewardlab's loop needs 1")
+    clip = ds_config.get("gradient_clipping", "auto")
+    if clip != "auto" and float(clip) != float(max_grad_norm):
+        raise ConfigError(f"max_grad_norm={max_grad_norm} but the DeepSpeed recipe clips at gradient_clipping={clip}; "
+                          "DeepSpeed applies its own: make them equal")
+
+
 def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     """Train a reward model; ``train(TrainConfig(...))`` or ``train(model=..., data=..., output_dir=...)``."""
     from accelerate import Accelerator
@@ -335,6 +358,11 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     # Several processes on a machine without CUDA (torchrun, `accelerate launch --multi_gpu`) means
     # CPU DDP over gloo; Accelerate only picks it when told the run is on CPU.
     cpu_ddp = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    engine = [name for name in ("FSDP", "DEEPSPEED") if os.environ.get(f"ACCELERATE_USE_{name}", "false").lower() == "true"]
+    if engine and not torch.cuda.is_available():  # Accelerate would fall back to plain DDP without saying so
+        raise ConfigError(f"the launch asks for {engine[0].replace('DEEPSPEED', 'DeepSpeed')}, which Accelerate runs on GPUs only; "
+                          "this machine has none, so it would silently run plain DDP: launch with "
+                          "recipes/accelerate/ddp_cpu_2proc.yaml instead (docs/distributed.md)")
     # Accelerate keeps a per-process singleton; a second train() in one process (notebooks, tests)
     # may ask for another precision. The process group (PartialState) is kept.
     from accelerate.state import AcceleratorState
@@ -418,9 +446,18 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     if config.resume and not ckpt.checkpoint_dirs(ckpt_root) and finished.get("step") == total_steps:
         _say(accelerator, f"{out} already finished at step {total_steps}; nothing to resume (its model is kept as it is)")
         return TrainResult(out, total_steps, _last_eval(metrics_path), report.summary(kind))
+    from accelerate.utils import DistributedType
+
+    # FSDP / DeepSpeed shard weights and optimizer state over the processes: the final model is gathered with
+    # accelerator.get_state_dict, the optimizer is checkpointed by the engine itself (accelerator.save_state)
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        check_deepspeed_options(accelerator.state.deepspeed_plugin.deepspeed_config, config.grad_accum_steps, config.max_grad_norm)
+    resumed_from: Path | None = None
     if config.resume and ckpt.checkpoint_dirs(ckpt_root):
-        latest = ckpt.latest_checkpoint(ckpt_root)
-        start_step = ckpt.restore_checkpoint(latest, model, optimizer, accelerator.process_index, config.model)
+        latest = resumed_from = ckpt.latest_checkpoint(ckpt_root)
+        start_step = ckpt.restore_checkpoint(latest, model, optimizer, accelerator.process_index, config.model,
+                                             load_optimizer=not sharded)
         _say(accelerator, f"resumed from {latest} at step {start_step}")
         if accelerator.is_main_process and metrics_path.exists():
             kept = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= start_step]
@@ -443,6 +480,12 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         objective=config.objective_name, heads=list(objective.heads), **objective.metadata(),
     )
     model, optimizer = accelerator.prepare(model, optimizer)
+    if sharded and resumed_from is not None:
+        engine_dir = resumed_from / "engine"
+        if not engine_dir.is_dir():
+            raise CheckpointError(f"{resumed_from}: saved without FSDP/DeepSpeed (no engine/ folder); resume under the engine "
+                                  "that saved it")
+        accelerator.load_state(str(engine_dir))
     model.train()
 
     def save(step: int) -> None:
@@ -451,10 +494,14 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         accelerator.wait_for_everyone()  # every process writes its RNG state into the same folder
         tmp = ckpt_root / f".tmp-step-{step:06d}"
         ckpt.save_rng_state(tmp, accelerator.process_index)
+        state = accelerator.get_state_dict(model)  # every process: a gather under FSDP / ZeRO-3
+        if sharded:
+            accelerator.save_state(str(tmp / "engine"))  # every process writes its shard of weights and optimizer
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            save_pretrained(accelerator.unwrap_model(model), tokenizer, metadata, tmp)
-            ckpt.save_optimizer_state(optimizer, tmp)
+            save_pretrained(accelerator.unwrap_model(model), tokenizer, metadata, tmp, state)
+            if not sharded:
+                ckpt.save_optimizer_state(optimizer, tmp)
             (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))
             ckpt.finalize_checkpoint(tmp, step)
             ckpt.prune_checkpoints(ckpt_root, config.keep_checkpoints)
@@ -536,6 +583,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     accelerator.wait_for_everyone()
     if config.keep_final_checkpoint:
         save(total_steps)
+    state = None if config.lora_rank else accelerator.get_state_dict(model)  # every process (a gather when sharded)
     if accelerator.is_main_process:  # temporary folder + renames, rewardlab.json last: a kill never leaves garbage
         final = accelerator.unwrap_model(model)
         if config.lora_rank:  # the adapter alone (for LoRA ensembles), then merged: an ordinary HF folder
@@ -543,7 +591,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
 
             save_adapter(final.hf_model, out, base_model=config.model)
             merge_lora(final.hf_model)
-        save_pretrained_atomically(final, tokenizer, metadata, out)
+        save_pretrained_atomically(final, tokenizer, metadata, out, state)
     if not config.keep_final_checkpoint and accelerator.is_main_process:
         import shutil  # the final model is saved: the checkpoints' optimizer state is dead weight on disk
 
