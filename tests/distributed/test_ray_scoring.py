@@ -91,3 +91,28 @@ def test_math_shepherd_labels_on_ray_equal_the_single_process_labels_and_resume(
     again = label_solutions_ray(solutions, Seeded, checker, tmp_path / "ray.jsonl", n=6, seed=5, actors=2)
     assert again["skipped"] == 5 and again["labelled"] == 7
     assert [json.loads(line) for line in (tmp_path / "ray.jsonl").read_text().splitlines()] == single
+
+
+def test_the_driver_reads_blocks_as_the_actors_consume_them(cluster):
+    import ray
+
+    from rewardlab.distributed.scoring import ordered_results
+
+    @ray.remote
+    class Doubler:
+        def score_block(self, block):
+            return [2 * x for x in block]
+
+    pulled = []
+
+    def blocks():
+        for k in range(12):
+            pulled.append(k)
+            yield [k, k + 100]
+
+    actors = [Doubler.remote(), Doubler.remote()]
+    results = ordered_results(actors, blocks(), per_actor=2)
+    first = next(results)
+    assert first == ([0, 100], [0, 200]) and len(pulled) <= 5  # 4 queued, then one more for the freed actor
+    rest = list(results)
+    assert [b[0] for b, _ in rest] == list(range(1, 12)) and all(v == [2 * x for x in b] for b, v in rest)

@@ -1,16 +1,18 @@
 """``score_file`` on a Ray cluster: blocks of records scored by a pool of actors (one scorer each, CPU or GPU),
 written in input order, resumable at block granularity. Ray is imported here only (``pip install 'rewardlab[ray]'``).
 
-The driver reads the input and writes the output; each actor builds its scorer from the same
-:class:`~rewardlab.scoring.config.ScorerConfig` and computes :func:`~rewardlab.scoring.files.block_values` for the
-blocks it is handed (``ray.util.ActorPool``, which keeps every actor busy and returns results in submission
-order). A killed run keeps every block written before the kill; ``resume=True`` checks the earlier run's
+The driver reads the input as the actors consume it and writes the output; each actor builds its scorer from the
+same :class:`~rewardlab.scoring.config.ScorerConfig` and computes :func:`~rewardlab.scoring.files.block_values` for
+the blocks it is handed (two queued per actor, results in input order: :func:`ordered_results`). A killed run keeps every block written before the kill; ``resume=True`` checks the earlier run's
 identity (``OUTPUT.run.json``) and scores only the rest. The rewards are the single-process scorer's.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +43,36 @@ def _actor_class() -> Any:
     return ScoringActor
 
 
+def ordered_results(actors: list[Any], blocks: Iterator[Any], per_actor: int = 2) -> Iterator[tuple[Any, Any]]:
+    """``(block, actor.score_block(block))`` in input order, with at most ``per_actor`` blocks queued on each actor: the
+    driver reads the input as the actors consume it (memory: ``len(actors) * per_actor`` blocks, whatever the file's
+    size). Blocks go round-robin; a finished block's actor gets the next one, so each keeps a call waiting."""
+    import ray
+
+    inflight: deque[tuple[Any, Any, Any]] = deque()
+    source = iter(blocks)
+    turn = 0
+    for block in itertools.islice(source, len(actors) * per_actor):
+        actor = actors[turn % len(actors)]
+        inflight.append((block, actor.score_block.remote(block), actor))
+        turn += 1
+    while inflight:
+        block, ref, actor = inflight.popleft()
+        values = ray.get(ref)
+        following = next(source, None)
+        if following is not None:
+            inflight.append((following, actor.score_block.remote(following), actor))
+        yield block, values
+
+
 def score_file_ray(config: ScorerConfig, data: str | os.PathLike, output: str | os.PathLike, *, address: str | None = None,
                    actors: int = 2, cpus_per_actor: float = 1.0, gpus_per_actor: float = 0.0, split: str = "train",
                    resume: bool = False, skip_too_long: bool = False, show_progress: bool = True) -> ScoreFileResult:
     """Score ``data`` into ``output`` like :func:`~rewardlab.scoring.files.score_file`, with ``actors`` Ray actors.
 
     ``address``: a running cluster (``ray://host:10001`` or ``auto``); None starts a local one for this call and
-    shuts it down after. The driver keeps the input's records in memory to hand them out (not the scores). A reply too long for the model stops the run naming its file:line and side, unless
-    ``skip_too_long`` (then written as null).
+    shuts it down after. The driver holds at most two blocks per actor in memory. A reply too long for the model stops
+    the run naming its file:line and side, unless ``skip_too_long`` (then written as null).
     """
     import ray
 
@@ -66,10 +90,8 @@ def score_file_ray(config: ScorerConfig, data: str | os.PathLike, output: str | 
         identity = {"kind": described.get("kind"), "model": described.get("model"), **described.get("settings", {})}
         out, data = Path(output), str(data)
         done = prepare_output(out, data, split, identity, resume)
-        blocks = list(iter_blocks(data, split, done))  # the driver holds the records (not their scores) to hand them out
-        results = ray.util.ActorPool(pool).map(lambda a, block: a.score_block.remote(block), blocks)
-        written, nulls, first_null = write_blocks(out, zip(blocks, results), described.get("record", {}), done, None,
-                                                  show_progress)
+        scored = ordered_results(pool, iter_blocks(data, split, done), per_actor=2)
+        written, nulls, first_null = write_blocks(out, scored, described.get("record", {}), done, None, show_progress)
         return ScoreFileResult(out, written, done, nulls, first_null)
     finally:
         if started:
