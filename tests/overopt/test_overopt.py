@@ -187,6 +187,26 @@ def test_yaml_configuration_is_checked_and_runs_from_the_cli(tiny_llama_dir, tmp
     assert len(pool) == 3 and all(len(r["token_logprobs"]) == 4 and all(lp < 0 for c in r["token_logprobs"] for lp in c) for r in pool)
     assert main(["overopt", "--config", str(good), "--seed", "3", "--output-dir", str(tmp_path / "run")]) != 0
     assert "settings of the configuration file" in capsys.readouterr().err
+    # a reward model as the gold, the policy's own samples as the proxies' training data, prompts from a file
+    import torch
+
+    from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
+
+    torch.manual_seed(1)
+    model, tok = build_reward_model(str(tiny_llama_dir))
+    save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling, max_length=128), tmp_path / "gold_rm")
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Say something about {t}."} for t in ("a", "b", "c", "d")])
+    other = tmp_path / "gold.yaml"
+    other.write_text(f"policy: {tiny_llama_dir}\nproxy_backbone: {tiny_llama_dir}\ngold: model:{tmp_path / 'gold_rm'}\n"
+                     f"prompts_file: {prompts}\nproxy_sizes: [8]\nseeds: [0]\nprompts: 2\nn: 4\nmax_new_tokens: 8\nepochs: 1\n"
+                     "bootstrap: 10\nmitigations: []\nrounds: 0\n")
+    assert main(["overopt", "--config", str(other), "--output-dir", str(tmp_path / "gold_run")]) == 0
+    pool = [json.loads(line) for line in (tmp_path / "gold_run" / "pool.jsonl").read_text().splitlines()]
+    from rewardlab.scoring.local import load_reward_model
+
+    gold_rm = load_reward_model(str(tmp_path / "gold_rm"))
+    assert pool[0]["gold"] == pytest.approx(gold_rm.score([pool[0]["prompt"]] * 4, pool[0]["candidates"]), abs=1e-4)
+    assert len((tmp_path / "gold_run" / "pairs_8_seed0.jsonl").read_text().splitlines()) == 8
 
 
 def test_local_generator_log_probs_equal_a_teacher_forced_forward_pass(tiny_llama_dir):
@@ -213,3 +233,28 @@ def test_local_generator_log_probs_equal_a_teacher_forced_forward_pass(tiny_llam
             logits = model(torch.cat([torch.tensor(ids), new])[None]).logits[0, len(ids) - 1 : -1].log_softmax(-1)
         direct = logits.gather(-1, new[:, None]).squeeze(-1)
         assert len(logps) >= 1 and torch.allclose(torch.tensor(logps), direct, atol=1e-4)
+
+
+def test_experiment_with_any_gold_scorer_learns_from_the_policys_own_samples(tiny_llama_dir, tmp_path):
+    from rewardlab.overopt.experiment import OveroptConfig, run_experiment
+    from rewardlab.overopt.harness import read_pool
+
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Write about {t}."} for t in
+                                                       ("bees", "rain", "tea", "chess", "maps", "owls", "kites", "boats")])
+    gold = FunctionScorer(lambda prompt, reply: float(reply.startswith("-")) + 0.1 * len(reply.split()), name="bullets")
+    config = OveroptConfig(prompts_file=str(prompts), gold="model:unused-when-a-scorer-is-given", proxy_backbone=str(tiny_llama_dir),
+                           proxy_sizes=(12,), seeds=(0,), prompts=4, n=4, epochs=1.0, bootstrap=10, mitigations=(), rounds=0)
+    assert config.policy_pairs
+    summary = run_experiment(config, tmp_path / "x", generator=Scripted(), gold=gold, show_progress=False)
+    assert set(summary["sizes"]) == {"12"}
+    train_pool = read_pool(tmp_path / "x" / "label_pool.jsonl")
+    assert [p for p in train_pool.prompts] == [f"Write about {t}." for t in ("maps", "owls", "kites", "boats")]  # not the eval prompts
+    pairs = [json.loads(line) for line in (tmp_path / "x" / "pairs_12_seed0.jsonl").read_text().splitlines()]
+    score = lambda r: float(r.startswith("-")) + 0.1 * len(r.split())  # noqa: E731
+    assert len(pairs) == 12 and all(score(p["chosen"]) > score(p["rejected"]) for p in pairs)
+    too_many = OveroptConfig(prompts_file=str(prompts), proxy_backbone=str(tiny_llama_dir), proxy_sizes=(500,), seeds=(0,), prompts=4,
+                             n=4, mitigations=(), rounds=0)
+    with pytest.raises(ConfigError, match="fewer than the 500 asked for"):
+        run_experiment(too_many, tmp_path / "y", generator=Scripted(), gold=gold, show_progress=False)
+    with pytest.raises(ConfigError, match="proxy_data 'demo' trains on the demo's pairs"):
+        OveroptConfig(prompts_file=str(prompts), proxy_data="demo")

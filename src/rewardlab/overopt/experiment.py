@@ -1,7 +1,9 @@
 """The whole over-optimization experiment from one configuration (a YAML file or :class:`OveroptConfig`), resumable:
 
-1. a gold-labelled pool of ``n`` replies to ``prompts`` demo instructions from the policy (with token log-probs);
-2. proxies trained on each size in ``proxy_sizes`` x each seed in ``seeds`` of gold-labelled pairs;
+1. a gold-labelled pool of ``n`` replies to ``prompts`` prompts (the demo instructions, or a file) from the policy
+   (with token log-probs), and one on other prompts for training and labelling;
+2. proxies trained on each size in ``proxy_sizes`` x each seed in ``seeds`` of gold-labelled pairs (the demo's pairs,
+   or pairs of the policy's samples labelled by the gold: any scorer, e.g. a bigger reward model);
 3. best-of-n and KL-regularized curves, Gao fits and the over-optimization gap for every proxy;
 4. mitigations through the same harness: an ensemble of a size's seeds, a length penalty;
 5. iterative re-training (``rounds``): round r samples from the current policy (best-of-``round_n`` under the
@@ -55,9 +57,16 @@ class OveroptConfig:
     temperature: float = 1.0
     """Sampling temperature of the policy."""
     gold: str = "demo"
-    """The gold reward: 'demo' (the programmatic checks behind the demo instructions)."""
+    """The gold reward: 'demo' (the programmatic checks behind the demo instructions), or 'model:SPEC' with SPEC
+    anything --model takes (a bigger reward-model folder, a reward server URL)."""
+    prompts_file: str | None = None
+    """A file of {prompt} records (text or chat messages) instead of the demo instructions: the first `prompts` are
+    evaluated, the next `prompts` sample the training/labelling pool."""
+    proxy_data: str = "auto"
+    """What the proxies learn from: 'demo' (the demo's gold-labelled pairs; demo gold and prompts only), 'policy'
+    (pairs of the policy's own samples on the training prompts, labelled by the gold), 'auto' (demo when possible)."""
     prompts: int = 24
-    """Evaluation prompts in the pool."""
+    """Evaluation prompts in the pool (and, from another set, in the training/labelling pool)."""
     n: int = 16
     """Replies sampled per prompt (N_max of best-of-n)."""
     max_new_tokens: int = 48
@@ -89,9 +98,13 @@ class OveroptConfig:
     """Seed of the prompts and the policy's draws."""
 
     def __post_init__(self) -> None:
-        if self.gold != "demo":
-            raise ConfigError(f"gold: only 'demo' is built in, got {self.gold!r}; for another gold, label a pool yourself and "
-                              "run 'rewardlab overopt --data POOL --model PROXY'")
+        if self.gold != "demo" and not (self.gold.startswith("model:") and len(self.gold) > len("model:")):
+            raise ConfigError(f"gold: expected 'demo' or 'model:SPEC' (a reward model folder or server), got {self.gold!r}")
+        if self.proxy_data not in ("auto", "demo", "policy"):
+            raise ConfigError(f"proxy_data: expected auto, demo or policy, got {self.proxy_data!r}")
+        if self.proxy_data == "demo" and (self.gold != "demo" or self.prompts_file):
+            raise ConfigError("proxy_data 'demo' trains on the demo's pairs, which are labelled by the demo gold on demo prompts: "
+                              "use proxy_data 'policy' with another gold or prompts_file")
         for name in ("prompts", "n", "max_new_tokens", "max_length", "round_n"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -120,6 +133,11 @@ class OveroptConfig:
 
     def proxies(self) -> list[tuple[int, int]]:
         return [(size, seed) for size in self.proxy_sizes for seed in self.seeds]
+
+    @property
+    def policy_pairs(self) -> bool:
+        """Whether the proxies learn from gold-labelled pairs of the policy's samples (rather than the demo's pairs)."""
+        return self.proxy_data == "policy" or (self.proxy_data == "auto" and (self.gold != "demo" or self.prompts_file is not None))
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
@@ -151,8 +169,11 @@ def load_config(path: str | os.PathLike) -> OveroptConfig:
             kinds = {"proxy_sizes": int, "seeds": int, "betas": (int, float), "mitigations": str}[key]
             if value is not None and not all(isinstance(v, kinds) and not isinstance(v, bool) for v in value):
                 raise ConfigError(f"{path}: {key} expects a list of {getattr(kinds, '__name__', 'numbers')}, got {list(value)!r}")
-        elif isinstance(default, bool) or (default is not None and not isinstance(value, type(default))
-                                           and not (isinstance(default, float) and isinstance(value, int))):
+        elif default is None:
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{path}: {key} expects a string, got {value!r}")
+        elif isinstance(value, bool) != isinstance(default, bool) or (
+                not isinstance(value, type(default)) and not (isinstance(default, float) and isinstance(value, int))):
             raise ConfigError(f"{path}: {key} expects {type(default).__name__}, got {value!r}")
         values[key] = value
     return OveroptConfig(**values)
@@ -166,6 +187,59 @@ def _generator(config: OveroptConfig) -> Any:
 
         return ChatEndpointGenerator(OpenAIChatClient(config.base_url, config.policy, config.api_key_env), config.temperature)
     return LocalHFGenerator(config.policy, temperature=config.temperature, seed=config.seed)
+
+
+def _gold_scorer(config: OveroptConfig) -> Any:
+    from ..scoring.config import ScorerConfig, build_scorer
+    from .gold import demo_gold_scorer
+
+    return demo_gold_scorer() if config.gold == "demo" else build_scorer(ScorerConfig(model=config.gold[len("model:"):]))
+
+
+def _prompt_sets(config: OveroptConfig) -> tuple[list[Any], list[Any]]:
+    """(evaluation prompts, training/labelling prompts): disjoint sets of ``config.prompts`` each."""
+    if config.prompts_file is None:
+        from ..data.demo import demo_pairs
+
+        def questions(split: str, seed: int) -> list[Any]:
+            return list(dict.fromkeys(p.prompt[0].content for p in demo_pairs(split, 8 * config.prompts, seed=seed)))[: config.prompts]
+
+        return questions("test", config.seed), questions("train", config.seed + 1)
+    from ..data.readers import iter_records
+    from ..errors import DataFormatError
+
+    prompts = []
+    for location, record in iter_records(config.prompts_file):
+        if not isinstance(record.get("prompt"), (str, list)):
+            raise DataFormatError(location, "expected a prompt (text or chat messages)", "prompt")
+        prompts.append(record["prompt"])
+    if len(prompts) < 2 * config.prompts:
+        raise DataFormatError(config.prompts_file, f"has {len(prompts)} prompts; the experiment needs {2 * config.prompts} "
+                                                   f"({config.prompts} to evaluate, {config.prompts} to train and label)")
+    return prompts[: config.prompts], prompts[config.prompts : 2 * config.prompts]
+
+
+def _text_prompt(prompt: Any) -> str:
+    return prompt if isinstance(prompt, str) else prompt[-1]["content"]
+
+
+def _gold_pairs(pool: Any, count: int, seed: int) -> list[Any]:
+    """``count`` pairs of the policy's samples in ``pool`` (same prompt, different gold; chosen = higher gold), drawn
+    without replacement with ``seed``: the proxy's training data when it learns from the policy's distribution."""
+    from ..data.records import Message, PreferencePair
+
+    candidates = [(i, a, b) for i, row in enumerate(pool.candidates) for a in range(len(row)) for b in range(a + 1, len(row))
+                  if pool.gold[i, a] != pool.gold[i, b] and row[a] != row[b]]
+    if len(candidates) < count:
+        raise ConfigError(f"the training pool has {len(candidates)} pairs with different gold, fewer than the {count} asked for: "
+                          "raise prompts or n, or lower proxy_sizes")
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in rng.choice(len(candidates), size=count, replace=False):
+        i, a, b = candidates[int(k)]
+        good, bad = (a, b) if pool.gold[i, a] > pool.gold[i, b] else (b, a)
+        out.append(PreferencePair((Message("user", _text_prompt(pool.prompts[i])),), pool.candidates[i][good], pool.candidates[i][bad]))
+    return out
 
 
 def _write_pairs(path: Path, pairs: Sequence[Any]) -> None:
@@ -224,7 +298,7 @@ def _policy_pairs(pool: Any, proxy: np.ndarray, n: int, rng: np.random.Generator
         order = rng.permutation(len(candidates))
         picks = [int(max(group, key=lambda j: proxy[i, j])) for group in
                  (order[k : k + n] for k in range(0, len(order) - n + 1, n))]
-        text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+        text = _text_prompt(prompt)
         for a in range(len(picks)):
             for b in range(a + 1, len(picks)):
                 ga, gb = pool.gold[i, picks[a]], pool.gold[i, picks[b]]
@@ -234,33 +308,44 @@ def _policy_pairs(pool: Any, proxy: np.ndarray, n: int, rng: np.random.Generator
     return pairs
 
 
-def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generator: Any = None,
+def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generator: Any = None, gold: Any = None,
                    show_progress: bool = True) -> dict[str, Any]:
     """Run (or continue) the experiment ``config`` describes in ``output_dir``; returns the summary (also written as
     ``summary.json``, with ``report.md`` and ``overopt.png``). ``generator`` overrides the policy in ``config``
-    (anything with ``continue_solution``, e.g. a scripted generator in tests)."""
+    (anything with ``continue_solution``, e.g. a scripted generator in tests); ``gold`` overrides its gold (any
+    :class:`~rewardlab.scoring.protocol.Scorer`, e.g. a ``FunctionScorer`` checking answers)."""
     from ..data.demo import demo_pairs
     from ..scoring.config import ScorerConfig, build_scorer
-    from .gold import demo_gold_scorer
     from .harness import read_pool
     from .pool import sample_pool
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
-    if saved.is_file() and json.loads(saved.read_text()) != json.loads(dumps(config.to_json())):
-        raise ConfigError(f"{out} holds a run with another configuration ({saved}); use another --output-dir")
-    saved.write_text(dumps(config.to_json(), indent=2))
+    current = json.loads(dumps(config.to_json()))
+    if saved.is_file():
+        earlier = json.loads(saved.read_text())
+        defaults = json.loads(dumps(OveroptConfig().to_json()))
+        # settings added to rewardlab after that run count as equal at their defaults
+        differ = [k for k in current if earlier.get(k, defaults[k]) != current[k]] + [k for k in earlier if k not in current]
+        if differ:
+            raise ConfigError(f"{out} holds a run with another configuration ({saved}: {', '.join(differ)} differ); use "
+                              "another --output-dir")
+    saved.write_text(dumps(current, indent=2))
     generator = generator or _generator(config)
-    questions = list(dict.fromkeys(p.prompt[0].content for p in demo_pairs("test", 8 * config.prompts, seed=config.seed)))
-    sample_pool(generator, questions[: config.prompts], config.n, out / "pool.jsonl", demo_gold_scorer(), config.max_new_tokens,
-                config.seed, show_progress)
+    gold = gold or _gold_scorer(config)
+    eval_prompts, train_prompts = _prompt_sets(config)
+    sample_pool(generator, eval_prompts, config.n, out / "pool.jsonl", gold, config.max_new_tokens, config.seed, show_progress)
+    if config.policy_pairs or config.rounds:  # the training / labelling pool: other prompts, other draws
+        sample_pool(generator, train_prompts, config.n, out / "label_pool.jsonl", gold, config.max_new_tokens,
+                    config.seed + 10_000, show_progress)
     pool_path = out / "pool.jsonl"
     results: dict[str, dict[str, Any]] = {}
     for size, seed in config.proxies():
         pairs = out / f"pairs_{size}_seed{seed}.jsonl"
         if not pairs.is_file():
-            _write_pairs(pairs, demo_pairs("train", size, seed=seed + 7))
+            _write_pairs(pairs, _gold_pairs(read_pool(out / "label_pool.jsonl"), size, seed) if config.policy_pairs
+                         else demo_pairs("train", size, seed=seed + 7))
         folder = out / f"proxy_{size}_seed{seed}"
         _train_proxy(config, pairs, folder, seed, show_progress)
         scorer = build_scorer(ScorerConfig(model=str(folder), max_length=config.max_length))
@@ -280,26 +365,20 @@ def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generat
                     scorer = build_scorer(ScorerConfig(model=folder, length_penalty=float(value), max_length=config.max_length))
                     mitigated[f"{size}/{spec}/seed{seed}"] = _measure(scorer, pool_path, out / f"overopt_{size}_{name}_seed{seed}",
                                                                       config, show_progress)
-    rounds = _run_rounds(config, out, generator, show_progress) if config.rounds else []
+    rounds = _run_rounds(config, out, show_progress) if config.rounds else []
     summary = _summarize(config, results, mitigated, rounds)
     (out / "summary.json").write_text(dumps(summary, indent=2))
     _write_report(config, summary, results, out, read_pool(pool_path).logprob_summary())
     return summary
 
 
-def _run_rounds(config: OveroptConfig, out: Path, generator: Any, show_progress: bool) -> list[dict[str, Any]]:
-    from ..data.demo import demo_pairs
+def _run_rounds(config: OveroptConfig, out: Path, show_progress: bool) -> list[dict[str, Any]]:
     from ..data.readers import read_preference_pairs
     from ..scoring.config import ScorerConfig, build_scorer
-    from .gold import demo_gold_scorer
     from .harness import read_pool
-    from .pool import sample_pool
 
     size, seed = max(config.proxy_sizes), config.seeds[0]
-    # prompts to label in the rounds: the demo's training instructions, never the evaluation pool's
-    label_questions = list(dict.fromkeys(p.prompt[0].content for p in demo_pairs("train", 8 * config.prompts, seed=config.seed + 1)))
-    sample_pool(generator, label_questions[: config.prompts], config.n, out / "label_pool.jsonl", demo_gold_scorer(),
-                config.max_new_tokens, config.seed + 10_000, show_progress)
+    # the labelling pool (sampled by run_experiment) holds other prompts than the evaluation pool
     label_pool, eval_pool = read_pool(out / "label_pool.jsonl"), read_pool(out / "pool.jsonl")
     base_pairs = out / f"pairs_{size}_seed{seed}.jsonl"
     folder = out / f"proxy_{size}_seed{seed}"
