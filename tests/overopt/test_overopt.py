@@ -258,3 +258,9 @@ def test_experiment_with_any_gold_scorer_learns_from_the_policys_own_samples(tin
         run_experiment(too_many, tmp_path / "y", generator=Scripted(), gold=gold, show_progress=False)
     with pytest.raises(ConfigError, match="proxy_data 'demo' trains on the demo's pairs"):
         OveroptConfig(prompts_file=str(prompts), proxy_data="demo")
+
+
+def test_rl_fit_of_a_curve_that_barely_bends_has_no_peak_instead_of_overflowing():
+    d = np.linspace(0.05, 1.3, 12)
+    fit = fit_gao(d, 0.3 * d - 1e-4 * d * np.log(d), "rl")  # alpha / beta ~ 3000: exp would overflow
+    assert fit.peak_d is None and fit.alpha == pytest.approx(0.3, abs=1e-6)

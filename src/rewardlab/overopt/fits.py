@@ -49,7 +49,10 @@ def _peak(form: Form, alpha: float, beta: float) -> tuple[float | None, float | 
         return None, None  # no peak: gold keeps rising within this form
     if form == "bon":
         return alpha / (2 * beta), alpha * alpha / (4 * beta)
-    d_star = math.exp(alpha / beta - 1)
+    exponent = alpha / beta - 1
+    if exponent > 50:  # d* > 5e21: a beta this small next to alpha means no peak at any reachable KL
+        return None, None
+    d_star = math.exp(exponent)
     return d_star, beta * d_star
 
 
