@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from .records import PreferencePair
 
 __all__ = ["accuracy_on_gold", "contamination", "data_card", "length_balance", "length_match", "near_duplicates", "ngrams", "pairs_from_ratings",
@@ -59,7 +60,7 @@ def length_match(pairs: Sequence[PreferencePair], tolerance: float = 0.1) -> tup
     (1, 1.0, 1.0)
     """
     if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+        raise ConfigError(f"tolerance must be >= 0, got {tolerance}")
     lengths = [(len(p.chosen.split()), len(p.rejected.split())) for p in pairs]
     keep = [abs(c - r) <= tolerance * max(c, r) for c, r in lengths]
     kept = [p for p, k in zip(pairs, keep) if k]
@@ -112,6 +113,8 @@ def ngrams(text: str, n: int) -> set[str]:
     >>> sorted(ngrams("The cat sat down", 3))
     ['cat sat down', 'the cat sat']
     """
+    if n < 1:
+        raise ConfigError(f"n-grams need n >= 1, got {n}")
     words = _words(text)
     return {" ".join(words[k : k + n]) for k in range(len(words) - n + 1)}
 
