@@ -160,6 +160,8 @@ def data_card(records: Iterable[tuple[str, PreferencePair]], dedup_sample: int =
     * with ``eval_texts``: training prompts sharing a word ``contamination_n``-gram with them (all counted, the first
       100 listed), and how many prompts are shorter than ``contamination_n`` words (they cannot be checked this way).
     """
+    if dedup_sample < 0 or reservoir_size < 1 or batch < 1:
+        raise ConfigError(f"dedup_sample must be >= 0 and reservoir_size, batch >= 1; got {dedup_sample}, {reservoir_size}, {batch}")
     rng = random.Random(0)
     reservoir: list[tuple[int, ...]] = []
     count = longer = ties = margins = weighted = 0
@@ -268,6 +270,8 @@ def pairs_from_ratings(groups: dict[Any, list[tuple[str, float]]], rule: str = "
     >>> [(r["chosen"], r["rejected"], r["margin"]) for r in rows]
     [('b', 'a', 2.0), ('c', 'a', 1.0), ('b', 'c', 1.0)]
     """
+    if length_tolerance is not None and length_tolerance < 0:
+        raise ConfigError(f"length_tolerance must be >= 0, got {length_tolerance}")
     rng = random.Random(seed)
     out = []
     for prompt, rated in groups.items():
