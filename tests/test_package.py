@@ -39,16 +39,16 @@ def test_every_module_declares_all():
 
 LAYERS = {
     # what each part of the package may import from the others: imports flow one way (docs/design.md, "Layers")
-    "errors": set(), "losses": set(), "metrics": set(), "devices": set(), "control": set(), "jsonsafe": set(),
+    "errors": set(), "losses": set(), "metrics": set(), "devices": set(), "control": set(), "jsonsafe": set(), "plotting": set(),
     "config": {"errors"},
-    "data": {"errors", "config", "metrics", "jsonsafe"},
+    "data": {"plotting", "errors", "config", "metrics", "jsonsafe"},
     "models": {"data", "errors", "config", "devices", "losses"},
     "judges": {"data", "errors", "config", "models", "metrics"},
     "scoring": {"data", "errors", "config", "devices", "losses", "metrics", "models", "judges", "control"},
     "labeling": {"data", "errors", "config", "models", "scoring", "judges"},
-    "search": {"data", "errors", "config", "metrics", "scoring", "labeling"},
-    "overopt": {"data", "errors", "config", "scoring", "search", "jsonsafe", "training", "labeling", "judges"},
-    "evaluation": {"data", "errors", "config", "metrics", "models", "scoring", "jsonsafe"},
+    "search": {"plotting", "data", "errors", "config", "metrics", "scoring", "labeling"},
+    "overopt": {"plotting", "data", "errors", "config", "scoring", "search", "jsonsafe", "training", "labeling", "judges"},
+    "evaluation": {"plotting", "data", "errors", "config", "metrics", "models", "scoring", "jsonsafe"},
     "training": {"data", "errors", "config", "devices", "losses", "metrics", "models", "evaluation"},
     "demo": {"data", "errors", "metrics", "scoring", "training"},
     "serving": {"data", "errors", "config", "scoring"},

@@ -264,3 +264,21 @@ def test_rl_fit_of_a_curve_that_barely_bends_has_no_peak_instead_of_overflowing(
     d = np.linspace(0.05, 1.3, 12)
     fit = fit_gao(d, 0.3 * d - 1e-4 * d * np.log(d), "rl")  # alpha / beta ~ 3000: exp would overflow
     assert fit.peak_d is None and fit.alpha == pytest.approx(0.3, abs=1e-6)
+
+
+def test_round_statistics_of_the_best_of_n_policy_against_direct_computations():
+    from rewardlab.overopt.experiment import _policy_pairs, _policy_stats
+    from rewardlab.overopt.harness import Pool
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 4, (6, 8)).astype(float)
+    pool = Pool([f"q{i}" for i in range(6)], [[f"r{i}-{j}" for j in range(8)] for i in range(6)], gold, ["s"] * 6)
+    noisy = gold + rng.normal(0, 1.0, gold.shape)
+    stats = _policy_stats(gold, noisy, 4)
+    assert stats["policy_gold"] == pytest.approx(bon_curve(gold, noisy, [4])["gold"][0])  # the policy is best-of-4
+    assert _policy_stats(gold, gold + 1e-3 * np.arange(8), 2)["proxy_gold_correlation_on_policy"] > 0.99
+    triples = _policy_pairs(pool, noisy, 4, np.random.default_rng(1))
+    assert triples and all(gold[i, a] > gold[i, b] for i, a, b in triples)  # chosen has the higher gold
+    picks = {(i, j) for i, a, b in triples for j in (a, b)}
+    for i in range(6):  # every paired candidate is the proxy's pick of its group of 4
+        assert sum(1 for k, _ in picks if k == i) <= 2

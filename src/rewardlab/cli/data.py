@@ -215,10 +215,11 @@ def _cmd_filter(args: argparse.Namespace) -> int:
     from ..data.filtering import PairFilter, filter_pair_file
     from ..errors import ConfigError
 
-    rule = PairFilter(args.min_agreement, args.min_confidence, args.min_gap, args.min_rm_confidence, args.gap_field, args.mode,
-                      args.down_weight if args.down_weight is not None else PairFilter.down_weight,
-                      tuple(w.strip() for w in args.weight_by.split(",") if w.strip()) if args.weight_by else (),  # type: ignore[arg-type]
-                      args.stratum_field, _parse_table(args.stratum_weights, "--stratum-weights"))
+    rule = PairFilter(min_agreement=args.min_agreement, min_confidence=args.min_confidence, min_gap=args.min_gap,
+                      min_rm_confidence=args.min_rm_confidence, gap_field=args.gap_field, mode=args.mode,
+                      down_weight=args.down_weight if args.down_weight is not None else PairFilter.down_weight,
+                      weight_by=tuple(w.strip() for w in (args.weight_by or "").split(",") if w.strip()),  # type: ignore[arg-type]
+                      stratum_field=args.stratum_field, stratum_weights=_parse_table(args.stratum_weights, "--stratum-weights"))
     if args.down_weight is not None and args.mode != "weight":
         raise ConfigError("--down-weight applies with --mode weight only")
     scorer = None

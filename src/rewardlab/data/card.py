@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..jsonsafe import dumps
+from ..plotting import pyplot, save_figure
 
 __all__ = ["card_lines", "write_card"]
 
@@ -75,19 +76,13 @@ def card_lines(card: dict[str, Any], title: str) -> list[tuple[str, list[str]]]:
 
 
 def _plots(card: dict[str, Any], out: Path) -> list[tuple[str, str]]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return []
     made = []
 
     def save(fig: Any, name: str, caption: str) -> None:
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
+        save_figure(fig, out / name, dpi=110)
         made.append((name, caption))
 
     def bars(ax: Any, hist: dict[str, Any], keys: list[str]) -> None:

@@ -12,6 +12,7 @@ is an error naming the record, never a silent pass.
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -231,7 +232,7 @@ def filter_pair_file(source: str, rule: PairFilter, output: str, dropped: str | 
         from tqdm.auto import tqdm
 
         bar = tqdm(desc="filtering", unit="pair")
-    with open(output, "w") as kept_handle, (open(dropped, "w") if dropped else _NullWriter()) as drop_handle:
+    with open(output, "w") as kept_handle, open(dropped or os.devnull, "w") as drop_handle:
         buffer: list[tuple[str, Mapping[str, Any]]] = []
 
         def flush() -> None:
@@ -259,13 +260,3 @@ def filter_pair_file(source: str, rule: PairFilter, output: str, dropped: str | 
     used = {k: v for k, v in vars(rule).items() if v is not None and v != () and not (k == "down_weight" and rule.mode == "drop")}
     return {**counts.as_dict(), "rule": used}
 
-
-class _NullWriter:
-    def __enter__(self) -> _NullWriter:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def write(self, text: str) -> int:
-        return len(text)

@@ -6,14 +6,14 @@ plots were skipped and the JSON is complete anyway.
 
 from __future__ import annotations
 
-
-from ..jsonsafe import dumps
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..jsonsafe import dumps
+from ..plotting import pyplot, save_figure
 from .calibration import reliability_curve
 
 __all__ = ["write_report"]
@@ -23,20 +23,14 @@ def _fmt(x: Any) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
-def _save(plt: Any, fig: Any, out: Path, name: str) -> str:
-    fig.tight_layout()
-    fig.savefig(out / name, dpi=120)
-    plt.close(fig)
+def _save(fig: Any, out: Path, name: str) -> str:
+    save_figure(fig, out / name)
     return name
 
 
 def _plots(results: dict[str, Any], out: Path) -> list[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return []
     made = []
     calibration = results.get("benchmark", {}).get("calibration")
@@ -49,20 +43,20 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
         ax.plot([0, 1], [0, 1], "k--", lw=1)
         ax.set(xlabel="predicted P(chosen > rejected)", ylabel="observed frequency", title="Reliability diagram")
         ax.legend()
-        made.append(_save(plt, fig, out, "reliability.png"))
+        made.append(_save(fig, out, "reliability.png"))
     length = results.get("length_bias")
     if length:
         fig, ax = plt.subplots(figsize=(5, 4))
         ax.scatter(length["scatter"]["length"], length["scatter"]["reward"], s=6, alpha=0.5)
         ax.set(xlabel="response length (words)", ylabel="reward", title=f"Spearman {length['spearman']:.2f}")
-        made.append(_save(plt, fig, out, "length_scatter.png"))
+        made.append(_save(fig, out, "length_scatter.png"))
     probes = {k: v for k, v in results.get("probes", {}).items() if "fraction_perturbed_higher" in v}
     if probes:
         fig, ax = plt.subplots(figsize=(5, 3))
         ax.bar(list(probes), [v["fraction_perturbed_higher"] for v in probes.values()])
         ax.axhline(0.5, color="k", ls="--", lw=1)
         ax.set(ylabel="perturbed reply wins", ylim=(0, 1), title="Perturbation probes")
-        made.append(_save(plt, fig, out, "probes.png"))
+        made.append(_save(fig, out, "probes.png"))
     ratings = results.get("ratings")
     if ratings:
         rows = ratings["bradley_terry"]
@@ -72,7 +66,7 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
         ax.errorbar(r, y, xerr=[r - [row["lower"] for row in rows], np.array([row["upper"] for row in rows]) - r], fmt="o")
         ax.set_yticks(y, [row["name"] for row in rows])
         ax.set(xlabel="Bradley-Terry rating (Elo scale)", title="Ratings with bootstrap intervals")
-        made.append(_save(plt, fig, out, "ratings.png"))
+        made.append(_save(fig, out, "ratings.png"))
     return made
 
 

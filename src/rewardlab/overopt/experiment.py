@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..jsonsafe import dumps
+from ..plotting import pyplot, save_figure
 
 __all__ = ["OveroptConfig", "load_config", "run_experiment"]
 
@@ -226,20 +227,26 @@ def _text_prompt(prompt: Any) -> str:
 def _gold_pairs(pool: Any, count: int, seed: int) -> list[Any]:
     """``count`` pairs of the policy's samples in ``pool`` (same prompt, different gold; chosen = higher gold), drawn
     without replacement with ``seed``: the proxy's training data when it learns from the policy's distribution."""
-    from ..data.records import Message, PreferencePair
-
     candidates = [(i, a, b) for i, row in enumerate(pool.candidates) for a in range(len(row)) for b in range(a + 1, len(row))
                   if pool.gold[i, a] != pool.gold[i, b] and row[a] != row[b]]
     if len(candidates) < count:
         raise ConfigError(f"the training pool has {len(candidates)} pairs with different gold, fewer than the {count} asked for: "
                           "raise prompts or n, or lower proxy_sizes")
     rng = np.random.default_rng(seed)
-    out = []
-    for k in rng.choice(len(candidates), size=count, replace=False):
-        i, a, b = candidates[int(k)]
-        good, bad = (a, b) if pool.gold[i, a] > pool.gold[i, b] else (b, a)
-        out.append(PreferencePair((Message("user", _text_prompt(pool.prompts[i])),), pool.candidates[i][good], pool.candidates[i][bad]))
-    return out
+    return _as_pairs(pool, [_ordered(pool, *candidates[int(k)]) for k in rng.choice(len(candidates), size=count, replace=False)])
+
+
+def _ordered(pool: Any, i: int, a: int, b: int) -> tuple[int, int, int]:
+    """``(prompt, chosen, rejected)`` indices of candidates a and b of prompt i: chosen has the higher gold."""
+    return (i, a, b) if pool.gold[i, a] > pool.gold[i, b] else (i, b, a)
+
+
+def _as_pairs(pool: Any, triples: Sequence[tuple[int, int, int]]) -> list[Any]:
+    """Preference pairs from ``(prompt, chosen, rejected)`` candidate indices of ``pool``."""
+    from ..data.records import Message, PreferencePair
+
+    return [PreferencePair((Message("user", _text_prompt(pool.prompts[i])),), pool.candidates[i][good], pool.candidates[i][bad])
+            for i, good, bad in triples]
 
 
 def _write_pairs(path: Path, pairs: Sequence[Any]) -> None:
@@ -259,12 +266,14 @@ def _train_proxy(config: OveroptConfig, pairs: Path, folder: Path, seed: int, sh
           show_progress=show_progress, resume=(folder / "run_config.json").is_file())
 
 
-def _measure(scorer: Any, pool: Path, out: Path, config: OveroptConfig, show_progress: bool) -> dict[str, Any]:
+def _measure(scorer_config: Any, pool: Path, out: Path, config: OveroptConfig, show_progress: bool) -> dict[str, Any]:
+    """The curves of the proxy ``scorer_config`` describes (a finished measurement is read back: no model is loaded)."""
+    from ..scoring.config import build_scorer
     from .harness import run_overopt
 
     if (out / "overopt.json").is_file():
         return json.loads((out / "overopt.json").read_text())
-    return run_overopt(scorer, pool, out, config.betas, config.bootstrap, config.seed, show_progress)
+    return run_overopt(build_scorer(scorer_config), pool, out, config.betas, config.bootstrap, config.seed, show_progress)
 
 
 def _peak(result: dict[str, Any]) -> dict[str, Any]:
@@ -288,24 +297,17 @@ def _policy_stats(gold: np.ndarray, proxy: np.ndarray, n: int) -> dict[str, floa
     return {"policy_gold": mean_g, "proxy_gold_correlation_on_policy": float(corr)}
 
 
-def _policy_pairs(pool: Any, proxy: np.ndarray, n: int, rng: np.random.Generator) -> list[Any]:
+def _policy_pairs(pool: Any, proxy: np.ndarray, n: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
     """Samples of the current policy (best-of-n under ``proxy`` in random groups of n of each prompt's candidates),
-    paired within a prompt where the gold differs: chosen = higher gold."""
-    from ..data.records import Message, PreferencePair
-
-    pairs = []
-    for i, (prompt, candidates) in enumerate(zip(pool.prompts, pool.candidates)):
+    paired within a prompt where the gold differs: ``(prompt, chosen, rejected)`` indices, chosen = higher gold."""
+    triples = []
+    for i, candidates in enumerate(pool.candidates):
         order = rng.permutation(len(candidates))
         picks = [int(max(group, key=lambda j: proxy[i, j])) for group in
                  (order[k : k + n] for k in range(0, len(order) - n + 1, n))]
-        text = _text_prompt(prompt)
-        for a in range(len(picks)):
-            for b in range(a + 1, len(picks)):
-                ga, gb = pool.gold[i, picks[a]], pool.gold[i, picks[b]]
-                if ga != gb and candidates[picks[a]] != candidates[picks[b]]:
-                    good, bad = (picks[a], picks[b]) if ga > gb else (picks[b], picks[a])
-                    pairs.append(PreferencePair((Message("user", text),), candidates[good], candidates[bad]))
-    return pairs
+        triples += [_ordered(pool, i, a, b) for x, a in enumerate(picks) for b in picks[x + 1 :]
+                    if pool.gold[i, a] != pool.gold[i, b] and candidates[a] != candidates[b]]
+    return triples
 
 
 def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generator: Any = None, gold: Any = None,
@@ -315,7 +317,7 @@ def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generat
     (anything with ``continue_solution``, e.g. a scripted generator in tests); ``gold`` overrides its gold (any
     :class:`~rewardlab.scoring.protocol.Scorer`, e.g. a ``FunctionScorer`` checking answers)."""
     from ..data.demo import demo_pairs
-    from ..scoring.config import ScorerConfig, build_scorer
+    from ..scoring.config import ScorerConfig
     from .harness import read_pool
     from .pool import sample_pool
 
@@ -340,16 +342,16 @@ def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generat
         sample_pool(generator, train_prompts, config.n, out / "label_pool.jsonl", gold, config.max_new_tokens,
                     config.seed + 10_000, show_progress)
     pool_path = out / "pool.jsonl"
+    train_pool = read_pool(out / "label_pool.jsonl") if config.policy_pairs else None
     results: dict[str, dict[str, Any]] = {}
     for size, seed in config.proxies():
         pairs = out / f"pairs_{size}_seed{seed}.jsonl"
         if not pairs.is_file():
-            _write_pairs(pairs, _gold_pairs(read_pool(out / "label_pool.jsonl"), size, seed) if config.policy_pairs
+            _write_pairs(pairs, _gold_pairs(train_pool, size, seed) if train_pool is not None
                          else demo_pairs("train", size, seed=seed + 7))
         folder = out / f"proxy_{size}_seed{seed}"
         _train_proxy(config, pairs, folder, seed, show_progress)
-        scorer = build_scorer(ScorerConfig(model=str(folder), max_length=config.max_length))
-        results[f"{size}/seed{seed}"] = _measure(scorer, pool_path, out / f"overopt_{size}_seed{seed}", config, show_progress)
+        results[f"{size}/seed{seed}"] = _measure(ScorerConfig(model=str(folder), max_length=config.max_length), pool_path, out / f"overopt_{size}_seed{seed}", config, show_progress)
     mitigated: dict[str, dict[str, Any]] = {}
     for spec in config.mitigations:
         kind, _, value = spec.partition(":")
@@ -357,18 +359,18 @@ def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generat
             folders = [str(out / f"proxy_{size}_seed{s}") for s in config.seeds]
             name = spec.replace(":", "_")
             if kind == "ensemble":
-                scorer = build_scorer(ScorerConfig(model=folders[0], ensemble=",".join(folders[1:]), ensemble_aggregate=value,  # type: ignore[arg-type]
-                                                   max_length=config.max_length))
-                mitigated[f"{size}/{spec}"] = _measure(scorer, pool_path, out / f"overopt_{size}_{name}", config, show_progress)
+                ensemble = ScorerConfig(model=folders[0], ensemble=",".join(folders[1:]), ensemble_aggregate=value,  # type: ignore[arg-type]
+                                        max_length=config.max_length)
+                mitigated[f"{size}/{spec}"] = _measure(ensemble, pool_path, out / f"overopt_{size}_{name}", config, show_progress)
             else:
                 for seed, folder in zip(config.seeds, folders):
-                    scorer = build_scorer(ScorerConfig(model=folder, length_penalty=float(value), max_length=config.max_length))
-                    mitigated[f"{size}/{spec}/seed{seed}"] = _measure(scorer, pool_path, out / f"overopt_{size}_{name}_seed{seed}",
+                    penalized = ScorerConfig(model=folder, length_penalty=float(value), max_length=config.max_length)
+                    mitigated[f"{size}/{spec}/seed{seed}"] = _measure(penalized, pool_path, out / f"overopt_{size}_{name}_seed{seed}",
                                                                       config, show_progress)
     rounds = _run_rounds(config, out, show_progress) if config.rounds else []
     summary = _summarize(config, results, mitigated, rounds)
     (out / "summary.json").write_text(dumps(summary, indent=2))
-    _write_report(config, summary, results, out, read_pool(pool_path).logprob_summary())
+    _write_report(config, summary, results, out)
     return summary
 
 
@@ -398,7 +400,7 @@ def _run_rounds(config: OveroptConfig, out: Path, show_progress: bool) -> list[d
             if not new_pairs.is_file():
                 fresh = _policy_pairs(label_pool, proxy_rewards(folder, label_pool), config.round_n,
                                       np.random.default_rng(config.seed + r))
-                _write_pairs(new_pairs, fresh)
+                _write_pairs(new_pairs, _as_pairs(label_pool, fresh))
             added = read_preference_pairs(new_pairs)[0] if new_pairs.stat().st_size else []
             union = union + added
             union_path = round_dir / "pairs.jsonl"
@@ -411,10 +413,7 @@ def _run_rounds(config: OveroptConfig, out: Path, show_progress: bool) -> list[d
         # accuracy on pairs drawn from this round's policy on the evaluation prompts (the label pool trained the proxy)
         probe = _policy_pairs(eval_pool, eval_proxy, config.round_n, np.random.default_rng(config.seed + 1000 + r))
         if probe:
-            scorer = build_scorer(ScorerConfig(model=str(folder), max_length=config.max_length))
-            prompts = [p.prompt[0].content for p in probe]
-            chosen, rejected = scorer.score(prompts, [p.chosen for p in probe]), scorer.score(prompts, [p.rejected for p in probe])
-            row["proxy_accuracy_on_policy_pairs"] = float(np.mean([c > j for c, j in zip(chosen, rejected)]))
+            row["proxy_accuracy_on_policy_pairs"] = float(np.mean([eval_proxy[i, good] > eval_proxy[i, bad] for i, good, bad in probe]))
             row["policy_pairs"] = len(probe)
         history.append(row)
         if r > 0 and row["policy_gold"] - history[-2]["policy_gold"] <= config.min_improvement:
@@ -445,21 +444,25 @@ def _summarize(config: OveroptConfig, results: dict[str, dict[str, Any]], mitiga
             f = fit_gao(curves[0]["d"], mean_gold - mean_gold[0], "bon")
             fit_of_mean = {"alpha": f.alpha, "beta": f.beta, "r_squared": f.r_squared, "peak_d": f.peak_d,
                            "peak_within_data": f.peak_d is not None and f.peak_d <= max(curves[0]["d"])}
-        per_size[str(size)] = {"seeds": {f"seed{s}": p for s, p in zip(config.seeds, peaks)}, "mean_gold_curve": mean_gold.tolist(),
+        per_size[str(size)] = {"seeds": {f"seed{s}": p for s, p in zip(config.seeds, peaks)}, "d": list(curves[0]["d"]),
+                               "mean_gold_curve": mean_gold.tolist(),
+                               "mean_gap_curve": np.mean([c["gap"] for c in curves], axis=0).tolist(),
                                "fit_of_mean": fit_of_mean,
                                "peak_gold_mean": float(np.mean(golds)), "peak_gold_sd": float(np.std(golds, ddof=1)) if len(golds) > 1 else None,
                                "peak_d_mean": float(np.mean(ds)), "peak_d_sd": float(np.std(ds, ddof=1)) if len(ds) > 1 else None,
                                "gold_at_max_n_mean": float(np.mean([p["gold_at_max_n"] for p in peaks])),
                                "mitigations": variants}
     ordered = [per_size[str(s)] for s in sorted(config.proxy_sizes)]
-    return {"config": config.to_json(), "reference_gold": next(iter(results.values()))["reference_gold"], "sizes": per_size,
+    first = next(iter(results.values()))
+    return {"config": config.to_json(), "reference_gold": first["reference_gold"], "reference_logprobs": first.get("reference_logprobs"),
+            "gold_ceiling": first["best_of_n"]["gold_ceiling"], "sizes": per_size,
             "larger_proxy_peaks_higher": all(a["peak_gold_mean"] <= b["peak_gold_mean"] for a, b in zip(ordered, ordered[1:])),
             "larger_proxy_peaks_later": all(a["peak_d_mean"] <= b["peak_d_mean"] for a, b in zip(ordered, ordered[1:])),
             "rounds": rounds}
 
 
-def _write_report(config: OveroptConfig, summary: dict[str, Any], results: dict[str, dict[str, Any]], out: Path,
-                  logprobs: dict[str, float] | None) -> None:
+def _write_report(config: OveroptConfig, summary: dict[str, Any], results: dict[str, dict[str, Any]], out: Path) -> None:
+    logprobs = summary["reference_logprobs"]
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     lines = ["# Over-optimization experiment", "",
              f"Policy {config.policy}, {config.prompts} prompts x {config.n} replies, gold '{config.gold}', proxies from "
@@ -497,7 +500,7 @@ def _write_report(config: OveroptConfig, summary: dict[str, Any], results: dict[
                   f"| {fmt(r.get('proxy_accuracy_on_policy_pairs'))} |" for r in summary["rounds"]]
         if "stopped" in summary["rounds"][-1]:
             lines.append(f"\nStopped after round {summary['rounds'][-1]['round']}: {summary['rounds'][-1]['stopped']}.")
-    plotted = _plot(config, results, out / "overopt.png")
+    plotted = _plot(summary, out / "overopt.png")
     lines += ["", "![gold and gap vs d](overopt.png)" if plotted else "(plot skipped: install matplotlib)"]
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
@@ -508,35 +511,24 @@ def _peak_text(peak_d: float | None, within: bool | None) -> str:
     return f"{peak_d:.3f}" + ("" if within else " (beyond the measured d: extrapolated)")
 
 
-def _plot(config: OveroptConfig, results: dict[str, dict[str, Any]], path: Path) -> bool:
-    from .fits import fit_gao
-
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+def _plot(summary: dict[str, Any], path: Path) -> bool:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, (ax, gap) = plt.subplots(1, 2, figsize=(11, 4))
-    for size in config.proxy_sizes:
-        runs = [results[f"{size}/seed{s}"]["best_of_n"] for s in config.seeds]
-        d = np.array(runs[0]["d"])
-        gold = np.mean([r["gold"] for r in runs], axis=0)
-        line = ax.plot(d, gold, "o", label=f"{size} pairs (mean of {len(runs)} seeds)")[0]
-        if len(d) >= 3:
-            fit = fit_gao(d, gold - gold[0], "bon")
+    for size, row in summary["sizes"].items():
+        d, gold = np.array(row["d"]), np.array(row["mean_gold_curve"])
+        line = ax.plot(d, gold, "o", label=f"{size} pairs (mean of {len(row['seeds'])} seeds)")[0]
+        fit = row["fit_of_mean"]
+        if fit:
             grid = np.linspace(0, d.max(), 50)
-            ax.plot(grid, gold[0] + grid * (fit.alpha - fit.beta * grid), "-", color=line.get_color(), lw=1)
-        gap.plot(d, np.mean([r["gap"] for r in runs], axis=0), "o-", color=line.get_color(), label=f"{size} pairs")
-    ax.plot(results[next(iter(results))]["best_of_n"]["d"], results[next(iter(results))]["best_of_n"]["gold_ceiling"], ":", color="k",
-            label="gold-optimal pick")
+            ax.plot(grid, gold[0] + grid * (fit["alpha"] - fit["beta"] * grid), "-", color=line.get_color(), lw=1)
+        gap.plot(d, row["mean_gap_curve"], "o-", color=line.get_color(), label=f"{size} pairs")
+    ax.plot(d, summary["gold_ceiling"], ":", color="k", label="gold-optimal pick")
     ax.set(xlabel="d = sqrt(KL_bon)", ylabel="gold reward", title="Best-of-n gold, mean over seeds (points), Gao fit (line)")
     ax.legend(fontsize=7)
     gap.axhline(0, color="k", lw=1)
     gap.set(xlabel="d = sqrt(KL_bon)", ylabel="z(proxy) - z(gold)", title="Over-optimization gap")
     gap.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataFormatError
+from ..jsonsafe import dumps
+from ..plotting import pyplot, save_figure
 from ..scoring.protocol import Scorer
 from .curves import bon_curve, tilted_curve
 from .fits import fit_gao
@@ -135,8 +137,6 @@ def run_overopt(scorer: Scorer, data: str | os.PathLike, output_dir: str | os.Pa
               "fits": fits, "bootstrap": bootstrap, "scorer": scorer.describe()}
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from ..jsonsafe import dumps
-
     (out / "overopt.json").write_text(dumps(result, indent=2))
     _plot(result, out / "overopt.png")
     _report(result, out / "report.md")
@@ -144,12 +144,8 @@ def run_overopt(scorer: Scorer, data: str | os.PathLike, output_dir: str | os.Pa
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     fig, (ax, gap) = plt.subplots(1, 2, figsize=(11, 4))
     bon, tilt = result["best_of_n"], result["tilted"]
@@ -166,9 +162,7 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     gap.axhline(0, color="k", lw=1)
     gap.set(xlabel="d = sqrt(KL)", ylabel="standardized proxy - standardized gold", title="Over-optimization gap")
     gap.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _report(result: dict[str, Any], path: Path) -> None:

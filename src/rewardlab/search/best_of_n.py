@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..plotting import pyplot, save_figure
 from ..scoring.protocol import Scorer
 
 __all__ = [
@@ -196,12 +197,8 @@ def bon_curve(scorers: Mapping[str, Scorer], data: str | os.PathLike, output_dir
 
 
 def _plot_curves(ns: list[int], curves: dict[str, list[float]], questions: int, path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # plots are an extra (rewardlab[plots]); the JSON has the numbers
+    plt = pyplot()
+    if plt is None:  # plots are an extra (rewardlab[plots]); the JSON has the numbers
         return
     fig, ax = plt.subplots(figsize=(5, 4))
     for name, values in curves.items():
@@ -212,6 +209,4 @@ def _plot_curves(ns: list[int], curves: dict[str, list[float]], questions: int, 
     top.set_xticks(ns, [f"{best_of_n_kl(n):.2f}" for n in ns])
     top.set_xlabel("KL(best-of-N || base), nats (log N - (N - 1) / N)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
