@@ -75,8 +75,9 @@ class LocalHFGenerator:
 
         ids, sequences, logits = self._generate(prompt, "", n, max_new_tokens, seed, True)
         new = sequences[:, ids.shape[1]:]  # (n, T)
-        steps = torch.stack(list(logits), dim=1).float().log_softmax(-1)  # (n, T, vocab)
-        token_logps = steps.gather(-1, new[:, : steps.shape[1], None]).squeeze(-1)
+        # one step at a time: (n, vocab) each, never the (n, T, vocab) stack in fp32 again
+        token_logps = torch.stack([step.float().log_softmax(-1).gather(-1, new[:, t, None]).squeeze(-1)
+                                   for t, step in enumerate(logits)], dim=1)  # (n, T)
         configured = getattr(self.lm.generation_config, "eos_token_id", None)
         eos = set(configured if isinstance(configured, list) else [configured]) | {self.tokenizer.eos_token_id}
         eos.discard(None)
@@ -91,43 +92,35 @@ class LocalHFGenerator:
 class ChatEndpointGenerator:
     """Continuations from an OpenAI-compatible chat endpoint (vLLM, llama.cpp server, hosted APIs).
 
-    The partial solution is sent as the start of the assistant turn with an instruction to
-    continue it; ``n`` samples are ``n`` calls at ``temperature``.
+    The partial solution is sent in the user turn with an instruction to continue it; a prompt's ``n`` samples are
+    one request with ``n`` when the client can ask for several (vLLM, SGLang, OpenAI), else one request each.
     """
 
     def __init__(self, client: Any, temperature: float = 0.7, concurrency: int = 4):
         self.client, self.temperature, self.concurrency = client, temperature, concurrency
 
+    def _completions(self, messages: list[dict[str, str]], n: int, max_new_tokens: int, logprobs: bool) -> list[Any]:
+        from ..judges.clients import OpenAIChatClient
+
+        if isinstance(self.client, OpenAIChatClient):
+            return self.client.complete_many(messages, n, temperature=self.temperature, max_tokens=max_new_tokens,
+                                             logprobs=logprobs, concurrency=self.concurrency)
+        return [self.client.complete(messages, temperature=self.temperature, max_tokens=max_new_tokens, logprobs=logprobs)
+                for _ in range(n)]
+
     def continue_solution(self, prompt: Sequence[Message], prefix: str, n: int, max_new_tokens: int = 256,
                           stop: str | None = None, seed: int | None = None) -> list[str]:
-        """``n`` continuations from the endpoint: one request with ``n`` when the client can ask for several (vLLM,
-        SGLang, OpenAI), else one request each; ``seed`` is accepted for the interface, but the endpoint's sampling is
-        not seeded (few servers honour it)."""
+        """``n`` continuations from the endpoint; ``seed`` is accepted for the interface, but the endpoint's sampling
+        is not seeded (few servers honour it)."""
         messages = [m.as_dict() for m in prompt]
         if prefix:
             messages[-1] = {"role": "user", "content": messages[-1]["content"] + "\n\nContinue this partial solution "
                             "step by step and give the final answer:\n" + prefix}
-        from ..judges.clients import OpenAIChatClient
-
-        if isinstance(self.client, OpenAIChatClient):
-            replies = self.client.complete_many(messages, n, temperature=self.temperature, max_tokens=max_new_tokens,
-                                                concurrency=self.concurrency)
-            return [_cut(r.text, stop) for r in replies]
-        return [_cut(self.client.complete(messages, temperature=self.temperature, max_tokens=max_new_tokens).text, stop)
-                for _ in range(n)]
+        return [_cut(r.text, stop) for r in self._completions(messages, n, max_new_tokens, False)]
 
     def sample_with_logprobs(self, prompt: Sequence[Message], n: int, max_new_tokens: int = 256,
                              seed: int | None = None) -> list[tuple[str, list[float] | None]]:
-        """``n`` replies with the server's per-token log-probs (one request with ``n`` and ``logprobs``; None for a
-        reply the server returned without them). The server's log-probs are of its sampling distribution as it
-        reports them (vLLM: the model's, before temperature unless configured otherwise)."""
-        from ..judges.clients import OpenAIChatClient
-
-        messages = [m.as_dict() for m in prompt]
-        if isinstance(self.client, OpenAIChatClient):
-            replies = self.client.complete_many(messages, n, temperature=self.temperature, max_tokens=max_new_tokens,
-                                                logprobs=True, concurrency=self.concurrency)
-        else:
-            replies = [self.client.complete(messages, temperature=self.temperature, max_tokens=max_new_tokens, logprobs=True)
-                       for _ in range(n)]
+        """``n`` replies with the per-token log-probs the server returns (None for a reply it returned without them);
+        which distribution they are of (before or after temperature) is the server's choice, not checked here."""
+        replies = self._completions([m.as_dict() for m in prompt], n, max_new_tokens, True)
         return [(r.text, list(r.token_logprobs) if r.token_logprobs else None) for r in replies]
