@@ -283,16 +283,26 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from ..data.quality import accuracy_on_gold
     from ..data.readers import iter_records
 
-    ann = read_annotations(args.annotations)
-    gold = {str(r.get("item", r.get("idx"))): r["label"] for _, r in iter_records(args.gold)}
+    from ..errors import DataFormatError
+
+    rows = list(iter_records(args.annotations))  # read once: labels, and timestamps for drift
+    ann = read_annotations(args.annotations, records=rows)
+    gold = {}
+    for location, record in iter_records(args.gold):
+        if "label" not in record or record.get("item", record.get("idx")) is None:
+            raise DataFormatError(location, "expected a known answer {item, label}", "label" if "label" not in record else "item")
+        gold[str(record.get("item", record.get("idx")))] = record["label"]
     labels = {a: {item: row[j] for item, row in zip(ann.items, ann.labels) if row[j] is not None}
               for j, a in enumerate(ann.annotators)}
     times = None
     if args.time_field:
         times = {}
-        for location, record in iter_records(args.annotations):
+        for location, record in rows:
             if args.time_field in record:
-                times.setdefault(str(record.get("annotator")), {})[str(record.get("item"))] = float(record[args.time_field])
+                stamp = record[args.time_field]
+                if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
+                    raise DataFormatError(location, f"expected a timestamp in seconds, got {stamp!r}", args.time_field)
+                times.setdefault(str(record.get("annotator")), {})[str(record.get("item"))] = float(stamp)
     report = accuracy_on_gold(labels, gold, args.bootstrap, times=times, window=args.window)
     for name, row in report.items():
         drift = " DRIFTING" if row.get("drifting") else ""

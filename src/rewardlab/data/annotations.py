@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,19 +40,21 @@ _PANDALM = {0: "tie", 1: "A", 2: "B"}
 
 
 def read_annotations(path: str | os.PathLike, item_field: str = "item", annotator_field: str = "annotator",
-                     label_field: str = "label") -> Annotations:
+                     label_field: str = "label", records: Iterable[tuple[str, Any]] | None = None) -> Annotations:
     """Read annotations in one of three layouts (detected per file, errors name file:line and field):
 
     * long: one row per judgement ``{item, annotator, label}`` (field names configurable);
     * wide: one row per item with ``votes`` (a list, position = annotator) or ``annotator1..K`` fields;
     * PandaLM's test set (``annotator1..3`` with 0 = tie, 1 = response 1, 2 = response 2: read as tie / A / B).
+
+    ``records``: the file's ``(location, record)`` rows when the caller has read them already.
     """
     from .readers import iter_records
 
     cells: dict[str, dict[str, Hashable | None]] = {}
     sources: dict[str, str] = {}
     annotators: list[str] = []
-    for location, record in iter_records(str(path)):
+    for location, record in (records if records is not None else iter_records(str(path))):
         wide = [k for k in record if k.startswith("annotator") and k[len("annotator"):].isdigit()]
         if wide or isinstance(record.get("votes"), list):
             item = str(record.get("idx", record.get(item_field, record.get("id", location))))
@@ -253,12 +255,13 @@ def pairs_from_annotations(path: str | os.PathLike, method: Literal["majority", 
     """
     from .readers import iter_records
 
-    ann = read_annotations(path, item_field=item_field)
+    rows = list(iter_records(str(path)))  # read once: the labels and (wide rows) the texts
+    ann = read_annotations(path, item_field=item_field, records=rows)
     bad = [c for c in ann.categories if c not in ("A", "B", "tie")]
     if bad:
         raise DataFormatError(str(path), f"pairs need comparison labels A, B or tie; found {bad[:5]}", "label")
     records: dict[str, tuple[str, Any]] = {}
-    for location, record in iter_records(str(texts or path)):
+    for location, record in (iter_records(str(texts)) if texts else rows):
         key = str(record.get("idx", record.get(item_field, record.get("id", location))))
         records.setdefault(key, (location, record))
     if method == "dawid-skene":
