@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .data.demo import demo_pairs
+from .data.readers import write_preference_pairs
 from .data.records import PreferencePair
 from .metrics import pairwise_accuracy
 from .scoring import LocalScorer, load_reward_model
@@ -27,13 +27,6 @@ class DemoReport:
     chosen_longer_accuracy: float
     chosen_shorter_accuracy: float
     balanced_split_accuracy: float | None
-
-
-def _write_jsonl(pairs: list[PreferencePair], path: Path) -> None:
-    with path.open("w") as handle:
-        for p in pairs:
-            record = {"prompt": [m.as_dict() for m in p.prompt], "chosen": p.chosen, "rejected": p.rejected}
-            handle.write(json.dumps(record) + "\n")
 
 
 def length_split_accuracy(scorer: LocalScorer, pairs: list[PreferencePair]) -> dict[str, float]:
@@ -69,9 +62,9 @@ def run_ensemble_demo(output_dir: str | None = None, model: str = "builtin:minil
     out = Path(output_dir or tempfile.mkdtemp(prefix="rewardlab-ensemble-demo-"))
     out.mkdir(parents=True, exist_ok=True)
     train_path = out / "demo-train.jsonl"
-    _write_jsonl(demo_pairs("train", 2000), train_path)
+    write_preference_pairs(demo_pairs("train", 2000), train_path)
     heldout = demo_pairs("test", 400)
-    _write_jsonl(heldout, out / "demo-test.jsonl")
+    write_preference_pairs(heldout, out / "demo-test.jsonl")
     config = TrainConfig.from_options(
         model=model, data=str(train_path), eval_data=str(out / "demo-test.jsonl"), output_dir=str(out / "model"), max_length=128,
         batch_size=16, learning_rate=5e-5, max_steps=max_steps, eval_every=max_steps, save_every=max_steps, warmup_ratio=0.1,
@@ -103,8 +96,8 @@ def run_demo(
     balanced = None
     if data is None:
         train_path, test_path = out / "demo-train.jsonl", out / "demo-test.jsonl"
-        _write_jsonl(demo_pairs("train", 2000), train_path)
-        _write_jsonl(demo_pairs("test", 400), test_path)
+        write_preference_pairs(demo_pairs("train", 2000), train_path)
+        write_preference_pairs(demo_pairs("test", 400), test_path)
         balanced = demo_pairs("balanced", 400)
         data, eval_data = str(train_path), str(test_path)
     else:

@@ -21,14 +21,6 @@ def _pairs(path: str) -> Any:
     return (p for p in iter_preference_pairs(path, "train", None, report)), report
 
 
-def _write_pairs(pairs: Any, output: str) -> None:
-    with open(output, "w") as handle:
-        for p in pairs:
-            extras = {k: getattr(p, k) for k in ("margin", "weight", "strength", "attribute") if getattr(p, k) is not None}
-            handle.write(json.dumps({"prompt": [m.as_dict() for m in p.prompt], "chosen": p.chosen, "rejected": p.rejected,
-                                     **extras, **({"tie": True} if p.tie else {}), "source": p.source}) + "\n")
-
-
 def _cmd_agreement(args: argparse.Namespace) -> int:
     from ..data.annotations import agreement_report, read_annotations
 
@@ -80,7 +72,9 @@ def _cmd_balance(args: argparse.Namespace) -> int:
         kept, report = length_match(list(pairs), args.tolerance)
     else:
         kept, report = length_balance(list(pairs), args.seed)
-    _write_pairs(kept, args.output)
+    from ..data.readers import write_preference_pairs
+
+    write_preference_pairs(kept, args.output, with_source=True)
     report["read"] = read.summary("pairs")
     print(f"  kept {report['kept']} of {report['pairs_before']} pairs; chosen longer {report['chosen_longer_rate_before']:.1%} -> "
           f"{report['chosen_longer_rate_after']:.1%}", file=sys.stderr)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..data.readers import write_preference_pairs
 from ..jsonsafe import dumps
 from ..plotting import pyplot, save_figure
 
@@ -249,13 +250,6 @@ def _as_pairs(pool: Any, triples: Sequence[tuple[int, int, int]]) -> list[Any]:
             for i, good, bad in triples]
 
 
-def _write_pairs(path: Path, pairs: Sequence[Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps({"prompt": p.prompt[0].content, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
-                           for p in pairs))
-    tmp.replace(path)
-
-
 def _train_proxy(config: OveroptConfig, pairs: Path, folder: Path, seed: int, show_progress: bool) -> None:
     from ..training.loop import train
 
@@ -347,8 +341,8 @@ def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generat
     for size, seed in config.proxies():
         pairs = out / f"pairs_{size}_seed{seed}.jsonl"
         if not pairs.is_file():
-            _write_pairs(pairs, _gold_pairs(train_pool, size, seed) if train_pool is not None
-                         else demo_pairs("train", size, seed=seed + 7))
+            write_preference_pairs(_gold_pairs(train_pool, size, seed) if train_pool is not None
+                                   else demo_pairs("train", size, seed=seed + 7), pairs)
         folder = out / f"proxy_{size}_seed{seed}"
         _train_proxy(config, pairs, folder, seed, show_progress)
         results[f"{size}/seed{seed}"] = _measure(ScorerConfig(model=str(folder), max_length=config.max_length), pool_path, out / f"overopt_{size}_seed{seed}", config, show_progress)
@@ -400,12 +394,12 @@ def _run_rounds(config: OveroptConfig, out: Path, show_progress: bool) -> list[d
             if not new_pairs.is_file():
                 fresh = _policy_pairs(label_pool, proxy_rewards(folder, label_pool), config.round_n,
                                       np.random.default_rng(config.seed + r))
-                _write_pairs(new_pairs, _as_pairs(label_pool, fresh))
+                write_preference_pairs(_as_pairs(label_pool, fresh), new_pairs)
             added = read_preference_pairs(new_pairs)[0] if new_pairs.stat().st_size else []
             union = union + added
             union_path = round_dir / "pairs.jsonl"
             if not union_path.is_file():
-                _write_pairs(union_path, union)
+                write_preference_pairs(union, union_path)
             folder = round_dir / "proxy"
             _train_proxy(config, union_path, folder, seed, show_progress)
         eval_proxy = proxy_rewards(folder, eval_pool)
