@@ -51,7 +51,10 @@ LAYERS = {
     "evaluation": {"plotting", "data", "errors", "config", "metrics", "models", "scoring", "jsonsafe"},
     "training": {"data", "errors", "config", "devices", "losses", "metrics", "models", "evaluation"},
     "demo": {"data", "errors", "metrics", "scoring", "training"},
-    "serving": {"data", "errors", "config", "scoring"},
+    "serving": {"data", "errors", "config", "scoring", "monitor"},
+    "monitor": {"data", "errors", "config", "scoring", "jsonsafe", "plotting", "overopt", "labeling"},
+    "rlhf": {"data", "errors", "config", "scoring", "jsonsafe", "plotting", "overopt", "labeling", "monitor", "control",
+             "serving", "training", "judges", "models", "metrics", "devices"},
     "distributed": {"data", "errors", "config", "scoring", "labeling"},
     "cli": None,  # the entry points may use every part
 }

@@ -48,9 +48,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing.Collection[str] = (),
-                     notes: dict[str, str] | None = None) -> None:
+                     notes: dict[str, str] | None = None, prefix: str = "") -> None:
     """One flag per field of the config dataclass ``cls`` (``--field-name``, help from its docstring plus ``notes``),
-    default None so that only what the user passed overrides the dataclass default or a config file."""
+    default None so that only what the user passed overrides the dataclass default or a config file. With
+    ``prefix`` (e.g. ``"field-"``) the flags are ``--field-<name>`` and land in ``args.field_<name>``."""
     docs, hints = field_docs(cls), typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in exclude:
@@ -58,26 +59,27 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing
         hint = hints[f.name]
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         base = args[0] if typing.get_origin(hint) is not typing.Literal and args else hint
-        flag = "--" + f.name.replace("_", "-")
+        flag = "--" + prefix + f.name.replace("_", "-")
+        dest = prefix.replace("-", "_") + f.name
         shown = "required" if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING else (  # type: ignore[misc]
             f"default: {show_default(f.default)}" if f.default is not dataclasses.MISSING else "default: see docs")
         help_text = f"{docs.get(f.name, '')}{(notes or {}).get(f.name, '')} ({shown})".replace("%", "%%")  # argparse formats help with %
         words = tuple(w for a in args[1:] if typing.get_origin(a) is typing.Literal for w in typing.get_args(a))
         if typing.get_origin(base) is dict:
-            parser.add_argument(flag, type=json_object, default=None, help=help_text + " (a JSON object)", metavar="JSON")
+            parser.add_argument(flag, dest=dest, type=json_object, default=None, help=help_text + " (a JSON object)", metavar="JSON")
         elif base is bool and len(args) > 1:  # bool | Literal[...]: --flag [true|false|word], --no-flag
-            parser.add_argument(flag, nargs="?", const=True, type=_bool_or(words), default=None, help=help_text,
+            parser.add_argument(flag, dest=dest, nargs="?", const=True, type=_bool_or(words), default=None, help=help_text,
                                 metavar="|".join(("true", "false", *words)))
-            parser.add_argument("--no-" + flag[2:], dest=f.name, action="store_false", default=None, help=f"same as {flag} false")
+            parser.add_argument("--no-" + flag[2:], dest=dest, action="store_false", default=None, help=f"same as {flag} false")
         elif base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(hint) is typing.Literal:
-            parser.add_argument(flag, choices=typing.get_args(hint), default=None, help=help_text)
+            parser.add_argument(flag, dest=dest, choices=typing.get_args(hint), default=None, help=help_text)
         elif base is int and words:  # int | Literal[...]: a positive number or one of the words
-            parser.add_argument(flag, type=_int_or(words, f.name.split("_")[-1]), default=None, help=help_text,
+            parser.add_argument(flag, dest=dest, type=_int_or(words, f.name.split("_")[-1]), default=None, help=help_text,
                                 metavar="|".join(("N", *words)))
         else:
-            parser.add_argument(flag, type=base, default=None, help=help_text, metavar=f.name.upper())
+            parser.add_argument(flag, dest=dest, type=base, default=None, help=help_text, metavar=f.name.upper())
 
 
 def _int_or(words: tuple[str, ...], unit: str) -> typing.Callable[[str], int | str]:
@@ -158,9 +160,11 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
     return TrainConfig.from_options(**values)
 
 
-def config_from_values(cls: type, args: argparse.Namespace) -> Any:
-    """``cls`` built from the flags ``add_config_flags(parser, cls)`` added (unset flags keep the defaults)."""
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None})
+def config_from_values(cls: type, args: argparse.Namespace, prefix: str = "") -> Any:
+    """``cls`` built from the flags ``add_config_flags(parser, cls, prefix=prefix)`` added (unset flags keep the defaults)."""
+    dest = prefix.replace("-", "_")
+    return cls(**{f.name: getattr(args, dest + f.name) for f in dataclasses.fields(cls)
+                  if getattr(args, dest + f.name, None) is not None})
 
 
 JUDGE_OPTIONS = ("base_url", "api_key_env", "judge_template", "judge_cache", "max_calls")

@@ -254,6 +254,34 @@ class LocalScorer:
             stacked = (stacked - self.metadata.reward_mean) / self.metadata.reward_std
         return stacked
 
+    @torch.inference_mode()
+    def embed(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> torch.Tensor:
+        """The features the reward head reads, ``(N, H)`` float32, in input order: the input of the model's ``score``
+        or ``classifier`` module (the last attended token's hidden state for decoders, the pooled ``[CLS]`` for
+        encoders; a head that reads the whole sequence gives its first position). What the latent-space
+        monitor (:mod:`rewardlab.monitor.latent`) compares against the reference policy's replies."""
+        head = getattr(self.model.hf_model, "score", None) or getattr(self.model.hf_model, "classifier", None)
+        if head is None:
+            raise ConfigError(f"cannot find the reward head ('score' or 'classifier') of {type(self.model.hf_model).__name__}")
+        captured: list[torch.Tensor] = []
+
+        def keep(module: Any, inputs: tuple[torch.Tensor, ...]) -> None:
+            x = inputs[0]
+            captured.append((x[:, 0] if x.dim() == 3 else x).float().cpu())
+
+        ids = self.tokenize(prompts, responses)
+        handle = head.register_forward_pre_hook(keep)
+        try:
+            rows: list[torch.Tensor] = []
+            for start in range(0, len(ids), self.batch_size):
+                input_ids, mask = pad_sequences(ids[start:start + self.batch_size], self.tokenizer.pad_token_id)  # type: ignore[arg-type]
+                captured.clear()
+                self.model(input_ids.to(self.device), mask.to(self.device))
+                rows.append(captured[-1])
+        finally:
+            handle.remove()
+        return torch.cat(rows) if rows else torch.empty(0, 0)
+
     def named(self, rewards: torch.Tensor) -> list[dict[str, float]]:
         """Rows of ``score_ids`` output as ``{head: reward}``, mapped to the original target scale
         when ``original_scale`` (regression models trained with normalized targets)."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ..scoring.protocol import Scorer
+from ..scoring.protocol import HeadScorer, Scorer
 
-__all__ = ["compute_score", "compute_score_batch", "trl_reward_function"]
+__all__ = ["RewardCall", "compute_score", "compute_score_batch", "trl_reward_function"]
 
 
 def _completion_text(completion: Any) -> str:
@@ -27,29 +28,66 @@ def _completion_text(completion: Any) -> str:
     return "".join(m["content"] for m in completion if m.get("role") == "assistant") or "".join(m["content"] for m in completion)
 
 
+@dataclass(frozen=True)
+class RewardCall:
+    """What one call of a recording TRL reward function saw: the trainer step (``trainer_state.global_step + 1``,
+    the step the batch is generated for; None outside a trainer), texts, rewards, and per-member rewards of an
+    ensemble proxy (``(N, K)``, else None)."""
+
+    step: int | None
+    prompts: list[Any]
+    completions: list[str]
+    rewards: list[float]
+    members: list[list[float]] | None = None
+
+
 class _TRLRewardFunction:
     """``f(prompts, completions, **kwargs) -> list[float]`` over a :class:`Scorer` (see :func:`trl_reward_function`)."""
 
-    def __init__(self, scorer: Scorer, name: str):
-        self.scorer, self.__name__ = scorer, name
+    def __init__(self, scorer: Scorer, name: str, record: bool = False):
+        self.scorer, self.__name__, self.record = scorer, name, record
+        self.calls: list[RewardCall] = []
+        described = scorer.describe() if record else {}
+        self._ensemble = record and described.get("kind") == "ensemble" and isinstance(scorer, HeadScorer)
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
         if len(prompts) != len(completions):
             raise ValueError(f"got {len(prompts)} prompts but {len(completions)} completions")
-        return [float(r) for r in self.scorer.score(list(prompts), [_completion_text(c) for c in completions])]
+        texts = [_completion_text(c) for c in completions]
+        members = None
+        if self._ensemble:
+            rows = self.scorer.score_named(list(prompts), texts)  # type: ignore[attr-defined]
+            rewards = [float(self.scorer.combined(row)) for row in rows]  # type: ignore[attr-defined]
+            members = [[v for k, v in row.items() if k != "std"] for row in rows]
+        else:
+            rewards = [float(r) for r in self.scorer.score(list(prompts), texts)]
+        if self.record:
+            state = kwargs.get("trainer_state")
+            step = None if state is None else int(state.global_step) + 1
+            self.calls.append(RewardCall(step, list(prompts), texts, rewards, members))
+        return rewards
+
+    def take(self) -> list[RewardCall]:
+        """The calls recorded since the last ``take`` (and forget them)."""
+        calls, self.calls = self.calls, []
+        return calls
 
 
-def trl_reward_function(scorer: Scorer, name: str = "rewardlab") -> Any:
+def trl_reward_function(scorer: Scorer, name: str = "rewardlab", record: bool = False) -> Any:
     """A TRL reward function backed by ``scorer`` (local, remote, ensemble, judge, ...).
 
-    ``name`` is what TRL logs the reward under (``rewards/<name>/mean``).
+    ``name`` is what TRL logs the reward under (``rewards/<name>/mean``). With ``record=True`` the function keeps
+    what it saw (:class:`RewardCall`; an ensemble's member rewards too) until ``take()``: what
+    :class:`rewardlab.monitor.RewardHackingCallback` reads.
 
     >>> from rewardlab.scoring.protocol import FunctionScorer
-    >>> f = trl_reward_function(FunctionScorer(lambda prompt, response: float(len(response))), name="length")
+    >>> f = trl_reward_function(FunctionScorer(lambda prompt, response: float(len(response))), name="length", record=True)
     >>> f(prompts=["Hi", [{"role": "user", "content": "Hi"}]], completions=["abc", [{"role": "assistant", "content": "ab"}]]), f.__name__
     ([3.0, 2.0], 'length')
+    >>> [call.rewards for call in f.take()], f.take()
+    ([[3.0, 2.0]], [])
     """
-    return _TRLRewardFunction(scorer, name)
+    return _TRLRewardFunction(scorer, name, record)
 
 
 _VERL_SCORER: Scorer | None = None

@@ -10,6 +10,7 @@ Endpoints:
 * ``POST /v1/score``: ``{"prompts": [text or chat messages], "responses": [texts]}`` ->
   ``{"rewards", "heads" (per-head values of a multi-head model, else null), "model", "normalization"}``.
 * ``GET /health`` (200 once the model is loaded and warmed, 503 before), ``GET /v1/metadata``.
+* ``GET /metrics``: Prometheus text format (``serving.metrics``), on unless ``metrics=False``.
 
 Requests that arrive within ``batch_window_ms`` are scored as one length-sorted batch by one worker thread
 (:class:`~rewardlab.serving.batcher.DynamicBatcher`). Limits: body size (413), body read time (408),
@@ -63,10 +64,14 @@ class ServeConfig:
     """The Retry-After a 503 carries."""
     graceful_shutdown_s: float = 30.0
     """On SIGTERM, how long in-flight requests get to finish."""
+    metrics: bool = True
+    """Serve GET /metrics (Prometheus text format: traffic, latency, batch sizes, queue, reward and length drift)."""
+    metrics_window: int = 256
+    """Scored items per window of the reward and reply-length statistics in /metrics (drift is against the first)."""
 
     def __post_init__(self) -> None:
         validate_fields(self)
-        for name in ("max_body_bytes", "max_items", "max_queue_items", "max_batch_items"):
+        for name in ("max_body_bytes", "max_items", "max_queue_items", "max_batch_items", "metrics_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"option '{name}' must be >= 1, got {getattr(self, name)}")
         if self.body_timeout_s <= 0 or self.batch_window_ms < 0:
@@ -165,10 +170,18 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
         for items in groups:
             bad = too_long(kind, items)
             answers.append(SequenceTooLongError("too long", tuple(bad), max_length) if bad else None)
-        valid = [items for items, answer in zip(groups, answers) if answer is None]
-        results = iter(score_items(kind, [item for items in valid for item in items]))
+        valid = [item for items, answer in zip(groups, answers) if answer is None for item in items]
+        scored = score_items(kind, valid)
+        if metrics is not None:
+            metrics.observe_scored([r for r, _ in scored], [item if kind == "texts" else item[1] for item in valid])
+        results = iter(scored)
         return [answer if answer is not None else [next(results) for _ in items] for items, answer in zip(groups, answers)]
 
+    metrics = None
+    if config.metrics:
+        from .metrics import ServerMetrics
+
+        metrics = ServerMetrics(config.metrics_window)
     batcher = DynamicBatcher(score_batch, config.batch_window_ms / 1000, config.max_batch_items, config.max_queue_items)
     state = {"ready": False}
 
@@ -205,6 +218,18 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
         except SequenceTooLongError as err:  # found by the length check, or by a scorer without one
             raise HTTPException(422, _too_long_detail(list(err.items), err.max_length)) from None
 
+    def count(endpoint: str, n: int) -> None:
+        if metrics is not None:
+            metrics.items.labels(endpoint).inc(n)
+
+    if metrics is not None:
+        from fastapi.responses import Response
+
+        @app.get("/metrics", dependencies=[Depends(authorize)])
+        async def prometheus() -> Any:
+            body, content_type = metrics.render(batcher.waiting_items)
+            return Response(body, media_type=content_type)
+
     @app.get("/health")
     async def health() -> Any:
         return JSONResponse({"status": "ok" if state["ready"] else "loading"}, 200 if state["ready"] else 503)
@@ -224,6 +249,7 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
         check_count(len(request.prompts), "prompts")
         prompts = [p if isinstance(p, str) else [m.model_dump() for m in p] for p in request.prompts]
         results = await run("pairs", list(zip(prompts, request.responses)))
+        count("/v1/score", len(results))
         return {"rewards": [r for r, _ in results], "heads": {h: [row[h] for _, row in results] for h in heads} if multi else None,
                 "model": described.get("model"), "normalization": settings.get("normalize")}
 
@@ -241,11 +267,17 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
             if unmatched:
                 raise HTTPException(422, f"queries {unmatched[:20]} do not start with their prompt")
             results = await run("pairs", [(p, q[len(p):]) for q, p in zip(request.query, request.prompts)])
+        count("/get_reward", len(results))
         rewards = [r for r, _ in results]
         extra = {h: [row[h] for _, row in results] for h in heads} if multi else {}
         return {"rewards": rewards, "scores": rewards, "extra_logs": extra}
 
     app.add_middleware(_BodyLimit, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
+    if metrics is not None:
+        from .metrics import MetricsMiddleware
+
+        app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees the body limit's 413/408 too
+    app.state.metrics = metrics
     app.state.batcher = batcher
     return app
 

@@ -59,6 +59,11 @@ class DynamicBatcher:
             self._task.cancel()
         self._worker.shutdown(wait=True)
 
+    @property
+    def waiting_items(self) -> int:
+        """Items queued or being scored right now."""
+        return self._waiting_items
+
     async def run_in_worker(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the scoring thread (e.g. the warm-up call), in turn with the batches."""
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn)
