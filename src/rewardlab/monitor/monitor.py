@@ -17,7 +17,8 @@ replies). Statistics (names as logged; "ref" is the reference window):
                                the ref, slope over the last ``trend_windows`` windows
 ``gold_mean/std``, ``proxy_gold_spearman``  gold summary and rank agreement with the proxy on the window's rollouts
 ``proxy_z``, ``gold_z``, ``proxy_gold_gap``  shifts of the means in ref stds, and ``proxy_z - gold_z``
-``gold_drawdown``              best window gold mean so far minus this one's, in ref gold stds
+``gold_smoothed``, ``gold_drawdown``  trailing mean of the last windows' gold, and its best so far minus now,
+                               in ref gold stds
 ``kl_k1``, ``kl_k3``, ``kl``, ``sqrt_kl``  per-sequence KL in nats (from log-probs; ``kl`` falls back to given KLs)
 ``gao_alpha/beta/peak_d``, ``d_over_peak``  running fit of gold gain = d (alpha - beta log d) (Gao et al.,
                                arXiv:2210.10760, RL form) over the windows so far; ``d* = exp(alpha / beta - 1)``
@@ -70,6 +71,9 @@ class MonitorConfig:
     """n of the repeated n-gram rate (words)."""
     trend_windows: int = 5
     """Windows the disagreement trend is fitted over."""
+    smooth_windows: int = 5
+    """Windows averaged (trailing) for the gold drawdown: the peak of a noisy series is biased up, a mean of a few
+    windows is not fooled by one lucky window."""
     gao_min_points: int = 4
     """Windows with gold and KL needed before the running Gao fit is made."""
     drift_threshold: float | None = 1.5
@@ -85,7 +89,8 @@ class MonitorConfig:
     gap_threshold: float | None = 1.0
     """Rule proxy_gold_gap: proxy_z - gold_z above this (the proxy ran ahead of the gold; needs gold)."""
     drawdown_threshold: float | None = 0.5
-    """Rule gold_drawdown: gold below its best window by more than this many reference gold stds (needs gold)."""
+    """Rule gold_drawdown: the gold (trailing mean of ``smooth_windows`` windows) below its best so far by more than
+    this many reference gold stds (needs gold)."""
     peak_threshold: float | None = 1.0
     """Rule past_predicted_peak: sqrt(KL) over the running Gao fit's predicted peak d* above this (needs gold and KL)."""
     kl_budget: float | None = None
@@ -95,7 +100,7 @@ class MonitorConfig:
 
     def __post_init__(self) -> None:
         validate_fields(self)
-        for name in ("min_window_rollouts", "patience", "ngram", "trend_windows"):
+        for name in ("min_window_rollouts", "patience", "ngram", "trend_windows", "smooth_windows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"option '{name}' must be >= 1, got {getattr(self, name)}")
         if self.gao_min_points < 3:
@@ -252,10 +257,14 @@ class RewardHackingMonitor:
         out["gold_z"] = stats.standardized_shift(out["gold_mean"], ref["gold_mean"], ref["gold_std"]) if golds else float("nan")
         out["proxy_gold_gap"] = out["proxy_z"] - out["gold_z"]
         if golds:
-            self._best_gold = max(self._best_gold, out["gold_mean"])
-            out["gold_drawdown"] = (self._best_gold - out["gold_mean"]) / ref["gold_std"] if ref["gold_std"] > 0 else float("nan")
+            recent = [w for w in self.windows[-(self.config.smooth_windows - 1):] if w.get("gold_rollouts")] \
+                if self.config.smooth_windows > 1 else []
+            weights = [w["gold_rollouts"] for w in recent] + [len(golds)]
+            out["gold_smoothed"] = float(np.average([w["gold_mean"] for w in recent] + [out["gold_mean"]], weights=weights))
+            self._best_gold = max(self._best_gold, out["gold_smoothed"])
+            out["gold_drawdown"] = (self._best_gold - out["gold_smoothed"]) / ref["gold_std"] if ref["gold_std"] > 0 else float("nan")
         else:
-            out["gold_drawdown"] = float("nan")
+            out["gold_smoothed"] = out["gold_drawdown"] = float("nan")
 
     def _kl_statistics(self, window: list[Rollout], out: dict[str, Any]) -> None:
         pairs = [stats.sequence_kl_from_logprobs(r.logprobs, r.reference_logprobs) for r in window
