@@ -51,7 +51,6 @@ def test_local_scorer_embed_is_what_the_reward_head_reads(tiny_llama_dir):
     assert rewards.tolist() == pytest.approx(scorer.score(prompts, replies), abs=1e-4)
 
 
-@pytest.mark.slow
 def test_the_callback_feeds_the_monitor_inside_grpo_and_stops_on_an_alarm(tiny_llama_dir, tmp_path):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
