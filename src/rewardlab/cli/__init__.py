@@ -13,6 +13,7 @@
   :mod:`rewardlab.data.quality`
 * ``rewardlab serve``  -> :func:`rewardlab.serving.app.serve` (``create_app(scorer)`` for ASGI servers)
 * ``rewardlab monitor`` -> :func:`rewardlab.monitor.monitor_file` (reward-hacking alarms over a rollout dump)
+* ``rewardlab rlhf`` -> :func:`rewardlab.rlhf.run_rlhf` (iterative RLHF on TRL); ``rlhf-ratings`` -> :func:`rewardlab.rlhf.import_human_ratings`
 * ``rewardlab kl``     -> :meth:`rewardlab.scoring.dpo.DPOScorer.kl_to_reference` (estimators in :mod:`rewardlab.control`)
 * ``rewardlab cache``  -> :func:`rewardlab.data.token_store.list_stores` / ``select_stores`` / ``remove_stores``
 * ``rewardlab demo``   -> :func:`rewardlab.run_demo`
@@ -29,7 +30,7 @@ import argparse
 import sys
 
 from ..errors import RewardlabError
-from . import control, core, data, evaluate, judges, monitor, process, serve
+from . import control, core, data, evaluate, judges, monitor, process, rlhf, serve
 from .common import Parser
 
 __all__ = ["build_parser", "main"]
@@ -38,7 +39,7 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardlab", description="Train, label, use and check reward models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (core, evaluate, judges, process, serve, control, data, monitor):
+    for module in (core, evaluate, judges, process, serve, control, data, monitor, rlhf):
         module.register(sub)
     return parser
 

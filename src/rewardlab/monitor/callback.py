@@ -22,6 +22,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from ..errors import ConfigError
+from ..jsonsafe import dumps
 from ..scoring.protocol import Scorer
 from .monitor import RewardHackingMonitor
 from .rollouts import Rollout
@@ -61,18 +62,23 @@ class RewardHackingCallback(TrainerCallback):  # type: ignore[misc]
     * ``members``: extra scorers whose rewards become the rollouts' member rewards (an ensemble proxy's members
       are recorded by the proxy function itself).
     * ``stop_on_alarm`` / ``save_on_alarm``: what an alarm does to the run (``control.should_training_stop`` /
-      ``should_save``). Alarms always go to the monitor's ``alarms_path`` and the log.
+      ``should_save``), for the rules in ``stop_rules`` (None: every rule). Alarms always go to the monitor's
+      ``alarms_path`` and the log.
+    * ``rollouts_path``: append every rollout (step, prompt, response, reward, gold, members) to this jsonl, the
+      dump ``rewardlab monitor`` reads.
     """
 
     def __init__(self, monitor: RewardHackingMonitor, proxy: Any, gold: Any = None, members: Sequence[Scorer] = (),
                  heldout: HeldoutProbe | None = None, stop_on_alarm: bool = False, save_on_alarm: bool = False,
-                 prefix: str = "monitor/"):
+                 prefix: str = "monitor/", stop_rules: Sequence[str] | None = None, rollouts_path: str | None = None):
         if not hasattr(proxy, "take") or not getattr(proxy, "record", False):
             raise ConfigError("the proxy must be a recording reward function: trl_reward_function(scorer, name, record=True)")
         if gold is not None and not (isinstance(gold, Scorer) or getattr(gold, "record", False)):
             raise ConfigError("gold must be a Scorer or a recording reward function (record=True)")
         self.monitor, self.proxy, self.gold, self.members = monitor, proxy, gold, list(members)
         self.heldout, self.stop_on_alarm, self.save_on_alarm, self.prefix = heldout, stop_on_alarm, save_on_alarm, prefix
+        self.stop_rules = None if stop_rules is None else set(stop_rules)
+        self.rollouts_path = rollouts_path
         self.stopped_by: Any = None
         self._pending: dict[str, float] = {}
 
@@ -102,7 +108,12 @@ class RewardHackingCallback(TrainerCallback):  # type: ignore[misc]
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         step = int(state.global_step)
-        fired = self.monitor.add(self._rollouts(step)) + self.monitor.end_step(step)
+        rollouts = self._rollouts(step)
+        if self.rollouts_path is not None and rollouts:
+            with open(self.rollouts_path, "a") as handle:
+                handle.writelines(dumps({"step": r.step, "prompt": r.prompt, "response": r.response, "reward": r.reward,
+                                         "gold": r.gold, "members": r.members}) + "\n" for r in rollouts)
+        fired = self.monitor.add(rollouts) + self.monitor.end_step(step)
         if self.monitor.windows and self.monitor.windows[-1]["last_step"] == step:
             self._pending.update({self.prefix + k: float(v) for k, v in self.monitor.latest().items()
                                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)})
@@ -114,8 +125,9 @@ class RewardHackingCallback(TrainerCallback):  # type: ignore[misc]
             self._pending[self.prefix + "alarms"] = float(len(self.monitor.alarms))
             if self.save_on_alarm:
                 control.should_save = True
-            if self.stop_on_alarm:
-                self.stopped_by = fired[0]
+            stopping = [a for a in fired if self.stop_rules is None or a.rule in self.stop_rules]
+            if self.stop_on_alarm and stopping:
+                self.stopped_by = stopping[0]
                 control.should_training_stop = True
         return control
 
