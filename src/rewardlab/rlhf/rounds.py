@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..jsonsafe import dumps
+from ..scoring.protocol import LengthChecked
 from .config import RLHFConfig
 from .labels import (LabelledPairs, candidate_pairs, export_for_people, import_people_labels, label_with_scorer,
                      reward_model_accuracy)
@@ -114,7 +115,8 @@ def update_reward_model(config: RLHFConfig, out: Path, r: int, labelled: Labelle
     write_preference_pairs(old + new, folder / "rm_train_pairs.jsonl")
     before = reward_model_accuracy(ctx["proxy"], held)
     started = time.perf_counter()
-    train(TrainConfig.from_options(model=state["proxy"], data=str(folder / "rm_train_pairs.jsonl"),
+    limit = {"max_length": ctx["proxy"].max_length} if isinstance(ctx["proxy"], LengthChecked) else {}
+    train(TrainConfig.from_options(model=state["proxy"], data=str(folder / "rm_train_pairs.jsonl"), **limit,
                                    output_dir=str(folder / "reward_model"), max_steps=config.rm_steps,
                                    learning_rate=config.rm_learning_rate, batch_size=config.rm_batch_size, eval_fraction=0.0,
                                    seed=config.seed + r, show_progress=True, overwrite=True))
