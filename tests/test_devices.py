@@ -112,9 +112,12 @@ def test_capped_kernel_caches_stop_memory_growth_with_new_shapes():
                              check=True).stdout.split()
         return float(out[1]) - float(out[0])
 
-    # With both caches at their 1,024-kernel defaults, 100 more shapes keep ~200 MB alive (measured);
-    # capped, the caches are full after a few dozen shapes and evict as they go.
-    assert growth("default") > 20
+    # With both caches at their 1,024-kernel defaults, 100 more shapes keep ~200 MB alive (measured on CPUs with
+    # AVX-512 bf16 kernels); capped, the caches are full after a few dozen shapes and evict as they go. A CPU without
+    # them (AMD EPYC without avx512f here: 0.01 MB) builds no per-shape bf16 kernels, so there is nothing to cap.
+    uncapped = growth("default")
+    if uncapped < 20:
+        pytest.skip(f"this CPU keeps no per-shape bf16 kernel cache ({uncapped:.2f} MB over 100 shapes): nothing to cap")
     assert growth(None) < 5
 
 
