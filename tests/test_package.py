@@ -39,7 +39,7 @@ def test_every_module_declares_all():
 
 LAYERS = {
     # what each part of the package may import from the others: imports flow one way (docs/design.md, "Layers")
-    "errors": set(), "losses": set(), "metrics": set(), "devices": set(), "control": set(), "jsonsafe": set(), "plotting": set(),
+    "errors": set(), "extras": {"errors"}, "losses": set(), "metrics": set(), "devices": set(), "control": set(), "jsonsafe": set(), "plotting": set(),
     "config": {"errors"},
     "data": {"plotting", "errors", "config", "metrics", "jsonsafe"},
     "models": {"data", "errors", "config", "devices", "losses"},
@@ -51,10 +51,10 @@ LAYERS = {
     "evaluation": {"plotting", "data", "errors", "config", "metrics", "models", "scoring", "jsonsafe"},
     "training": {"data", "errors", "config", "devices", "losses", "metrics", "models", "evaluation"},
     "demo": {"data", "errors", "metrics", "scoring", "training"},
-    "serving": {"data", "errors", "config", "scoring", "monitor"},
+    "serving": {"data", "errors", "config", "scoring", "monitor", "extras"},
     "monitor": {"data", "errors", "config", "scoring", "jsonsafe", "plotting", "overopt", "labeling"},
     "rlhf": {"data", "errors", "config", "scoring", "jsonsafe", "plotting", "overopt", "labeling", "monitor", "control",
-             "serving", "training", "judges", "models", "metrics", "devices"},
+             "serving", "training", "judges", "models", "metrics", "devices", "extras"},
     "distributed": {"data", "errors", "config", "scoring", "labeling"},
     "cli": None,  # the entry points may use every part
 }

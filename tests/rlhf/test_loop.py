@@ -190,3 +190,13 @@ def test_the_cli_runs_a_config_file_and_imports_ratings(tiny_llama_dir, tiny_rm,
     bad.write_text("polisy: x\n")
     assert main(["rlhf", "--config", str(bad), "--output-dir", str(tmp_path / "x")]) == 2
     assert "unknown option(s) ['polisy']" in capsys.readouterr().err
+
+
+def test_without_trl_the_command_names_the_extra_to_install(tiny_llama_dir, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from rewardlab.cli import main
+
+    monkeypatch.setitem(sys.modules, "trl", None)  # import trl now raises ImportError, as when it is not installed
+    assert main(["rlhf", "--policy", str(tiny_llama_dir), "--output-dir", str(tmp_path / "r")]) == 2
+    assert 'rewardlab rlhf needs \'trl\': pip install "rewardlab[rl]"' in capsys.readouterr().err

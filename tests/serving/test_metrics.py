@@ -53,3 +53,14 @@ def test_metrics_can_be_switched_off_and_need_the_key_when_one_is_set(monkeypatc
     with running(create_app(scorer, ServeConfig(api_key_env="RL_TEST_KEY"))) as (url, _):
         assert httpx.get(url + "/metrics").status_code == 401
         assert httpx.get(url + "/metrics", headers={"Authorization": "Bearer secret"}).status_code == 200
+
+
+def test_without_prometheus_client_the_server_names_the_extra(monkeypatch):
+    import sys
+
+    from rewardlab.extras import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    with pytest.raises(MissingExtraError, match=r'pip install "rewardlab\[serve\]"'):
+        create_app(FunctionScorer(lambda p, r: 1.0))
+    assert create_app(FunctionScorer(lambda p, r: 1.0), ServeConfig(metrics=False)) is not None

@@ -336,6 +336,11 @@ def run_rlhf(config: RLHFConfig, output_dir: str | os.PathLike, gold: Scorer | N
              resume: bool = False) -> RLHFResult:
     """Run (or resume) an iterative RLHF run into ``output_dir``; ``gold`` / ``proxy`` override the config's scorers
     (any :class:`~rewardlab.scoring.Scorer`; a proxy given here is not updated between rounds)."""
+    from ..extras import require
+
+    require("trl", "rl", "rewardlab rlhf")
+    if config.lora_rank:
+        require("peft", "lora", "a LoRA policy (lora_rank > 0)")
     out = Path(output_dir)
     state = _prepare_folder(out, config, resume)
     gold_scorer = _gold_scorer(config, gold)

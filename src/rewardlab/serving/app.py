@@ -179,6 +179,9 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
 
     metrics = None
     if config.metrics:
+        from ..extras import require
+
+        require("prometheus_client", "serve", "the reward server's /metrics (or --no-metrics)")
         from .metrics import ServerMetrics
 
         metrics = ServerMetrics(config.metrics_window)
