@@ -80,3 +80,12 @@ def test_the_cli_names_the_line_of_a_bad_rollout(tmp_path, capsys):
     path.write_text('{"step": 1, "prompt": "p", "response": "r", "reward": "x"}\n')
     assert main(["monitor", str(path), "--output-dir", str(tmp_path / "o")]) == 2
     assert f"{path}:1: field 'reward'" in capsys.readouterr().err
+
+
+def test_a_folder_of_per_step_files_is_read_in_step_order_as_verl_writes_it(tmp_path):
+    folder = tmp_path / "rollout_data"
+    folder.mkdir()
+    for step in (1, 2, 10):
+        (folder / f"{step}.jsonl").write_text(json.dumps({"input": "q", "output": "a b", "score": float(step), "step": step}) + "\n")
+    fields = RolloutFields(prompt="input", response="output", reward="score")
+    assert [r.step for r in read_rollouts(folder, fields)] == [1, 2, 10]

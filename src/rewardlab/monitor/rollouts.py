@@ -124,8 +124,19 @@ def to_rollout(record: Mapping, location: str = "", fields: RolloutFields = Roll
 
 
 def read_rollouts(path: str | os.PathLike, fields: RolloutFields = RolloutFields()) -> Iterator[Rollout]:
-    """Rollouts of a ``.jsonl`` / ``.json`` / ``.parquet`` dump (optionally gzipped), in file order."""
-    if not os.path.isfile(path):
+    """Rollouts of a ``.jsonl`` / ``.json`` / ``.parquet`` dump (optionally gzipped), in file order; a folder is read
+    file by file in name order (verl's ``trainer.rollout_data_dir`` writes one ``<step>.jsonl`` per step)."""
+    from pathlib import Path
+
+    if os.path.isdir(path):
+        files = sorted((p for p in Path(path).iterdir() if p.is_file() and ".jsonl" in p.suffixes),
+                       key=lambda p: (len(p.name), p.name))  # 9.jsonl before 10.jsonl
+        if not files:
+            raise DataFormatError(str(path), "a folder of rollouts must hold .jsonl files")
+    elif os.path.isfile(path):
+        files = [Path(path)]
+    else:
         raise DataFormatError(str(path), "no such rollout file")
-    for location, record in iter_records(path):
-        yield to_rollout(record, location, fields)
+    for file in files:
+        for location, record in iter_records(file):
+            yield to_rollout(record, location, fields)
