@@ -12,6 +12,9 @@ reward counts as a mismatch, a non-200 answer as an error. Scenarios (``--scenar
   (throughput target: rewardlab >= 3x the baseline);
 * ``c4x8``: 4 clients, 8 texts per request (latency target: rewardlab's p99 no worse than the baseline's).
 
+``--servers rewardlab,rewardlab-nometrics,rewardlab,rewardlab-nometrics`` measures what ``GET /metrics`` (on by
+default) costs: the same server with and without it, alternated.
+
 The model is MiniLM (``--model``; default builtin:minilm with a fresh seeded head, saved to a temp folder),
 texts are HH transcripts that fit 512 tokens. Prints a JSON line per run and a Markdown table.
 """
@@ -144,11 +147,13 @@ def main() -> None:
     del scorer
     servers = {
         "rewardlab": [sys.executable, "-m", "rewardlab.cli", "serve", "--model", folder, "--precision", args.precision],
+        "rewardlab-nometrics": [sys.executable, "-m", "rewardlab.cli", "serve", "--model", folder, "--precision", args.precision,
+                                "--no-metrics"],
         "baseline": [sys.executable, str(ROOT / "openrlhf_style_server.py"), "--model", folder]
                     + (["--bf16"] if args.precision == "bf16" else []),
     }
     rows = []
-    for name in args.servers.split(","):
+    for name in args.servers.split(","):  # a name may repeat (e.g. rewardlab,rewardlab-nometrics,rewardlab,...): runs alternate
         port = free_port()
         proc = start(servers[name] + ["--port", str(port)], port)
         url = f"http://127.0.0.1:{port}"

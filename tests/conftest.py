@@ -95,6 +95,17 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_rm_dir(tiny_llama_dir, tmp_path_factory) -> Path:
+    """A reward-model folder (the tiny Llama with a fresh score head, max_length 128), as rewardlab saves one."""
+    from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
+
+    folder = tmp_path_factory.mktemp("tiny-rm") / "rm"
+    model, tok = build_reward_model(str(tiny_llama_dir))
+    save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling, max_length=128), folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
     """A randomly initialised 2-layer BERT with MiniLM's real tokenizer and dropout 0.1."""
     import torch

@@ -39,12 +39,12 @@ def test_every_module_declares_all():
 
 LAYERS = {
     # what each part of the package may import from the others: imports flow one way (docs/design.md, "Layers")
-    "errors": set(), "extras": {"errors"}, "losses": set(), "metrics": set(), "devices": set(), "control": set(), "jsonsafe": set(), "plotting": set(),
+    "errors": set(), "extras": {"errors"}, "lazy": set(), "losses": set(), "metrics": set(), "devices": set(), "control": set(), "jsonsafe": set(), "plotting": set(),
     "config": {"errors"},
     "data": {"plotting", "errors", "config", "metrics", "jsonsafe"},
     "models": {"data", "errors", "config", "devices", "losses"},
     "judges": {"data", "errors", "config", "models", "metrics"},
-    "scoring": {"data", "errors", "config", "devices", "losses", "metrics", "models", "judges", "control"},
+    "scoring": {"lazy", "data", "errors", "config", "devices", "losses", "metrics", "models", "judges", "control"},
     "labeling": {"data", "errors", "config", "models", "scoring", "judges"},
     "search": {"plotting", "data", "errors", "config", "metrics", "scoring", "labeling"},
     "overopt": {"plotting", "data", "errors", "config", "scoring", "search", "jsonsafe", "training", "labeling", "judges"},
@@ -52,8 +52,8 @@ LAYERS = {
     "training": {"data", "errors", "config", "devices", "losses", "metrics", "models", "evaluation"},
     "demo": {"data", "errors", "metrics", "scoring", "training"},
     "serving": {"data", "errors", "config", "scoring", "monitor", "extras"},
-    "monitor": {"data", "errors", "config", "scoring", "jsonsafe", "plotting", "overopt", "labeling"},
-    "rlhf": {"data", "errors", "config", "scoring", "jsonsafe", "plotting", "overopt", "labeling", "monitor", "control",
+    "monitor": {"lazy", "data", "errors", "config", "scoring", "jsonsafe", "plotting", "overopt", "labeling"},
+    "rlhf": {"lazy", "data", "errors", "config", "scoring", "jsonsafe", "plotting", "overopt", "labeling", "monitor", "control",
              "serving", "training", "judges", "models", "metrics", "devices", "extras"},
     "distributed": {"data", "errors", "config", "scoring", "labeling"},
     "cli": None,  # the entry points may use every part

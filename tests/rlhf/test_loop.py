@@ -26,13 +26,8 @@ def small(policy, **overrides):
 
 
 @pytest.fixture(scope="module")
-def tiny_rm(tiny_llama_dir, tmp_path_factory):
-    from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
-
-    folder = tmp_path_factory.mktemp("rlhf") / "rm"
-    model, tok = build_reward_model(str(tiny_llama_dir))
-    save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling, max_length=128), folder)
-    return folder
+def tiny_rm(tiny_rm_dir):
+    return tiny_rm_dir
 
 
 def test_two_rounds_of_two_steps_write_every_output(tiny_llama_dir, tmp_path):

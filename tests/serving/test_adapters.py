@@ -15,13 +15,8 @@ from rewardlab.serving.adapters import compute_score, compute_score_batch, trl_r
 
 
 @pytest.fixture(scope="module")
-def saved_rm(tiny_llama_dir, tmp_path_factory):
-    from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
-
-    folder = tmp_path_factory.mktemp("adapters") / "rm"
-    model, tok = build_reward_model(str(tiny_llama_dir))
-    save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling, max_length=128), folder)
-    return folder
+def saved_rm(tiny_rm_dir):
+    return tiny_rm_dir
 
 
 def test_trl_grpo_runs_two_real_steps_on_a_rewardlab_scorer(tiny_llama_dir, saved_rm, tmp_path):

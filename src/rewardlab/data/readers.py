@@ -33,6 +33,7 @@ from ..errors import ConfigError, DataFormatError, RewardlabError
 from .records import Message, PreferencePair, RankedResponses, ScoredResponse
 
 __all__ = [
+    "finite_number",
     "DropReport",
     "PromptMismatchError",
     "iter_preference_pairs",
@@ -307,9 +308,9 @@ def to_preference_pair(record: Mapping, location: str = "") -> PreferencePair:
         raise DataFormatError(location, f"chosen and rejected must both be texts or both message lists; {ACCEPTED_FORMATS}", "rejected")
     margin = record.get("margin")
     if margin is not None:
-        _score_value(margin, location, "margin")
+        finite_number(margin, location, "margin")
     weight = record.get("weight")
-    if weight is not None and (_score_value(weight, location, "weight") < 0):
+    if weight is not None and (finite_number(weight, location, "weight") < 0):
         raise DataFormatError(location, f"expected a weight >= 0, got {weight!r}", "weight")
     tie = record.get("tie", False)
     if not isinstance(tie, bool):
@@ -460,8 +461,8 @@ def scalar_as_text(value: Any, location: str, field_name: str) -> str:
     raise DataFormatError(location, f"expected a string, got {type(value).__name__}", field_name)
 
 
-def _score_value(value: Any, location: str, field_name: str) -> float:
-    """A finite number from a record (JSON's NaN / Infinity extensions are refused here, not at training step 1)."""
+def finite_number(value: Any, location: str, field_name: str) -> float:
+    """A finite number from a record (else a DataFormatError naming the location and field) (JSON's NaN / Infinity extensions are refused here, not at training step 1)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DataFormatError(location, f"expected a number, got {type(value).__name__}", field_name)
     if not math.isfinite(value):
@@ -482,12 +483,12 @@ def to_scored_response(record: Mapping, location: str = "", heads: tuple[str, ..
     prompt, response = to_prompt_response(record, location)
     raw = record.get("scores")
     if len(heads) == 1 and heads[0] in record and heads[0] != "scores":
-        scores = {heads[0]: _score_value(record[heads[0]], location, heads[0])}
+        scores = {heads[0]: finite_number(record[heads[0]], location, heads[0])}
     elif isinstance(raw, Mapping):
         missing = [h for h in heads if h not in raw]
         if missing:
             raise DataFormatError(location, f"no score for {missing}; it has {sorted(raw)}", "scores")
-        scores = {h: _score_value(raw[h], location, f"scores.{h}") for h in heads}
+        scores = {h: finite_number(raw[h], location, f"scores.{h}") for h in heads}
     else:
         raise DataFormatError(location, f"missing; expected '{heads[0]}' (a number) or 'scores' (an object with {list(heads)})", heads[0])
     annotator = record.get("annotator")
@@ -516,7 +517,7 @@ def to_ranked_responses(record: Mapping, location: str = "") -> "RankedResponses
         raise DataFormatError(location, "missing; give 'ranks' (1 = best) or 'scores' (higher is better)", "ranks")
     if not isinstance(values, list) or len(values) != len(responses):
         raise DataFormatError(location, f"expected a list of {len(responses)} numbers (one per response)", name)
-    numbers = [_score_value(v, location, name) for v in values]
+    numbers = [finite_number(v, location, name) for v in values]
     if name == "scores":
         distinct = sorted(set(numbers), reverse=True)
         ranks = tuple(distinct.index(v) + 1 for v in numbers)

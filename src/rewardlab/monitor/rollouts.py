@@ -6,14 +6,13 @@ Field mapping for the dumps of other trainers (``rewardlab monitor --field-rewar
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import validate_fields
-from ..data.readers import iter_records
+from ..data.readers import finite_number, iter_records
 from ..errors import DataFormatError
 
 __all__ = ["Rollout", "RolloutFields", "read_rollouts", "to_rollout"]
@@ -76,18 +75,10 @@ def _get(record: Mapping, name: str) -> Any:
     return value
 
 
-def _number(value: Any, location: str, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataFormatError(location, f"expected a number, got {type(value).__name__} {value!r:.40}", name)
-    if not math.isfinite(value):
-        raise DataFormatError(location, f"expected a finite number, got {value}", name)
-    return float(value)
-
-
 def _numbers(value: Any, location: str, name: str) -> tuple[float, ...]:
     if not isinstance(value, (list, tuple)) or not value:
         raise DataFormatError(location, f"expected a non-empty list of numbers, got {type(value).__name__}", name)
-    return tuple(_number(v, location, name) for v in value)
+    return tuple(finite_number(v, location, name) for v in value)
 
 
 def to_rollout(record: Mapping, location: str = "", fields: RolloutFields = RolloutFields()) -> Rollout:
@@ -116,11 +107,11 @@ def to_rollout(record: Mapping, location: str = "", fields: RolloutFields = Roll
                               fields.reference_logprobs)
     return Rollout(
         step=int(step), prompt=_get(record, fields.prompt), response=response,
-        reward=_number(_get(record, fields.reward), location, fields.reward),
-        gold=None if optional["gold"] is None else _number(optional["gold"], location, fields.gold),
+        reward=finite_number(_get(record, fields.reward), location, fields.reward),
+        gold=None if optional["gold"] is None else finite_number(optional["gold"], location, fields.gold),
         members=None if optional["members"] is None else _numbers(optional["members"], location, fields.members),
         logprobs=logprobs, reference_logprobs=reference,
-        kl=None if optional["kl"] is None else _number(optional["kl"], location, fields.kl))
+        kl=None if optional["kl"] is None else finite_number(optional["kl"], location, fields.kl))
 
 
 def read_rollouts(path: str | os.PathLike, fields: RolloutFields = RolloutFields()) -> Iterator[Rollout]:
