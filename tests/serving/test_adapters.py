@@ -77,10 +77,13 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_rewardlab_serve_cli_answers_openrlhf_and_stops_on_sigterm(saved_rm):
+def test_rewardlab_serve_cli_answers_openrlhf_with_a_key_and_stops_on_sigterm(saved_rm):
+    import os
+
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "rewardlab.cli", "serve", "--model", str(saved_rm), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, "RL_SERVE_KEY": "s3cret"}  # a reward-model server that requires a key (issue 33, item 9)
+    proc = subprocess.Popen([sys.executable, "-m", "rewardlab.cli", "serve", "--model", str(saved_rm), "--port", str(port),
+                             "--api-key-env", "RL_SERVE_KEY"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -92,9 +95,11 @@ def test_rewardlab_serve_cli_answers_openrlhf_and_stops_on_sigterm(saved_rm):
                 pass
             assert proc.poll() is None, proc.stdout.read()
             time.sleep(0.3)
-        reply = httpx.post(url + "/get_reward", json={"query": ["<|im_start|>user\nHi<|im_end|><|im_start|>assistant\nHello<|im_end|>"],
-                                                      "prompts": ["<|im_start|>user\nHi<|im_end|><|im_start|>assistant\n"],
-                                                      "labels": [""]}).json()
+        body = {"query": ["<|im_start|>user\nHi<|im_end|><|im_start|>assistant\nHello<|im_end|>"],
+                "prompts": ["<|im_start|>user\nHi<|im_end|><|im_start|>assistant\n"], "labels": [""]}
+        assert httpx.post(url + "/get_reward", json=body).status_code == 401
+        assert httpx.post(url + "/get_reward", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        reply = httpx.post(url + "/get_reward", json=body, headers={"Authorization": "Bearer s3cret"}).json()
         assert len(reply["rewards"]) == 1 and isinstance(reply["rewards"][0], float)
     finally:
         proc.send_signal(signal.SIGTERM)

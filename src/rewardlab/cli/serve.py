@@ -13,7 +13,9 @@ __all__ = ["register"]
 def _cmd_serve(args: argparse.Namespace) -> int:
     from ..serving.app import ServeConfig, serve
 
-    serve(build_scorer(args), config_from_values(ServeConfig, args))
+    # --api-key-env is the server's own bearer token (ServeConfig); the served scorer's key (a judge's or a remote
+    # server's) has its own flag, so a reward-model server can require a key.
+    serve(build_scorer(args, api_key_env=args.scorer_api_key_env), config_from_values(ServeConfig, args))
     return 0
 
 
@@ -24,5 +26,8 @@ def register(sub: Any) -> None:
                        description="An HTTP reward server for RL trainers around any scorer (RM, PRM, DPO policy, judge, "
                                    "multi-head with --weights/--primary). Binds 127.0.0.1 unless --host says otherwise.")
     add_scorer_flags(p, exclude=("api_key_env",))
+    p.add_argument("--scorer-api-key-env", default=None,
+                   help="environment variable with the API key of the served scorer when it is an LLM judge or a remote "
+                        "server (not the reward server's own key: that is --api-key-env)")
     add_config_flags(p, ServeConfig)
     p.set_defaults(func=_cmd_serve)
