@@ -87,11 +87,33 @@ def test_the_adaptive_coefficient_moves_towards_its_target():
     assert trainer.beta < raised
 
 
-def test_the_reward_model_is_updated_between_rounds_with_accuracy_before_and_after(tiny_llama_dir, tiny_rm, tmp_path):
-    config = small(tiny_llama_dir, proxy=str(tiny_rm), labeler="gold", kl_coef=0.05, kl_control="adaptive", kl_target=0.01)
-    result = run_rlhf(config, tmp_path / "run", gold=FunctionScorer(fewer_words))
+def test_the_reward_model_is_updated_between_rounds_with_accuracy_before_and_after(tiny_llama_dir, tiny_rm, tmp_path,
+                                                                                   monkeypatch):
+    import rewardlab.rlhf.rounds as rounds
+    from rewardlab.data.demo import demo_pairs
+    from rewardlab.data.readers import write_preference_pairs
+
+    old_pairs = tmp_path / "old_pairs.jsonl"
+    write_preference_pairs(demo_pairs("train", 6), old_pairs)
+    config = small(tiny_llama_dir, proxy=str(tiny_rm), proxy_data=str(old_pairs), labeler="gold", kl_coef=0.05,
+                   kl_control="adaptive", kl_target=0.01)
+    original, calls = rounds.update_reward_model, []
+
+    def killed_once(*args, **kwargs):  # the first RM update dies; the resumed run redoes only the update
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt("killed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(rounds, "update_reward_model", killed_once)
+    with pytest.raises(KeyboardInterrupt):
+        run_rlhf(config, tmp_path / "run", gold=FunctionScorer(fewer_words))
+    result = run_rlhf(config, tmp_path / "run", gold=FunctionScorer(fewer_words), resume=True)
+    assert [r["steps"] for r in result.rounds] == [2, 4] and len(calls) == 2
     update = result.rounds[0]["reward_model"]
-    assert update["updated"] and update["new_pairs"] > 0 and 0 <= update["accuracy_after"] <= 1
+    assert update["updated"] and update["new_pairs"] > 0 and update["old_pairs"] == 6 and 0 <= update["accuracy_after"] <= 1
+    trained_on = (tmp_path / "run" / "round_1" / "rm_train_pairs.jsonl").read_text().splitlines()
+    assert len(trained_on) == 6 + update["new_pairs"]
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["proxy"] == str(tmp_path / "run" / "round_1" / "reward_model")
     from transformers import AutoModelForSequenceClassification

@@ -61,6 +61,10 @@ def finish_round(config: RLHFConfig, out: Path, r: int, phase: dict[str, Any], c
     if why_not is not None:
         record["reward_model"] = {"updated": False, "why": why_not}
         return
+    from .loop import _save_state
+
+    state["pending_update"] = r  # saved before labelling: a kill from here on resumes the update, not the phase
+    _save_state(out, state)
     started = time.perf_counter()
     candidates = _candidates(config, r, phase["trainer"].model, ctx)
     record["label_seconds"] = time.perf_counter() - started
@@ -73,22 +77,31 @@ def finish_round(config: RLHFConfig, out: Path, r: int, phase: dict[str, Any], c
         return
     labelled = label_with_scorer(ctx["label_prompts"], candidates, _labeller(config, ctx))
     record["reward_model"] = update_reward_model(config, out, r, labelled, ctx)
+    state["pending_update"] = None
 
 
 def resume_pending_update(config: RLHFConfig, out: Path, ctx: dict[str, Any]) -> None:
-    """A run that stopped for people's labels: read them and update the reward model (the round's RL is done)."""
+    """A round whose RL phase finished but whose reward-model update did not (killed while labelling or training the
+    RM, or waiting for people's labels): label (or read the labels) and update now."""
     state = ctx["state"]
     r = state.get("pending_update")
     if not r:
         return
     folder = out / f"round_{r}"
-    labels = folder / "labels.jsonl"
-    if not labels.exists():
-        raise ConfigError(f"round {r} waits for people's labels: write {labels} (one line per pair of "
-                          f"{folder / 'pairs_to_label.jsonl'}: id, preferred a|b|tie) and resume")
-    labelled = import_people_labels(folder / "pairs_to_label.jsonl", labels)
+    if config.labeler == "human":
+        labels = folder / "labels.jsonl"
+        if not labels.exists():
+            raise ConfigError(f"round {r} waits for people's labels: write {labels} (one line per pair of "
+                              f"{folder / 'pairs_to_label.jsonl'}: id, preferred a|b|tie) and resume")
+        labelled = import_people_labels(folder / "pairs_to_label.jsonl", labels)
+        state["stop_reason"] = None
+    else:
+        from transformers import AutoModelForCausalLM
+
+        policy = AutoModelForCausalLM.from_pretrained(folder / "policy").to(ctx["device"])
+        labelled = label_with_scorer(ctx["label_prompts"], _candidates(config, r, policy, ctx), _labeller(config, ctx))
     state["rounds"][r - 1]["reward_model"] = update_reward_model(config, out, r, labelled, ctx)
-    state["pending_update"], state["stop_reason"] = None, None
+    state["pending_update"] = None
 
 
 def update_reward_model(config: RLHFConfig, out: Path, r: int, labelled: LabelledPairs, ctx: dict[str, Any]) -> dict[str, Any]:
@@ -105,11 +118,11 @@ def update_reward_model(config: RLHFConfig, out: Path, r: int, labelled: Labelle
     held = [p for p, i in zip(labelled.pairs, labelled.prompt_ids) if i % 4 == 3]
     new = [p for p, i in zip(labelled.pairs, labelled.prompt_ids) if i % 4 != 3]
     write_preference_pairs(new, folder / "new_pairs.jsonl")
-    old = list(read_preference_pairs(state["proxy_data"])) if state.get("proxy_data") else []
+    old = read_preference_pairs(state["proxy_data"])[0] if state.get("proxy_data") else []
     for k in range(1, r):
         previous = out / f"round_{k}" / "new_pairs.jsonl"
         if previous.exists():
-            old += list(read_preference_pairs(previous))
+            old += read_preference_pairs(previous)[0]
     if not new:
         return {"updated": False, "why": f"no new pair with a preference ({labelled.ties} ties)", "ties": labelled.ties}
     write_preference_pairs(old + new, folder / "rm_train_pairs.jsonl")
