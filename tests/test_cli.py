@@ -218,3 +218,20 @@ def test_small_held_out_sets_and_evaluating_on_training_data_are_warned_about(ti
     assert "warning: only 5 held-out preference pairs" in capsys.readouterr().err
     assert main(["eval", "--model", str(out), "--data", str(demo_jsonl), "--output-dir", str(tmp_path / "e"), "--bootstrap", "0"]) == 0
     assert f"warning: {demo_jsonl} is the file {out} was trained on" in capsys.readouterr().err
+
+
+def test_a_missing_model_folder_is_one_clear_line_for_every_model_argument(tmp_path, capsys):
+    from rewardlab.cli import main
+
+    missing = str(tmp_path / "no-such-model")
+    data = tmp_path / "samples.jsonl"
+    data.write_text('{"prompt": "Hi", "response": "Hello"}\n')
+    commands = [
+        (["kl", "--policy", missing, "--reference", missing, "--data", str(data)], "no such policy folder"),
+        (["score", "--model", missing, "--data", str(data), "--output", str(tmp_path / "o.jsonl")], "no such reward model folder"),
+        (["rlhf", "--policy", missing, "--output-dir", str(tmp_path / "run")], "no such policy folder"),
+    ]
+    for argv, message in commands:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and "Repo id" not in err, (argv, err)

@@ -217,3 +217,9 @@ def test_without_trl_the_command_names_the_extra_to_install(tiny_llama_dir, tmp_
     monkeypatch.setitem(sys.modules, "trl", None)  # import trl now raises ImportError, as when it is not installed
     assert main(["rlhf", "--policy", str(tiny_llama_dir), "--output-dir", str(tmp_path / "r")]) == 2
     assert 'rewardlab rlhf needs \'trl\': pip install "rewardlab[rl]"' in capsys.readouterr().err
+
+
+def test_a_refused_start_writes_nothing(tiny_llama_dir, tmp_path):
+    with pytest.raises(ConfigError, match="need"):
+        run_rlhf(small(tiny_llama_dir, labeler="gold"), tmp_path / "run")  # no gold for the gold labeller
+    assert not (tmp_path / "run").exists()

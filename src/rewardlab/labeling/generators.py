@@ -31,8 +31,9 @@ class LocalHFGenerator:
     def __init__(self, model: str, temperature: float = 0.7, top_p: float = 0.95, seed: int = 0, device: str | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from ..models.io import resolve_model_source
+        from ..models.io import check_model_source, resolve_model_source
 
+        check_model_source(model, "generator model")
         path, extra = resolve_model_source(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path, **extra)
         self.lm = AutoModelForCausalLM.from_pretrained(path, **extra).eval()

@@ -119,6 +119,28 @@ def resolve_model_source(name_or_path: str) -> tuple[str, dict[str, Any]]:
     return str(folder), ({"gguf_file": gguf_file} if gguf_file else {})
 
 
+def check_model_source(name: str, what: str = "model") -> None:
+    """Refuse a model argument that names a local folder which does not exist, before any loader (and the Hub client,
+    whose "Repo id must be in the form ..." says nothing useful) sees it. A name that could be a Hub id
+    (``org/name``, no path syntax) passes: it may be online.
+
+    >>> check_model_source("/no/such/folder", "policy")
+    Traceback (most recent call last):
+    ...
+    rewardlab.errors.CheckpointError: /no/such/folder: no such policy folder
+    """
+    if name.startswith("builtin:"):
+        resolve_model_source(name)
+        return
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return
+    looks_local = (path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
+                   or path.exists() or path.suffix in (".json", ".jsonl", ".safetensors", ".gguf", ".bin"))
+    if looks_local:
+        raise CheckpointError(f"{name}: no such {what} folder" + (" (it is a file; give the folder that holds it)" if path.exists() else ""))
+
+
 def release_gguf(hf_model: Any) -> Any:
     """Mark a model loaded from a GGUF file as ordinary float weights (transformers dequantizes on
     load but keeps a GGUF "quantizer" that refuses ``save_pretrained``)."""
@@ -332,6 +354,7 @@ def load_pretrained(
     """Load a reward-model folder (rewardlab's, TRL's or any ``*ForSequenceClassification``)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    check_model_source(str(directory), "reward model")
     path, extra = resolve_model_source(str(directory))
     if not extra and not Path(path).is_dir():
         raise CheckpointError(f"{path}: no such reward model folder")

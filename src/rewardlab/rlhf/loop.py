@@ -121,12 +121,14 @@ def _prompt_sets(config: RLHFConfig) -> tuple[list[Any], list[Any], list[Any]]:
 
 def _initial_policy(config: RLHFConfig, out: Path) -> str:
     """A plain transformers folder of the initial policy (builtin GGUF models are converted once, into policy_init/)."""
-    from ..models.io import resolve_model_source
+    from ..models.io import check_model_source, resolve_model_source
 
+    check_model_source(config.policy, "policy")
     path, extra = resolve_model_source(config.policy)
     if not extra:
         if not Path(path).is_dir():
-            raise ConfigError(f"--policy {config.policy}: no such model folder")
+            raise ConfigError(f"--policy {config.policy}: no such local policy folder (Hub policies: download them first, "
+                              "e.g. with huggingface-cli download, and give the folder)")
         return path
     target = out / "policy_init"
     if not (target / "config.json").exists():
@@ -341,11 +343,14 @@ def run_rlhf(config: RLHFConfig, output_dir: str | os.PathLike, gold: Scorer | N
     require("trl", "rl", "rewardlab rlhf")
     if config.lora_rank:
         require("peft", "lora", "a LoRA policy (lora_rank > 0)")
+    from ..models.io import check_model_source
+
+    check_model_source(config.policy, "policy")
+    if gold is None and config.gold is None and config.needs_gold():  # refused before anything is written or loaded
+        raise ConfigError(f"{', '.join(config.needs_gold())} need(s) a gold reward: pass --gold (or gold= in Python)")
     out = Path(output_dir)
     state = _prepare_folder(out, config, resume)
     gold_scorer = _gold_scorer(config, gold)
-    if gold_scorer is None and config.needs_gold():
-        raise ConfigError(f"{', '.join(config.needs_gold())} need(s) a gold reward: pass --gold (or gold= in Python)")
     ctx = _context(config, out, state, gold_scorer, proxy)
     ctx["fixed_proxy"] = proxy is not None
     _reference_evaluation(out, ctx)

@@ -163,6 +163,11 @@ def load_dpo_scorer(
         path, extra = resolve_model_source(str(name))
         return AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[precision], trust_remote_code=trust_remote_code, **extra)
 
+    from ..models.io import check_model_source
+
+    check_model_source(str(policy), "policy")
+    if reference is not None:
+        check_model_source(str(reference), "reference model")
     path, extra = resolve_model_source(str(policy))
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
     policy_model = load(policy)
