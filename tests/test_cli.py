@@ -235,3 +235,22 @@ def test_a_missing_model_folder_is_one_clear_line_for_every_model_argument(tmp_p
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and "Repo id" not in err, (argv, err)
+
+
+def test_serve_on_a_port_in_use_fails_before_loading_and_score_refuses_a_folder_output(tmp_path, capsys):
+    import socket
+
+    from rewardlab.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        # the model does not exist: a port check after loading would report the model, not the port
+        assert main(["serve", "--model", str(tmp_path / "not-loaded"), "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "Hi", "response": "Hello"}\n')
+    assert main(["score", "--model", "builtin:minilm", "--data", str(data), "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and "Traceback" not in err

@@ -26,6 +26,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     from ..scoring.files import score_file
 
+    if Path(args.output).is_dir():
+        raise RewardlabError(f"--output {args.output} is a folder; give the path of the .jsonl file to write")
+
     if args.ray is not None:  # blocks scored by a pool of Ray actors, each with its own scorer
         from ..distributed.scoring import score_file_ray
         from .common import scorer_config

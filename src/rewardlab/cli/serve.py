@@ -5,17 +5,35 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..errors import RewardlabError
 from .common import add_config_flags, add_scorer_flags, build_scorer, config_from_values
 
 __all__ = ["register"]
 
 
+def _port_free(host: str, port: int) -> None:
+    """Fail before the model loads when the port is taken (uvicorn would say so only after the load)."""
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise RewardlabError(f"cannot listen on {host}:{port}: {err.strerror} (another server there? choose --port)") from None
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from ..serving.app import ServeConfig, serve
 
+    config = config_from_values(ServeConfig, args)
+    _port_free(config.host, config.port)
+
     # --api-key-env is the server's own bearer token (ServeConfig); the served scorer's key (a judge's or a remote
     # server's) has its own flag, so a reward-model server can require a key.
-    serve(build_scorer(args, api_key_env=args.scorer_api_key_env), config_from_values(ServeConfig, args))
+    serve(build_scorer(args, api_key_env=args.scorer_api_key_env), config)
     return 0
 
 
