@@ -134,3 +134,22 @@ def test_token_logprobs_sum_to_the_sequence_logprob(tiny_llama_dir):
     prompts, responses = ["Tell me about bees.", "Hi"], ["Bees make honey in hives.", "Hello!"]
     per_token = scorer.token_logprobs(scorer.policy, prompts, responses)
     assert [float(t.sum()) for t in per_token] == pytest.approx(scorer.logprobs(scorer.policy, prompts, responses).tolist(), abs=1e-4)
+
+
+def test_an_infinite_reward_is_written_as_strict_json_with_the_reason(tmp_path):
+    import json
+
+    from rewardlab.scoring.files import score_file
+    from rewardlab.scoring.protocol import FunctionScorer
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "q", "response": "ok"}\n{"prompt": "q", "response": "bad"}\n')
+    scorer = FunctionScorer(lambda p, r: float("-inf") if r == "bad" else 1.0)  # what ConstrainedReward gives a violation
+    score_file(scorer, data, tmp_path / "out.jsonl")
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    lines = [json.loads(line, parse_constant=refuse) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert lines[0]["reward"] == 1.0 and "reward_infinite" not in lines[0]
+    assert lines[1]["reward"] is None and lines[1]["reward_infinite"] == "-inf"

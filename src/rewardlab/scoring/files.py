@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from ..jsonsafe import dumps
 from ..errors import ConfigError, DataFormatError, SequenceTooLongError
 from .protocol import HeadScorer, LengthChecked, Scorer
 
@@ -262,7 +264,12 @@ def write_blocks(out: Path, scored: Iterator[tuple[list[tuple[str, Any]], list[A
                         line[f"{prefix}rewards"], line[f"{prefix}reward"] = value["rewards"], value["reward"]
                     else:
                         line[f"{prefix}reward"] = value
-                handle.write(json.dumps({**line, **extra}) + "\n")
+                    reward = line.get(f"{prefix}reward")
+                    if isinstance(reward, float) and math.isinf(reward):
+                        # strict JSON has no -Infinity: a ConstrainedReward's penalty (-inf by default) is written as
+                        # null with the reason beside it, never silently
+                        line[f"{prefix}reward"], line[f"{prefix}reward_infinite"] = None, "+inf" if reward > 0 else "-inf"
+                handle.write(dumps({**line, **extra}) + "\n")
                 written += 1
             handle.flush()  # a finished block survives a kill; resume goes on after it
             bar.update(len(block))
