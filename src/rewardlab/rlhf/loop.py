@@ -357,6 +357,7 @@ def run_rlhf(config: RLHFConfig, output_dir: str | os.PathLike, gold: Scorer | N
     if config.bon_samples and gold_scorer is not None and not (out / "bon.json").exists():
         from .report import best_of_n_pool
 
+        _say(f"best-of-n pool: {config.bon_samples} replies per evaluation prompt from the initial policy")
         best_of_n_pool(config, out, ctx)
     from .rounds import finish_round, resume_pending_update
 
