@@ -223,3 +223,32 @@ def test_a_refused_start_writes_nothing(tiny_llama_dir, tmp_path):
     with pytest.raises(ConfigError, match="need"):
         run_rlhf(small(tiny_llama_dir, labeler="gold"), tmp_path / "run")  # no gold for the gold labeller
     assert not (tmp_path / "run").exists()
+
+
+def test_a_lora_policy_trains_one_adapter_and_saves_a_merged_folder(tiny_llama_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    config = small(tiny_llama_dir, rounds=2, steps_per_round=1, lora_rank=4, lora_alpha=8, labeler="proxy", bon_samples=0,
+                   learning_rate=1e-2)
+    result = run_rlhf(config, tmp_path / "run", gold=FunctionScorer(fewer_words), proxy=FunctionScorer(words))
+    assert [r["steps"] for r in result.rounds] == [1, 2]
+    assert result.evaluations[0]["kl_k3"] == 0.0 and result.evaluations[-1]["kl_k3"] > 0  # the adapter moved the policy
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "round_2" / "policy")  # plain transformers, no peft
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+def test_an_llm_judge_labels_the_pairs(tiny_llama_dir, tiny_rm, tmp_path, monkeypatch):
+    from tests.judges.openai_server import FakeOpenAI
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+
+    def rate(messages):  # a judge that likes longer replies (the rated text is in the last message)
+        return f"Score: [[{min(10, 1 + len(messages[-1]['content']) % 10)}]]"
+
+    with FakeOpenAI(rate) as server:
+        config = small(tiny_llama_dir, proxy=str(tiny_rm), labeler="judge", judge_model="judge-1",
+                       judge_base_url=server.base_url, bon_samples=0)
+        result = run_rlhf(config, tmp_path / "run", gold=FunctionScorer(fewer_words))
+        assert server.requests and server.requests[0]["model"] == "judge-1"
+    update = result.rounds[0]["reward_model"]
+    assert update["labeler"] == "judge" and update["updated"] and update["new_pairs"] + update["ties"] > 0

@@ -48,10 +48,11 @@ def best_of_n_pool(config: RLHFConfig, out: Path, ctx: dict[str, Any]) -> dict[s
     return result
 
 
-def fit_trajectory(out: Path, resamples: int = 200, seed: int = 0) -> dict[str, Any] | None:
-    """Gao's RL form fitted to the evaluations' gold gain over step 0 against ``d = sqrt(k3)``, with percentile
-    intervals from resampling the evaluation replies (the same resampled indices at every step). None when fewer
-    than 3 evaluations past step 0 have gold and a positive KL."""
+def fit_trajectory(out: Path, round_index: int | None = None, resamples: int = 200, seed: int = 0) -> dict[str, Any] | None:
+    """Gao's RL form fitted to the evaluations' gold gain over step 0 (the initial policy) against ``d = sqrt(k3)``
+    (KL to the initial policy), over one round's evaluations (``round_index``: each round optimizes its own proxy) or
+    all of them, with percentile intervals from resampling the evaluation replies (the same resampled indices at
+    every step). None when fewer than 3 evaluations past step 0 have gold and a positive KL."""
     from ..overopt.fits import fit_gao
 
     files = sorted(out.glob("eval/step_*.jsonl"), key=lambda p: int(p.stem.split("_")[1]))
@@ -61,6 +62,8 @@ def fit_trajectory(out: Path, resamples: int = 200, seed: int = 0) -> dict[str, 
     base = np.array([r["gold"] for r in tables[0]], float)
     points = []
     for rows in tables[1:]:
+        if round_index is not None and rows[0]["round"] != round_index:
+            continue
         k3 = float(np.mean([r["kl_k3"] for r in rows]))
         if k3 > 0 and len(rows) == len(base):
             points.append((math.sqrt(k3), np.array([r["gold"] for r in rows], float)))
@@ -138,8 +141,8 @@ def _plot(out: Path, evaluations: list[dict[str, Any]], train: list[dict[str, An
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     ax = axes[0][0]
     base_gold = evaluations[0].get("gold_mean")
-    for r in sorted({e["round"] for e in evaluations}):
-        rows = [e for e in evaluations if e["round"] in (r, 0) and (e["round"] == r or r == 1)]
+    for r in sorted({e["round"] for e in evaluations} - {0}):
+        rows = [e for e in evaluations if e["round"] == r or (r == 1 and e["round"] == 0)]
         ax.plot([e["d"] for e in rows], [e["proxy_mean"] for e in rows], "o--", label=f"proxy, round {r}", alpha=0.7)
         if base_gold is not None:
             ax.plot([e["d"] for e in rows], [e["gold_mean"] for e in rows], "s-", label=f"gold, round {r}")
@@ -183,6 +186,7 @@ def write_run_report(config: RLHFConfig, out: Path) -> None:
     state = json.loads((out / "state.json").read_text())
     bon = json.loads((out / "bon.json").read_text()) if (out / "bon.json").exists() else None
     trajectory = fit_trajectory(out)
+    per_round = {r["round"]: fit_trajectory(out, r["round"]) for r in state["rounds"]} if len(state["rounds"]) > 1 else {}
     plotted = _plot(out, evaluations, train, alarms, bon)
     lines = [f"# RLHF run: {out}", "", f"Stopped: {state.get('stop_reason')}.", "",
              "## Evaluations", "", "| step | round | proxy | gold (SE) | KL k1 | KL k3 | d | length | distinct-2 | "
@@ -192,7 +196,7 @@ def write_run_report(config: RLHFConfig, out: Path) -> None:
                      f"| {_fmt(e['kl_k1'])} | {_fmt(e['kl_k3'])} | {_fmt(e['d'])} | {_fmt(e['length_words'])} | "
                      f"{_fmt(e['distinct_2'])} | {_fmt(e['repeated_ngram_rate'])} | {_fmt(e.get('proxy_gold_spearman'))} | "
                      f"{_fmt(e.get('win_rate'))} ({_fmt(e.get('win_rate_se'), 2)}) |")
-    lines += _rounds_section(state) + _alarm_section(evaluations, alarms) + _gao_section(trajectory, bon)
+    lines += _rounds_section(state) + _alarm_section(config, evaluations, alarms) + _gao_section(trajectory, bon, per_round)
     lines += _cost_section(state, train)
     human = out / "human_eval_result.json"
     if human.exists():
@@ -221,25 +225,35 @@ def _rounds_section(state: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _alarm_section(evaluations: list[dict[str, Any]], alarms: list[dict[str, Any]]) -> list[str]:
-    lead = alarm_lead_times(evaluations, alarms)
-    lines = ["", "## Alarms against the gold's peak", "", f"Gold peaks (evaluations) at step {lead['gold_peak_step']}.", ""]
-    if not alarms:
-        return lines + ["No alarm fired."]
-    lines += ["| rule | first alarm step | lead (steps before the peak; negative = after) |", "| --- | --- | --- |"]
-    lines += [f"| {rule} | {v['first_alarm_step']} | {_fmt(v['lead_steps'])} |" for rule, v in lead["rules"].items()]
+def _alarm_section(config: RLHFConfig, evaluations: list[dict[str, Any]], alarms: list[dict[str, Any]]) -> list[str]:
+    """Per round (each optimizes its own proxy): the step of the evaluation gold's peak (the round's evaluations and
+    the one it starts from) and each rule's first alarm in that round, with its lead."""
+    lines = ["", "## Alarms against the gold's peak", "", "| round | gold peak step | rule | first alarm step | lead (steps "
+             "before the peak; negative = after) |", "| --- | --- | --- | --- | --- |"]
+    for r in sorted({e["round"] for e in evaluations} - {0}):
+        start, end = (r - 1) * config.steps_per_round, r * config.steps_per_round
+        in_round = [e for e in evaluations if start <= e["step"] <= end]
+        lead = alarm_lead_times(in_round, [a for a in alarms if start < a["step"] <= end])
+        if not lead["rules"]:
+            lines.append(f"| {r} | {lead['gold_peak_step']} | no alarm | | |")
+        lines += [f"| {r} | {lead['gold_peak_step']} | {rule} | {v['first_alarm_step']} | {_fmt(v['lead_steps'])} |"
+                  for rule, v in lead["rules"].items()]
     return lines
 
 
-def _gao_section(trajectory: dict[str, Any] | None, bon: dict[str, Any] | None) -> list[str]:
+def _gao_section(trajectory: dict[str, Any] | None, bon: dict[str, Any] | None,
+                 per_round: dict[int, dict[str, Any] | None] | None = None) -> list[str]:
     lines = ["", "## Over-optimization: RL against best-of-n", "",
              "| form | points | alpha (95% CI) | beta (95% CI) | R^2 | predicted peak d* |", "| --- | --- | --- | --- | --- | --- |"]
-    if trajectory is not None:
-        f = trajectory["fit"]
-        lines.append(f"| RL, d (alpha - beta log d) | {len(trajectory['d'])} | {_fmt(f['alpha'])} {_ci(f['alpha_ci'])} | "
+    fits = [("RL, d (alpha - beta log d), all rounds", trajectory)]
+    fits += [(f"RL, round {r} (its own proxy)", t) for r, t in (per_round or {}).items()]
+    for name, t in fits:
+        if t is None:
+            lines.append(f"| {name} | fewer than 3 evaluations with gold and KL > 0 | | | | |")
+            continue
+        f = t["fit"]
+        lines.append(f"| {name} | {len(t['d'])} | {_fmt(f['alpha'])} {_ci(f['alpha_ci'])} | "
                      f"{_fmt(f['beta'])} {_ci(f['beta_ci'])} | {_fmt(f['r_squared'])} | {_fmt(f['peak_d'])} |")
-    else:
-        lines.append("| RL | fewer than 3 evaluations with gold and KL > 0 | | | | |")
     fit = bon.get("fit") if bon else None
     if fit:
         lines.append(f"| best-of-n, d (alpha - beta d) | {len(bon['curve']['n']) - 1} | {_fmt(fit['alpha'])} | {_fmt(fit['beta'])} | "
