@@ -44,7 +44,7 @@ LAYERS = {
     "data": {"plotting", "errors", "config", "metrics", "jsonsafe"},
     "models": {"data", "errors", "config", "devices", "losses"},
     "judges": {"data", "errors", "config", "models", "metrics"},
-    "scoring": {"lazy", "data", "errors", "config", "devices", "losses", "metrics", "models", "judges", "control"},
+    "scoring": {"lazy", "jsonsafe", "data", "errors", "config", "devices", "losses", "metrics", "models", "judges", "control"},
     "labeling": {"data", "errors", "config", "models", "scoring", "judges"},
     "search": {"plotting", "data", "errors", "config", "metrics", "scoring", "labeling"},
     "overopt": {"plotting", "data", "errors", "config", "scoring", "search", "jsonsafe", "training", "labeling", "judges"},
