@@ -29,12 +29,13 @@ def trl_alone(policy: str, proxy: str, steps: int, beta: float, out: Path) -> di
     """GRPOTrainer with the same data, rewards (proxy + gold at weight 0) and settings, no rewardlab callback."""
     from rewardlab.overopt.gold import demo_gold_scorer
     from rewardlab.rlhf.config import RLHFConfig
-    from rewardlab.rlhf.loop import _load_scorer, _prompt_sets, _trainer
+    from rewardlab.rlhf.loop import _prompt_sets, _trainer
+    from rewardlab.rlhf.state import load_scorer
     from rewardlab.serving.adapters import trl_reward_function
 
     config = RLHFConfig(**{**SETTINGS, "steps_per_round": steps, "kl_coef": beta})
     _, _, train_prompts = _prompt_sets(config)
-    funcs = [trl_reward_function(_load_scorer(proxy), "proxy"), trl_reward_function(demo_gold_scorer(), "gold")]
+    funcs = [trl_reward_function(load_scorer(proxy), "proxy"), trl_reward_function(demo_gold_scorer(), "gold")]
     trainer = _trainer(config, out, policy, funcs, train_prompts, steps, "cpu")
     trainer.args.save_strategy = "no"
     began = time.perf_counter()

@@ -107,3 +107,17 @@ def test_rewardlab_serve_cli_answers_openrlhf_with_a_key_and_stops_on_sigterm(sa
     # uvicorn finishes in-flight requests and the shutdown, then re-raises SIGTERM for process managers to see
     assert proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in out, out
     assert "127.0.0.1" in out and "Traceback" not in out
+
+
+def test_a_recording_reward_function_keeps_an_ensembles_member_rewards():
+    from rewardlab.scoring.ensemble import EnsembleScorer
+
+    ensemble = EnsembleScorer([FunctionScorer(lambda p, r: 1.0, "a"), FunctionScorer(lambda p, r: float(len(r)), "b")],
+                              aggregate="min")
+    f = trl_reward_function(ensemble, "ens", record=True)
+    assert f(["q", "q"], ["x", "xyz"]) == [1.0, 1.0]  # the aggregate (min) is what the trainer optimizes
+    (call,) = f.take()
+    assert call.members == [[1.0, 1.0], [1.0, 3.0]] and call.rewards == [1.0, 1.0]
+    plain = trl_reward_function(FunctionScorer(lambda p, r: 2.0), "plain", record=True)
+    plain(["q"], ["x"])
+    assert plain.take()[0].members is None

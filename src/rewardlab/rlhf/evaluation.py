@@ -21,7 +21,7 @@ import numpy as np
 from ..jsonsafe import dumps
 from ..labeling.sampling import SampledReply, reply_logprobs, sample_replies
 from ..monitor import stats
-from ..scoring.protocol import HeadScorer, Scorer
+from ..scoring.protocol import Scorer, is_ensemble
 
 __all__ = ["Evaluator", "mean_and_se", "win_rate"]
 
@@ -78,7 +78,7 @@ class Evaluator:
         policy_lp = reply_logprobs(model, replies, pad)
         reference_lp = reply_logprobs(self.reference_model, replies, pad)
         kls = [stats.sequence_kl_from_logprobs(p, r) for p, r in zip(policy_lp, reference_lp)]
-        proxy_rows = self.proxy.score_named(prompts, texts) if _is_ensemble(self.proxy) else None  # type: ignore[attr-defined]
+        proxy_rows = self.proxy.score_named(prompts, texts) if is_ensemble(self.proxy) else None  # type: ignore[attr-defined]
         proxy = ([float(self.proxy.combined(row)) for row in proxy_rows] if proxy_rows is not None  # type: ignore[attr-defined]
                  else [float(v) for v in self.proxy.score(prompts, texts)])
         gold = [float(v) for v in self.gold.score(prompts, texts)] if self.gold is not None else None
@@ -136,6 +136,3 @@ class Evaluator:
         (self.output_dir / "human_eval_key.jsonl").write_text("".join(dumps(r) + "\n" for r in key))
         return len(blind)
 
-
-def _is_ensemble(scorer: Scorer) -> bool:
-    return isinstance(scorer, HeadScorer) and scorer.describe().get("kind") == "ensemble"

@@ -30,6 +30,7 @@ from ..jsonsafe import dumps
 from ..scoring.protocol import Scorer
 from .config import RLHFConfig
 from .evaluation import Evaluator
+from .state import load_scorer, save_state
 
 __all__ = ["RLHFResult", "run_rlhf"]
 
@@ -67,14 +68,8 @@ def _prepare_folder(out: Path, config: RLHFConfig, resume: bool) -> dict[str, An
     out.mkdir(parents=True, exist_ok=True)
     saved.write_text(dumps(config.to_dict(), indent=2))
     state: dict[str, Any] = {"rounds": [], "stop_reason": None, "proxy": None}
-    _save_state(out, state)
+    save_state(out, state)
     return state
-
-
-def _save_state(out: Path, state: dict[str, Any]) -> None:
-    tmp = out / "state.json.tmp"
-    tmp.write_text(dumps(state, indent=2))
-    os.replace(tmp, out / "state.json")
 
 
 def _keep_until(path: Path, step: int) -> None:
@@ -174,12 +169,6 @@ def _initial_proxy(config: RLHFConfig, out: Path) -> tuple[str, str | None]:
         train(TrainConfig.from_options(model="builtin:minilm", data=str(pairs), output_dir=str(folder), max_steps=60, batch_size=8,
                                        eval_fraction=0.0, seed=config.seed, show_progress=True, overwrite=True))
     return str(folder), str(pairs)
-
-
-def _load_scorer(source: str) -> Scorer:
-    from ..scoring.config import ScorerConfig, build_scorer
-
-    return build_scorer(ScorerConfig(model=source))  # type: ignore[no-any-return]
 
 
 # -- one GRPO phase ---------------------------------------------------------------------------------------------
@@ -290,8 +279,8 @@ def _context(config: RLHFConfig, out: Path, state: dict[str, Any], gold: Scorer 
     policy_path = _initial_policy(config, out)
     if proxy is None and state.get("proxy") is None:
         state["proxy"], state["proxy_data"] = _initial_proxy(config, out)
-        _save_state(out, state)
-    proxy_scorer = proxy if proxy is not None else _load_scorer(state["proxy"])
+        save_state(out, state)
+    proxy_scorer = proxy if proxy is not None else load_scorer(state["proxy"])
     tokenizer = AutoTokenizer.from_pretrained(policy_path)
     reference = AutoModelForCausalLM.from_pretrained(policy_path).to(device).eval()
     evaluator = Evaluator(eval_prompts, config.eval_samples, config.max_completion_length, config.seed + 7, tokenizer,
@@ -369,10 +358,10 @@ def run_rlhf(config: RLHFConfig, output_dir: str | os.PathLike, gold: Scorer | N
         finish_round(config, out, r, phase, ctx)
         if not state["stop_reason"]:
             state["stop_reason"] = _gold_gain_stop(config, state["rounds"], _evaluations(out))
-        _save_state(out, state)
+        save_state(out, state)
     if not state["stop_reason"] and len(state["rounds"]) == config.rounds:
         state["stop_reason"] = f"max rounds ({config.rounds})"
-        _save_state(out, state)
+        save_state(out, state)
     from .report import write_run_report
 
     final = max(out.glob("eval/step_*.jsonl"), key=lambda p: int(p.stem.split("_")[1]))

@@ -39,11 +39,10 @@ def best_of_n_pool(config: RLHFConfig, out: Path, ctx: dict[str, Any]) -> dict[s
     ns = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= config.bon_samples]
     curve = bon_curve(gold, proxy, ns)
     result: dict[str, Any] = {"curve": curve, "gain": [g - curve["gold"][0] for g in curve["gold"]], "prompts": shape[0]}
-    if len(ns) >= 3:
+    if len(ns) > 3:  # the fit needs 3 points past n = 1
         from ..overopt.fits import fit_gao
 
-        fit = fit_gao(curve["d"][1:], result["gain"][1:], "bon") if len(ns) > 3 else None
-        result["fit"] = None if fit is None else fit.__dict__
+        result["fit"] = fit_gao(curve["d"][1:], result["gain"][1:], "bon").__dict__
     (out / "bon.json").write_text(dumps(result, indent=2))
     return result
 
@@ -100,11 +99,11 @@ def import_human_ratings(run_dir: str | os.PathLike, ratings: str | os.PathLike)
     """Read people's ratings of ``human_eval.jsonl`` (``id``, ``preferred``: "a", "b" or "tie") and score them with the
     key kept aside: the final policy's win rate against the reference, ties half, with its SE; the report is rewritten."""
     from ..errors import DataFormatError
-    from .evaluation import win_rate
+    from .evaluation import mean_and_se
 
     out = Path(run_dir)
     key = {row["id"]: row["policy"] for row in _rows(out / "human_eval_key.jsonl")}
-    wins, losses = [], []
+    wins = []
     for lineno, line in enumerate(Path(ratings).read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -116,10 +115,9 @@ def import_human_ratings(run_dir: str | os.PathLike, ratings: str | os.PathLike)
             raise DataFormatError(where, f"expected 'a', 'b' or 'tie', got {row.get('preferred')!r}", "preferred")
         policy_side = key[row["id"]]
         wins.append(1.0 if row["preferred"] == policy_side else 0.5 if row["preferred"] == "tie" else 0.0)
-        losses.append(0.5)
     if not wins:
         raise DataFormatError(str(ratings), "no rating in the file")
-    rate, se = win_rate(wins, losses)  # each outcome against 0.5: >, = and < give 1, 0.5 and 0
+    rate, se = mean_and_se(wins)  # a win 1, a tie 0.5, a loss 0
     result = {"ratings": len(wins), "win_rate": rate, "win_rate_se": se}
     (out / "human_eval_result.json").write_text(dumps(result, indent=2))
     config = RLHFConfig.from_options(**json.loads((out / "config.json").read_text()))

@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from ..jsonsafe import dumps
 from ..scoring.protocol import LengthChecked
 from .config import RLHFConfig
+from .state import load_scorer, save_state
 from .labels import (LabelledPairs, candidate_pairs, export_for_people, import_people_labels, label_with_scorer,
                      reward_model_accuracy)
 
@@ -61,10 +62,8 @@ def finish_round(config: RLHFConfig, out: Path, r: int, phase: dict[str, Any], c
     if why_not is not None:
         record["reward_model"] = {"updated": False, "why": why_not}
         return
-    from .loop import _save_state
-
     state["pending_update"] = r  # saved before labelling: a kill from here on resumes the update, not the phase
-    _save_state(out, state)
+    save_state(out, state)
     started = time.perf_counter()
     candidates = _candidates(config, r, phase["trainer"].model, ctx)
     record["label_seconds"] = time.perf_counter() - started
@@ -110,7 +109,6 @@ def update_reward_model(config: RLHFConfig, out: Path, r: int, labelled: Labelle
     from ..data.readers import read_preference_pairs, write_preference_pairs
     from ..training.config import TrainConfig
     from ..training.loop import train
-    from .loop import _load_scorer, _save_state
 
     state = ctx["state"]
     folder = out / f"round_{r}"
@@ -133,11 +131,11 @@ def update_reward_model(config: RLHFConfig, out: Path, r: int, labelled: Labelle
                                    output_dir=str(folder / "reward_model"), max_steps=config.rm_steps,
                                    learning_rate=config.rm_learning_rate, batch_size=config.rm_batch_size, eval_fraction=0.0,
                                    seed=config.seed + r, show_progress=True, overwrite=True))
-    scorer = _load_scorer(str(folder / "reward_model"))
+    scorer = load_scorer(str(folder / "reward_model"))
     after = reward_model_accuracy(scorer, held)
     ctx["proxy"] = ctx["evaluator"].proxy = scorer
     state["proxy"] = str(folder / "reward_model")
-    _save_state(out, state)
+    save_state(out, state)
     result = {"updated": True, "new_pairs": len(new), "old_pairs": len(old), "heldout_pairs": len(held), "ties": labelled.ties,
               "accuracy_before": before, "accuracy_after": after, "seconds": time.perf_counter() - started,
               "folder": str(folder / "reward_model"), "labeler": config.labeler}

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..data.templating import Prompt
 
-__all__ = ["FunctionScorer", "HeadScorer", "LengthChecked", "Scorer", "TextScorer"]
+__all__ = ["FunctionScorer", "HeadScorer", "LengthChecked", "Scorer", "TextScorer", "is_ensemble"]
 
 
 @runtime_checkable
@@ -72,6 +72,16 @@ class TextScorer(Protocol):
     def too_long_texts(self, texts: Sequence[str]) -> list[int]:
         """Indices of the texts that cannot be scored whole."""
         ...
+
+
+def is_ensemble(scorer: Scorer) -> bool:
+    """True for an ensemble scorer: a :class:`HeadScorer` whose heads are the members plus ``std`` (``describe()``
+    kind ``"ensemble"``), so ``score_named`` gives every member's reward and ``combined`` the aggregate.
+
+    >>> is_ensemble(FunctionScorer(lambda p, r: 0.0))
+    False
+    """
+    return isinstance(scorer, HeadScorer) and scorer.describe().get("kind") == "ensemble"
 
 
 class FunctionScorer:

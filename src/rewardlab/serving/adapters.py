@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..scoring.protocol import HeadScorer, Scorer
+from ..scoring.protocol import Scorer, is_ensemble
 
 __all__ = ["RewardCall", "compute_score", "compute_score_batch", "trl_reward_function"]
 
@@ -47,8 +47,7 @@ class _TRLRewardFunction:
     def __init__(self, scorer: Scorer, name: str, record: bool = False):
         self.scorer, self.__name__, self.record = scorer, name, record
         self.calls: list[RewardCall] = []
-        described = scorer.describe() if record else {}
-        self._ensemble = record and described.get("kind") == "ensemble" and isinstance(scorer, HeadScorer)
+        self._ensemble = record and is_ensemble(scorer)
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
         if len(prompts) != len(completions):
