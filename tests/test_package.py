@@ -41,8 +41,8 @@ LAYERS = {
     # what each part of the package may import from the others: imports flow one way (docs/design.md, "Layers")
     "errors": set(), "extras": {"errors"}, "lazy": set(), "losses": set(), "metrics": set(), "devices": set(), "control": set(), "jsonsafe": set(), "plotting": set(),
     "config": {"errors"},
-    "data": {"plotting", "errors", "config", "metrics", "jsonsafe"},
-    "models": {"data", "errors", "config", "devices", "losses"},
+    "data": {"plotting", "errors", "config", "metrics", "jsonsafe", "extras"},
+    "models": {"data", "errors", "config", "devices", "losses", "extras"},
     "judges": {"data", "errors", "config", "models", "metrics"},
     "scoring": {"lazy", "jsonsafe", "data", "errors", "config", "devices", "losses", "metrics", "models", "judges", "control"},
     "labeling": {"data", "errors", "config", "models", "scoring", "judges"},
@@ -55,7 +55,7 @@ LAYERS = {
     "monitor": {"lazy", "data", "errors", "config", "scoring", "jsonsafe", "plotting", "overopt", "labeling"},
     "rlhf": {"lazy", "data", "errors", "config", "scoring", "jsonsafe", "plotting", "overopt", "labeling", "monitor", "control",
              "serving", "training", "judges", "models", "metrics", "devices", "extras"},
-    "distributed": {"data", "errors", "config", "scoring", "labeling"},
+    "distributed": {"data", "errors", "config", "scoring", "labeling", "extras"},
     "cli": None,  # the entry points may use every part
 }
 

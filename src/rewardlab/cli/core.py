@@ -35,6 +35,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
         result = score_file_ray(scorer_config(args), args.data, args.output, address=None if args.ray == "local" else args.ray,
                                 actors=args.ray_actors, gpus_per_actor=args.ray_gpus_per_actor, split=args.split,
+                                connect_timeout=args.ray_timeout,
                                 resume=args.resume, skip_too_long=args.skip_too_long)
     else:
         result = score_file(build_scorer(args), args.data, args.output, split=args.split, resume=args.resume,
@@ -102,6 +103,8 @@ def register(sub: Any) -> None:
                         "(ray://host:10001, auto); needs 'rewardlab[ray]'")
     p.add_argument("--ray-actors", type=int, default=2, help="with --ray: actors, each holding one copy of the model")
     p.add_argument("--ray-gpus-per-actor", type=float, default=0.0, help="with --ray: GPUs per actor (0: CPU actors)")
+    p.add_argument("--ray-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="with --ray ADDRESS: give up when the cluster does not answer within this many seconds")
     p.add_argument("--resume", action="store_true",
                    help="keep the lines an earlier, interrupted run wrote to --output (same model, data and settings) and score the rest")
     p.set_defaults(func=_cmd_score)

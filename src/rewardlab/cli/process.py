@@ -31,7 +31,7 @@ def _cmd_label_steps(args: argparse.Namespace) -> int:
 
         stats = label_solutions_ray(solutions, lambda: make_generator(args), make_checker(args.checker), args.output, args.n,
                                     args.max_new_tokens, args.seed, args.ray_actors,
-                                    address=None if args.ray == "local" else args.ray)
+                                    address=None if args.ray == "local" else args.ray, connect_timeout=args.ray_timeout)
     else:
         stats = label_solutions(solutions, make_generator(args), make_checker(args.checker), args.output, args.n,
                                 args.max_new_tokens, seed=args.seed)
@@ -161,6 +161,8 @@ def register(sub: Any) -> None:
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="sample on a pool of Ray actors (a local cluster, or the one at ADDRESS); the labels equal a single-process run's")
     p.add_argument("--ray-actors", type=int, default=2, help="with --ray: actors, each with its own generator")
+    p.add_argument("--ray-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="with --ray ADDRESS: give up when the cluster does not answer within this many seconds")
     p.set_defaults(func=_cmd_label_steps)
 
     p = sub.add_parser("bon", help="best-of-N over a file of candidates with any scorer (ORM, PRM, DPO policy, judge)")

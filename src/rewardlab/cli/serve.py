@@ -26,9 +26,10 @@ def _port_free(host: str, port: int) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from ..serving.app import ServeConfig, serve
+    from ..serving.app import ServeConfig, require_server_extras, serve
 
     config = config_from_values(ServeConfig, args)
+    require_server_extras(config)  # before the model loads: a missing package is one line, not a traceback
     _port_free(config.host, config.port)
 
     # --api-key-env is the server's own bearer token (ServeConfig); the served scorer's key (a judge's or a remote

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ConfigError, DataFormatError
+from ..extras import require
 from ..metrics import cohen_kappa, fleiss_kappa, majority_vote
 
 __all__ = ["Annotations", "DawidSkene", "agreement_report", "dawid_skene", "majority_labels", "pairs_from_annotations",
@@ -86,7 +87,7 @@ def read_annotations(path: str | os.PathLike, item_field: str = "item", annotato
 
 
 def _krippendorff(labels: Sequence[Sequence[Hashable | None]], level: str, categories: Sequence[Hashable]) -> float:
-    import krippendorff
+    krippendorff = require("krippendorff", "data", "Krippendorff's alpha (rewardlab data agreement)")
 
     index = {c: k for k, c in enumerate(categories)}
     data = np.array([[np.nan if v is None else (float(v) if level != "nominal" else index[v]) for v in row] for row in labels],

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..extras import require
 from .records import PreferencePair
 
 __all__ = ["accuracy_on_gold", "contamination", "data_card", "length_balance", "length_match", "near_duplicates", "ngrams", "pairs_from_ratings",
@@ -79,6 +80,7 @@ def length_match(pairs: Sequence[PreferencePair], tolerance: float = 0.1) -> tup
 def near_duplicates(texts: Sequence[str], threshold: float = 0.8, num_perm: int = 128, shingle: int = 3) -> dict[str, Any]:
     """Exact duplicates (same normalized text) and near duplicates (estimated Jaccard similarity of word
     ``shingle``-grams >= ``threshold``, MinHash LSH from ``datasketch``): groups of indices, first index kept."""
+    require("datasketch", "data", "near-duplicate detection (rewardlab data dedup, MinHash)")
     from datasketch import MinHash, MinHashLSH
 
     exact: dict[str, list[int]] = {}

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..errors import ConfigError, DataFormatError, RewardlabError
 from .records import Message, PreferencePair, RankedResponses, ScoredResponse
+from .transcripts import looks_hh, parse_hh_transcript, prompt_messages
 
 __all__ = [
     "finite_number",
@@ -55,8 +56,6 @@ ACCEPTED_FORMATS = (
     "'rejected' as full conversations; (3) Anthropic HH: 'chosen', 'rejected' transcripts with "
     "'\\n\\nHuman:' / '\\n\\nAssistant:' turns"
 )
-_HH_TURN = re.compile(r"\n\n(Human|Assistant):")
-_HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 
 
 class PromptMismatchError(DataFormatError):
@@ -208,26 +207,6 @@ def _iter_hub_records(name: str, split: str) -> Iterator[tuple[str, Mapping]]:
         yield f"{name}[{split}] row {index}", record
 
 
-def parse_hh_transcript(text: str, location: str = "", field_name: str = "chosen") -> tuple[tuple[Message, ...], str]:
-    """Split an Anthropic HH transcript into (prompt messages, final assistant reply).
-
-    >>> prompt, reply = parse_hh_transcript("\\n\\nHuman: Hi\\n\\nAssistant: Hello!")
-    >>> [(m.role, m.content) for m in prompt], reply
-    ([('user', 'Hi')], 'Hello!')
-    """
-    pieces = _HH_TURN.split(text)
-    if pieces[0].strip() or len(pieces) < 3:
-        raise DataFormatError(location, "not an HH transcript (expected '\\n\\nHuman:' first)", field_name)
-    turns = [Message(_HH_ROLES[pieces[i]], pieces[i + 1].strip()) for i in range(1, len(pieces), 2)]
-    if turns[-1].role != "assistant":
-        raise DataFormatError(location, "HH transcript must end with an '\\n\\nAssistant:' turn", field_name)
-    return tuple(turns[:-1]), turns[-1].content
-
-
-def _looks_hh(value: Any) -> bool:
-    return isinstance(value, str) and value.lstrip(" ").startswith("\n\nHuman:") and "\n\nAssistant:" in value
-
-
 def _messages(value: Any, location: str, field_name: str) -> tuple[Message, ...]:
     if not isinstance(value, list) or not value:
         raise DataFormatError(location, f"expected a non-empty list of messages, got {type(value).__name__}", field_name)
@@ -245,9 +224,7 @@ def _messages(value: Any, location: str, field_name: str) -> tuple[Message, ...]
 
 def _prompt(value: Any, location: str) -> tuple[Message, ...]:
     if isinstance(value, str):
-        if _looks_hh(value + "\n\nAssistant:"):
-            return parse_hh_transcript(value.rstrip() + "\n\nAssistant:", location, "prompt")[0]
-        return (Message("user", value),) if value else ()
+        return prompt_messages(value, location)  # one rule for string prompts everywhere (data/transcripts.py)
     return _messages(value, location, "prompt")
 
 
@@ -288,7 +265,7 @@ def to_preference_pair(record: Mapping, location: str = "") -> PreferencePair:
     if "prompt" in record and record["prompt"] is not None:
         prompt = _prompt(record["prompt"], location)
         chosen_text, rejected_text = _reply(chosen, location, "chosen"), _reply(rejected, location, "rejected")
-    elif _looks_hh(chosen) and _looks_hh(rejected):
+    elif looks_hh(chosen) and looks_hh(rejected):
         prompt, chosen_text = parse_hh_transcript(chosen, location, "chosen")
         rejected_prompt, rejected_text = parse_hh_transcript(rejected, location, "rejected")
         if rejected_prompt != prompt:

@@ -21,6 +21,7 @@ from typing import Any, Union
 
 from ..errors import ConfigError, DataFormatError
 from .records import Message
+from .transcripts import prompt_messages
 
 __all__ = ["Prompt", "as_messages", "count_tokens", "render", "tokenize_conversation", "tokenize_counting_cut", "tokenize_steps",
            "tokenize_with_boundary"]
@@ -32,11 +33,16 @@ _PLAIN_ROLES = {"system": "System", "user": "Human", "assistant": "Assistant"}
 def as_messages(prompt: Prompt) -> tuple[Message, ...]:
     """Normalize a prompt given as text, ``Message`` s or ``{"role", "content"}`` dicts.
 
+    A string is one user message, unless it is an Anthropic HH transcript (``"\\n\\nHuman: ..."``): then its turns
+    (:func:`~rewardlab.data.transcripts.prompt_messages`, the rule every entry point shares).
+
     >>> as_messages("Hi")
     (Message(role='user', content='Hi'),)
+    >>> [m.role for m in as_messages("\\n\\nHuman: Hi\\n\\nAssistant: Yes?\\n\\nHuman: Why")]
+    ['user', 'assistant', 'user']
     """
     if isinstance(prompt, str):
-        return (Message("user", prompt),) if prompt else ()
+        return prompt_messages(prompt)
     out = []
     for i, item in enumerate(prompt):
         if isinstance(item, Message):

@@ -15,23 +15,26 @@ from typing import Any
 
 from ..labeling.checkers import Checker
 from ..labeling.math_shepherd import SolutionToLabel, label_step, todo_steps
+from .cluster import connect
 
 __all__ = ["label_solutions_ray"]
 
 
 def label_solutions_ray(solutions: Sequence[SolutionToLabel], generator_factory: Callable[[], Any], checker: Checker,
                         output: str | Path, n: int = 8, max_new_tokens: int = 256, seed: int = 0, actors: int = 2,
-                        cpus_per_actor: float = 1.0, gpus_per_actor: float = 0.0, address: str | None = None) -> dict[str, int]:
+                        cpus_per_actor: float = 1.0, gpus_per_actor: float = 0.0, address: str | None = None,
+                        connect_timeout: float = 10.0, show_progress: bool = True) -> dict[str, int]:
     """Label every step like ``label_solutions(..., seed=seed)``; ``generator_factory()`` builds each actor's generator
-    (e.g. ``lambda: LocalHFGenerator("builtin:smollm2")``). A local Ray cluster is started when none is running."""
-    import ray
+    (e.g. ``lambda: LocalHFGenerator("builtin:smollm2")``). A local Ray cluster is started when none is running; an
+    ``address`` that does not answer within ``connect_timeout`` seconds ends the call. A progress bar counts steps."""
+    from tqdm.auto import tqdm
 
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     todo, skipped = todo_steps(solutions, path)
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    started = connect(address, connect_timeout, "label-steps --ray")
+    import ray
+
     try:
         @ray.remote
         class LabelingActor:
@@ -45,7 +48,8 @@ def label_solutions_ray(solutions: Sequence[SolutionToLabel], generator_factory:
                                    for _ in range(actors)])
         labelled = calls = 0
         with path.open("a") as handle:
-            for record in pool.map(lambda actor, job: actor.label.remote(job), todo):  # results in step order
+            results = pool.map(lambda actor, job: actor.label.remote(job), todo)  # results in step order
+            for record in tqdm(results, total=len(todo), desc="labelling steps", unit="step", disable=not show_progress):
                 handle.write(json.dumps(record) + "\n")
                 handle.flush()
                 labelled += 1

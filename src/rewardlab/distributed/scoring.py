@@ -16,14 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..extras import require
 from ..scoring.config import ScorerConfig
+from .cluster import connect
 from ..scoring.files import ScoreFileResult, block_values, iter_blocks, prepare_output, write_blocks
 
 __all__ = ["score_file_ray"]
 
 
 def _actor_class() -> Any:
-    import ray
+    ray: Any = require("ray", "ray", "--ray (scoring on a Ray cluster)")
 
     @ray.remote
     class ScoringActor:
@@ -67,21 +69,21 @@ def ordered_results(actors: list[Any], blocks: Iterator[Any], per_actor: int = 2
 
 def score_file_ray(config: ScorerConfig, data: str | os.PathLike, output: str | os.PathLike, *, address: str | None = None,
                    actors: int = 2, cpus_per_actor: float = 1.0, gpus_per_actor: float = 0.0, split: str = "train",
-                   resume: bool = False, skip_too_long: bool = False, show_progress: bool = True) -> ScoreFileResult:
+                   resume: bool = False, skip_too_long: bool = False, show_progress: bool = True,
+                   connect_timeout: float = 10.0) -> ScoreFileResult:
     """Score ``data`` into ``output`` like :func:`~rewardlab.scoring.files.score_file`, with ``actors`` Ray actors.
 
     ``address``: a running cluster (``ray://host:10001`` or ``auto``); None starts a local one for this call and
     shuts it down after. The driver holds at most two blocks per actor in memory. A reply too long for the model stops
-    the run naming its file:line and side, unless ``skip_too_long`` (then written as null).
+    the run naming its file:line and side, unless ``skip_too_long`` (then written as null). An ``address`` that
+    does not answer within ``connect_timeout`` seconds ends the call (:class:`~rewardlab.distributed.cluster.ClusterUnreachable`).
     """
-    import ray
-
     from ..data.readers import refuse_overwriting_input
 
     refuse_overwriting_input(output, data)
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    started = connect(address, connect_timeout, "--ray (scoring on a Ray cluster)")
+    import ray
+
     try:
         actor = _actor_class()
         pool = [actor.options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor).remote(config, skip_too_long)

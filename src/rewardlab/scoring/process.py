@@ -108,8 +108,10 @@ class ProcessScorer:
 
 def load_process_reward_model(path: str | os.PathLike, aggregation: Aggregation = "min", batch_size: int = 16,
                               device: str | None = None, precision: Precision = "fp32", max_length: int | None = None,
-                              trust_remote_code: bool = False, show_progress: bool = False) -> ProcessScorer:
-    """Load a PRM folder written by ``rewardlab train --objective prm`` (or any token-classification PRM)."""
+                              trust_remote_code: bool = False, show_progress: bool = False,
+                              random_head: bool = False) -> ProcessScorer:
+    """Load a PRM folder written by ``rewardlab train --objective prm`` (or any token-classification PRM); one without
+    trained head weights is refused unless ``random_head``."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from ..models.io import _DTYPES, METADATA_FILE
@@ -120,8 +122,11 @@ def load_process_reward_model(path: str | os.PathLike, aggregation: Aggregation 
     metadata = RewardModelMetadata.from_file(meta_path) if meta_path.is_file() else RewardModelMetadata(
         pooling="last_token", written_by="inferred", objective="prm", step_separator="\n")
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    hf_model = AutoModelForTokenClassification.from_pretrained(folder, dtype=_DTYPES[precision], trust_remote_code=trust_remote_code)
-    from ..models.io import usable_max_length
+    hf_model, info = AutoModelForTokenClassification.from_pretrained(
+        folder, dtype=_DTYPES[precision], trust_remote_code=trust_remote_code, output_loading_info=True)
+    from ..models.io import check_trained_weights, usable_max_length
+
+    check_trained_weights(str(path), list(info.get("missing_keys", ())), random_head, "process reward model")
 
     max_length = usable_max_length(hf_model.config, max_length, metadata.max_length)
     return ProcessScorer(ProcessRewardModel(hf_model), tokenizer, metadata, aggregation, batch_size, device, max_length,

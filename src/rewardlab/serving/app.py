@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import validate_fields
-from ..errors import ConfigError, SequenceTooLongError
+from ..data.transcripts import looks_hh, parse_hh_transcript
+from ..errors import ConfigError, DataFormatError, SequenceTooLongError
 from ..scoring.protocol import HeadScorer, LengthChecked, Scorer, TextScorer
 
-__all__ = ["ServeConfig", "create_app", "serve"]
+__all__ = ["ServeConfig", "create_app", "require_server_extras", "serve"]
 
 logger = logging.getLogger("rewardlab.serve")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -127,6 +128,18 @@ def _too_long_detail(items: list[int], max_length: int | None) -> dict[str, Any]
                        f"(indices {shown}); nothing was truncated", "too_long": items, "max_length": max_length}
 
 
+def require_server_extras(config: ServeConfig, run: bool = True) -> None:
+    """End with one line naming ``pip install "rewardlab[serve]"`` when the server's packages are missing (FastAPI,
+    uvicorn to ``run`` it, prometheus-client for /metrics); the CLI calls this before it loads a model."""
+    from ..extras import require
+
+    require("fastapi", "serve", "rewardlab serve")
+    if run:
+        require("uvicorn", "serve", "rewardlab serve")
+    if config.metrics:
+        require("prometheus_client", "serve", "the reward server's /metrics (or --no-metrics)")
+
+
 def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
     """The FastAPI app serving ``scorer`` (run it with uvicorn, or :func:`serve`).
 
@@ -134,6 +147,7 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
     """
     from contextlib import asynccontextmanager
 
+    require_server_extras(config, run=False)
     from fastapi import Depends, FastAPI, HTTPException, Request
     from fastapi.responses import JSONResponse
 
@@ -148,16 +162,42 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
     settings = described.get("settings", {})
     max_length = scorer.max_length if isinstance(scorer, LengthChecked) else None
 
+    def split_hh(items: list[str]) -> tuple[list[int], dict[int, Any]]:
+        """Rendered queries (scored as given) vs Anthropic HH transcripts, scored as their turns (the one rule for
+        string prompts, data/transcripts.py): ``(indices of rendered texts, {index: (prompt turns, reply)})``."""
+        hh: dict[int, Any] = {}
+        for i, text in enumerate(items):
+            if looks_hh(text):
+                try:
+                    hh[i] = parse_hh_transcript(text)
+                except DataFormatError:  # HH-like but not ending in an assistant turn: the text as given
+                    pass
+        return [i for i in range(len(items)) if i not in hh], hh
+
     def too_long(kind: str, items: list[Any]) -> list[int]:
         if kind == "texts":
-            return scorer.too_long_texts(items)  # type: ignore[attr-defined]
+            plain, hh = split_hh(items)
+            bad = [plain[i] for i in scorer.too_long_texts([items[i] for i in plain])] if plain else []  # type: ignore[attr-defined]
+            if hh:
+                order = list(hh)
+                bad += [order[i] for i in too_long("pairs", [hh[i] for i in order])]
+            return sorted(bad)
         if isinstance(scorer, LengthChecked):
             return scorer.too_long([p for p, _ in items], [r for _, r in items])
         return []
 
     def score_items(kind: str, items: list[Any]) -> list[Any]:
         if kind == "texts":
-            return [(value, None) for value in scorer.score_texts(items)]  # type: ignore[attr-defined]
+            plain, hh = split_hh(items)
+            out: list[Any] = [None] * len(items)
+            if plain:
+                for i, value in zip(plain, scorer.score_texts([items[i] for i in plain])):  # type: ignore[attr-defined]
+                    out[i] = (value, None)
+            if hh:
+                order = list(hh)
+                for i, result in zip(order, score_items("pairs", [hh[i] for i in order])):
+                    out[i] = result
+            return out
         prompts, responses = [p for p, _ in items], [r for _, r in items]
         if multi:
             rows = scorer.score_named(prompts, responses)  # type: ignore[attr-defined]
@@ -179,9 +219,6 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
 
     metrics = None
     if config.metrics:
-        from ..extras import require
-
-        require("prometheus_client", "serve", "the reward server's /metrics (or --no-metrics)")
         from .metrics import ServerMetrics
 
         metrics = ServerMetrics(config.metrics_window)
@@ -287,6 +324,7 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
 
 def serve(scorer: Scorer, config: ServeConfig = ServeConfig()) -> None:
     """Serve ``scorer`` with uvicorn until SIGINT/SIGTERM (in-flight requests finish first)."""
+    require_server_extras(config)
     import uvicorn
 
     if config.host not in LOOPBACK:
