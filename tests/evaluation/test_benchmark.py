@@ -74,7 +74,7 @@ def test_reader_accepts_rewardbench_layout_and_reports_bad_subset(tmp_path):
 
 @requires_shared(HH_FILE)
 @requires_shared(PANDALM)
-def test_eval_on_shared_data_matches_an_independent_computation_from_score(tiny_llama_dir, tmp_path):
+def test_eval_on_shared_data_matches_an_independent_computation_from_score(tiny_llama_dir, tmp_path, capsys):
     import gzip
 
     import torch
@@ -99,8 +99,11 @@ def test_eval_on_shared_data_matches_an_independent_computation_from_score(tiny_
     data = write_jsonl(tmp_path / "bench.jsonl", rows)
     sections = json.dumps({"Chat": ["pandalm"], "Safety": ["hh-harmless"]})
     assert main(["eval", "--model", str(tmp_path / "rm"), "--data", str(data), "--output-dir", str(tmp_path / "ev"),
-                 "--sections", sections, "--weighting", "observed", "--bootstrap", "200", "--save-temperature"]) == 0
+                 "--sections", sections, "--weighting", "observed", "--bootstrap", "200"]) == 0
     result = json.loads((tmp_path / "ev" / "results.json").read_text())["benchmark"]
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["length_controlled"] == pytest.approx(result["length"]["length_controlled_accuracy"])
+    assert summary["chosen_longer"] == pytest.approx(result["length"]["chosen_longer"]["accuracy"])
     assert main(["score", "--model", str(tmp_path / "rm"), "--data", str(data), "--output", str(tmp_path / "s.jsonl"),
                  "--skip-too-long"]) == 0
     scores = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
@@ -113,8 +116,23 @@ def test_eval_on_shared_data_matches_an_independent_computation_from_score(tiny_
     report = (tmp_path / "ev" / "report.md").read_text()
     assert "| pandalm |" in report and "reliability.png" in report
     assert (tmp_path / "ev" / "reliability.png").stat().st_size > 1000
-    saved = json.loads((tmp_path / "rm" / "rewardlab.json").read_text())["temperature"]
-    assert saved == pytest.approx(result["calibration"]["temperature"])
+    # A random head is no better than chance: the temperature search runs to its bound, which is not a fit (item 13).
+    assert result["calibration"]["temperature_at_bound"] and "found no finite temperature" in report
+    assert main(["eval", "--model", str(tmp_path / "rm"), "--data", str(data), "--output-dir", str(tmp_path / "ev2"),
+                 "--sections", sections, "--bootstrap", "0", "--save-temperature"]) == 2
+    assert json.loads((tmp_path / "rm" / "rewardlab.json").read_text())["temperature"] is None
+    # Length-stratified accuracy (item 6), recomputed from the score file: overall and per subset.
+    kept = [(s, r) for s, r in zip(scores, rows) if None not in (s["chosen_reward"], s["rejected_reward"])]
+    for subset, block in [("all", result["length"])] + [(k, result["subsets"][k]["length"]) for k in ("hh-harmless", "pandalm")]:
+        rows_here = [(s, r) for s, r in kept if subset in ("all", r["subset"])]
+        accs = {}
+        for side, sign in (("chosen_longer", 1), ("chosen_shorter", -1)):
+            picked = [s for s, r in rows_here if np.sign(len(r["chosen"]) - len(r["rejected"])) == sign]
+            accs[side] = np.mean([1.0 if s["chosen_reward"] > s["rejected_reward"] else 0.0 for s in picked])
+            assert block[side]["n"] == len(picked) and block[side]["accuracy"] == pytest.approx(accs[side])
+            assert block[side]["ci_low"] <= accs[side] <= block[side]["ci_high"]
+        assert block["length_controlled_accuracy"] == pytest.approx((accs["chosen_longer"] + accs["chosen_shorter"]) / 2)
+    assert "| all |" in report and "chosen longer" in report
 
 
 def test_eval_and_diagnose_skip_long_replies_report_them_and_write_per_item_rows(tiny_llama_dir, tmp_path):
@@ -148,3 +166,29 @@ def test_eval_and_diagnose_skip_long_replies_report_them_and_write_per_item_rows
         evaluate_benchmark(load_reward_model(tmp_path / "rm"), read_benchmark(str(data)), EvalSettings(skip_too_long=False))
     assert main(["diagnose", "--model", str(tmp_path / "rm"), "--data", str(data), "--output-dir", str(tmp_path / "d")]) == 0
     assert json.loads((tmp_path / "d" / "results.json").read_text())["skipped_too_long"]["count"] == 2
+
+
+def test_temperature_on_the_search_bound_is_marked_not_presented_as_a_fit():
+    from rewardlab.evaluation.benchmark import calibration_report
+
+    rng = np.random.default_rng(0)
+    true = rng.normal(0, 2, 4000)
+    informative = np.where(rng.random(4000) < 1 / (1 + np.exp(-true)), true, -true) * 3  # 3x over-confident
+    fitted = calibration_report(informative)
+    assert not fitted["temperature_at_bound"] and fitted["temperature"] == pytest.approx(3.0, rel=0.15)
+    chance = calibration_report(rng.normal(-0.5, 1, 400))  # no better than chance: NLL falls all the way to T -> inf
+    assert chance["temperature_at_bound"] and "no finite fit" in chance["temperature_note"]
+
+
+def test_length_stratified_accuracy_of_an_always_longer_scorer_is_one_half():
+    from rewardlab.evaluation.benchmark import BenchmarkItem, EvalSettings, evaluate_benchmark
+    from rewardlab.scoring.protocol import FunctionScorer
+
+    items = [BenchmarkItem((), "x" * (5 + i % 7), ("y" * (3 + i % 5),), "a") for i in range(30)]
+    items += [BenchmarkItem((), "x" * 2, ("y" * (4 + i),), "b") for i in range(10)]
+    result = evaluate_benchmark(FunctionScorer(lambda p, r: float(len(r)), name="len"), items, EvalSettings(n_bootstrap=200))
+    length = result["length"]
+    assert length["chosen_longer"]["accuracy"] == 1.0 and length["chosen_shorter"]["accuracy"] == 0.0
+    assert length["length_controlled_accuracy"] == 0.5 and length["chosen_longer"]["n"] + length["chosen_shorter"]["n"] + length["neither"] == 40
+    assert result["subsets"]["b"]["length"]["chosen_shorter"]["n"] == 10
+    assert np.isnan(result["subsets"]["b"]["length"]["length_controlled_accuracy"])  # no chosen-longer pair in b

@@ -36,10 +36,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         if "calibration" not in bench or not Path(args.model).is_dir():
             raise RewardlabError("--save-temperature needs a local reward-model folder and pairwise items to fit on")
+        if bench["calibration"].get("temperature_at_bound"):
+            raise RewardlabError(f"--save-temperature: {bench['calibration']['temperature_note']}; nothing saved")
         update_metadata(args.model, temperature=bench["calibration"]["temperature"])
         bench["temperature_saved_to"] = str(Path(args.model) / "rewardlab.json")
     report = write_report(results, args.output_dir, title=f"rewardlab eval: {args.model}")
+    length = bench["length"]
     print(dumps({"overall": bench["overall"], "sections": {k: v["accuracy"] for k, v in bench["sections"].items()},
+                 "length_controlled": length["length_controlled_accuracy"],
+                 "chosen_longer": length["chosen_longer"]["accuracy"], "chosen_shorter": length["chosen_shorter"]["accuracy"],
                  "subsets": {k: v["accuracy"] for k, v in bench["subsets"].items()}, "skipped_too_long": bench["skipped_too_long"]["count"],
                  "items": str(out / "items.jsonl"), "report": str(report)}))
     return 0

@@ -14,11 +14,11 @@ from ..data.records import Message
 from ..errors import DataFormatError, SequenceTooLongError
 from ..scoring.protocol import LengthChecked, Scorer
 from .calibration import brier_score, expected_calibration_error, fit_temperature
-from .stats import bootstrap_mean_ci
+from .stats import bootstrap_mean_ci, bootstrap_mean_of_means_ci
 
 __all__ = [
     "BenchmarkItem", "EvalSettings", "REWARDBENCH_EXAMPLE_COUNTS", "REWARDBENCH_SECTIONS",
-    "evaluate_benchmark", "item_scores", "read_benchmark", "split_too_long",
+    "evaluate_benchmark", "item_scores", "length_relation", "length_stratified", "read_benchmark", "split_too_long",
 ]
 
 REWARDBENCH_SECTIONS = {
@@ -168,11 +168,48 @@ def _correct(chosen: float, rejected: np.ndarray, tie_policy: str) -> float:
     return {"half": 0.5, "zero": 0.0, "exclude": float("nan")}[tie_policy]
 
 
+def length_relation(item: BenchmarkItem) -> int:
+    """+1 when the chosen reply is longer (characters) than every rejected one, -1 when shorter than every one,
+    0 otherwise (equal, or between the rejected replies).
+
+    >>> length_relation(BenchmarkItem((), "a long reply", ("short",), "s")), length_relation(BenchmarkItem((), "ab", ("ab",), "s"))
+    (1, 0)
+    """
+    chosen, others = len(item.chosen), [len(r) for r in item.rejected]
+    return 1 if all(chosen > o for o in others) else -1 if all(chosen < o for o in others) else 0
+
+
+def length_stratified(correct: np.ndarray, relation: np.ndarray, settings: EvalSettings = EvalSettings()) -> dict[str, Any]:
+    """Accuracy on chosen-longer and chosen-shorter items (counts, bootstrap CIs) and their unweighted mean, the
+    length-controlled accuracy: a scorer that only prefers the longer reply scores 0.5 on it whatever the mix of the
+    data (an "always longer" rule scores 1 and 0 on the two groups). The mean's interval is a stratified bootstrap;
+    it is NaN when either group is empty. ``correct`` may hold NaN (excluded ties), which are left out.
+
+    >>> out = length_stratified(np.array([1.0, 1.0, 0.0, 1.0]), np.array([1, 1, -1, -1]), EvalSettings(n_bootstrap=0))
+    >>> out["chosen_longer"]["accuracy"], out["chosen_shorter"]["accuracy"], out["length_controlled_accuracy"]
+    (1.0, 0.5, 0.75)
+    """
+    groups = {}
+    for name, sign in (("chosen_longer", 1), ("chosen_shorter", -1)):
+        values = correct[(relation == sign) & ~np.isnan(correct)]
+        lo, hi = (bootstrap_mean_ci(values, settings.n_bootstrap, settings.confidence, settings.seed)
+                  if settings.n_bootstrap else (float("nan"),) * 2)
+        groups[name] = {"n": int(values.size), "accuracy": float(values.mean()) if values.size else float("nan"),
+                        "ci_low": lo, "ci_high": hi}
+    longer, shorter = (correct[(relation == s) & ~np.isnan(correct)] for s in (1, -1))
+    lo, hi = (bootstrap_mean_of_means_ci([longer, shorter], settings.n_bootstrap, settings.confidence, settings.seed)
+              if settings.n_bootstrap else (float("nan"),) * 2)
+    mean = (groups["chosen_longer"]["accuracy"] + groups["chosen_shorter"]["accuracy"]) / 2
+    return {**groups, "neither": int((relation == 0).sum()), "length_controlled_accuracy": float(mean),
+            "length_controlled_ci_low": lo, "length_controlled_ci_high": hi}
+
+
 def evaluate_benchmark(scorer: Scorer, items: Sequence[BenchmarkItem], settings: EvalSettings = EvalSettings()) -> dict[str, Any]:
     """Per-subset accuracy (+ bootstrap CI, ties), section and overall scores, calibration.
 
     With one rejected reply per item this is pairwise accuracy; with several it is best-of-K
-    accuracy (RewardBench 2 style: correct when the chosen outscores every rejected reply).
+    accuracy (RewardBench 2 style: correct when the chosen outscores every rejected reply). Every subset and the
+    whole file also report :func:`length_stratified` accuracy (``length``: chosen longer / shorter, their mean).
     """
     skipped: list[dict[str, str]] = []
     if settings.skip_too_long:
@@ -182,6 +219,7 @@ def evaluate_benchmark(scorer: Scorer, items: Sequence[BenchmarkItem], settings:
     chosen, rejected = item_scores(scorer, items)
     correct = np.array([_correct(c, r, settings.tie_policy) for c, r in zip(chosen, rejected)])
     ties = np.array([c == r.max() for c, r in zip(chosen, rejected)])
+    relation = np.array([length_relation(item) for item in items])
     by_subset: dict[str, list[int]] = defaultdict(list)
     for i, item in enumerate(items):
         by_subset[item.subset].append(i)
@@ -192,7 +230,8 @@ def evaluate_benchmark(scorer: Scorer, items: Sequence[BenchmarkItem], settings:
         lo, hi = bootstrap_mean_ci(values, settings.n_bootstrap, settings.confidence, settings.seed) if settings.n_bootstrap else (float("nan"),) * 2
         subsets[name] = {"n": len(idx), "accuracy": float(values.mean()) if values.size else float("nan"),
                          "ci_low": lo, "ci_high": hi, "ties": int(ties[idx].sum()),
-                         "best_of_k": int(max(len(items[i].rejected) for i in idx)) + 1}
+                         "best_of_k": int(max(len(items[i].rejected) for i in idx)) + 1,
+                         "length": length_stratified(correct[idx], relation[idx], settings)}
     sections = {}
     for section, names in settings.sections.items():
         present = [n for n in names if n in subsets]
@@ -211,6 +250,7 @@ def evaluate_benchmark(scorer: Scorer, items: Sequence[BenchmarkItem], settings:
         "overall": float(np.mean([s["accuracy"] for s in sections.values()])) if sections else float(np.nanmean(correct)),
         "overall_rule": "mean of section scores" if sections else "mean over all items",
         "unsectioned_subsets": sorted(set(subsets) - in_section),
+        "length": length_stratified(correct, relation, settings),
         "n_items": len(items),
         "skipped_too_long": skipped_report(skipped, scorer.max_length if isinstance(scorer, LengthChecked) else None),
         "per_item": [{"source": item.source, "subset": item.subset, "chosen_reward": float(c), "rejected_rewards": r.tolist(),
@@ -224,13 +264,20 @@ def evaluate_benchmark(scorer: Scorer, items: Sequence[BenchmarkItem], settings:
 
 
 def calibration_report(margins: np.ndarray, settings: EvalSettings = EvalSettings()) -> dict[str, Any]:
-    """ECE (equal width and equal mass), Brier, and temperature scaling fitted on a calibration split."""
+    """ECE (equal width and equal mass), Brier, and temperature scaling fitted on a calibration split; a temperature
+    that ends on the search bound is marked (``temperature_at_bound``) instead of being presented as a fit."""
     rng = np.random.default_rng(settings.seed)
     order = rng.permutation(margins.size)
     n_fit = max(1, int(settings.calibration_fraction * margins.size))
     fit, held = margins[order[:n_fit]], margins[order[n_fit:]]
-    temperature = fit_temperature(fit)
+    bounds = (0.01, 100.0)
+    temperature = fit_temperature(fit, bounds)
+    at_bound = not bounds[0] * 1.01 < temperature < bounds[1] * 0.99
     return {
+        "temperature_at_bound": at_bound,
+        "temperature_note": (f"no finite fit: the likelihood keeps improving up to the search bound {temperature:.3g} "
+                             "(margins no better than chance on the fit split push T to infinity, perfectly separated "
+                             "ones to 0); not a calibration" if at_bound else ""),
         "ece_equal_width": expected_calibration_error(held, binning="width"),
         "ece_equal_mass": expected_calibration_error(held, binning="mass"),
         "brier": brier_score(held),

@@ -89,10 +89,26 @@ def write_report(results: dict[str, Any], output_dir: str | Path, title: str = "
             lines += [f"| {k} | {_fmt(v['accuracy'])} | {', '.join(v['subsets'])} |" for k, v in bench["sections"].items()]
         cal = bench.get("calibration")
         if cal:
-            lines += ["", f"Calibration (held-out {cal['held_out_pairs']} pairs): ECE {_fmt(cal['ece_equal_width'])} "
-                      f"(equal mass {_fmt(cal['ece_equal_mass'])}), Brier {_fmt(cal['brier'])}; temperature "
-                      f"{_fmt(cal['temperature'])} fitted on {cal['fit_pairs']} pairs gives ECE "
-                      f"{_fmt(cal['ece_equal_width_after_temperature'])}, Brier {_fmt(cal['brier_after_temperature'])}."]
+            head = (f"Calibration (held-out {cal['held_out_pairs']} pairs): ECE {_fmt(cal['ece_equal_width'])} "
+                    f"(equal mass {_fmt(cal['ece_equal_mass'])}), Brier {_fmt(cal['brier'])}; ")
+            if cal.get("temperature_at_bound"):
+                lines += ["", head + f"temperature scaling on {cal['fit_pairs']} pairs found no finite temperature: "
+                          + cal["temperature_note"] + "."]
+            else:
+                lines += ["", head + f"temperature {_fmt(cal['temperature'])} fitted on {cal['fit_pairs']} pairs gives ECE "
+                          f"{_fmt(cal['ece_equal_width_after_temperature'])}, Brier {_fmt(cal['brier_after_temperature'])}."]
+        length = bench.get("length")
+        if length:
+            lines += ["", "Length-stratified accuracy (characters; chosen longer / shorter than every rejected reply; "
+                      "length-controlled = their mean, 0.5 for a scorer that only prefers length):", "",
+                      "| subset | chosen longer (n) | chosen shorter (n) | length-controlled (95% CI) |",
+                      "| --- | --- | --- | --- |"]
+            rows = [("all", length)] + [(name, sub["length"]) for name, sub in bench["subsets"].items() if "length" in sub]
+            for name, ls in rows:
+                lines.append(f"| {name} | {_fmt(ls['chosen_longer']['accuracy'])} ({ls['chosen_longer']['n']}) | "
+                             f"{_fmt(ls['chosen_shorter']['accuracy'])} ({ls['chosen_shorter']['n']}) | "
+                             f"{_fmt(ls['length_controlled_accuracy'])} ({_fmt(ls['length_controlled_ci_low'])} - "
+                             f"{_fmt(ls['length_controlled_ci_high'])}) |")
     skipped = (bench or results).get("skipped_too_long")
     if skipped and skipped.get("count"):
         per_subset = ", ".join(f"{name}: {entry['count']}" for name, entry in skipped["by_subset"].items())

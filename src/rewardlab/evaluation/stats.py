@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["bootstrap_mean_ci", "bootstrap_ci"]
+__all__ = ["bootstrap_mean_ci", "bootstrap_ci", "bootstrap_mean_of_means_ci"]
 
 
 def bootstrap_mean_ci(
@@ -41,3 +41,25 @@ def bootstrap_ci(
     stats = np.array([statistic(rng.integers(0, n_items, n_items)) for _ in range(n_rounds)])
     alpha = (1 - confidence) / 2
     return float(np.nanquantile(stats, alpha)), float(np.nanquantile(stats, 1 - alpha))
+
+
+def bootstrap_mean_of_means_ci(groups: list[np.ndarray], n_rounds: int = 1000, confidence: float = 0.95,
+                               seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the unweighted mean of the groups' means, each group resampled on its own (a
+    stratified bootstrap: the groups' sizes stay fixed). ``(nan, nan)`` when any group is empty.
+
+    >>> lo, hi = bootstrap_mean_of_means_ci([np.array([1.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0, 0.0])], 2000)
+    >>> lo <= (2 / 3 + 1 / 4) / 2 <= hi
+    True
+    """
+    groups = [np.asarray(g, dtype=float) for g in groups]
+    if not groups or any(g.size == 0 for g in groups):
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = np.zeros(n_rounds)
+    for g in groups:
+        counts = rng.multinomial(g.size, np.full(g.size, 1 / g.size), size=n_rounds)
+        means += counts @ g / g.size
+    means /= len(groups)
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
