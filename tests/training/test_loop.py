@@ -369,3 +369,19 @@ def test_a_kill_during_the_final_save_leaves_a_folder_that_is_refused(tiny_llama
     (out / "rewardlab.json").unlink()  # killed between the renames: weights in place, metadata not yet
     with pytest.raises(CheckpointError, match="final save did not finish"):
         load_reward_model(out)
+
+
+def test_resume_never_retrains_over_a_finished_model(tiny_bert_dir, demo_jsonl, tmp_path):
+    """Issue 33 item 10: a finished 2-step run keeps no checkpoint; '--max-steps 4 --resume' must not start from step 0
+    and replace its model."""
+    from rewardlab.errors import ConfigError
+
+    out = tmp_path / "run"
+    loop.train(_config(tiny_bert_dir, demo_jsonl, out, max_steps=2))
+    before = (out / "model.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="finished at step 2 and keeps no checkpoint.*--model"):
+        loop.train(_config(tiny_bert_dir, demo_jsonl, out, max_steps=4, resume=True))
+    assert (out / "model.safetensors").read_bytes() == before
+    assert json.loads((out / "trainer_state.json").read_text()) == {"step": 2, "finished": True}
+    loop.train(_config(tiny_bert_dir, demo_jsonl, out, max_steps=2, resume=True))  # the same length: nothing to do
+    assert (out / "model.safetensors").read_bytes() == before

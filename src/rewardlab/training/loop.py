@@ -446,6 +446,12 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     if config.resume and not ckpt.checkpoint_dirs(ckpt_root) and finished.get("step") == total_steps:
         _say(accelerator, f"{out} already finished at step {total_steps}; nothing to resume (its model is kept as it is)")
         return TrainResult(out, total_steps, _last_eval(metrics_path), report.summary(kind))
+    if config.resume and not ckpt.checkpoint_dirs(ckpt_root) and finished:
+        # A finished run keeps no checkpoint: "resuming" it would start at step 0 and replace the model it saved.
+        raise ConfigError(
+            f"{out} holds a run that finished at step {finished.get('step')} and keeps no checkpoint (the optimizer state "
+            f"is gone), so --resume cannot extend it to {total_steps} steps. Train on from its weights in a new folder "
+            f"(--model {out} --output-dir NEW: a fresh optimizer and schedule), or replace it (--overwrite)")
     from accelerate.utils import DistributedType
 
     # FSDP / DeepSpeed shard weights and optimizer state over the processes: the final model is gathered with
