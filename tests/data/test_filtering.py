@@ -141,3 +141,22 @@ def test_pandalm_pairs_then_agreement_filter(tmp_path):
                  "--dropped", str(tmp_path / "d.jsonl")]) == 0
     assert len((tmp_path / "k.jsonl").read_text().splitlines()) == 794
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 100
+
+
+@pytest.mark.parametrize("command", ["swap", "filter", "filter-empty"])
+def test_failed_data_commands_leave_no_output_files(command, tmp_path):
+    """Issue 33 item 12: a failed 'data swap' / 'data filter' used to leave an empty or half-written output."""
+    from rewardlab.cli import main
+
+    out, dropped = tmp_path / "out.jsonl", tmp_path / "dropped.jsonl"
+    if command == "swap":
+        data = write_jsonl(tmp_path / "judge.jsonl", [{"prompt": "a", "response_a": "b", "response_b": "c", "winner": "A"},
+                                                     {"prompt": "a", "response_a": "b", "response_b": "c", "winner": "Q"}])
+        argv = ["data", "swap", "--data", str(data), "--output", str(out)]
+    else:
+        rows = [] if command == "filter-empty" else [{"prompt": "a", "chosen": "b", "rejected": "c", "agreement": 1.0},
+                                                   {"prompt": "a", "chosen": "b", "rejected": "c", "agreement": "x"}]
+        data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+        argv = ["data", "filter", "--data", str(data), "--output", str(out), "--dropped", str(dropped), "--min-agreement", "0.5"]
+    assert main(argv) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [data.name]

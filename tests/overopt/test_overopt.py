@@ -282,3 +282,16 @@ def test_round_statistics_of_the_best_of_n_policy_against_direct_computations():
     picks = {(i, j) for i, a, b in triples for j in (a, b)}
     for i in range(6):  # every paired candidate is the proxy's pick of its group of 4
         assert sum(1 for k, _ in picks if k == i) <= 2
+
+
+def test_an_empty_pool_file_is_a_clear_error(tmp_path, tiny_rm_dir, capsys):
+    """Issue 33 item 12: 'overopt --data' on an empty file raised "min() arg is an empty sequence"."""
+    from rewardlab.errors import DataFormatError
+    from rewardlab.overopt.harness import read_pool
+
+    empty = tmp_path / "pool.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataFormatError, match="contains no records"):
+        read_pool(empty)
+    assert main(["overopt", "--data", str(empty), "--model", str(tiny_rm_dir), "--output-dir", str(tmp_path / "o")]) == 2
+    assert "pool.jsonl: contains no records" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..data.readers import atomic_write
 from ..jsonsafe import dumps
 
 __all__ = ["register"]
@@ -42,7 +43,7 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     from ..data.readers import refuse_overwriting_input
 
     refuse_overwriting_input(args.output, args.annotations)
-    with open(args.output, "w") as handle:
+    with atomic_write(args.output) as handle:
         if args.method == "majority":
             for item, source, label in zip(ann.items, ann.sources, majority_labels(ann, args.tie_policy)):
                 handle.write(dumps({"item": item, "source": source, "label": label}) + "\n")
@@ -162,7 +163,7 @@ def _cmd_pairs(args: argparse.Namespace) -> int:
 
         refuse_overwriting_input(args.output, args.annotations, args.texts)
         built, counts = pairs_from_annotations(args.annotations, args.method, args.ties, args.texts)
-        with open(args.output, "w") as handle:
+        with atomic_write(args.output) as handle:
             for p in built:
                 handle.write(dumps(p) + "\n")
         print(f"  {counts['pairs']} pairs from {counts['items']} annotated items; "
@@ -176,7 +177,7 @@ def _cmd_pairs(args: argparse.Namespace) -> int:
         key = dumps([m.as_dict() for m in scored.prompt])
         groups.setdefault(key, []).append((scored.response, scored.scores[args.score_field]))
     pairs = pairs_from_ratings(groups, args.rule, args.min_gap, args.seed, args.length_tolerance)
-    with open(args.output, "w") as handle:
+    with atomic_write(args.output) as handle:
         for p in pairs:
             handle.write(dumps({**p, "prompt": json.loads(p["prompt"])}) + "\n")
     print(dumps({"prompts": len(groups), "pairs": len(pairs), "rule": args.rule, "min_gap": args.min_gap,
@@ -241,7 +242,7 @@ def _cmd_swap(args: argparse.Namespace) -> int:
 
     refuse_overwriting_input(args.output, args.data)
     written = 0
-    with open(args.output, "w") as handle:
+    with atomic_write(args.output) as handle:
         for location, record in iter_records(args.data):
             for name in ("response_a", "response_b", args.winner_field):
                 if name not in record:
@@ -262,7 +263,7 @@ def _cmd_normalize(args: argparse.Namespace) -> int:
     refuse_overwriting_input(args.output, args.ratings)
     fields = tuple(f.strip() for f in args.score_field.split(",") if f.strip())
     rows, normalizer = z_normalize_ratings(list(iter_records(args.ratings)), fields, args.by, args.annotator_field)
-    with open(args.output, "w") as handle:
+    with atomic_write(args.output) as handle:
         for row in rows:
             handle.write(dumps(row) + "\n")
     stats = normalizer.to_json()

@@ -12,7 +12,6 @@ is an error naming the record, never a silent pass.
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -219,7 +218,7 @@ def filter_pair_file(source: str, rule: PairFilter, output: str, dropped: str | 
     reasons) to ``dropped``; returns the counts. ``scorer`` is needed for the RM criterion; records are scored in
     chunks of ``chunk`` pairs."""
     from ..jsonsafe import dumps
-    from .readers import iter_records, refuse_overwriting_input
+    from .readers import atomic_write, iter_records, refuse_overwriting_input
 
     refuse_overwriting_input(output, source)
     if dropped:
@@ -232,7 +231,7 @@ def filter_pair_file(source: str, rule: PairFilter, output: str, dropped: str | 
         from tqdm.auto import tqdm
 
         bar = tqdm(desc="filtering", unit="pair")
-    with open(output, "w") as kept_handle, open(dropped or os.devnull, "w") as drop_handle:
+    with atomic_write(output) as kept_handle, atomic_write(dropped) as drop_handle:  # no output left by a failure
         buffer: list[tuple[str, Mapping[str, Any]]] = []
 
         def flush() -> None:
@@ -253,10 +252,10 @@ def filter_pair_file(source: str, rule: PairFilter, output: str, dropped: str | 
             if len(buffer) >= chunk:
                 flush()
         flush()
+        if counts.read == 0:
+            raise DataFormatError(source, "contains no records")
     if bar is not None:
         bar.close()
-    if counts.read == 0:
-        raise DataFormatError(source, "contains no records")
     used = {k: v for k, v in vars(rule).items() if v is not None and v != () and not (k == "down_weight" and rule.mode == "drop")}
     return {**counts.as_dict(), "rule": used}
 

@@ -18,6 +18,7 @@ response, or chosen == rejected) are dropped and counted, never silently.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import math
@@ -27,7 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..errors import ConfigError, DataFormatError, RewardlabError
 from .records import Message, PreferencePair, RankedResponses, ScoredResponse
@@ -42,6 +43,7 @@ __all__ = [
     "pair_sides",
     "parse_hh_transcript",
     "read_preference_pairs",
+    "atomic_write",
     "refuse_overwriting_input",
     "to_preference_pair",
     "to_ranked_responses",
@@ -114,6 +116,37 @@ class DropReport:
             for reason, n in self.reasons.most_common()
         )
         return f"dropped {self.dropped} of {self.total} {what}: {parts}"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike | None) -> Iterator[TextIO]:
+    """Open ``path`` for writing through ``PATH.tmp``, renamed over ``path`` only when the block ends without an error:
+    a failed or killed command leaves no empty or half-written output (and an older file there stays as it was).
+    ``None`` writes to the null device.
+
+    >>> import tempfile, os
+    >>> target = os.path.join(tempfile.mkdtemp(), "out.jsonl")
+    >>> try:
+    ...     with atomic_write(target) as handle:
+    ...         _ = handle.write("half")
+    ...         raise ValueError("bad record")
+    ... except ValueError:
+    ...     pass
+    >>> os.path.exists(target), os.path.exists(target + ".tmp")
+    (False, False)
+    """
+    if path is None:
+        with open(os.devnull, "w") as sink:
+            yield sink
+        return
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        with tmp.open("w") as handle:
+            yield handle
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def refuse_overwriting_input(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:

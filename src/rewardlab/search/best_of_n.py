@@ -136,6 +136,8 @@ def read_candidates(path: str | os.PathLike) -> list[dict[str, Any]]:
             rows.append({**record, "source": location})
         else:
             raise DataFormatError(location, "expected {prompt, candidates[, answers, correct, gold]} or GSM8K example solutions", "candidates")
+    if not rows:
+        raise DataFormatError(str(path), "contains no records (expected {prompt, candidates[, gold]} rows)")
     return rows
 
 
