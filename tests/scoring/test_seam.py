@@ -34,7 +34,7 @@ def test_a_pure_python_scorer_satisfies_the_protocol():
     assert not isinstance(object(), Scorer)
 
 
-def test_best_of_n_file_and_bon_curve_take_any_scorer(tmp_path):
+def test_best_of_n_file_and_bon_curve_take_any_scorer(tmp_path, capsys):
     from rewardlab.search.best_of_n import best_of_n_file, bon_curve
 
     data = write_jsonl(tmp_path / "c.jsonl", [
@@ -49,6 +49,8 @@ def test_best_of_n_file_and_bon_curve_take_any_scorer(tmp_path):
     assert result["n"] == [1, 2, 3] and result["curves"]["words"][-1] == 0.5 and result["curves"]["oracle"][-1] == 1.0
     assert result["kl"] == pytest.approx([0.0, np.log(2) - 0.5, np.log(3) - 2 / 3])
     assert json.loads((tmp_path / "curve" / "bon_curve.json").read_text())["questions"] == 2
+    err = capsys.readouterr().err
+    assert "scoring (words)" in err and "2/2" in err  # a progress bar over questions (issue 33 item 13)
 
 
 def test_beam_search_takes_any_scorer_and_goes_past_empty_steps():

@@ -140,3 +140,18 @@ def test_a_lora_ensemble_trains_adapters_and_scores_them_on_one_base_like_their_
         assert member.score(prompts, replies) == pytest.approx(merged, abs=1e-4)
     detail = scorer.score_detailed(prompts, replies)
     assert (detail.std > 0).all()  # the adapters differ (different seeds and batch orders)
+
+
+def test_held_out_loss_of_an_ensemble_is_unweighted_by_the_bootstrap_draws():
+    """Issue 33 item 13: at zero margin every head's loss is log 2, so the held-out loss must be log 2 (0.693) whatever
+    each pair's bootstrap counts are (they are a training device)."""
+    import math
+
+    from rewardlab.training.objectives import Example
+
+    objective = make_objective(TrainConfig.from_options(model="m", data="d", output_dir="o", ensemble=2).objective)
+    pairs = [PreferencePair((Message("user", f"q{i}"),), f"good {i}", f"bad {i}") for i in range(64)]
+    examples = [Example(((1,), (2,)), objective._pair_targets(p)) for p in pairs]
+    assert len({tuple(e.targets[len(PAIR_TARGETS):]) for e in examples}) > 1  # the draws differ between pairs
+    rewards = [torch.zeros(2 * len(pairs), 2)]  # (2G, K): zero margin for both heads
+    assert objective.metrics(rewards, examples, "half")["loss"] == pytest.approx(math.log(2), abs=1e-6)

@@ -170,11 +170,27 @@ def best_of_n_file(scorer: Scorer, data: str | os.PathLike, output: str | os.Pat
     return summary
 
 
+def _score_with_progress(scorer: Scorer, prompts: list[Any], texts: list[str], k: int, desc: str, show: bool,
+                         questions_per_call: int = 32) -> np.ndarray:
+    """``scorer.score`` over all candidates, ``questions_per_call`` questions (x k candidates) per call, with a bar
+    counting questions."""
+    from tqdm.auto import tqdm
+
+    step = questions_per_call * k
+    out: list[float] = []
+    with tqdm(total=len(texts) // k, desc=desc, unit="question", disable=not show) as bar:
+        for start in range(0, len(texts), step):
+            out += scorer.score(prompts[start:start + step], texts[start:start + step])
+            bar.update(len(texts[start:start + step]) // k)
+    return np.array(out, dtype=float)
+
+
 def bon_curve(scorers: Mapping[str, Scorer], data: str | os.PathLike, output_dir: str | os.PathLike,
-              limit: int | None = None, seed: int = 0) -> dict[str, Any]:
+              limit: int | None = None, seed: int = 0, show_progress: bool = True) -> dict[str, Any]:
     """Accuracy vs N (1..K) on a labelled candidates file for majority vote, the oracle and each named scorer;
     writes ``bon_curve.json`` and, with matplotlib, ``bon_curve.png`` in ``output_dir``. Rows are cut to the
-    smallest candidate count K. Returns ``{"n", "kl" (the analytic best-of-N KL per N), "curves", "questions"}``."""
+    smallest candidate count K; a progress bar per scorer counts questions. Returns ``{"n", "kl" (the analytic
+    best-of-N KL per N), "curves", "questions"}``."""
     from ..errors import DataFormatError
 
     rows = read_candidates(data)[:limit]
@@ -186,7 +202,8 @@ def bon_curve(scorers: Mapping[str, Scorer], data: str | os.PathLike, output_dir
             for r in rows]
     prompts = [r["prompt"] for r in rows for _ in range(k)]
     texts = [c for r in rows for c in r["candidates"]]
-    rewards = {name: np.array(scorer.score(prompts, texts), dtype=float).reshape(len(rows), k) for name, scorer in scorers.items()}
+    rewards = {name: _score_with_progress(scorer, prompts, texts, k, f"scoring ({name})", show_progress).reshape(len(rows), k)
+               for name, scorer in scorers.items()}
     ns = list(range(1, k + 1))
     curves = bon_accuracy_curve(np.array([r["correct"] for r in rows]), [r["answers"] for r in rows],
                                 [r.get("gold") for r in rows], rewards, ns, seed=seed)

@@ -264,11 +264,15 @@ class PairwiseObjective(_Defaults):
             pairs = pairs.gather(2, head.view(-1, 1, 1).expand(-1, 2, 1)).squeeze(-1)
         return pairs[:, 0], pairs[:, 1]
 
-    def loss(self, rewards: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, rewards: torch.Tensor, batch: dict[str, torch.Tensor], bootstrap: bool = True) -> torch.Tensor:
+        """Per-pair loss (G,). Ensembles: the mean over heads of each head's loss weighted by its bootstrap counts
+        (training), or unweighted (``bootstrap=False``: the held-out loss, comparable with a single model's)."""
         targets = named_targets(batch["targets"], PAIR_TARGETS)
         chosen, rejected = self._chosen_rejected(rewards, targets)
         if self.ensemble > 1:  # (G, K): each head's loss, weighted by its bootstrap counts
             counts = batch["targets"][:, len(PAIR_TARGETS) : len(PAIR_TARGETS) + self.ensemble].to(rewards.device)
+            if not bootstrap:
+                counts = torch.ones_like(counts)
             margin = targets["margin"][:, None] if self.use_margins else None
             if self.davidson:
                 per_head = losses.davidson_tie_loss(chosen, rejected, (targets["tie"] > 0.5)[:, None].expand_as(chosen), self.tie_strength)
@@ -301,7 +305,8 @@ class PairwiseObjective(_Defaults):
         strict = named["tie"] < 0.5
         batch = {"targets": targets}
         return {
-            "loss": float(self.loss(flat, batch).mean()) if examples else float("nan"),
+            # held out: every head's loss on every pair (the bootstrap counts are a training device, not a metric)
+            "loss": float(self.loss(flat, batch, bootstrap=False).mean()) if examples else float("nan"),
             "accuracy": pairwise_accuracy(chosen[strict].numpy(), rejected[strict].numpy(), tie_policy),
             "mean_margin": mean_margin(chosen[strict].numpy(), rejected[strict].numpy()),
             "reward_mean": float(torch.cat([chosen, rejected]).mean()) if examples else float("nan"),
