@@ -158,6 +158,12 @@ def test_remote_scorer_talks_to_the_server_and_eval_runs_against_it(rm, tmp_path
         assert len(openrlhf.score(["Hi"], ["there"])) == 1
         assert main(["eval", "--model", url, "--data", str(data), "--output-dir", str(tmp_path / "e"), "--bootstrap", "0"]) == 0
         assert main(["score", "--model", url, "--data", str(data), "--output", str(tmp_path / "s.jsonl")]) == 0
+        # issue 33 item 11: a plain {prompt, response} file through the openrlhf contract (its prompts read as messages)
+        items = write_jsonl(tmp_path / "items.jsonl", [{"prompt": "Hi", "response": "there"}])
+        assert main(["score", "--model", url, "--contract", "openrlhf", "--data", str(items), "--output", str(tmp_path / "o.jsonl")]) == 0
+        assert json.loads((tmp_path / "o.jsonl").read_text())["reward"] == pytest.approx(openrlhf.score(["Hi"], ["there"])[0])
+        with pytest.raises(ConfigError, match="item 0: .*2 messages.*contract 'rewardlab'"):
+            openrlhf.score([[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]], ["c"])
     rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert rows[0]["chosen_reward"] == pytest.approx(rm.score(["Hi"], ["Hello, how are you?"])[0], abs=1e-5)
     results = json.loads((tmp_path / "e" / "results.json").read_text())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -92,15 +92,22 @@ def z_normalize_ratings(records: Sequence[tuple[str, dict[str, Any]]], score_fie
     scores, annotators = [], []
     for location, record in records:
         row = {}
+        nested = record.get("scores") if isinstance(record.get("scores"), Mapping) else {}
         for name in score_fields:
-            value = record.get(name)
+            # a top-level field, or one of a 'scores' object (USR / Topical-Chat), as 'data pairs --ratings' reads them
+            value = record[name] if name in record else nested.get(name)
+            where = name if name in record or name not in nested else f"scores.{name}"
+            if value is None:
+                have = sorted(nested) if nested else sorted(k for k, v in record.items() if isinstance(v, (int, float)))
+                raise DataFormatError(location, f"missing; the numeric fields here are {have} (--score-field picks them)", where)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise DataFormatError(location, f"expected a finite number, got {value!r}", name)
+                raise DataFormatError(location, f"expected a finite number, got {value!r}", where)
             row[name] = float(value)
         scores.append(row)
         if by == "annotator":
             if record.get(annotator_field) is None:
-                raise DataFormatError(location, "missing; per-annotator normalization needs who rated", annotator_field)
+                raise DataFormatError(location, "missing; per-annotator normalization needs who rated (or normalize over "
+                                                "all ratings: --by global)", annotator_field)
             annotators.append(str(record[annotator_field]))
         else:
             annotators.append(None)

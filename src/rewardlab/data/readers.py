@@ -497,7 +497,10 @@ def to_scored_response(record: Mapping, location: str = "", heads: tuple[str, ..
     elif isinstance(raw, Mapping):
         missing = [h for h in heads if h not in raw]
         if missing:
-            raise DataFormatError(location, f"no score for {missing}; it has {sorted(raw)}", "scores")
+            raise DataFormatError(location, f"no score for {missing}; it has {sorted(raw)}: name the one to use "
+                                            f"(--score-field {sorted(raw)[0] if len(raw) == 1 else 'NAME'}, e.g. "
+                                            f"--score-field {'overall' if 'overall' in raw else sorted(raw)[0] if raw else 'score'})",
+                                  "scores")
         scores = {h: finite_number(raw[h], location, f"scores.{h}") for h in heads}
     else:
         raise DataFormatError(location, f"missing; expected '{heads[0]}' (a number) or 'scores' (an object with {list(heads)})", heads[0])

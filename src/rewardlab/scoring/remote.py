@@ -25,6 +25,26 @@ def _wire_prompt(prompt: Prompt) -> Any:
     return prompt if isinstance(prompt, str) else [m.as_dict() for m in as_messages(prompt)]
 
 
+def _text_prompt(prompt: Prompt, index: int) -> str:
+    """The text OpenRLHF's ``/get_reward`` takes for a prompt: a string as it is, a prompt of one user message (what
+    the file readers make of a string prompt) as its content; a conversation has no text form without the policy's
+    chat template.
+
+    >>> _text_prompt("Hi ", 0), _text_prompt([{"role": "user", "content": "Hi "}], 0)
+    ('Hi ', 'Hi ')
+    """
+    if isinstance(prompt, str):
+        return prompt
+    messages = as_messages(prompt)
+    if not messages:
+        return ""
+    if len(messages) == 1 and messages[0].role == "user":
+        return messages[0].content
+    raise ConfigError(f"item {index}: the openrlhf contract sends prompt + response as one text, and a prompt of "
+                      f"{len(messages)} messages ({', '.join(m.role for m in messages)}) has none without the policy's "
+                      "chat template: render it first, or use contract 'rewardlab' (rewardlab serve's /v1/score)")
+
+
 class RemoteScorer:
     """Rewards from a reward server.
 
@@ -133,9 +153,8 @@ class RemoteScorer:
 
     def _score_chunk(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
         if self.contract == "openrlhf":
-            if not all(isinstance(p, str) for p in prompts):
-                raise ConfigError("the openrlhf contract sends prompt + response as one text: give text prompts")
-            reply = self._request("POST", "/get_reward", {"query": [str(p) + r for p, r in zip(prompts, responses)]})
+            reply = self._request("POST", "/get_reward", {"query": [_text_prompt(p, start) + r for start, (p, r)
+                                                                    in enumerate(zip(prompts, responses))]})
         else:
             reply = self._request("POST", "/v1/score", {"prompts": [_wire_prompt(p) for p in prompts], "responses": list(responses)})
         rewards = reply.get("rewards") if isinstance(reply, dict) else None
