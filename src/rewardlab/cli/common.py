@@ -136,6 +136,11 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     add_config_flags(parser, TrainConfig, exclude={"objective"})
     parser.add_argument("--objective", choices=list(OBJECTIVE_CONFIGS), default=None,
                         help="training objective (docs/objectives.md); its options follow (default: bradley_terry)")
+    from ..training.recipes import RECIPES
+
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                        help="a preset of the options below (flags given explicitly win): robust = "
+                             + ", ".join(f"{k} {v}" for k, v in RECIPES["robust"].items()) + " (docs/training.md)")
     owners = objective_options()
     added = {"name"}
     for cls in dict.fromkeys(OBJECTIVE_CONFIGS.values()):
@@ -149,7 +154,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~rewardlab.training.config.TrainConfig` of ``rewardlab train``'s flags (over ``--config``'s file)."""
     from ..training.config import TrainConfig, objective_options
 
-    names = [f.name for f in dataclasses.fields(TrainConfig)] + list(objective_options())
+    names = [f.name for f in dataclasses.fields(TrainConfig)] + list(objective_options()) + ["recipe"]
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if args.config:
         return config_from_file(TrainConfig, args.config, build=TrainConfig.from_options, **values)

@@ -4,6 +4,7 @@ detection (MinHash LSH from ``datasketch``), train/eval contamination by n-gram 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 import random
 import re
 from collections import Counter
@@ -16,7 +17,7 @@ from ..errors import ConfigError
 from ..extras import require
 from .records import PreferencePair
 
-__all__ = ["accuracy_on_gold", "contamination", "data_card", "length_balance", "length_match", "near_duplicates", "ngrams", "pairs_from_ratings",
+__all__ = ["accuracy_on_gold", "contamination", "data_card", "length_balance", "length_reweight", "length_match", "near_duplicates", "ngrams", "pairs_from_ratings",
            "swap_positions"]
 
 
@@ -44,6 +45,33 @@ def length_balance(pairs: Sequence[PreferencePair], seed: int = 0) -> tuple[list
     rate = lambda ps: float(np.mean([len(p.chosen.split()) > len(p.rejected.split()) for p in ps])) if ps else float("nan")  # noqa: E731
     return kept, {"pairs_before": len(pairs), "kept": len(kept), "chosen_longer_rate_before": rate(pairs),
                   "chosen_longer_rate_after": rate(kept)}
+
+
+def length_reweight(pairs: Sequence[PreferencePair]) -> tuple[list[PreferencePair], dict[str, float]]:
+    """Keep every pair but scale the weights so chosen-longer and chosen-shorter pairs (in words) carry the same total
+    weight (their mean weight moves to ``(n_l + n_s) / (2 n)`` of a side of ``n``); equal-length pairs keep theirs. The
+    balancing :func:`length_balance` does by dropping, without losing the majority side's pairs.
+
+    >>> from rewardlab.data.records import Message
+    >>> pairs = [PreferencePair((Message("user", "q"),), "a b c" if i % 4 else "a", "a b") for i in range(100)]
+    >>> out, report = length_reweight(pairs)
+    >>> round(sum(p.weight for p in out if len(p.chosen) > 1), 6), round(sum(p.weight for p in out if len(p.chosen) == 1), 6)
+    (50.0, 50.0)
+    >>> report["chosen_longer_weight_share_after"]
+    0.5
+    """
+    side = [int(np.sign(len(p.chosen.split()) - len(p.rejected.split()))) for p in pairs]
+    weight = [1.0 if p.weight is None else float(p.weight) for p in pairs]
+    totals = {s: sum(w for w, t in zip(weight, side) if t == s) for s in (1, -1)}
+    if totals[1] == 0 or totals[-1] == 0:  # one side is missing: nothing to balance against
+        scale = {1: 1.0, -1: 1.0}
+    else:
+        scale = {s: (totals[1] + totals[-1]) / (2 * totals[s]) for s in (1, -1)}
+    out = [replace(p, weight=w * scale.get(t, 1.0)) for p, w, t in zip(pairs, weight, side)]
+    share = lambda ws: ws[1] / (ws[1] + ws[-1]) if ws[1] + ws[-1] else float("nan")  # noqa: E731
+    after = {s: totals[s] * scale[s] for s in (1, -1)}
+    return out, {"pairs": len(pairs), "chosen_longer_weight_share_before": share(totals),
+                 "chosen_longer_weight_share_after": share(after), "weight_longer": scale[1], "weight_shorter": scale[-1]}
 
 
 def length_match(pairs: Sequence[PreferencePair], tolerance: float = 0.1) -> tuple[list[PreferencePair], dict[str, Any]]:

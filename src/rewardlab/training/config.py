@@ -75,6 +75,10 @@ class BradleyTerryConfig:
     augment: dict[str, float] | None = None
     """Training pairs get augmented copies whose rejected reply carries a pathology, at these rates, e.g.
     {"length": 0.3, "format": 0.2, "sycophancy": 0.2} (docs/control.md; training data only, tokenized in memory)."""
+    length_balance: Literal["none", "drop", "reweight"] = "none"
+    """Training pairs (after augmentation): 'drop' pairs of the side more often chosen-longer until both sides are
+    as common, or 'reweight' them so chosen-longer and chosen-shorter pairs carry equal total weight (keeps every
+    pair); the held-out split is left as it is (docs/training.md, recipe 'robust')."""
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -108,6 +112,8 @@ class DavidsonConfig:
     seed, on the frozen backbone: scored with one base model in memory; lora_rank 8 unless set)."""
     augment: dict[str, float] | None = None
     """Augmented copies of training pairs (see bradley_terry)."""
+    length_balance: Literal["none", "drop", "reweight"] = "none"
+    """Length balancing of the training pairs (see bradley_terry)."""
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -378,11 +384,15 @@ class TrainConfig:
     @classmethod
     def from_options(cls, **options: Any) -> TrainConfig:
         """Build from flat options, as the CLI and YAML files give them: ``objective`` is a name (or a config or
-        nested mapping) and the chosen objective's options sit beside the run's.
+        nested mapping) and the chosen objective's options sit beside the run's; ``recipe`` names a preset of options
+        (:mod:`rewardlab.training.recipes`) that explicit options override.
 
         >>> TrainConfig.from_options(model="m", data="d", output_dir="o", objective="regression", heads="a,b").objective
         RegressionConfig(name='regression', heads='a,b', regression_loss='mse', huber_delta=1.0, normalize_targets='none')
         """
+        from .recipes import apply_recipe
+
+        options = apply_recipe(options.pop("recipe", None), options)  # a named preset; explicit options win
         own = {f.name for f in dataclasses.fields(cls)}
         owners = objective_options()
         unknown = sorted(set(options) - own - set(owners))

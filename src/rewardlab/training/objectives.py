@@ -193,16 +193,25 @@ class PairwiseObjective(_Defaults):
     strength_weights: dict[str, float] | None = None
     ensemble: int = 1
     augment: dict[str, float] | None = None
+    length_balance: str = "none"
     record_kind: str = "preference pairs"
 
     @property
     def streams(self) -> bool:  # type: ignore[override]
-        return not self.augment  # augmentation applies to the training split, in memory
+        return not self.augment and self.length_balance == "none"  # both apply to the training split, in memory
 
     def augment_training(self, records: Sequence[Any]) -> list[Any]:
+        """Augmented copies first, then length balancing over the result (so the length augmentation, whose copies
+        are chosen-shorter pairs, counts); the held-out split is never touched."""
         from ..data.augment import augment_pairs
+        from ..data.quality import length_balance, length_reweight
 
-        return augment_pairs(records, self.augment) if self.augment else list(records)
+        out = augment_pairs(records, self.augment) if self.augment else list(records)
+        if self.length_balance == "drop":
+            out = length_balance(out)[0]
+        elif self.length_balance == "reweight":
+            out = length_reweight(out)[0]
+        return out
 
     def __post_init__(self) -> None:
         if self.ensemble > 1 and self.heads != bootstrap_heads(self.ensemble):
@@ -686,9 +695,11 @@ def _head_count(config: Any) -> int:
 
 _BUILDERS: dict[type, Any] = {
     BradleyTerryConfig: lambda c: PairwiseObjective(_pair_heads(c), False, c.use_margins, c.center_rewards_coef, 1.0,
-                                                    c.strength_margins, c.strength_weights, _head_count(c), c.augment),
+                                                    c.strength_margins, c.strength_weights, _head_count(c), c.augment,
+                                                    c.length_balance),
     DavidsonConfig: lambda c: PairwiseObjective(_pair_heads(c), True, c.use_margins, c.center_rewards_coef, c.tie_strength,
-                                                c.strength_margins, c.strength_weights, _head_count(c), c.augment),
+                                                c.strength_margins, c.strength_weights, _head_count(c), c.augment,
+                                                c.length_balance),
     RegressionConfig: lambda c: RegressionObjective(_heads(c.heads), c.regression_loss, c.huber_delta, c.normalize_targets),
     PlackettLuceConfig: lambda c: ListwiseObjective(c.top_k, _heads(c.heads)),
     HybridConfig: lambda c: HybridObjective(c.hybrid_alpha, c.regression_loss, c.huber_delta, c.pair_rule, c.min_score_gap,
