@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import resource
 import statistics
 import shutil
@@ -148,6 +149,9 @@ def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_
             if cuda:  # GPU work is asynchronous: stamp when the step's kernels have finished
                 torch.cuda.synchronize()
             stamps.append(time.perf_counter())
+            if os.environ.get("BENCH_STEP_FILE"):  # bench_contention.py follows the steps from outside
+                with open(os.environ["BENCH_STEP_FILE"], "a") as handle:
+                    handle.write(f"{stamps[-1] - stamps[0]}\n")
 
     if keep_memory:  # the process-wide allocator setting rewardlab applies on CPU, given to TRL too
         from rewardlab.devices import tune_cpu_memory

@@ -140,3 +140,33 @@ def test_training_uses_one_thread_on_a_busy_cpu(monkeypatch, tiny_llama_dir, dem
         assert torch.get_num_threads() == 1 and "CPU threads: 1 (the CPU is already busy" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
+
+
+def test_thread_governor_follows_contention_that_starts_and_ends_mid_run(monkeypatch):
+    """Issue 33 item 8: other processes taking a core mid-run drop the threads to 1 (after two agreeing readings),
+    and their leaving brings them back; a fixed REWARDLAB_CPU_THREADS turns the governor off."""
+    from rewardlab.devices import CpuThreadGovernor
+
+    monkeypatch.delenv("REWARDLAB_CPU_THREADS", raising=False)
+    state = {"t": 0.0, "busy": 0.0, "own": 0.0}
+    calls = []
+    governor = CpuThreadGovernor(most=2, cores=2, interval_s=2.0, clock=lambda: state["t"], busy=lambda: state["busy"],
+                                 own=lambda: state["own"], set_threads=calls.append)
+
+    def tick(seconds: float, own_cores: float, other_cores: float):
+        state["t"] += seconds
+        state["own"] += own_cores * seconds
+        state["busy"] += (own_cores + other_cores) * seconds
+        return governor.check()
+
+    assert [tick(2, 2.0, 0.0) for _ in range(3)] == [None] * 3 and calls == []  # alone: 2 threads
+    assert tick(1, 2.0, 0.0) is None  # within the interval: not even read
+    assert tick(2, 1.0, 1.0) is None  # one reading of a busy core is not enough
+    assert "CPU threads: 1" in tick(2, 1.0, 1.0) and calls == [1]
+    assert tick(2, 1.0, 1.1) is None and calls == [1]
+    tick(2, 1.0, 0.0)
+    assert "left" in tick(2, 1.0, 0.0) and calls == [1, 2]
+    monkeypatch.setenv("REWARDLAB_CPU_THREADS", "2")
+    fixed = CpuThreadGovernor(most=2, cores=2, clock=lambda: state["t"], busy=lambda: state["busy"], own=lambda: state["own"],
+                              set_threads=calls.append)
+    assert not fixed.enabled and fixed.check() is None

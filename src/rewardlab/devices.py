@@ -5,12 +5,13 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-__all__ = ["ALLOCATOR_ENV", "CPU_THREADS_ENV", "KERNEL_CACHE_CAPACITY", "MATMUL_CACHE_CAPACITY", "cap_kernel_cache",
-           "choose_cpu_threads", "keep_freed_memory", "native_bf16", "resolve_precision", "tune_cpu_memory"]
+__all__ = ["ALLOCATOR_ENV", "CPU_THREADS_ENV", "KERNEL_CACHE_CAPACITY", "MATMUL_CACHE_CAPACITY", "CpuThreadGovernor",
+           "cap_kernel_cache", "choose_cpu_threads", "threads_for_others", "keep_freed_memory", "native_bf16", "resolve_precision", "tune_cpu_memory"]
 
 CPU_THREADS_ENV = "REWARDLAB_CPU_THREADS"
 """``auto`` (default): one thread when the machine is already busy (see :func:`choose_cpu_threads`); a number: that many."""
@@ -147,6 +148,80 @@ def _current_load() -> float | None:
     except (OSError, IndexError, ValueError):
         runnable = 0
     return max(average, float(runnable))
+
+
+def threads_for_others(others: float, cores: int, most: int) -> int:
+    """Threads to use when other processes keep ``others`` cores busy: the cores left, rounded, at least 1 and at most
+    ``most``. With one busy process on 2 cores, 1 thread: an OpenMP kernel's 2 threads would wait at every barrier
+    for the one the scheduler took away (issue 33: 5x slower per step, not the fair share's 2x).
+
+    >>> threads_for_others(0.1, 2, 2), threads_for_others(0.7, 2, 2), threads_for_others(1.9, 2, 2), threads_for_others(1.2, 8, 8)
+    (2, 1, 1, 7)
+    """
+    return max(1, min(most, int(cores - others + 0.5)))
+
+
+def _cpu_busy_seconds() -> float | None:
+    """CPU seconds all processes spent busy since boot (``/proc/stat``: user, nice, system, irq, softirq, steal)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        ticks = sum(int(fields[i]) for i in (1, 2, 3, 6, 7, 8))
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class CpuThreadGovernor:
+    """Re-checks, every ``interval_s`` of wall time, how many cores *other* processes use (all CPU time in
+    ``/proc/stat`` minus this process's own, over the interval) and sets torch's intra-op threads to
+    :func:`threads_for_others`, after ``patience`` readings in a row agree; back up to ``most`` when they leave.
+    The check costs two small file reads. Off (``check`` does nothing) where ``/proc/stat`` is missing or threads
+    were fixed by ``$REWARDLAB_CPU_THREADS``. OpenMP's wait policy cannot change once its threads exist, so the
+    thread count is the lever.
+
+    ``check()`` returns a message when it changed the threads, else None.
+    """
+
+    def __init__(self, most: int | None = None, cores: int | None = None, interval_s: float = 2.0, patience: int = 2,
+                 clock: "Callable[[], float] | None" = None, busy: "Callable[[], float | None] | None" = None,
+                 own: "Callable[[], float] | None" = None, set_threads: "Callable[[int], None] | None" = None):
+        import time
+
+        self.cores = cores or os.cpu_count() or 1
+        self.most = most or self.cores
+        self.interval_s, self.patience = interval_s, patience
+        self._clock = clock or time.monotonic
+        self._busy = busy or _cpu_busy_seconds
+        self._own = own or time.process_time
+        self._set = set_threads or torch.set_num_threads
+        explicit = os.environ.get(CPU_THREADS_ENV, "auto").strip().lower() != "auto"
+        first = self._busy()
+        self.enabled = not explicit and first is not None and self.cores > 1
+        self._last = (self._clock(), first or 0.0, self._own())
+        self.threads = torch.get_num_threads() if set_threads is None else self.most
+        self._pending: list[int] = []
+        self.others = 0.0
+
+    def check(self) -> str | None:
+        if not self.enabled:
+            return None
+        now = self._clock()
+        if now - self._last[0] < self.interval_s:
+            return None
+        busy, own = self._busy(), self._own()
+        if busy is None:
+            return None
+        wall = now - self._last[0]
+        self.others = max(0.0, ((busy - self._last[1]) - (own - self._last[2])) / wall)
+        self._last = (now, busy, own)
+        want = threads_for_others(self.others, self.cores, self.most)
+        self._pending = (self._pending + [want])[-self.patience:]
+        if want == self.threads or len(self._pending) < self.patience or len(set(self._pending)) > 1:
+            return None
+        self.threads = want
+        self._set(want)
+        return (f"CPU threads: {want} (other processes use {self.others:.1f} of {self.cores} cores)" if want < self.most
+                else f"CPU threads: {want} (the other processes left: {self.others:.1f} of {self.cores} cores busy)")
 
 
 def tune_cpu_memory(device: torch.device | str = "cpu") -> bool:

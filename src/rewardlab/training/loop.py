@@ -21,7 +21,7 @@ from ..data.collate import collate_targets
 from ..data.readers import DropReport
 from ..data.token_store import (ExampleView, TokenStore, build_token_store, default_cache_dir, source_fingerprint,
                                 store_key, tokenizer_fingerprint)
-from ..devices import choose_cpu_threads, resolve_precision, tune_cpu_memory
+from ..devices import CPU_THREADS_ENV, CpuThreadGovernor, choose_cpu_threads, resolve_precision, tune_cpu_memory
 from ..errors import CheckpointError, ConfigError, TrainingDivergedError
 from ..losses import l2_anchor_penalty
 from ..models.io import RewardModelMetadata, check_max_length, save_pretrained, save_pretrained_atomically
@@ -373,11 +373,15 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
     prepare_output_dir(config, remove=accelerator.is_main_process)  # every process refuses alike; one removes
     accelerator.wait_for_everyone()
     reuse_memory = tune_cpu_memory(accelerator.device)  # CPU: no page faults on every step's tensors, bounded kernel cache
+    governor = None
     if accelerator.device.type == "cpu":
         threads, why = choose_cpu_threads()
         if threads is not None and threads != torch.get_num_threads():
             torch.set_num_threads(threads)
             _say(accelerator, f"CPU threads: {threads} ({why})")
+        if accelerator.num_processes == 1:  # re-checked during the run: contention that starts (or ends) mid-run
+            lowered = threads is not None and CPU_THREADS_ENV not in (why or "")  # by the busy rule: up to the cores
+            governor = CpuThreadGovernor(most=None if lowered else torch.get_num_threads())
     out = Path(config.output_dir)
     ckpt_root = out / "checkpoints"
     metrics_path = out / "metrics.jsonl"
@@ -556,6 +560,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
         optimizer.zero_grad(set_to_none=True)
         running.append(step_loss.item())
         done = step + 1
+        if governor is not None and (changed := governor.check()):
+            _say(accelerator, f"step {done}: {changed}")
         progress.update(1)
         progress.set_postfix(loss=f"{running[-1]:.4f}")
         if accelerator.is_main_process and (done % config.log_every == 0 or done == total_steps):
