@@ -50,7 +50,7 @@ def test_get_reward_takes_both_openrlhf_request_shapes(rm):
         old = httpx.post(url + "/get_reward", json={"query": queries}).json()
         new = httpx.post(url + "/get_reward", json={"query": queries, "prompts": prompts, "labels": ["", ""]}).json()
     assert old["rewards"] == pytest.approx(expected, abs=1e-5) and new["rewards"] == old["rewards"]
-    assert new["scores"] == new["rewards"] and new["extra_logs"] == {}
+    assert new["scores"] == new["rewards"] and new["extra_logs"] == {"too_long": [0.0, 0.0]}
 
 
 def test_get_reward_splits_queries_for_scorers_that_need_a_prompt():
@@ -81,7 +81,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_rewards(rm):
 
 
 def test_hostile_requests_get_their_4xx_and_the_server_keeps_serving(rm):
-    config = ServeConfig(max_body_bytes=20_000, max_items=50, body_timeout_s=1.0)
+    config = ServeConfig(max_body_bytes=20_000, max_items=50, body_timeout_s=1.0, too_long="error")
     with running(create_app(rm, config)) as (url, _), httpx.Client() as client:
         post = lambda body, **kw: client.post(url + "/v1/score", **({"json": body} if body is not None else kw))  # noqa: E731
         assert post({"prompts": ["x"] * 3000, "responses": ["y"] * 3000}).status_code == 413  # oversized body

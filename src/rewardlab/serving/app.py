@@ -14,8 +14,8 @@ Endpoints:
 
 Requests that arrive within ``batch_window_ms`` are scored as one length-sorted batch by one worker thread
 (:class:`~rewardlab.serving.batcher.DynamicBatcher`). Limits: body size (413), body read time (408),
-items per request and reply length (422 naming the indices; a reply is never truncated), queue size
-(503 + Retry-After), optional bearer token (401).
+items per request (422), queue size (503 + Retry-After), optional bearer token (401). A reply too long for the
+model follows ``ServeConfig.too_long`` (default: its head that fits is scored and the item marked).
 
 (No ``from __future__ import annotations`` here: FastAPI reads the handlers' annotations at runtime.)
 """
@@ -26,7 +26,7 @@ import hmac
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..config import validate_fields
 from ..data.transcripts import looks_hh, parse_hh_transcript
@@ -69,9 +69,19 @@ class ServeConfig:
     """Serve GET /metrics (Prometheus text format: traffic, latency, batch sizes, queue, reward and length drift)."""
     metrics_window: int = 256
     """Scored items per window of the reward and reply-length statistics in /metrics (drift is against the first)."""
+    too_long: Literal["truncate", "error", "null", "penalty"] = "truncate"
+    """An item whose reply does not fit the model's max_length even without its prompt: 'truncate' scores the reply's
+    head that fits (as OpenRLHF's own server does; the default, since one long rollout must not stop an RL run),
+    'error' refuses the request (422 naming the indices), 'null' answers null for it and 'penalty' answers
+    'too_long_penalty'; the others are scored either way, and every answer marks the items (/v1/score 'too_long'
+    indices, /get_reward extra_logs 'too_long' 0/1 per item; counted in /metrics)."""
+    too_long_penalty: float = -10.0
+    """The reward of an over-long item under too_long 'penalty'."""
 
     def __post_init__(self) -> None:
         validate_fields(self)
+        if self.too_long_penalty != -10.0 and self.too_long != "penalty":
+            raise ConfigError(f"option 'too_long_penalty' applies to too_long 'penalty', not {self.too_long!r}")
         for name in ("max_body_bytes", "max_items", "max_queue_items", "max_batch_items", "metrics_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"option '{name}' must be >= 1, got {getattr(self, name)}")
@@ -204,18 +214,59 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
             return [(scorer.combined(row), row) for row in rows]  # type: ignore[attr-defined]
         return [(value, None) for value in scorer.score(prompts, responses)]
 
+    def fits(kind: str, item: Any) -> bool:
+        return not too_long(kind, [item])
+
+    def truncated(kind: str, item: Any) -> Any:
+        """The item with its reply cut to the longest head (in characters) that fits: binary search over the length
+        (about 12 length checks for a 4,000-character reply). A rendered query keeps its head, as OpenRLHF's
+        server's right-side truncation does."""
+        text = item if kind == "texts" else item[1]
+        make = (lambda t: t) if kind == "texts" else (lambda t: (item[0], t))
+        lo, hi = 0, len(text)  # make(text[:lo]) fits (an empty reply always does), make(text[:hi]) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(kind, make(text[:mid])) else (lo, mid)
+        return make(text[:lo])
+
     def score_batch(kind: str, groups: list[list[Any]]) -> list[Any]:
-        """Per request: its results, or the too-long error that request alone gets; one scorer call for the rest."""
+        """Per request: its results ``(reward, heads row, too long)``, or the too-long error that request alone gets
+        (policy 'error'); one scorer call for everything scored."""
         answers: list[Any] = []
+        flagged: list[set[int]] = []
         for items in groups:
             bad = too_long(kind, items)
-            answers.append(SequenceTooLongError("too long", tuple(bad), max_length) if bad else None)
-        valid = [item for items, answer in zip(groups, answers) if answer is None for item in items]
-        scored = score_items(kind, valid)
+            if bad and metrics is not None:
+                metrics.too_long.labels(config.too_long).inc(len(bad))
+            refuse = bad and config.too_long == "error"
+            answers.append(SequenceTooLongError("too long", tuple(bad), max_length) if refuse else None)
+            flagged.append(set(bad) if not refuse else set())
+        if config.too_long == "truncate":
+            groups = [[truncated(kind, item) if i in marks else item for i, item in enumerate(items)]
+                      for items, marks in zip(groups, flagged)]
+            sent = [item for items, answer in zip(groups, answers) if answer is None for item in items]
+        else:
+            sent = [item for items, answer, marks in zip(groups, answers, flagged) if answer is None
+                    for i, item in enumerate(items) if i not in marks]
+        scored = score_items(kind, sent)
         if metrics is not None:
-            metrics.observe_scored([r for r, _ in scored], [item if kind == "texts" else item[1] for item in valid])
+            metrics.observe_scored([r for r, _ in scored], [item if kind == "texts" else item[1] for item in sent])
         results = iter(scored)
-        return [answer if answer is not None else [next(results) for _ in items] for items, answer in zip(groups, answers)]
+        fill = None if config.too_long == "null" else config.too_long_penalty
+        out: list[Any] = []
+        for items, answer, marks in zip(groups, answers, flagged):
+            if answer is not None:
+                out.append(answer)
+                continue
+            rows = []
+            for i in range(len(items)):
+                if i in marks and config.too_long != "truncate":
+                    rows.append((fill, {h: fill for h in heads} if multi else None, True))
+                else:
+                    reward, row = next(results)
+                    rows.append((reward, row, i in marks))
+            out.append(rows)
+        return out
 
     metrics = None
     if config.metrics:
@@ -290,7 +341,10 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
         prompts = [p if isinstance(p, str) else [m.model_dump() for m in p] for p in request.prompts]
         results = await run("pairs", list(zip(prompts, request.responses)))
         count("/v1/score", len(results))
-        return {"rewards": [r for r, _ in results], "heads": {h: [row[h] for _, row in results] for h in heads} if multi else None,
+        return {"rewards": [r for r, _, _ in results],
+                "heads": {h: [row[h] for _, row, _ in results] for h in heads} if multi else None,
+                "too_long": [i for i, (_, _, long) in enumerate(results) if long],
+                "too_long_policy": config.too_long,
                 "model": described.get("model"), "normalization": settings.get("normalize")}
 
     @app.post("/get_reward", dependencies=[Depends(authorize)])
@@ -308,8 +362,9 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
                 raise HTTPException(422, f"queries {unmatched[:20]} do not start with their prompt")
             results = await run("pairs", [(p, q[len(p):]) for q, p in zip(request.query, request.prompts)])
         count("/get_reward", len(results))
-        rewards = [r for r, _ in results]
-        extra = {h: [row[h] for _, row in results] for h in heads} if multi else {}
+        rewards = [r for r, _, _ in results]
+        extra = {h: [row[h] for _, row, _ in results] for h in heads} if multi else {}
+        extra["too_long"] = [float(long) for _, _, long in results]  # OpenRLHF logs extra_logs per sample
         return {"rewards": rewards, "scores": rewards, "extra_logs": extra}
 
     app.add_middleware(_BodyLimit, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
