@@ -4,8 +4,9 @@
   TRL trainers that take reward functions): ``f(prompts, completions, **columns) -> list[float]``, prompts
   and completions as text or as conversations (lists of ``{"role", "content"}``).
 * verl: :func:`compute_score` / :func:`compute_score_batch` follow verl's custom reward function
-  signatures; point ``custom_reward_function.path`` at this file and set ``REWARDLAB_REWARD_URL`` (a
-  ``rewardlab serve`` address) or ``REWARDLAB_REWARD_MODEL`` (a local folder) in the workers' environment.
+  signatures; point verl 0.9's ``reward.custom_reward_function.path`` at :mod:`rewardlab.serving.verl_reward` (this
+  file has relative imports, which verl's standalone module loader cannot resolve) and set ``REWARDLAB_REWARD_URL``
+  (a ``rewardlab serve`` address) or ``REWARDLAB_REWARD_MODEL`` (a local folder) in the workers' environment.
 * OpenRLHF: ``rewardlab serve`` speaks its ``/get_reward`` contract (``--remote_rm_url http://host:port/get_reward``).
 """
 
