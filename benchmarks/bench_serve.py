@@ -10,7 +10,13 @@ reward counts as a mismatch, a non-200 answer as an error. Scenarios (``--scenar
 
 * ``c32x8``: 32 concurrent clients, 8 texts per request, ``--requests-per-client`` requests each
   (throughput target: rewardlab >= 3x the baseline);
-* ``c4x8``: 4 clients, 8 texts per request (latency target: rewardlab's p99 no worse than the baseline's).
+* ``c4x8``: 4 clients, 8 texts per request (latency target: rewardlab's p99 no worse than the baseline's);
+* ``openrlhf8``, ``openrlhf32``, ``openrlhf128``, ``openrlhf512``: OpenRLHF 0.11.2's own reward client (its agent
+  executor's ``_fetch_rewards_via_http``, one query per call, a new aiohttp session each), that many rollouts in
+  flight, ``--openrlhf-requests`` calls (needs ``openrlhf`` installed with ``--no-deps``, as ``.ci/run`` does).
+
+``--compute-bound`` also times the model alone, in-process, on the same texts (batches of 64): the ceiling a server
+could reach, and the share of it that is tokenization.
 
 ``--servers rewardlab,rewardlab-nometrics,rewardlab,rewardlab-nometrics`` measures what ``GET /metrics`` (on by
 default) costs: the same server with and without it, alternated.
@@ -113,6 +119,61 @@ async def load(url: str, batches: list[list[str]], clients: int, expected: dict[
             "p99_ms": 1000 * q[98], "errors": errors, "mismatches": mismatches, "rss_mb_every_1000": rss}
 
 
+async def load_openrlhf(url: str, texts: list[str], concurrency: int, expected: dict[str, float], tolerance: float) -> dict:
+    """OpenRLHF 0.11.2's own reward client (``SingleTurnAgentExecutor._fetch_rewards_via_http``: one aiohttp session
+    per call, five tries), one query per call as its rollouts send them, ``concurrency`` rollouts in flight."""
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+    executor = SingleTurnAgentExecutor(remote_rm_url=url + "/get_reward")
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    mismatches = errors = 0
+
+    async def rollout(text: str) -> None:
+        nonlocal mismatches, errors
+        async with gate:
+            began = time.perf_counter()
+            try:
+                (reply,) = await executor._fetch_rewards_via_http([text], [""], [""])
+            except RuntimeError:  # OpenRLHF's client gave up after five tries
+                errors += 1
+                return
+            latencies.append(time.perf_counter() - began)
+            rewards = reply.get("rewards") or []
+            if len(rewards) != 1 or abs(rewards[0] - expected[text]) > tolerance:
+                mismatches += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(rollout(t) for t in texts))
+    elapsed = time.perf_counter() - began
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    return {"requests": len(texts), "texts": len(texts), "seconds": elapsed, "texts_per_s": len(texts) / elapsed,
+            "requests_per_s": len(texts) / elapsed, "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * q[98],
+            "errors": errors, "mismatches": mismatches, "rss_mb_every_1000": []}
+
+
+def compute_bound(folder: str, precision: str, texts: list[str], batch: int) -> dict:
+    """The model alone on the same texts, in-process: tokenization, then the forward passes of ``batch``-text batches
+    (what a server spends at best); texts/s of each part."""
+    import torch
+
+    from rewardlab.scoring.local import load_reward_model
+
+    scorer = load_reward_model(folder, precision=precision)
+    began = time.perf_counter()
+    for text in texts:
+        scorer.encode_text(text)
+    tokenize_s = time.perf_counter() - began
+    scorer.score_texts(texts[:batch])  # warm-up
+    began = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(texts), batch):
+            scorer.score_texts(texts[i : i + batch])
+    total_s = time.perf_counter() - began
+    return {"tokenize_texts_per_s": len(texts) / tokenize_s, "score_texts_per_s": len(texts) / total_s,
+            "forward_share": max(0.0, 1 - tokenize_s / total_s)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True)
@@ -125,6 +186,9 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=None,
                         help="largest reward difference from the offline score (default 1e-5 in fp32, 0.05 in bf16)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="both servers' weights")
+    parser.add_argument("--openrlhf-requests", type=int, default=512,
+                        help="one-query requests per openrlhfC scenario (at least 2 x C)")
+    parser.add_argument("--compute-bound", action="store_true", help="also time the model alone on the same texts")
     args = parser.parse_args()
     tolerance = args.tolerance if args.tolerance is not None else (1e-5 if args.precision == "fp32" else 0.05)
 
@@ -160,6 +224,14 @@ def main() -> None:
         try:
             asyncio.run(load(url, [texts[:8]] * 4, 4, expected, tolerance))  # warm-up
             for scenario in args.scenarios.split(","):
+                if scenario.startswith("openrlhf"):  # openrlhfC: OpenRLHF's own client, C one-query rollouts in flight
+                    concurrency = int(scenario[len("openrlhf"):])
+                    sent = [texts[i % len(texts)] for i in range(max(args.openrlhf_requests, 2 * concurrency))]
+                    result = {"server": name, "scenario": scenario,
+                              **asyncio.run(load_openrlhf(url, sent, concurrency, expected, tolerance))}
+                    print(json.dumps(result), flush=True)
+                    rows.append(result)
+                    continue
                 clients, per = (int(x) for x in scenario[1:].split("x"))
                 n = clients * args.requests_per_client
                 batches = [[texts[(i * per + j) % len(texts)] for j in range(per)] for i in range(n)]
@@ -175,6 +247,11 @@ def main() -> None:
                 rows.append(result)
         finally:
             stop(proc)
+    if args.compute_bound:
+        bound = compute_bound(folder, args.precision, texts, 64)
+        print(json.dumps({"compute_bound": bound}), flush=True)
+        print(f"\ncompute bound (in-process, batches of 64): {bound['score_texts_per_s']:.1f} texts/s scored, tokenization alone "
+              f"{bound['tokenize_texts_per_s']:.0f} texts/s, forward {100 * bound['forward_share']:.0f}% of the time")
     print(f"\nbench_serve: {os.cpu_count()} CPUs, model {args.model or 'builtin:minilm (fresh head)'} {args.precision}, "
           f"{len(texts)} HH texts, tolerance {tolerance}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
