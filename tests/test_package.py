@@ -97,3 +97,33 @@ def test_layer_check_catches_a_wrong_way_import():
     assert _package_imports(lazy, ("search", "probe")) == {"training", "search", "serving"}
     assert _package_imports("from ...errors import ConfigError\n", ("scoring", "sub", "x")) == {"errors"}
     assert "training" not in LAYERS["search"]
+
+
+LEAVES = {"errors", "extras", "lazy", "losses", "metrics", "devices", "control", "jsonsafe", "plotting", "config"}
+
+
+def test_design_md_layer_table_is_the_enforced_one():
+    """docs/design.md's layer table and LAYERS say the same: every part's non-leaf imports, and which parts are leaves."""
+    import re
+
+    text = (SRC.parents[1] / "docs" / "design.md").read_text()
+    section = text[text.index("## Layout and import direction"):]
+    section = section[: section.index("\n## ", 5)]
+    documented = {}
+    for row in re.findall(r"^\| `([^`]+)` \| ([^|]+) \|", section, flags=re.M):
+        part = row[0].removesuffix("/").removesuffix(".py")
+        cell = row[1].strip()
+        documented[part] = None if cell == "everything" else set(re.findall(r"`([^`]+)`", cell))
+    enforced = {part: None if allowed is None else set(allowed) - LEAVES for part, allowed in LAYERS.items() if part not in LEAVES}
+    assert documented == enforced
+    leaves_line = re.search(r"Leaves \(([^)]*)\)", section).group(1)
+    assert set(re.findall(r"`([^`]+)`", leaves_line)) == LEAVES == {p for p, a in LAYERS.items() if a is not None and a <= {"errors"}}
+
+
+def test_design_md_names_every_scoring_module():
+    text = (SRC.parents[1] / "docs" / "design.md").read_text()
+    table = text[text.index("| `scoring/protocol.py`"):]
+    table = table[: table.index("\n\n")]
+    for path in (SRC / "scoring").glob("*.py"):
+        if path.name != "__init__.py":
+            assert f"`scoring/{path.name}`" in table, path.name

@@ -55,16 +55,27 @@ def mean_margin(chosen_rewards: Sequence[float] | np.ndarray, rejected_rewards: 
     return float(diff.mean()) if diff.size else float("nan")
 
 
-def majority_vote(votes: Sequence[Hashable | None]) -> Hashable | None:
-    """The label with a strict plurality among non-None votes; None on a tie between labels.
+def majority_vote(votes: Sequence[Hashable | None], tie_break: Literal["none", "first"] = "none") -> Hashable | None:
+    """The label with the most non-None votes: rewardlab's one majority vote.
+
+    **Tie rule**: a tie between the top labels has no majority (None) unless ``tie_break="first"``, which takes the
+    tied label seen first in ``votes``: what answer voting over sampled solutions needs (self-consistency must answer
+    something; best-of-N and its curves use it), while aggregating annotators must not invent a preference (the
+    default). No non-None vote: None.
 
     >>> majority_vote(["A", "A", "tie"]), majority_vote(["A", "B"]), majority_vote([None, "B"])
     ('A', None, 'B')
+    >>> majority_vote(["3", "4", "4", "3"], tie_break="first"), majority_vote([None, None], tie_break="first")
+    ('3', None)
     """
-    counts = Counter(v for v in votes if v is not None).most_common()
-    if not counts or (len(counts) > 1 and counts[0][1] == counts[1][1]):
+    counts = Counter(v for v in votes if v is not None)
+    if not counts:
         return None
-    return counts[0][0]
+    top = max(counts.values())
+    tied = [label for label in dict.fromkeys(v for v in votes if v is not None) if counts[label] == top]
+    if len(tied) > 1 and tie_break == "none":
+        return None
+    return tied[0]
 
 
 def cohen_kappa(a: Sequence[Hashable | None], b: Sequence[Hashable | None]) -> float:

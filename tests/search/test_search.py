@@ -7,7 +7,8 @@ from rewardlab.cli import main
 from rewardlab.data.records import Message
 from rewardlab.scoring.aggregation import aggregate
 from rewardlab.search.beam import prm_beam_search
-from rewardlab.search.best_of_n import best_of_n, best_of_n_kl, bon_accuracy_curve, majority_vote, weighted_vote
+from rewardlab.metrics import majority_vote
+from rewardlab.search.best_of_n import best_of_n, best_of_n_kl, bon_accuracy_curve, weighted_vote
 
 from ..conftest import SHARED_DATA, requires_shared, write_jsonl
 
@@ -31,6 +32,7 @@ def test_best_of_n_tie_break_votes_and_kl():
     result = best_of_n(FunctionScorer(lambda prompt, response: fixed[response]), "q", ["a", "b", "c"])
     assert result.index == 1 and result.kl == pytest.approx(np.log(3) - 2 / 3)
     assert majority_vote(["1", "2", "2"]) == "2" and weighted_vote(["1", "2", "2"], [5.0, 1.0, 1.0]) == "1"
+    assert majority_vote(["1", "2"]) is None and majority_vote(["1", "2"], tie_break="first") == "1"  # one function, one rule
     assert [round(best_of_n_kl(n), 3) for n in (1, 2, 4)] == [0.0, 0.193, 0.636]
 
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics import majority_vote
 from ..plotting import pyplot, save_figure
 from ..scoring.protocol import Scorer
 
 __all__ = [
-    "BestOfN", "best_of_n", "best_of_n_file", "best_of_n_kl", "bon_accuracy_curve", "bon_curve", "majority_vote",
+    "BestOfN", "best_of_n", "best_of_n_file", "best_of_n_kl", "bon_accuracy_curve", "bon_curve",
     "read_candidates", "weighted_vote",
 ]
 
@@ -57,17 +58,10 @@ def best_of_n(scorer: Scorer, prompt: Any, candidates: Sequence[str]) -> BestOfN
     return BestOfN(index, candidates[index], tuple(rewards), best_of_n_kl(len(candidates)))
 
 
-def majority_vote(answers: Sequence[str | None]) -> str | None:
-    """The most frequent answer (None answers ignored); ties go to the answer seen first.
-
-    >>> majority_vote(["3", "4", "4", "3"]), majority_vote([None, None])
-    ('3', None)
-    """
-    counts: dict[str, int] = {}
-    for a in answers:
-        if a is not None:
-            counts[a] = counts.get(a, 0) + 1
-    return max(counts, key=lambda a: (counts[a], -answers.index(a))) if counts else None
+def _vote(answers: Sequence[str | None]) -> str | None:
+    """Self-consistency's answer: :func:`rewardlab.metrics.majority_vote` with ties to the answer seen first."""
+    vote = majority_vote(answers, tie_break="first")
+    return None if vote is None else str(vote)
 
 
 def weighted_vote(answers: Sequence[str | None], weights: Sequence[float]) -> str | None:
@@ -103,7 +97,7 @@ def bon_accuracy_curve(
         for _ in range(reps):
             for i in range(q):
                 subset = rng.choice(k, n, replace=False) if n < k else np.arange(k)
-                vote = majority_vote([answers[i][j] for j in subset])
+                vote = _vote([answers[i][j] for j in subset])
                 totals["majority"] += float(vote is not None and vote == gold[i])
                 totals["oracle"] += float(correct[i, subset].any())
                 for name, r in rewards.items():
@@ -158,7 +152,7 @@ def best_of_n_file(scorer: Scorer, data: str | os.PathLike, output: str | os.Pat
             line: dict[str, Any] = {"source": row["source"], "best_index": result.index, "rewards": list(result.rewards),
                                     "n": len(row["candidates"]), "kl_bound": result.kl}
             if row.get("answers"):
-                line["majority_answer"] = majority_vote(row["answers"])
+                line["majority_answer"] = _vote(row["answers"])
                 line["weighted_answer"] = weighted_vote(row["answers"], result.rewards)
             if row.get("correct"):
                 line["best_correct"] = bool(row["correct"][result.index])
