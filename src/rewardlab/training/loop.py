@@ -21,7 +21,7 @@ from ..data.collate import collate_targets
 from ..data.readers import DropReport
 from ..data.token_store import (ExampleView, TokenStore, build_token_store, default_cache_dir, source_fingerprint,
                                 store_key, tokenizer_fingerprint)
-from ..devices import CPU_THREADS_ENV, CpuThreadGovernor, choose_cpu_threads, resolve_precision, tune_cpu_memory
+from ..devices import CpuThreadGovernor, choose_cpu_threads, resolve_precision, tune_cpu_memory
 from ..errors import CheckpointError, ConfigError, TrainingDivergedError
 from ..losses import l2_anchor_penalty
 from ..models.io import RewardModelMetadata, check_max_length, save_pretrained, save_pretrained_atomically
@@ -380,8 +380,8 @@ def train(config: TrainConfig | None = None, **options: Any) -> TrainResult:
             torch.set_num_threads(threads)
             _say(accelerator, f"CPU threads: {threads} ({why})")
         if accelerator.num_processes == 1:  # re-checked during the run: contention that starts (or ends) mid-run
-            lowered = threads is not None and CPU_THREADS_ENV not in (why or "")  # by the busy rule: up to the cores
-            governor = CpuThreadGovernor(most=None if lowered else torch.get_num_threads())
+            # lowered by the busy rule: back up to the cores when the load leaves; else at most what torch had
+            governor = CpuThreadGovernor(most=None if threads is not None else torch.get_num_threads())
     out = Path(config.output_dir)
     ckpt_root = out / "checkpoints"
     metrics_path = out / "metrics.jsonl"
