@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..config import validate_fields
-from ..data.transcripts import looks_hh, parse_hh_transcript
-from ..errors import ConfigError, DataFormatError, SequenceTooLongError
+from ..errors import ConfigError, SequenceTooLongError
 from ..scoring.protocol import HeadScorer, LengthChecked, Scorer, TextScorer
 
 __all__ = ["ServeConfig", "create_app", "require_server_extras", "serve"]
@@ -165,6 +164,8 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
     from .batcher import DynamicBatcher, QueueFull
     from .schema import RewardRequest, ScoreRequest
 
+    from .served import ServedScorer
+
     described = scorer.describe()
     heads = list(scorer.heads) if isinstance(scorer, HeadScorer) else []
     multi = len(heads) > 1
@@ -172,114 +173,21 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
     settings = described.get("settings", {})
     max_length = scorer.max_length if isinstance(scorer, LengthChecked) else None
 
-    def split_hh(items: list[str]) -> tuple[list[int], dict[int, Any]]:
-        """Rendered queries (scored as given) vs Anthropic HH transcripts, scored as their turns (the one rule for
-        string prompts, data/transcripts.py): ``(indices of rendered texts, {index: (prompt turns, reply)})``."""
-        hh: dict[int, Any] = {}
-        for i, text in enumerate(items):
-            if looks_hh(text):
-                try:
-                    hh[i] = parse_hh_transcript(text)
-                except DataFormatError:  # HH-like but not ending in an assistant turn: the text as given
-                    pass
-        return [i for i in range(len(items)) if i not in hh], hh
-
-    def too_long(kind: str, items: list[Any]) -> list[int]:
-        if kind == "texts":
-            plain, hh = split_hh(items)
-            bad = [plain[i] for i in scorer.too_long_texts([items[i] for i in plain])] if plain else []  # type: ignore[attr-defined]
-            if hh:
-                order = list(hh)
-                bad += [order[i] for i in too_long("pairs", [hh[i] for i in order])]
-            return sorted(bad)
-        if isinstance(scorer, LengthChecked):
-            return scorer.too_long([p for p, _ in items], [r for _, r in items])
-        return []
-
-    def score_items(kind: str, items: list[Any]) -> list[Any]:
-        if kind == "texts":
-            plain, hh = split_hh(items)
-            out: list[Any] = [None] * len(items)
-            if plain:
-                for i, value in zip(plain, scorer.score_texts([items[i] for i in plain])):  # type: ignore[attr-defined]
-                    out[i] = (value, None)
-            if hh:
-                order = list(hh)
-                for i, result in zip(order, score_items("pairs", [hh[i] for i in order])):
-                    out[i] = result
-            return out
-        prompts, responses = [p for p, _ in items], [r for _, r in items]
-        if multi:
-            rows = scorer.score_named(prompts, responses)  # type: ignore[attr-defined]
-            return [(scorer.combined(row), row) for row in rows]  # type: ignore[attr-defined]
-        return [(value, None) for value in scorer.score(prompts, responses)]
-
-    def fits(kind: str, item: Any) -> bool:
-        return not too_long(kind, [item])
-
-    def truncated(kind: str, item: Any) -> Any:
-        """The item with its reply cut to the longest head (in characters) that fits: binary search over the length
-        (about 12 length checks for a 4,000-character reply). A rendered query keeps its head, as OpenRLHF's
-        server's right-side truncation does."""
-        text = item if kind == "texts" else item[1]
-        make = (lambda t: t) if kind == "texts" else (lambda t: (item[0], t))
-        lo, hi = 0, len(text)  # make(text[:lo]) fits (an empty reply always does), make(text[:hi]) does not
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if fits(kind, make(text[:mid])) else (lo, mid)
-        return make(text[:lo])
-
-    def score_batch(kind: str, groups: list[list[Any]]) -> list[Any]:
-        """Per request: its results ``(reward, heads row, too long)``, or the too-long error that request alone gets
-        (policy 'error'); one scorer call for everything scored."""
-        answers: list[Any] = []
-        flagged: list[set[int]] = []
-        for items in groups:
-            bad = too_long(kind, items)
-            if bad and metrics is not None:
-                metrics.too_long.labels(config.too_long).inc(len(bad))
-            refuse = bad and config.too_long == "error"
-            answers.append(SequenceTooLongError("too long", tuple(bad), max_length) if refuse else None)
-            flagged.append(set(bad) if not refuse else set())
-        if config.too_long == "truncate":
-            groups = [[truncated(kind, item) if i in marks else item for i, item in enumerate(items)]
-                      for items, marks in zip(groups, flagged)]
-            sent = [item for items, answer in zip(groups, answers) if answer is None for item in items]
-        else:
-            sent = [item for items, answer, marks in zip(groups, answers, flagged) if answer is None
-                    for i, item in enumerate(items) if i not in marks]
-        scored = score_items(kind, sent)
-        if metrics is not None:
-            metrics.observe_scored([r for r, _ in scored], [item if kind == "texts" else item[1] for item in sent])
-        results = iter(scored)
-        fill = None if config.too_long == "null" else config.too_long_penalty
-        out: list[Any] = []
-        for items, answer, marks in zip(groups, answers, flagged):
-            if answer is not None:
-                out.append(answer)
-                continue
-            rows = []
-            for i in range(len(items)):
-                if i in marks and config.too_long != "truncate":
-                    rows.append((fill, {h: fill for h in heads} if multi else None, True))
-                else:
-                    reward, row = next(results)
-                    rows.append((reward, row, i in marks))
-            out.append(rows)
-        return out
-
     metrics = None
     if config.metrics:
         from .metrics import ServerMetrics
 
         metrics = ServerMetrics(config.metrics_window)
-    batcher = DynamicBatcher(score_batch, config.batch_window_ms / 1000, config.max_batch_items, config.max_queue_items)
+    served = ServedScorer(scorer, config.too_long, config.too_long_penalty,
+                          count_too_long=None if metrics is None else metrics.too_long.labels(config.too_long).inc,
+                          observe=None if metrics is None else metrics.observe_scored)
+    batcher = DynamicBatcher(served.score_batch, config.batch_window_ms / 1000, config.max_batch_items, config.max_queue_items)
     state = {"ready": False}
 
     @asynccontextmanager
     async def lifespan(app: Any) -> Any:
         batcher.start()
-        await batcher.run_in_worker(lambda: score_items("pairs", [("Hello", "Hi! How can I help?")]))  # warm-up
+        await batcher.run_in_worker(lambda: served.score_items("pairs", [("Hello", "Hi! How can I help?")]))  # warm-up
         state["ready"] = True
         yield
         state["ready"] = False

@@ -1,0 +1,130 @@
+"""What the reward server does with a batch of items, apart from HTTP: :class:`ServedScorer` wraps the served
+:class:`~rewardlab.scoring.Scorer` (length checks, the too-long policy, HH transcripts in rendered queries, per-head
+rows) so that ``app.create_app`` is thin routes over it. Called from the batcher's one worker thread only."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from ..data.transcripts import looks_hh, parse_hh_transcript
+from ..errors import DataFormatError, SequenceTooLongError
+from ..scoring.protocol import HeadScorer, LengthChecked, Scorer
+
+__all__ = ["ItemKind", "Result", "ServedScorer"]
+
+ItemKind = Literal["texts", "pairs"]
+"""``texts``: rendered queries (``/get_reward`` to a scorer that reads text); ``pairs``: ``(prompt, response)``."""
+Result = tuple[Any, Any, bool]
+"""One item's answer: ``(reward or None, per-head row or None, whether it was too long)``."""
+
+
+class ServedScorer:
+    """The served scorer with the server's item rules.
+
+    ``too_long`` (``ServeConfig.too_long``): ``truncate`` scores the longest head of an over-long reply that fits,
+    ``error`` makes the request fail with :class:`~rewardlab.errors.SequenceTooLongError`, ``null`` / ``penalty``
+    answer ``None`` / ``penalty`` for it; ``count_too_long(n)`` is called with each request's count (for /metrics),
+    ``observe(rewards, replies)`` after each model call.
+    """
+
+    def __init__(self, scorer: Scorer, too_long: str = "truncate", penalty: float = -10.0,
+                 count_too_long: Any = None, observe: Any = None):
+        self.scorer, self.policy, self.penalty = scorer, too_long, penalty
+        self.count_too_long, self.observe = count_too_long, observe
+        self.heads = list(scorer.heads) if isinstance(scorer, HeadScorer) else []
+        self.multi = len(self.heads) > 1
+        self.max_length = scorer.max_length if isinstance(scorer, LengthChecked) else None
+
+    @staticmethod
+    def split_hh(items: list[str]) -> tuple[list[int], dict[int, Any]]:
+        """Rendered queries (scored as given) vs Anthropic HH transcripts, scored as their turns (the one rule for
+        string prompts, data/transcripts.py): ``(indices of rendered texts, {index: (prompt turns, reply)})``."""
+        hh: dict[int, Any] = {}
+        for i, text in enumerate(items):
+            if looks_hh(text):
+                try:
+                    hh[i] = parse_hh_transcript(text)
+                except DataFormatError:  # HH-like but not ending in an assistant turn: the text as given
+                    pass
+        return [i for i in range(len(items)) if i not in hh], hh
+
+    def too_long(self, kind: ItemKind, items: list[Any]) -> list[int]:
+        """Indices of the items whose reply cannot fit the scorer's max length even without the prompt."""
+        if kind == "texts":
+            plain, hh = self.split_hh(items)
+            bad = [plain[i] for i in self.scorer.too_long_texts([items[i] for i in plain])] if plain else []  # type: ignore[attr-defined]
+            if hh:
+                order = list(hh)
+                bad += [order[i] for i in self.too_long("pairs", [hh[i] for i in order])]
+            return sorted(bad)
+        if isinstance(self.scorer, LengthChecked):
+            return self.scorer.too_long([p for p, _ in items], [r for _, r in items])
+        return []
+
+    def score_items(self, kind: ItemKind, items: list[Any]) -> list[tuple[Any, Any]]:
+        """``(reward, per-head row or None)`` per item, one scorer call per kind of item."""
+        if kind == "texts":
+            plain, hh = self.split_hh(items)
+            out: list[Any] = [None] * len(items)
+            if plain:
+                for i, value in zip(plain, self.scorer.score_texts([items[i] for i in plain])):  # type: ignore[attr-defined]
+                    out[i] = (value, None)
+            if hh:
+                order = list(hh)
+                for i, result in zip(order, self.score_items("pairs", [hh[i] for i in order])):
+                    out[i] = result
+            return out
+        prompts, responses = [p for p, _ in items], [r for _, r in items]
+        if self.multi:
+            rows = self.scorer.score_named(prompts, responses)  # type: ignore[attr-defined]
+            return [(self.scorer.combined(row), row) for row in rows]  # type: ignore[attr-defined]
+        return [(value, None) for value in self.scorer.score(prompts, responses)]
+
+    def truncated(self, kind: ItemKind, item: Any) -> Any:
+        """The item with its reply cut to the longest head (in characters) that fits: binary search over the length
+        (about 12 length checks for a 4,000-character reply). A rendered query keeps its head, as OpenRLHF's
+        server's right-side truncation does."""
+        text = item if kind == "texts" else item[1]
+        make = (lambda t: t) if kind == "texts" else (lambda t: (item[0], t))
+        lo, hi = 0, len(text)  # make(text[:lo]) fits (an empty reply always does), make(text[:hi]) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if not self.too_long(kind, [make(text[:mid])]) else (lo, mid)
+        return make(text[:lo])
+
+    def score_batch(self, kind: ItemKind, groups: list[list[Any]]) -> list[Any]:
+        """Per request: its results (:data:`Result` per item), or the too-long error that request alone gets
+        (policy 'error'); one scorer call for everything scored."""
+        answers: list[Any] = []
+        flagged: list[set[int]] = []
+        for items in groups:
+            bad = self.too_long(kind, items)
+            if bad and self.count_too_long is not None:
+                self.count_too_long(len(bad))
+            refuse = bool(bad) and self.policy == "error"
+            answers.append(SequenceTooLongError("too long", tuple(bad), self.max_length) if refuse else None)
+            flagged.append(set() if refuse else set(bad))
+        if self.policy == "truncate":
+            groups = [[self.truncated(kind, item) if i in marks else item for i, item in enumerate(items)]
+                      for items, marks in zip(groups, flagged)]
+        sent = [item for items, answer, marks in zip(groups, answers, flagged) if answer is None
+                for i, item in enumerate(items) if self.policy == "truncate" or i not in marks]
+        scored = self.score_items(kind, sent)
+        if self.observe is not None:
+            self.observe([r for r, _ in scored], [item if kind == "texts" else item[1] for item in sent])
+        results = iter(scored)
+        fill = None if self.policy == "null" else self.penalty
+        out: list[Any] = []
+        for items, answer, marks in zip(groups, answers, flagged):
+            if answer is not None:
+                out.append(answer)
+                continue
+            rows: list[Result] = []
+            for i in range(len(items)):
+                if i in marks and self.policy != "truncate":
+                    rows.append((fill, {h: fill for h in self.heads} if self.multi else None, True))
+                else:
+                    reward, row = next(results)
+                    rows.append((reward, row, i in marks))
+            out.append(rows)
+        return out
