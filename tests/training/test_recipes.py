@@ -18,9 +18,10 @@ def _pairs(n_longer: int, n_shorter: int) -> list[PreferencePair]:
 
 def test_robust_recipe_presets_options_that_explicit_ones_override():
     robust = TrainConfig.from_options(model="m", data="d", output_dir="o", recipe="robust").objective
-    assert robust.length_balance == "reweight" and set(robust.augment) == {"length", "format", "sycophancy"}
-    mine = TrainConfig.from_options(model="m", data="d", output_dir="o", recipe="robust", length_balance="none").objective
-    assert mine.length_balance == "none" and mine.augment == robust.augment
+    assert robust.length_balance == "reweight" and robust.augment is None
+    mine = TrainConfig.from_options(model="m", data="d", output_dir="o", recipe="robust", length_balance="drop",
+                                    augment={"format": 0.1}).objective
+    assert mine.length_balance == "drop" and mine.augment == {"format": 0.1}  # explicit options win
     with pytest.raises(ConfigError, match="unknown recipe"):
         TrainConfig.from_options(model="m", data="d", output_dir="o", recipe="sturdy")
 
@@ -46,4 +47,4 @@ def test_train_recipe_flag_records_the_resolved_options(tiny_bert_dir, demo_json
     assert main(["train", "--model", str(tiny_bert_dir), "--data", str(demo_jsonl), "--output-dir", str(out), "--recipe", "robust",
                  "--max-steps", "1", "--batch-size", "4", "--max-length", "128", "--eval-fraction", "0", "--no-show-progress"]) == 0
     recorded = json.loads((out / "run_config.json").read_text())["objective"]
-    assert recorded["length_balance"] == "reweight" and recorded["augment"]["sycophancy"] == 0.2
+    assert recorded["length_balance"] == "reweight" and recorded["augment"] is None
