@@ -2,10 +2,11 @@
 
     python benchmarks/bench_contention.py --data ../shared/data/hh-rlhf-harmless/harmless-base-test.jsonl.gz
 
-Each run trains MiniLM (batch 8, max length 256, ``bench_train.py``'s settings) for ``--steps`` steps in its own
-process; when it reaches ``--start`` steps the driver starts ``--competitors`` single-threaded busy loops, and kills
-them at ``--stop`` steps. Reported per run: mean seconds per step before, during (from 3 steps after the start) and
-after (from 3 steps after the stop) the contention, and the slowdown during / before. Configurations: ``rewardlab``
+Each configuration trains MiniLM (batch 8, max length 256, ``bench_train.py``'s settings, same seed) twice in its own
+process: once on a quiet machine, once with ``--competitors`` single-threaded busy loops that the driver starts when
+the run reaches ``--start`` steps and kills at ``--stop``. Both runs see the same batches in the same order, so the
+slowdown is the contended run's time over the quiet run's on the same steps (from 3 steps after the start to the
+stop), with the worst single step and the ratio after the loops stop. Configurations: ``rewardlab``
 (its defaults: the thread governor re-checks the load every 2 s), ``rewardlab_fixed`` (``REWARDLAB_CPU_THREADS`` set
 to the core count: the governor off, the behaviour before issue 33) and ``trl_best`` (bench_train's best TRL setup).
 A fair share of 2 cores with 2 busy loops beside costs about 2x.
@@ -39,9 +40,10 @@ def steps_done(config: str, out: Path, step_file: Path) -> list[float]:
     return [float(x) for x in step_file.read_text().split()] if step_file.is_file() else []
 
 
-def run(config: str, args: argparse.Namespace, root: Path, repeat: int) -> dict:
+def run(config: str, args: argparse.Namespace, root: Path, repeat: int, competitors: int) -> list[float]:
+    """Seconds per step of one run, with ``competitors`` busy loops from ``--start`` to ``--stop`` steps."""
     worker, env_extra = CONFIGS[config]
-    out, step_file = root / f"{config}-{repeat}", root / f"{config}-{repeat}.steps"
+    out, step_file = root / f"{config}-{repeat}-{competitors}", root / f"{config}-{repeat}-{competitors}.steps"
     cmd = [sys.executable, str(HERE / "bench_train.py"), "--worker", worker, "--data", args.data, "--model", args.model,
            "--model-path", args.model_path, "--steps", str(args.steps), "--max-length", str(args.max_length),
            "--eval-pairs", "16", "--out", str(out), "--seed", "42"]
@@ -49,31 +51,44 @@ def run(config: str, args: argparse.Namespace, root: Path, repeat: int) -> dict:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     spinners: list[subprocess.Popen] = []
     started_at = stopped_at = None
-    while proc.poll() is None:
-        done = len(steps_done(config, out, step_file))
-        if started_at is None and done >= args.start:
-            spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.competitors)]
-            started_at = done
-        if started_at is not None and stopped_at is None and done >= args.stop:
-            for s in spinners:
-                s.kill()
-            stopped_at = done
-        time.sleep(0.02)
-    for s in spinners:
-        s.kill()
+    try:
+        while proc.poll() is None:
+            done = len(steps_done(config, out, step_file))
+            if started_at is None and done >= args.start:
+                spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(competitors)]
+                started_at = done
+            if started_at is not None and stopped_at is None and done >= args.stop:
+                for s in spinners:
+                    s.kill()
+                stopped_at = done
+            time.sleep(0.02)
+    finally:  # never leave a busy loop behind (an interrupted benchmark would skew everything after it)
+        for s in spinners:
+            s.kill()
+        if proc.poll() is None:
+            proc.kill()
     stdout, stderr = proc.communicate()
     if proc.returncode != 0:
         print(stderr[-4000:], file=sys.stderr)
         raise SystemExit(f"{config} failed")
     cumulative = steps_done(config, out, step_file)
-    per_step = [b - a for a, b in zip([0.0] + cumulative[:-1], cumulative)]
-    window = lambda lo, hi: statistics.mean(per_step[lo:hi])  # noqa: E731
-    before, during, after = window(5, started_at), window(started_at + 3, stopped_at), window(stopped_at + 3, len(per_step))
-    changes = [line for line in stderr.splitlines() if "CPU threads" in line]
-    return {"config": config, "repeat": repeat, "started_at_step": started_at, "stopped_at_step": stopped_at,
-            "before_s_per_step": round(before, 3), "during_s_per_step": round(during, 3), "after_s_per_step": round(after, 3),
-            "slowdown": round(during / before, 2), "max_s_per_step_during": round(max(per_step[started_at:stopped_at]), 2),
-            "thread_changes": changes}
+    for line in stderr.splitlines():
+        if "CPU threads" in line:
+            print(f"  {config}: {line}", flush=True)
+    return [b - a for a, b in zip([0.0] + cumulative[:-1], cumulative)]
+
+
+def compare(config: str, quiet: list[float], busy: list[float], args: argparse.Namespace, repeat: int) -> dict:
+    """Both runs see the same batches in the same order (same seed), so step i of one is step i of the other: the
+    slowdown is the contended run's time over the quiet run's on the same steps (TRL's length-grouped sampler puts
+    its longest batches first, so before/during/after means of one run would compare different batches)."""
+    lo, hi = args.start + 3, args.stop  # from 3 steps after the competitors start
+    after = slice(args.stop + 3, len(busy))
+    return {"config": config, "repeat": repeat, "quiet_s_per_step_window": round(statistics.mean(quiet[lo:hi]), 3),
+            "busy_s_per_step_window": round(statistics.mean(busy[lo:hi]), 3),
+            "slowdown": round(sum(busy[lo:hi]) / sum(quiet[lo:hi]), 2),
+            "worst_step_ratio": round(max(b / q for b, q in zip(busy[lo:hi], quiet[lo:hi])), 2),
+            "after_ratio": round(sum(busy[after]) / sum(quiet[after]), 2)}
 
 
 def main() -> None:
@@ -96,17 +111,19 @@ def main() -> None:
     rows = []
     for repeat in range(args.repeats):
         for config in args.configs.split(","):
-            rows.append(run(config, args, root, repeat))
+            quiet = run(config, args, root, repeat, 0)
+            busy = run(config, args, root, repeat, args.competitors)
+            rows.append(compare(config, quiet, busy, args, repeat))
             print(json.dumps(rows[-1]), flush=True)
     print(f"\n{args.model}, batch 8, max length {args.max_length}, {args.steps} steps, {args.competitors} busy loops from step "
           f"{args.start} to {args.stop}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}; means over {args.repeats} repeat(s)\n")
-    print("| configuration | s/step before | s/step during | s/step after | slowdown during | worst step during |")
+    print("| configuration | s/step, quiet run | s/step, contended run | slowdown (same steps) | worst step | after they stop |")
     print("| --- | --- | --- | --- | --- | --- |")
     for config in args.configs.split(","):
         mine = [r for r in rows if r["config"] == config]
         m = lambda k: statistics.mean(r[k] for r in mine)  # noqa: E731
-        print(f"| {config} | {m('before_s_per_step'):.3f} | {m('during_s_per_step'):.3f} | {m('after_s_per_step'):.3f} | "
-              f"{m('slowdown'):.2f}x | {m('max_s_per_step_during'):.2f} |")
+        print(f"| {config} | {m('quiet_s_per_step_window'):.3f} | {m('busy_s_per_step_window'):.3f} | {m('slowdown'):.2f}x | "
+              f"{m('worst_step_ratio'):.2f}x | {m('after_ratio'):.2f}x |")
 
 
 if __name__ == "__main__":

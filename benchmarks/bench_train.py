@@ -20,8 +20,8 @@ Configurations: ``rewardlab`` (its defaults: packed + prompt sharing on decoders
 bf16 autocast where the CPU has native bf16, gradient checkpointing for decoders on CPU),
 ``rewardlab_fp32``, ``rewardlab_plain`` (padded, no sharing, fp32: the optimisations off),
 ``rewardlab_gc`` / ``rewardlab_no_gc`` (defaults with gradient checkpointing forced on / off), ``trl_default`` (RewardConfig defaults: bf16, gradient
-checkpointing, dropout off), ``trl_best`` (no gradient checkpointing, length-grouped sampling; on
-CUDA also SDPA's cuDNN backend off, which builds a plan for every new shape),
+checkpointing, dropout off), ``trl_best`` (no gradient checkpointing, length-grouped sampling, bf16 on a CPU only where it is native, as
+rewardlab's ``auto``; on CUDA also SDPA's cuDNN backend off, which builds a plan for every new shape),
 ``trl_best_kept_memory`` (``trl_best`` with the CPU allocator setting rewardlab applies, see
 ``rewardlab.devices.tune_cpu_memory``; not a TRL option, but any TRL user could set it).
 """
@@ -164,6 +164,10 @@ def run_trl(model: str, data: str, steps: int, max_length: int, out: Path, eval_
     if hf.config.pad_token_id is None:
         hf.config.pad_token_id = tokenizer.pad_token_id
     extra = {"gradient_checkpointing": False, "train_sampling_strategy": "group_by_length", "remove_unused_columns": False} if best else {}
+    if best and not cuda:  # bf16 only where the CPU has it natively, as rewardlab's 'auto' (emulated bf16 is ~20x slower)
+        from rewardlab.devices import native_bf16
+
+        extra["bf16"] = native_bf16()
     eval_set = as_trl(eval_rows)
     if best:  # the length column LengthGroupedSampler reads (TRL's own columns are chosen_ids/rejected_ids)
         enc = lambda t: len(tokenizer(t if isinstance(t, str) else str(t))["input_ids"])  # noqa: E731
