@@ -14,18 +14,6 @@ from rewardlab.serving.app import ServeConfig, create_app
 
 from .server import running
 
-
-@pytest.fixture(scope="module")
-def rm(tiny_llama_dir, tmp_path_factory):
-    from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
-    from rewardlab.scoring.local import load_reward_model
-
-    folder = tmp_path_factory.mktemp("served") / "rm"
-    model, tok = build_reward_model(str(tiny_llama_dir))
-    save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling, max_length=64), folder)
-    return load_reward_model(folder)
-
-
 PROMPTS = ["What is 2+2?", [{"role": "user", "content": "Say hi"}], "Name a bird.", "Tell me about rivers and their deltas."]
 RESPONSES = ["4", "Hi!", "A robin, which sings at dawn.", "Rivers carry sediment to the sea."]
 

@@ -13,17 +13,6 @@ LONG = "word " * 600
 PROMPTS, REPLIES = ["q", "q", "q"], ["ok", LONG, "fine"]
 
 
-@pytest.fixture(scope="module")
-def rm(tiny_llama_dir, tmp_path_factory):
-    from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
-    from rewardlab.scoring.local import load_reward_model
-
-    folder = tmp_path_factory.mktemp("too-long") / "rm"
-    model, tok = build_reward_model(str(tiny_llama_dir))
-    save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling, max_length=64), folder)
-    return load_reward_model(folder)
-
-
 def _metric(url: str, policy: str) -> float:
     lines = httpx.get(url + "/metrics").text.splitlines()
     return next(float(line.split()[-1]) for line in lines if line.startswith(f'rewardlab_too_long_items_total{{policy="{policy}"}}'))
