@@ -150,7 +150,7 @@ def test_thread_governor_follows_contention_that_starts_and_ends_mid_run(monkeyp
     monkeypatch.delenv("REWARDLAB_CPU_THREADS", raising=False)
     state = {"t": 0.0, "busy": 0.0, "own": 0.0}
     calls = []
-    governor = CpuThreadGovernor(most=2, cores=2, interval_s=2.0, clock=lambda: state["t"], busy=lambda: state["busy"],
+    governor = CpuThreadGovernor(most=2, cores=2, interval_s=2.0, threads=2, clock=lambda: state["t"], busy=lambda: state["busy"],
                                  own=lambda: state["own"], set_threads=calls.append)
 
     def tick(seconds: float, own_cores: float, other_cores: float):

@@ -153,7 +153,8 @@ def _current_load() -> float | None:
 def threads_for_others(others: float, cores: int, most: int) -> int:
     """Threads to use when other processes keep ``others`` cores busy: the cores left, rounded, at least 1 and at most
     ``most``. With one busy process on 2 cores, 1 thread: an OpenMP kernel's 2 threads would wait at every barrier
-    for the one the scheduler took away (issue 33: 5x slower per step, not the fair share's 2x).
+    for the one the scheduler took away (issue 33 reported 5x slower steps; ``bench_contention.py`` measured the
+    slowdown with and without this rule: docs/benchmarks.md).
 
     >>> threads_for_others(0.1, 2, 2), threads_for_others(0.7, 2, 2), threads_for_others(1.9, 2, 2), threads_for_others(1.2, 8, 8)
     (2, 1, 1, 7)
@@ -179,10 +180,12 @@ class CpuThreadGovernor:
     were fixed by ``$REWARDLAB_CPU_THREADS``. OpenMP's wait policy cannot change once its threads exist, so the
     thread count is the lever.
 
-    ``check()`` returns a message when it changed the threads, else None.
+    ``threads`` is the count in force when it starts (torch's, unless given). ``check()`` returns a message when it
+    changed the threads, else None.
     """
 
     def __init__(self, most: int | None = None, cores: int | None = None, interval_s: float = 2.0, patience: int = 2,
+                 threads: int | None = None,
                  clock: "Callable[[], float] | None" = None, busy: "Callable[[], float | None] | None" = None,
                  own: "Callable[[], float] | None" = None, set_threads: "Callable[[int], None] | None" = None):
         import time
@@ -198,7 +201,7 @@ class CpuThreadGovernor:
         first = self._busy()
         self.enabled = not explicit and first is not None and self.cores > 1
         self._last = (self._clock(), first or 0.0, self._own())
-        self.threads = torch.get_num_threads() if set_threads is None else self.most
+        self.threads = threads if threads is not None else torch.get_num_threads()
         self._pending: list[int] = []
         self.others = 0.0
 

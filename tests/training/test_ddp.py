@@ -85,7 +85,7 @@ def test_fsdp_and_deepspeed_recipes_load_and_are_refused_without_gpus(tiny_llama
 
 def test_deepspeed_settings_that_the_engine_would_override_are_refused():
     from rewardlab.errors import ConfigError
-    from rewardlab.training.loop import check_deepspeed_options
+    from rewardlab.training.engines import check_deepspeed_options
 
     check_deepspeed_options({"gradient_clipping": "auto", "gradient_accumulation_steps": "auto"}, 1, 0.5)
     with pytest.raises(ConfigError, match="grad_accum_steps=2 under DeepSpeed"):

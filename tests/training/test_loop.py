@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 import rewardlab.losses as losses_module
 import rewardlab.training.loop as loop
+import rewardlab.training.speed as speed
 from rewardlab.errors import TrainingDivergedError
 from rewardlab.scoring import load_reward_model
 from rewardlab.training.checkpoint import checkpoint_dirs, latest_checkpoint
@@ -189,9 +190,9 @@ def test_auto_checkpointing_turns_on_for_decoders_on_cpu(fixture, decoder, demo_
     assert ("gradient checkpointing (auto: a decoder on CPU" in capsys.readouterr().err) is decoder
     model, _ = build_reward_model(str(model_dir))
     config = _config(model_dir, demo_jsonl, tmp_path / "b", gradient_checkpointing="auto")
-    assert loop._checkpointing_and_reason(config, model, "cuda") == (False, None)  # not measured on GPUs: activations kept
-    assert loop._checkpointing_and_reason(replace(config, gradient_checkpointing=False), model, "cpu") == (False, None)
-    assert loop._checkpointing_and_reason(replace(config, gradient_checkpointing=True), model, "cuda") == (True, None)
+    assert speed.checkpointing_and_reason(config, model, "cuda") == (False, None)  # not measured on GPUs: activations kept
+    assert speed.checkpointing_and_reason(replace(config, gradient_checkpointing=False), model, "cpu") == (False, None)
+    assert speed.checkpointing_and_reason(replace(config, gradient_checkpointing=True), model, "cuda") == (True, None)
 
 
 def test_bf16_autocast_trains_with_finite_loss(tiny_llama_dir, demo_jsonl, tmp_path):
@@ -241,8 +242,9 @@ def test_packed_evaluation_gives_the_padded_metrics(fixture, demo_jsonl, request
             seen[layout] = {examples.index(e): r.tolist() for r, e in zip(rewards, group)}
             return objective.metrics(rewards, group, tie_policy)
 
-        metrics[layout] = loop.evaluate(model, SimpleNamespace(metrics=spy), examples, tokenizer.pad_token_id,
-                                        Accelerator(cpu=True), 5, "half", layout, model.pooling, share_prefix=True)
+        metrics[layout] = loop.evaluate(model, SimpleNamespace(metrics=spy), examples,
+                                        loop.BatchLayout(layout, model.pooling, True, tokenizer.pad_token_id),
+                                        Accelerator(cpu=True), 5, "half")
     assert sorted(seen["packed"]) == list(range(len(examples)))
     for i, rewards in seen["padded"].items():
         assert seen["packed"][i] == pytest.approx(rewards, abs=1e-5), i
@@ -269,9 +271,9 @@ def test_auto_layout_packs_on_cpu_and_pads_on_gpu(tiny_llama_dir):
 
     model, _ = build_reward_model(str(tiny_llama_dir))
     auto = TrainConfig(model="m", data="d", output_dir="o", layout="auto")
-    assert loop._layout_and_reason(auto, model, "cpu") == ("packed", None)
-    assert loop._layout_and_reason(auto, model, "cuda") == ("padded", loop.GPU_TRAINING_REASON)
-    assert loop._layout_and_reason(replace(auto, layout="packed"), model, "cuda") == ("packed", None)  # asked for: kept
+    assert speed.layout_and_reason(auto, model, "cpu") == ("packed", None)
+    assert speed.layout_and_reason(auto, model, "cuda") == ("padded", speed.GPU_TRAINING_REASON)
+    assert speed.layout_and_reason(replace(auto, layout="packed"), model, "cuda") == ("packed", None)  # asked for: kept
 
 
 def test_disable_dropout_zeroes_every_dropout(tiny_bert_dir):
@@ -281,7 +283,7 @@ def test_disable_dropout_zeroes_every_dropout(tiny_bert_dir):
     ids = torch.tensor([tokenizer("bees make honey")["input_ids"]])
     model.train()
     assert not torch.equal(model(ids, torch.ones_like(ids)), model(ids, torch.ones_like(ids)))  # dropout 0.1 is live
-    loop._disable_dropout(model)
+    loop.disable_dropout(model)
     assert torch.equal(model(ids, torch.ones_like(ids)), model(ids, torch.ones_like(ids)))
     assert all(m.p == 0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
 
