@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from ..config import validate_fields
 from ..errors import ConfigError, SequenceTooLongError
-from ..scoring.protocol import HeadScorer, LengthChecked, Scorer, TextScorer
+from ..scoring.protocol import HeadScorer, Scorer, TextScorer
 
 __all__ = ["ServeConfig", "create_app", "require_server_extras", "serve"]
 
@@ -149,6 +149,100 @@ def require_server_extras(config: ServeConfig, run: bool = True) -> None:
         require("prometheus_client", "serve", "the reward server's /metrics (or --no-metrics)")
 
 
+class _Service:
+    """What the routes do, apart from HTTP plumbing: validate a request, queue its items, shape the answer."""
+
+    def __init__(self, scorer: Scorer, config: ServeConfig):
+        from .batcher import DynamicBatcher
+        from .served import ServedScorer
+
+        self.scorer, self.config = scorer, config
+        self.metrics = None
+        if config.metrics:
+            from .metrics import ServerMetrics
+
+            self.metrics = ServerMetrics(config.metrics_window)
+        metrics = self.metrics
+        self.served = ServedScorer(scorer, config.too_long, config.too_long_penalty,
+                                   count_too_long=None if metrics is None else metrics.too_long.labels(config.too_long).inc,
+                                   observe=None if metrics is None else metrics.observe_scored)
+        self.batcher = DynamicBatcher(self.served.score_batch, config.batch_window_ms / 1000, config.max_batch_items,
+                                      config.max_queue_items)
+        self.described = scorer.describe()
+        self.settings = self.described.get("settings", {})
+        heads, multi = self.served.heads, self.served.multi
+        self.combined = multi and isinstance(scorer, HeadScorer) and scorer.combined({h: 0.0 for h in heads}) is not None
+        self.ready = False
+
+    def check_count(self, n: int, field: str) -> None:
+        from fastapi import HTTPException
+
+        if n > self.config.max_items:
+            raise HTTPException(422, f"'{field}' has {n} items; this server takes at most {self.config.max_items} per request")
+
+    async def run(self, kind: str, items: list[Any], endpoint: str) -> list[Any]:
+        from fastapi import HTTPException
+
+        from .batcher import QueueFull
+
+        try:
+            results = await self.batcher.submit(kind, items)
+        except QueueFull as err:
+            raise HTTPException(503, f"server busy: {err}", headers={"Retry-After": str(self.config.retry_after_s)}) from None
+        except SequenceTooLongError as err:  # found by the length check, or by a scorer without one
+            raise HTTPException(422, _too_long_detail(list(err.items), err.max_length)) from None
+        if self.metrics is not None:
+            self.metrics.items.labels(endpoint).inc(len(results))
+        return results
+
+    def metadata(self) -> dict[str, Any]:
+        from .. import __version__
+
+        heads, settings = self.served.heads, self.settings
+        return {"model": self.described.get("model"), "kind": self.described.get("kind"), "heads": heads or None,
+                "combined": self.combined if self.served.multi else None, "max_length": self.served.max_length,
+                "pooling": settings.get("pooling"), "precision": settings.get("dtype"), "normalization": settings.get("normalize"),
+                "version": __version__, "scorer": self.described,
+                "limits": {"max_items": self.config.max_items, "max_body_bytes": self.config.max_body_bytes}}
+
+    async def score(self, prompts: list[Any], responses: list[str]) -> dict[str, Any]:
+        """``/v1/score``: rewards, per-head values of a multi-head model, the too-long indices."""
+        from fastapi import HTTPException
+
+        if len(prompts) != len(responses):
+            raise HTTPException(422, f"got {len(prompts)} prompts but {len(responses)} responses")
+        self.check_count(len(prompts), "prompts")
+        results = await self.run("pairs", list(zip(prompts, responses)), "/v1/score")
+        heads = self.served.heads
+        return {"rewards": [r for r, _, _ in results],
+                "heads": {h: [row[h] for _, row, _ in results] for h in heads} if self.served.multi else None,
+                "too_long": [i for i, (_, _, long) in enumerate(results) if long],
+                "too_long_policy": self.config.too_long,
+                "model": self.described.get("model"), "normalization": self.settings.get("normalize")}
+
+    async def get_reward(self, query: list[str], prompts: list[str] | None) -> dict[str, Any]:
+        """``/get_reward`` (OpenRLHF): rendered queries scored as given by a text scorer, else split at their prompt."""
+        from fastapi import HTTPException
+
+        self.check_count(len(query), "query")
+        heads, multi = self.served.heads, self.served.multi
+        if multi and not self.combined:
+            raise HTTPException(422, f"the model has heads {heads}: start the server with --weights or --primary to get one reward")
+        if isinstance(self.scorer, TextScorer):
+            results = await self.run("texts", list(query), "/get_reward")
+        else:
+            if prompts is None or len(prompts) != len(query):
+                raise HTTPException(422, "this scorer needs 'prompts' (one per query) to split each query into prompt and response")
+            unmatched = [i for i, (q, p) in enumerate(zip(query, prompts)) if not q.startswith(p)]
+            if unmatched:
+                raise HTTPException(422, f"queries {unmatched[:20]} do not start with their prompt")
+            results = await self.run("pairs", [(p, q[len(p):]) for q, p in zip(query, prompts)], "/get_reward")
+        rewards = [r for r, _, _ in results]
+        extra = {h: [row[h] for _, row, _ in results] for h in heads} if multi else {}
+        extra["too_long"] = [float(long) for _, _, long in results]  # OpenRLHF logs extra_logs per sample
+        return {"rewards": rewards, "scores": rewards, "extra_logs": extra}
+
+
 def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
     """The FastAPI app serving ``scorer`` (run it with uvicorn, or :func:`serve`).
 
@@ -158,45 +252,26 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
 
     require_server_extras(config, run=False)
     from fastapi import Depends, FastAPI, HTTPException, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
 
     from .. import __version__
-    from .batcher import DynamicBatcher, QueueFull
     from .schema import RewardRequest, ScoreRequest
 
-    from .served import ServedScorer
-
-    described = scorer.describe()
-    heads = list(scorer.heads) if isinstance(scorer, HeadScorer) else []
-    multi = len(heads) > 1
-    combined = multi and isinstance(scorer, HeadScorer) and scorer.combined({h: 0.0 for h in heads}) is not None
-    settings = described.get("settings", {})
-    max_length = scorer.max_length if isinstance(scorer, LengthChecked) else None
-
-    metrics = None
-    if config.metrics:
-        from .metrics import ServerMetrics
-
-        metrics = ServerMetrics(config.metrics_window)
-    served = ServedScorer(scorer, config.too_long, config.too_long_penalty,
-                          count_too_long=None if metrics is None else metrics.too_long.labels(config.too_long).inc,
-                          observe=None if metrics is None else metrics.observe_scored)
-    batcher = DynamicBatcher(served.score_batch, config.batch_window_ms / 1000, config.max_batch_items, config.max_queue_items)
-    state = {"ready": False}
-
-    @asynccontextmanager
-    async def lifespan(app: Any) -> Any:
-        batcher.start()
-        await batcher.run_in_worker(lambda: served.score_items("pairs", [("Hello", "Hi! How can I help?")]))  # warm-up
-        state["ready"] = True
-        yield
-        state["ready"] = False
-        await batcher.stop()  # uvicorn stops accepting first; what is queued still gets its answer
-
-    app = FastAPI(title="rewardlab reward server", version=__version__, lifespan=lifespan)
+    service = _Service(scorer, config)
     key = os.environ.get(config.api_key_env) if config.api_key_env else None
     if config.api_key_env and not key:
         raise ConfigError(f"environment variable {config.api_key_env} (the server's API key) is not set")
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        service.batcher.start()
+        await service.batcher.run_in_worker(lambda: service.served.score_items("pairs", [("Hello", "Hi! How can I help?")]))
+        service.ready = True  # warmed up
+        yield
+        service.ready = False
+        await service.batcher.stop()  # uvicorn stops accepting first; what is queued still gets its answer
+
+    app = FastAPI(title="rewardlab reward server", version=__version__, lifespan=lifespan)
 
     def authorize(request: Request) -> None:
         if key is None:
@@ -205,83 +280,37 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
         if not (sent.startswith("Bearer ") and hmac.compare_digest(sent[7:].encode(), key.encode())):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
-    def check_count(n: int, field: str) -> None:
-        if n > config.max_items:
-            raise HTTPException(422, f"'{field}' has {n} items; this server takes at most {config.max_items} per request")
-
-    async def run(kind: str, items: list[Any]) -> list[Any]:
-        try:
-            return await batcher.submit(kind, items)
-        except QueueFull as err:
-            raise HTTPException(503, f"server busy: {err}", headers={"Retry-After": str(config.retry_after_s)}) from None
-        except SequenceTooLongError as err:  # found by the length check, or by a scorer without one
-            raise HTTPException(422, _too_long_detail(list(err.items), err.max_length)) from None
-
-    def count(endpoint: str, n: int) -> None:
-        if metrics is not None:
-            metrics.items.labels(endpoint).inc(n)
-
-    if metrics is not None:
-        from fastapi.responses import Response
-
-        @app.get("/metrics", dependencies=[Depends(authorize)])
+    guarded = [Depends(authorize)]
+    if service.metrics is not None:
+        @app.get("/metrics", dependencies=guarded)
         async def prometheus() -> Any:
-            body, content_type = metrics.render(batcher.waiting_items)
+            body, content_type = service.metrics.render(service.batcher.waiting_items)
             return Response(body, media_type=content_type)
 
     @app.get("/health")
     async def health() -> Any:
-        return JSONResponse({"status": "ok" if state["ready"] else "loading"}, 200 if state["ready"] else 503)
+        return JSONResponse({"status": "ok" if service.ready else "loading"}, 200 if service.ready else 503)
 
-    @app.get("/v1/metadata", dependencies=[Depends(authorize)])
+    @app.get("/v1/metadata", dependencies=guarded)
     async def metadata() -> Any:
-        return {"model": described.get("model"), "kind": described.get("kind"), "heads": heads or None,
-                "combined": combined if multi else None, "max_length": max_length,
-                "pooling": settings.get("pooling"), "precision": settings.get("dtype"), "normalization": settings.get("normalize"),
-                "version": __version__, "scorer": described,
-                "limits": {"max_items": config.max_items, "max_body_bytes": config.max_body_bytes}}
+        return service.metadata()
 
-    @app.post("/v1/score", dependencies=[Depends(authorize)])
+    @app.post("/v1/score", dependencies=guarded)
     async def score(request: ScoreRequest) -> Any:
-        if len(request.prompts) != len(request.responses):
-            raise HTTPException(422, f"got {len(request.prompts)} prompts but {len(request.responses)} responses")
-        check_count(len(request.prompts), "prompts")
         prompts = [p if isinstance(p, str) else [m.model_dump() for m in p] for p in request.prompts]
-        results = await run("pairs", list(zip(prompts, request.responses)))
-        count("/v1/score", len(results))
-        return {"rewards": [r for r, _, _ in results],
-                "heads": {h: [row[h] for _, row, _ in results] for h in heads} if multi else None,
-                "too_long": [i for i, (_, _, long) in enumerate(results) if long],
-                "too_long_policy": config.too_long,
-                "model": described.get("model"), "normalization": settings.get("normalize")}
+        return await service.score(prompts, request.responses)
 
-    @app.post("/get_reward", dependencies=[Depends(authorize)])
+    @app.post("/get_reward", dependencies=guarded)
     async def get_reward(request: RewardRequest) -> Any:
-        check_count(len(request.query), "query")
-        if multi and not combined:
-            raise HTTPException(422, f"the model has heads {heads}: start the server with --weights or --primary to get one reward")
-        if isinstance(scorer, TextScorer):
-            results = await run("texts", list(request.query))
-        else:
-            if request.prompts is None or len(request.prompts) != len(request.query):
-                raise HTTPException(422, "this scorer needs 'prompts' (one per query) to split each query into prompt and response")
-            unmatched = [i for i, (q, p) in enumerate(zip(request.query, request.prompts)) if not q.startswith(p)]
-            if unmatched:
-                raise HTTPException(422, f"queries {unmatched[:20]} do not start with their prompt")
-            results = await run("pairs", [(p, q[len(p):]) for q, p in zip(request.query, request.prompts)])
-        count("/get_reward", len(results))
-        rewards = [r for r, _, _ in results]
-        extra = {h: [row[h] for _, row, _ in results] for h in heads} if multi else {}
-        extra["too_long"] = [float(long) for _, _, long in results]  # OpenRLHF logs extra_logs per sample
-        return {"rewards": rewards, "scores": rewards, "extra_logs": extra}
+        return await service.get_reward(request.query, request.prompts)
 
     app.add_middleware(_BodyLimit, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
-    if metrics is not None:
+    if service.metrics is not None:
         from .metrics import MetricsMiddleware
 
-        app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees the body limit's 413/408 too
-    app.state.metrics = metrics
-    app.state.batcher = batcher
+        app.add_middleware(MetricsMiddleware, metrics=service.metrics)  # outermost: sees the body limit's 413/408 too
+    app.state.metrics = service.metrics
+    app.state.batcher = service.batcher
     return app
 
 
