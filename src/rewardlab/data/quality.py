@@ -175,6 +175,145 @@ def _histogram(columns: dict[str, np.ndarray], bins: int = 30, upper_quantile: f
     return {"edges": edges.tolist(), **{k: np.histogram(np.clip(c, lo, edges[-1]), edges)[0].tolist() for k, c in columns.items()}}
 
 
+class _Lengths:
+    """Word (and token) lengths of both sides: exact means and over-length counts, quantiles and histograms from a
+    uniform reservoir sample. Token counts are asked for ``batch`` pairs at a time."""
+
+    def __init__(self, token_counter: Callable[[Sequence[tuple[Any, str]]], list[int]] | None, max_length: int | None,
+                 reservoir_size: int, batch: int):
+        self.token_counter, self.max_length, self.size, self.batch = token_counter, max_length, reservoir_size, batch
+        self.rng = random.Random(0)
+        self.reservoir: list[tuple[int, ...]] = []
+        self.count = self.longer = 0
+        self.sums = [0.0, 0.0, 0.0, 0.0]  # chosen words, rejected words, chosen tokens, rejected tokens
+        self.over = {"chosen": 0, "rejected": 0, "either": 0}
+        self.pending: list[tuple[PreferencePair, int, int]] = []
+
+    def add(self, pair: PreferencePair) -> None:
+        lc, lr = len(pair.chosen.split()), len(pair.rejected.split())
+        self.sums[0] += lc
+        self.sums[1] += lr
+        self.longer += lc > lr
+        self.pending.append((pair, lc, lr))
+        if len(self.pending) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        tokens: list[int] = []
+        if self.token_counter is not None and self.pending:
+            tokens = self.token_counter([(p.prompt, side) for p, _, _ in self.pending for side in (p.chosen, p.rejected)])
+        for k, (_, lc, lr) in enumerate(self.pending):
+            self.count += 1
+            row: tuple[int, ...] = (lc, lr)
+            if tokens:
+                tc, tr = tokens[2 * k], tokens[2 * k + 1]
+                self.sums[2] += tc
+                self.sums[3] += tr
+                row = (lc, lr, tc, tr)
+                if self.max_length is not None:
+                    self.over["chosen"] += tc > self.max_length
+                    self.over["rejected"] += tr > self.max_length
+                    self.over["either"] += max(tc, tr) > self.max_length
+            if len(self.reservoir) < self.size:
+                self.reservoir.append(row)
+            elif (j := self.rng.randrange(self.count)) < self.size:
+                self.reservoir[j] = row
+        self.pending.clear()
+
+    def words_card(self) -> dict[str, Any]:
+        arr, n = np.array(self.reservoir, dtype=float), self.count
+        return {"chosen_mean_words": self.sums[0] / n, "rejected_mean_words": self.sums[1] / n,
+                "chosen_words_quantiles": _quantiles(arr[:, 0]), "rejected_words_quantiles": _quantiles(arr[:, 1]),
+                "chosen_longer_rate": self.longer / n}
+
+    def histograms(self) -> dict[str, Any]:
+        arr = np.array(self.reservoir, dtype=float)
+        out = {"words": _histogram({"chosen": arr[:, 0], "rejected": arr[:, 1]}),
+               "word_gap": _histogram({"chosen_minus_rejected": arr[:, 0] - arr[:, 1]}, upper_quantile=99.5)}
+        if self.token_counter is not None:
+            out["tokens"] = _histogram({"chosen": arr[:, 2], "rejected": arr[:, 3]})
+        return out
+
+    def tokens_card(self) -> dict[str, Any]:
+        if self.token_counter is None:
+            return {}
+        arr, n = np.array(self.reservoir, dtype=float), self.count
+        card: dict[str, Any] = {"chosen_mean_tokens": self.sums[2] / n, "rejected_mean_tokens": self.sums[3] / n,
+                                "chosen_tokens_quantiles": _quantiles(arr[:, 2]),
+                                "rejected_tokens_quantiles": _quantiles(arr[:, 3])}
+        if self.max_length is not None:
+            card["truncation"] = {"max_length": self.max_length, **{f"{k}_over": v for k, v in self.over.items()},
+                                  "either_over_rate": self.over["either"] / n}
+        return card
+
+
+def _quantiles(column: np.ndarray) -> dict[int, float]:
+    return {q: float(np.percentile(column, q)) for q in (5, 50, 95)}
+
+
+class _Labels:
+    """Ties, margins, weights and strength labels."""
+
+    def __init__(self) -> None:
+        self.ties = self.margins = self.weighted = 0
+        self.weight_sum = 0.0
+        self.strengths: Counter[str] = Counter()
+
+    def add(self, pair: PreferencePair) -> None:
+        self.ties += bool(pair.tie)
+        self.margins += pair.margin is not None
+        if pair.weight is not None:
+            self.weighted += 1
+            self.weight_sum += pair.weight
+        if pair.strength is not None:
+            self.strengths[pair.strength] += 1
+
+    def card(self) -> dict[str, Any]:
+        return {"ties": self.ties, "with_margin": self.margins, "weighted": self.weighted,
+                "mean_weight": self.weight_sum / self.weighted if self.weighted else None,
+                "strength_labels": dict(self.strengths)}
+
+
+class _Prompts:
+    """Exact and near-duplicate prompts among the first ``dedup_sample``; prompts sharing a word n-gram with
+    ``eval_texts`` (contamination)."""
+
+    def __init__(self, dedup_sample: int, near_threshold: float, eval_texts: Sequence[str] | None, n: int):
+        self.dedup_sample, self.near_threshold, self.eval_texts, self.n = dedup_sample, near_threshold, eval_texts, n
+        self.prompts: list[str] = []
+        self.eval_index: set[str] = set()
+        for text in eval_texts or ():
+            self.eval_index |= ngrams(text, n)
+        self.contaminated, self.too_short = 0, 0
+        self.listed: list[str] = []
+
+    def add(self, location: str, pair: PreferencePair) -> None:
+        text = " ".join(m.content for m in pair.prompt)
+        if len(self.prompts) < self.dedup_sample:
+            self.prompts.append(text)
+        if self.eval_texts is None:
+            return
+        grams = ngrams(text, self.n)
+        self.too_short += not grams
+        if self.eval_index and any(g in self.eval_index for g in grams):
+            self.contaminated += 1
+            if len(self.listed) < 100:
+                self.listed.append(location)
+
+    def duplicates(self) -> dict[str, Any]:
+        dups = (near_duplicates(self.prompts, self.near_threshold) if len(self.prompts) > 1
+                else {"exact_duplicates": 0, "near_duplicates": 0})
+        return {"checked_prompts": len(self.prompts), "exact": dups["exact_duplicates"], "near": dups["near_duplicates"],
+                "near_threshold": self.near_threshold}
+
+    def contamination(self, count: int) -> dict[str, Any]:
+        if self.eval_texts is None:
+            return {}
+        return {"contamination": {"n": self.n, "eval_items": len(self.eval_texts), "contaminated": self.contaminated,
+                                  "rate": self.contaminated / count, "first_listed": self.listed,
+                                  "too_short_to_check": self.too_short}}
+
+
 def data_card(records: Iterable[tuple[str, PreferencePair]], dedup_sample: int = 20000,
               token_counter: Callable[[Sequence[tuple[Any, str]]], list[int]] | None = None, max_length: int | None = None,
               eval_texts: Sequence[str] | None = None, contamination_n: int = 13, near_threshold: float = 0.8,
@@ -192,95 +331,18 @@ def data_card(records: Iterable[tuple[str, PreferencePair]], dedup_sample: int =
     """
     if dedup_sample < 0 or reservoir_size < 1 or batch < 1:
         raise ConfigError(f"dedup_sample must be >= 0 and reservoir_size, batch >= 1; got {dedup_sample}, {reservoir_size}, {batch}")
-    rng = random.Random(0)
-    reservoir: list[tuple[int, ...]] = []
-    count = longer = ties = margins = weighted = 0
-    sums = [0.0, 0.0, 0.0, 0.0]
-    weight_sum = 0.0
-    over = {"chosen": 0, "rejected": 0, "either": 0}
-    strengths: Counter[str] = Counter()
-    prompts: list[str] = []
-    eval_index: set[str] = set()
-    for text in eval_texts or ():
-        eval_index |= ngrams(text, contamination_n)
-    contaminated, contaminated_listed, too_short = 0, [], 0
-    pending: list[tuple[str, PreferencePair, int, int]] = []
-
-    def flush() -> None:
-        nonlocal count
-        tokens: list[int] = []
-        if token_counter is not None and pending:
-            tokens = token_counter([(p.prompt, side) for _, p, _, _ in pending for side in (p.chosen, p.rejected)])
-        for k, (_, pair, lc, lr) in enumerate(pending):
-            count += 1
-            row: tuple[int, ...] = (lc, lr)
-            if tokens:
-                tc, tr = tokens[2 * k], tokens[2 * k + 1]
-                sums[2] += tc
-                sums[3] += tr
-                row = (lc, lr, tc, tr)
-                if max_length is not None:
-                    over["chosen"] += tc > max_length
-                    over["rejected"] += tr > max_length
-                    over["either"] += max(tc, tr) > max_length
-            if len(reservoir) < reservoir_size:
-                reservoir.append(row)
-            elif (j := rng.randrange(count)) < reservoir_size:
-                reservoir[j] = row
-        pending.clear()
-
+    lengths = _Lengths(token_counter, max_length, reservoir_size, batch)
+    labels, prompts = _Labels(), _Prompts(dedup_sample, near_threshold, eval_texts, contamination_n)
     for location, pair in records:
-        lc, lr = len(pair.chosen.split()), len(pair.rejected.split())
-        sums[0] += lc
-        sums[1] += lr
-        longer += lc > lr
-        ties += bool(pair.tie)
-        margins += pair.margin is not None
-        if pair.weight is not None:
-            weighted += 1
-            weight_sum += pair.weight
-        if pair.strength is not None:
-            strengths[pair.strength] += 1
-        prompt_text = " ".join(m.content for m in pair.prompt)
-        if len(prompts) < dedup_sample:
-            prompts.append(prompt_text)
-        grams = ngrams(prompt_text, contamination_n) if eval_texts is not None else set()
-        too_short += eval_texts is not None and not grams
-        if eval_index and any(g in eval_index for g in grams):
-            contaminated += 1
-            if len(contaminated_listed) < 100:
-                contaminated_listed.append(location)
-        pending.append((location, pair, lc, lr))
-        if len(pending) >= batch:
-            flush()
-    flush()
-    if not count:
+        lengths.add(pair)
+        labels.add(pair)
+        prompts.add(location, pair)
+    lengths.flush()
+    if not lengths.count:
         return {"pairs": 0}
-    arr = np.array(reservoir, dtype=float)
-    quant = lambda col: {q: float(np.percentile(arr[:, col], q)) for q in (5, 50, 95)}  # noqa: E731
-    dups = near_duplicates(prompts, near_threshold) if len(prompts) > 1 else {"exact_duplicates": 0, "near_duplicates": 0}
-    card: dict[str, Any] = {
-        "pairs": count, "chosen_mean_words": sums[0] / count, "rejected_mean_words": sums[1] / count,
-        "chosen_words_quantiles": quant(0), "rejected_words_quantiles": quant(1), "chosen_longer_rate": longer / count,
-        "ties": ties, "with_margin": margins, "weighted": weighted, "mean_weight": weight_sum / weighted if weighted else None,
-        "strength_labels": dict(strengths),
-        "duplicates": {"checked_prompts": len(prompts), "exact": dups["exact_duplicates"], "near": dups["near_duplicates"],
-                       "near_threshold": near_threshold},
-        "histograms": {"words": _histogram({"chosen": arr[:, 0], "rejected": arr[:, 1]}),
-                       "word_gap": _histogram({"chosen_minus_rejected": arr[:, 0] - arr[:, 1]}, upper_quantile=99.5)},
-        "sample_size": len(reservoir)}
-    if token_counter is not None:
-        card["chosen_mean_tokens"], card["rejected_mean_tokens"] = sums[2] / count, sums[3] / count
-        card["chosen_tokens_quantiles"], card["rejected_tokens_quantiles"] = quant(2), quant(3)
-        card["histograms"]["tokens"] = _histogram({"chosen": arr[:, 2], "rejected": arr[:, 3]})
-        if max_length is not None:
-            card["truncation"] = {"max_length": max_length, **{f"{k}_over": v for k, v in over.items()},
-                                  "either_over_rate": over["either"] / count}
-    if eval_texts is not None:
-        card["contamination"] = {"n": contamination_n, "eval_items": len(eval_texts), "contaminated": contaminated,
-                                 "rate": contaminated / count, "first_listed": contaminated_listed,
-                                 "too_short_to_check": too_short}
-    return card
+    return {"pairs": lengths.count, **lengths.words_card(), **labels.card(), "duplicates": prompts.duplicates(),
+            "histograms": lengths.histograms(), "sample_size": len(lengths.reservoir), **lengths.tokens_card(),
+            **prompts.contamination(lengths.count)}
 
 
 def pairs_from_ratings(groups: dict[Any, list[tuple[str, float]]], rule: str = "best_worst", min_gap: float = 0.0,
