@@ -70,13 +70,9 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     return made
 
 
-def write_report(results: dict[str, Any], output_dir: str | Path, title: str = "rewardlab report") -> Path:
-    """Write ``results.json``, plots and ``report.md`` into ``output_dir``; returns the report path."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(dumps(results, indent=2))  # NaN -> null: strict JSON
-    plots = _plots(results, out)
-    lines = [f"# {title}", ""]
+def _benchmark_section(results: dict[str, Any]) -> list[str]:
+    """Overall and per-subset accuracy, sections, calibration, length-stratified accuracy."""
+    lines: list[str] = []
     bench = results.get("benchmark")
     if bench:
         lines += [f"Overall: **{_fmt(bench['overall'])}** ({bench['overall_rule']}), {bench['n_items']} items, "
@@ -109,11 +105,23 @@ def write_report(results: dict[str, Any], output_dir: str | Path, title: str = "
                              f"{_fmt(ls['chosen_shorter']['accuracy'])} ({ls['chosen_shorter']['n']}) | "
                              f"{_fmt(ls['length_controlled_accuracy'])} ({_fmt(ls['length_controlled_ci_low'])} - "
                              f"{_fmt(ls['length_controlled_ci_high'])}) |")
-    skipped = (bench or results).get("skipped_too_long")
+    return lines
+
+
+def _skipped_section(results: dict[str, Any]) -> list[str]:
+    """Items left out for being too long."""
+    lines: list[str] = []
+    skipped = (results.get("benchmark") or results).get("skipped_too_long")
     if skipped and skipped.get("count"):
         per_subset = ", ".join(f"{name}: {entry['count']}" for name, entry in skipped["by_subset"].items())
         lines += ["", f"Left out: {skipped['count']} item(s) with a reply longer than max_length={skipped.get('max_length')} "
                   f"({per_subset}; the items are listed in results.json)."]
+    return lines
+
+
+def _length_bias_section(results: dict[str, Any]) -> list[str]:
+    """The length-bias diagnostic and its rule."""
+    lines: list[str] = []
     length = results.get("length_bias")
     if length:
         from .diagnostics import LENGTH_GAP_FLAG, LENGTH_SPEARMAN_FLAG
@@ -130,31 +138,78 @@ def write_report(results: dict[str, Any], output_dir: str | Path, title: str = "
                   f"{_fmt(length.get('always_shorter_baseline'))}; length-matched accuracy "
                   f"{_fmt(length['accuracy_length_matched'])} on {length['pairs_length_matched']} pairs; "
                   f"length-regressed accuracy {_fmt(length['accuracy_length_regressed'])}."]
+    return lines
+
+
+def _probes_section(results: dict[str, Any]) -> list[str]:
+    """Pathology probes."""
+    lines: list[str] = []
     probes = results.get("probes")
     if probes:
         lines += ["", "## Probes", "", "| probe | mean change | perturbed wins | flagged |", "| --- | --- | --- | --- |"]
         for name, p in probes.items():
             if "mean_change" in p:
                 lines.append(f"| {name} | {_fmt(p['mean_change'])} | {_fmt(p['fraction_perturbed_higher'])} | {'yes' if p['flagged'] else 'no'} |")
+    return lines
+
+
+def _shift_section(results: dict[str, Any]) -> list[str]:
+    """Distribution shift."""
+    lines: list[str] = []
     shift = results.get("shift")
     if shift:
         lines += ["", "## Distribution shift", "", ", ".join(f"{k} {_fmt(v)}" for k, v in shift.items())]
+    return lines
+
+
+def _ensemble_section(results: dict[str, Any]) -> list[str]:
+    """Ensemble disagreement."""
+    lines: list[str] = []
     ensemble = results.get("ensemble")
     if ensemble:
         lines += ["", "## Ensemble disagreement", "", f"{ensemble['members']} members on {ensemble['items']} responses: "
                   f"mean per-item std of z-scored rewards {_fmt(ensemble['mean_item_std'])} (max {_fmt(ensemble['max_item_std'])}), "
                   f"mean pairwise Spearman {_fmt(ensemble['mean_pairwise_spearman'])}."]
+    return lines
+
+
+def _ratings_section(results: dict[str, Any]) -> list[str]:
+    """Bradley-Terry and Elo ratings."""
+    lines: list[str] = []
     ratings = results.get("ratings")
     if ratings:
         lines += ["", "## Ratings", "", "| model | BT rating | 95% CI | Elo (online) |", "| --- | --- | --- | --- |"]
         lines += [f"| {r['name']} | {_fmt(r['rating'])} | {_fmt(r['lower'])} - {_fmt(r['upper'])} | {_fmt(ratings['elo'][r['name']])} |"
                   for r in ratings["bradley_terry"]]
+    return lines
+
+
+def _win_rates_section(results: dict[str, Any]) -> list[str]:
+    """Win rates against a baseline."""
+    lines: list[str] = []
     win_rates = results.get("win_rates")
     if win_rates:
         lines += ["", f"## Win rates against {win_rates['baseline']}", "",
                   "| model | win rate | std. error | length-controlled win rate | battles |", "| --- | --- | --- | --- | --- |"]
         lines += [f"| {m} | {_fmt(r['win_rate'])} | {_fmt(r['standard_error'])} | {_fmt(r.get('length_controlled_win_rate'))} | {r['battles']} |"
                   for m, r in win_rates["models"].items()]
+    return lines
+
+
+SECTIONS = (_benchmark_section, _skipped_section, _length_bias_section, _probes_section, _shift_section,
+            _ensemble_section, _ratings_section, _win_rates_section)
+"""The report's sections in order; each maps the results to its markdown lines (none when its part is absent)."""
+
+
+def write_report(results: dict[str, Any], output_dir: str | Path, title: str = "rewardlab report") -> Path:
+    """Write ``results.json``, plots and ``report.md`` into ``output_dir``; returns the report path."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(dumps(results, indent=2))  # NaN -> null: strict JSON
+    plots = _plots(results, out)
+    lines = [f"# {title}", ""]
+    for section in SECTIONS:
+        lines += section(results)
     lines += [""] + [f"![{p}]({p})" for p in plots]
     if not plots:
         lines.append("(plots skipped: install matplotlib, `pip install 'rewardlab[plots]'`)")
