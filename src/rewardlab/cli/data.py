@@ -307,9 +307,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("data", help="preference-data quality: agreement, aggregation, length balance, duplicates, contamination, card")
-    cmds = p.add_subparsers(dest="data_command", required=True, parser_class=type(p), help="what to check or build")
+def _register_agreement(cmds: Any) -> None:
     q = cmds.add_parser("agreement", help="raw agreement, Cohen's and Fleiss' kappa, Krippendorff's alpha with bootstrap intervals")
     q.add_argument("--annotations", required=True, help="long {item, annotator, label} rows, wide rows with votes, or PandaLM's test set")
     q.add_argument("--levels", default="nominal", help="Krippendorff measurement levels: nominal, ordinal, interval (comma-separated)")
@@ -317,6 +315,9 @@ def register(sub: Any) -> None:
     q.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     q.add_argument("--output-dir", required=True, help="agreement.json goes here")
     q.set_defaults(func=_cmd_agreement)
+
+
+def _register_aggregate(cmds: Any) -> None:
     q = cmds.add_parser("aggregate", help="one label per item: majority vote or Dawid-Skene (soft labels, annotator accuracies)")
     q.add_argument("--annotations", required=True, help="as for 'data agreement'")
     q.add_argument("--method", choices=["majority", "dawid-skene"], default="dawid-skene", help="how votes become a label")
@@ -324,6 +325,9 @@ def register(sub: Any) -> None:
                    help="majority: a tied vote leaves the item unlabelled, takes the first category, or says 'tie'")
     q.add_argument("--output", required=True, help="JSON Lines: label (and posterior, confidence) per item")
     q.set_defaults(func=_cmd_aggregate)
+
+
+def _register_balance(cmds: Any) -> None:
     q = cmds.add_parser("balance", help="a length-balanced pair set (chosen longer in 50%%), or length-matched pairs (--tolerance)")
     q.add_argument("--data", required=True, help="preference pairs (any format rewardlab reads)")
     q.add_argument("--output", required=True, help="the balanced pairs (JSON Lines)")
@@ -332,17 +336,26 @@ def register(sub: Any) -> None:
                    help="length-matched instead: keep pairs whose word counts differ by at most this fraction of the longer "
                         "(0: equal; default: count balancing only)")
     q.set_defaults(func=_cmd_balance)
+
+
+def _register_dedup(cmds: Any) -> None:
     q = cmds.add_parser("dedup", help="exact and near-duplicate prompts or replies (MinHash LSH)")
     q.add_argument("--data", required=True, help="preference pairs")
     q.add_argument("--field", choices=["prompt", "chosen", "rejected"], default="prompt", help="which text to compare")
     q.add_argument("--threshold", type=float, default=0.8, help="estimated Jaccard similarity of word 3-grams")
     q.set_defaults(func=_cmd_dedup)
+
+
+def _register_contamination(cmds: Any) -> None:
     q = cmds.add_parser("contamination", help="training items sharing word n-grams with an evaluation set")
     q.add_argument("--train", required=True, help="training pairs")
     q.add_argument("--eval", required=True, help="evaluation pairs")
     q.add_argument("--field", choices=["prompt", "chosen", "rejected"], default="prompt", help="which text to compare")
     q.add_argument("--n", type=int, default=13, help="n-gram length")
     q.set_defaults(func=_cmd_contamination)
+
+
+def _register_pairs(cmds: Any) -> None:
     q = cmds.add_parser("pairs", help="preference pairs from rated replies (UltraFeedback style) or from multi-annotator comparisons")
     q.add_argument("--ratings", default=None, help="{prompt, response, score} records (several responses per prompt)")
     q.add_argument("--score-field", default="score", help="the rating field")
@@ -361,6 +374,9 @@ def register(sub: Any) -> None:
     q.add_argument("--texts", default=None, help="annotations in long rows: a file of {item, prompt, response_a, response_b}")
     q.add_argument("--output", required=True, help="pairs (JSON Lines, with margin or agreement)")
     q.set_defaults(func=_cmd_pairs)
+
+
+def _register_filter(cmds: Any) -> None:
     q = cmds.add_parser("filter", help="drop or down-weight pairs by agreement, Dawid-Skene confidence, rating gap or an RM's "
                                        "confidence; strata weights")
     q.add_argument("--data", required=True, help="pair records (e.g. from 'data pairs'); the fields the criteria read")
@@ -386,11 +402,17 @@ def register(sub: Any) -> None:
     add_scorer_flags(q, required=False, exclude=("show_progress",),
                      model_help="reward model for --min-rm-confidence / --weight-by rm_confidence")
     q.set_defaults(func=_cmd_filter)
+
+
+def _register_swap(cmds: Any) -> None:
     q = cmds.add_parser("swap", help="judge data in both orders, the winner flipped (position-bias augmentation)")
     q.add_argument("--data", required=True, help="{prompt, response_a, response_b, winner} records")
     q.add_argument("--winner-field", default="winner", help="the field holding A, B or tie")
     q.add_argument("--output", required=True, help="each record, then its swapped copy (JSON Lines)")
     q.set_defaults(func=_cmd_swap)
+
+
+def _register_normalize(cmds: Any) -> None:
     q = cmds.add_parser("normalize", help="z-normalize ratings per annotator (or globally): adds <field>_z")
     q.add_argument("--ratings", required=True, help="rating records")
     q.add_argument("--score-field", default="score", help="rating field(s), comma-separated")
@@ -398,6 +420,9 @@ def register(sub: Any) -> None:
     q.add_argument("--annotator-field", default="annotator", help="who rated")
     q.add_argument("--output", required=True, help="the records with <field>_z added (JSON Lines)")
     q.set_defaults(func=_cmd_normalize)
+
+
+def _register_calibrate(cmds: Any) -> None:
     q = cmds.add_parser("calibrate", help="each annotator's accuracy on gold items (bootstrap CI), and drift over time")
     q.add_argument("--annotations", required=True, help="annotations (long rows carry a time field for drift)")
     q.add_argument("--gold", required=True, help="{item, label} records: the known answers")
@@ -405,6 +430,9 @@ def register(sub: Any) -> None:
     q.add_argument("--window", type=float, default=86400.0, help="time window for drift, seconds")
     q.add_argument("--bootstrap", type=int, default=1000, help="resamples per interval")
     q.set_defaults(func=_cmd_calibrate)
+
+
+def _register_card(cmds: Any) -> None:
     q = cmds.add_parser("card", help="a data card (Markdown, HTML with plots, JSON): sizes, lengths, truncation, labels, duplicates, "
                                      "contamination, agreement")
     q.add_argument("--data", required=True, help="preference pairs (streamed)")
@@ -419,3 +447,11 @@ def register(sub: Any) -> None:
     q.add_argument("--show-progress", action="store_true", default=False, help="a progress bar")
     q.add_argument("--output-dir", required=True, help="card.md, card.html, card.json and plots go here")
     q.set_defaults(func=_cmd_card)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("data", help="preference-data quality: agreement, aggregation, length balance, duplicates, contamination, card")
+    cmds = p.add_subparsers(dest="data_command", required=True, parser_class=type(p), help="what to check or build")
+    for add in (_register_agreement, _register_aggregate, _register_balance, _register_dedup, _register_contamination,
+                _register_pairs, _register_filter, _register_swap, _register_normalize, _register_calibrate, _register_card):
+        add(cmds)
