@@ -6,7 +6,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-import rewardlab.training.objectives as objectives_module
+import rewardlab.training.objectives.base as objectives_module
 from rewardlab.data.collate import Example
 from rewardlab.data.readers import DropReport
 from rewardlab.data.token_store import TokenStore, build_token_store
