@@ -65,7 +65,7 @@ def field_docs(cls: type) -> dict[str, str]:
     docs = {}
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
                 docs[node.target.id] = " ".join(str(nxt.value.value).split())
     return docs
 
@@ -99,7 +99,7 @@ def config_from_file(cls: type[T], path: str | Path, build: Any = None, **overri
     raw.update({k: v for k, v in overrides.items() if v is not None})
     if build is not None:
         try:
-            return build(**raw)  # type: ignore[no-any-return]
+            return build(**raw)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ def pairwise_accuracy(
     if chosen.shape != rejected.shape:
         raise ValueError(f"shapes differ: chosen {chosen.shape}, rejected {rejected.shape}")
     wins, ties = float((chosen > rejected).sum()), float((chosen == rejected).sum())
+    total: float
     if tie_policy == "half":
         total, score = chosen.size, wins + 0.5 * ties
     elif tie_policy == "zero":
@@ -89,7 +90,7 @@ def cohen_kappa(a: Sequence[Hashable | None], b: Sequence[Hashable | None]) -> f
     pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
     if not pairs:
         return float("nan")
-    labels = sorted({x for p in pairs for x in p})
+    labels = sorted({x for p in pairs for x in p}, key=repr)
     observed = sum(x == y for x, y in pairs) / len(pairs)
     ca, cb = Counter(x for x, _ in pairs), Counter(y for _, y in pairs)
     expected = sum(ca[label] * cb[label] for label in labels) / len(pairs) ** 2
@@ -107,7 +108,7 @@ def fleiss_kappa(ratings: Sequence[Sequence[Hashable | None]]) -> float:
     rows = [r for r in rows if len(r) >= 2]
     if not rows:
         return float("nan")
-    labels = sorted({v for r in rows for v in r})
+    labels = sorted({v for r in rows for v in r}, key=repr)
     counts = np.array([[r.count(label) for label in labels] for r in rows], dtype=float)
     n = counts.sum(1)
     p_item = ((counts * (counts - 1)).sum(1) / (n * (n - 1))).mean()

@@ -61,7 +61,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing
         base = args[0] if typing.get_origin(hint) is not typing.Literal and args else hint
         flag = "--" + prefix + f.name.replace("_", "-")
         dest = prefix.replace("-", "_") + f.name
-        shown = "required" if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING else (  # type: ignore[misc]
+        shown = "required" if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING else (
             f"default: {show_default(f.default)}" if f.default is not dataclasses.MISSING else "default: see docs")
         help_text = f"{docs.get(f.name, '')}{(notes or {}).get(f.name, '')} ({shown})".replace("%", "%%")  # argparse formats help with %
         words = tuple(w for a in args[1:] if typing.get_origin(a) is typing.Literal for w in typing.get_args(a))
@@ -159,7 +159,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
     if args.config:
         return config_from_file(TrainConfig, args.config, build=TrainConfig.from_options, **values)
     missing = [f.name for f in dataclasses.fields(TrainConfig) if f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING and f.name not in values]  # type: ignore[misc]
+               and f.default_factory is dataclasses.MISSING and f.name not in values]
     if missing:
         raise RewardlabError("missing required option(s): " + ", ".join("--" + m.replace("_", "-") for m in missing))
     return TrainConfig.from_options(**values)

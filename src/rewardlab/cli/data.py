@@ -206,6 +206,11 @@ def _parse_table(text: str | None, flag: str) -> dict[str, float] | None:
         raise ConfigError(f"{flag}: {e}") from None
 
 
+def _signals(text: str | None) -> tuple[Any, ...]:
+    """``--weight-by a,b`` as a tuple (PairFilter checks each name)."""
+    return tuple(w.strip() for w in (text or "").split(",") if w.strip())
+
+
 def _cmd_filter(args: argparse.Namespace) -> int:
     from ..data.filtering import PairFilter, filter_pair_file
     from ..errors import ConfigError
@@ -213,7 +218,7 @@ def _cmd_filter(args: argparse.Namespace) -> int:
     rule = PairFilter(min_agreement=args.min_agreement, min_confidence=args.min_confidence, min_gap=args.min_gap,
                       min_rm_confidence=args.min_rm_confidence, gap_field=args.gap_field, mode=args.mode,
                       down_weight=args.down_weight if args.down_weight is not None else PairFilter.down_weight,
-                      weight_by=tuple(w.strip() for w in (args.weight_by or "").split(",") if w.strip()),  # type: ignore[arg-type]
+                      weight_by=_signals(args.weight_by),
                       stratum_field=args.stratum_field, stratum_weights=_parse_table(args.stratum_weights, "--stratum-weights"))
     if args.down_weight is not None and args.mode != "weight":
         raise ConfigError("--down-weight applies with --mode weight only")
@@ -289,7 +294,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         gold[str(record.get("item", record.get("idx")))] = record["label"]
     labels = {a: {item: row[j] for item, row in zip(ann.items, ann.labels) if row[j] is not None}
               for j, a in enumerate(ann.annotators)}
-    times = None
+    times: dict[str, dict[str, float]] | None = None
     if args.time_field:
         times = {}
         for location, record in rows:

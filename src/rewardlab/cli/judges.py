@@ -25,6 +25,7 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     items = read_judge_items(args.data, args.limit)
+    client: Any
     if args.backend == "openai":
         if not args.base_url:
             raise RewardlabError("--backend openai needs --base-url (e.g. http://localhost:8000/v1)")

@@ -37,7 +37,7 @@ class Annotations:
         return [list(row) for row in self.labels]
 
 
-_PANDALM = {0: "tie", 1: "A", 2: "B"}
+_PANDALM: dict[Any, Hashable] = {0: "tie", 1: "A", 2: "B"}
 
 
 def read_annotations(path: str | os.PathLike, item_field: str = "item", annotator_field: str = "annotator",
@@ -62,7 +62,7 @@ def read_annotations(path: str | os.PathLike, item_field: str = "item", annotato
             names = sorted(wide, key=lambda k: int(k[len("annotator"):])) if wide else [f"annotator{k + 1}" for k in range(len(record["votes"]))]
             values = [record[k] for k in wide] if wide else record["votes"]
             pandalm = bool(wide) and "response1" in record
-            row = {}
+            row: dict[str, Hashable | None] = {}
             for name, value in zip(names, values):
                 if value is not None and not isinstance(value, (str, int, float)):
                     raise DataFormatError(location, f"expected a label (string or number), got {type(value).__name__}", name)
@@ -90,8 +90,11 @@ def _krippendorff(labels: Sequence[Sequence[Hashable | None]], level: str, categ
     krippendorff = require("krippendorff", "data", "Krippendorff's alpha (rewardlab data agreement)")
 
     index = {c: k for k, c in enumerate(categories)}
-    data = np.array([[np.nan if v is None else (float(v) if level != "nominal" else index[v]) for v in row] for row in labels],
-                    dtype=float).T  # (annotators, items)
+
+    def number(v: Any) -> float:  # ordinal / interval labels are numbers; nominal ones are indexed
+        return float(v) if level != "nominal" else float(index[v])
+
+    data = np.array([[np.nan if v is None else number(v) for v in row] for row in labels], dtype=float).T  # (annotators, items)
     try:
         return float(krippendorff.alpha(reliability_data=data, level_of_measurement=level))
     except (ValueError, ZeroDivisionError):

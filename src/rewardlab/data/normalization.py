@@ -69,11 +69,11 @@ class TargetNormalizer:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> TargetNormalizer:
-        return cls(raw["mode"], tuple(raw["heads"]), {h: tuple(v) for h, v in raw["global_stats"].items()},  # type: ignore[misc]
+        return cls(raw["mode"], tuple(raw["heads"]), {h: tuple(v) for h, v in raw["global_stats"].items()},
                    {a: {h: tuple(v) for h, v in s.items()} for a, s in raw["group_stats"].items()})
 
 
-def z_normalize_ratings(records: Sequence[tuple[str, dict[str, Any]]], score_fields: Sequence[str] = ("score",),
+def z_normalize_ratings(records: Sequence[tuple[str, Mapping[str, Any]]], score_fields: Sequence[str] = ("score",),
                         by: Literal["annotator", "global"] = "annotator",
                         annotator_field: str = "annotator") -> tuple[list[dict[str, Any]], TargetNormalizer]:
     """z-normalize ratings (seed 3.4.3: per annotator removes each annotator's bias and scale): each record gets
@@ -89,10 +89,11 @@ def z_normalize_ratings(records: Sequence[tuple[str, dict[str, Any]]], score_fie
     """
     from ..errors import DataFormatError
 
-    scores, annotators = [], []
+    scores: list[dict[str, float]] = []
+    annotators: list[str | None] = []
     for location, record in records:
         row = {}
-        nested = record.get("scores") if isinstance(record.get("scores"), Mapping) else {}
+        nested: Mapping[str, Any] = record["scores"] if isinstance(record.get("scores"), Mapping) else {}
         for name in score_fields:
             # a top-level field, or one of a 'scores' object (USR / Topical-Chat), as 'data pairs --ratings' reads them
             value = record[name] if name in record else nested.get(name)

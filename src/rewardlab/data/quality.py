@@ -8,7 +8,7 @@ from dataclasses import replace
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -395,14 +395,14 @@ def pairs_from_ratings(groups: dict[Any, list[tuple[str, float]]], rule: str = "
     return out
 
 
-def swap_positions(pairs: Sequence[dict[str, Any]], winner_field: str = "winner") -> list[dict[str, Any]]:
+def swap_positions(pairs: Sequence[Mapping[str, Any]], winner_field: str = "winner") -> list[dict[str, Any]]:
     """Judge data with every pair also in the other order (``response_a`` <-> ``response_b``, the winner flipped), so a
     judge or a pairwise RM cannot learn a position preference.
 
     >>> swap_positions([{"response_a": "x", "response_b": "y", "winner": "A"}])[1]
     {'response_a': 'y', 'response_b': 'x', 'winner': 'B'}
     """
-    flip = {"A": "B", "B": "A", "tie": "tie"}
+    flip: dict[Any, Any] = {"A": "B", "B": "A", "tie": "tie"}
     out = []
     for p in pairs:
         out.append(dict(p))

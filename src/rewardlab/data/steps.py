@@ -35,7 +35,7 @@ def _user(text: str) -> tuple[Message, ...]:
 def _labels(values: Any, n: int, location: str, field: str) -> tuple[float | None, ...]:
     if not isinstance(values, list) or len(values) != n:
         raise DataFormatError(location, f"expected a list of {n} labels (one per step)", field)
-    out = []
+    out: list[float | None] = []
     for v in values:
         if v is None:
             out.append(None)

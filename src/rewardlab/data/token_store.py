@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -144,7 +144,7 @@ class TokenStore:
         return Example(seqs, tuple(self._targets[self._target_offsets[i] : self._target_offsets[i + 1]].tolist()))
 
 
-class ExampleView:
+class ExampleView(Sequence[Example]):
     """The examples of a store at ``indices`` (a train or held-out split), without copying tokens."""
 
     def __init__(self, store: TokenStore, indices: np.ndarray):
@@ -153,7 +153,15 @@ class ExampleView:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> Example:
+    @overload
+    def __getitem__(self, i: int) -> Example: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Example]: ...
+
+    def __getitem__(self, i: int | slice) -> Example | list[Example]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(len(self))[i]]
         return self.store[int(self.indices[i])]
 
     def __iter__(self) -> Iterator[Example]:

@@ -13,12 +13,12 @@ import re
 from typing import Any
 
 from ..errors import DataFormatError
-from .records import Message
+from .records import Message, Role
 
 __all__ = ["looks_hh", "parse_hh_transcript", "prompt_messages"]
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):")
-_HH_ROLES = {"Human": "user", "Assistant": "assistant"}
+_HH_ROLES: dict[str, Role] = {"Human": "user", "Assistant": "assistant"}
 _HH_CUE = re.compile(r"\n\nAssistant:\s*$")
 
 

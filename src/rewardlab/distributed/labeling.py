@@ -44,7 +44,8 @@ def label_solutions_ray(solutions: Sequence[SolutionToLabel], generator_factory:
             def label(self, job: tuple[SolutionToLabel, int]) -> dict[str, Any]:
                 return label_step(job[0], job[1], self.generator, checker, n, max_new_tokens, seed)
 
-        pool = ray.util.ActorPool([LabelingActor.options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor).remote()
+        actor: Any = LabelingActor  # a ray ActorClass; ray types the decorated class as the plain class
+        pool = ray.util.ActorPool([actor.options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor).remote()
                                    for _ in range(actors)])
         labelled = calls = 0
         with path.open("a") as handle:

@@ -15,6 +15,7 @@ from ..errors import DataFormatError, SequenceTooLongError
 from ..scoring.protocol import LengthChecked, Scorer
 from .calibration import brier_score, expected_calibration_error, fit_temperature
 from .stats import bootstrap_mean_ci, bootstrap_mean_of_means_ci
+from ..metrics import TiePolicy
 
 __all__ = [
     "BenchmarkItem", "EvalSettings", "REWARDBENCH_EXAMPLE_COUNTS", "REWARDBENCH_SECTIONS",
@@ -159,7 +160,7 @@ def item_scores(scorer: Scorer, items: Sequence[BenchmarkItem]) -> tuple[np.ndar
     return chosen, rejected
 
 
-def _correct(chosen: float, rejected: np.ndarray, tie_policy: str) -> float:
+def _correct(chosen: float, rejected: np.ndarray, tie_policy: TiePolicy) -> float:
     best = rejected.max()
     if chosen > best:
         return 1.0

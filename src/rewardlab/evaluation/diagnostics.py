@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..metrics import pairwise_accuracy
+from ..metrics import TiePolicy, pairwise_accuracy
 from ..scoring.protocol import LengthChecked, Scorer
 from .benchmark import BenchmarkItem, item_scores
 
@@ -37,7 +37,7 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-def length_bias(scorer: Scorer, items: Sequence[BenchmarkItem], tie_policy: str = "half") -> dict[str, Any]:
+def length_bias(scorer: Scorer, items: Sequence[BenchmarkItem], tie_policy: TiePolicy = "half") -> dict[str, Any]:
     """Reward-length correlation, accuracy split by which reply is longer, the always-longer and
     always-shorter baselines, and length-controlled accuracies (length-matched pairs; residual
     rewards after regressing reward on length).
@@ -50,8 +50,8 @@ def length_bias(scorer: Scorer, items: Sequence[BenchmarkItem], tie_policy: str 
     from scipy import stats
 
     pairs = [i for i in items if len(i.rejected) == 1]
-    chosen, rejected = item_scores(scorer, pairs)
-    rejected = np.array([r[0] for r in rejected])
+    chosen, rejected_lists = item_scores(scorer, pairs)
+    rejected = np.array([r[0] for r in rejected_lists])
     len_c = np.array([_words(i.chosen) for i in pairs], dtype=float)
     len_r = np.array([_words(i.rejected[0]) for i in pairs], dtype=float)
     rewards, lengths = np.concatenate([chosen, rejected]), np.concatenate([len_c, len_r])

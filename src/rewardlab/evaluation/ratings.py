@@ -114,8 +114,9 @@ def bradley_terry_ratings(
 
     def win_matrix(cell_counts: np.ndarray) -> np.ndarray:  # (R, C) -> (R, M, M)
         w = np.zeros(cell_counts.shape[:-1] + (m, m))
-        np.add.at(w, (..., ca, cb), cell_counts * cs)
-        np.add.at(w, (..., cb, ca), cell_counts * (1 - cs))
+        # numpy's stubs leave Ellipsis out of index tuples; (..., ca, cb) is a valid fancy index
+        np.add.at(w, (..., ca, cb), cell_counts * cs)  # type: ignore[arg-type]
+        np.add.at(w, (..., cb, ca), cell_counts * (1 - cs))  # type: ignore[arg-type]
         return w
 
     point = _bt_fit(win_matrix(counts[None].astype(float)))[0]

@@ -47,7 +47,7 @@ def verbosity_curve(winners: Sequence[str | None], length_a: Sequence[int], leng
     for lo, hi in zip(bins[:-1], bins[1:]):
         idx = [i for i in range(len(winners)) if lo <= diff[i] < hi and winners[i] is not None]
         if idx:
-            score = np.mean([{"A": 1.0, "B": 0.0, "tie": 0.5}[winners[i]] for i in idx])
+            score = np.mean([{"A": 1.0, "B": 0.0, "tie": 0.5}[str(winners[i])] for i in idx])
             out.append({"low": float(lo), "high": float(hi), "a_win_rate": float(score), "n": len(idx)})
     return out
 

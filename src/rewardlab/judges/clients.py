@@ -248,7 +248,7 @@ class LocalHFClient:
 
         path, extra = resolve_model_source(model)
         self.model = model
-        self.tokenizer = AutoTokenizer.from_pretrained(path, **extra)
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(path, **extra)  # typed loosely: decode() is typed str | list[str]
         self.lm = AutoModelForCausalLM.from_pretrained(path, **extra).eval()
         if device:
             self.lm.to(device)
@@ -272,12 +272,14 @@ class LocalHFClient:
                                    pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
         new = out.sequences[0, input_ids.shape[1] :]
         text = self.answer_prefix + self.tokenizer.decode(new, skip_special_tokens=True)
-        tokens, alternatives = (), ()
+        tokens: tuple[str, ...] = ()
+        alternatives: tuple[dict[str, float], ...] = ()
         if logprobs:
             tokens = (self.answer_prefix,) * bool(self.answer_prefix) + tuple(self.tokenizer.decode([t]) for t in new)
-            alts = []
+            alts: list[dict[str, float]] = []
             for scores in out.scores:
                 top = torch.log_softmax(scores[0].float(), -1).topk(5)
                 alts.append({self.tokenizer.decode([int(i)]): float(v) for v, i in zip(top.values, top.indices)})
-            alternatives = ({},) * bool(self.answer_prefix) + tuple(alts)
+            empty: tuple[dict[str, float], ...] = ({},) * bool(self.answer_prefix)
+            alternatives = empty + tuple(alts)
         return Completion(text, self.model, tokens, alternatives)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..data.readers import iter_records, pair_sides, scalar_as_text
 from ..data.records import Message
@@ -44,7 +45,7 @@ def _convert(record: Mapping, location: str) -> JudgeItem:
 
 
 def read_judge_items(source: str, limit: int | None = None) -> list[JudgeItem]:
-    items = []
+    items: list[Any] = []
     for location, record in iter_records(source):
         if limit is not None and len(items) >= limit:
             break

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from ..data.templating import Prompt, as_messages
 from ..errors import ConfigError, RewardlabError
 from .clients import ChatClient
-from .parsing import PairwiseVerdict, pairwise_probabilities, parse_pairwise, parse_ranking, parse_score
+from .parsing import PairwiseVerdict, Winner, pairwise_probabilities, parse_pairwise, parse_ranking, parse_score
 
 __all__ = [
     "JudgeParseError", "ListwiseJudge", "PairwiseJudge", "PairwiseResult", "PointwiseJudge", "load_template",
@@ -84,7 +84,7 @@ class PairwiseResult:
         return self.forward.winner != self.swapped.winner
 
 
-_SWAP = {"A": "B", "B": "A", "tie": "tie", None: None}
+_SWAP: dict[str | None, Winner | None] = {"A": "B", "B": "A", "tie": "tie", None: None}
 
 
 class PairwiseJudge:
@@ -122,7 +122,7 @@ class PairwiseJudge:
                 results.append(PairwiseResult(fwd.winner, fwd, None, fwd_probs))
                 continue
             raw_swap, swap_probs = swapped[i]
-            back = PairwiseVerdict(_SWAP[raw_swap.winner], raw_swap.raw)  # type: ignore[arg-type]
+            back = PairwiseVerdict(_SWAP[raw_swap.winner], raw_swap.raw)
             probs = None
             if fwd_probs and swap_probs:
                 probs = {"A": (fwd_probs["A"] + swap_probs["B"]) / 2, "B": (fwd_probs["B"] + swap_probs["A"]) / 2,
@@ -135,7 +135,7 @@ class PairwiseJudge:
                 winner = max(probs, key=probs.get)  # type: ignore[arg-type]
             else:
                 winner = "tie"
-            results.append(PairwiseResult(winner, fwd, back, probs))  # type: ignore[arg-type]
+            results.append(PairwiseResult(winner, fwd, back, probs))
         return results
 
 

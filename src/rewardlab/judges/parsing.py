@@ -146,7 +146,7 @@ def expected_score(top_logprobs: dict[str, float], low: int = 1, high: int = 10)
     >>> expected_score({"7": math.log(0.5), "9": math.log(0.5), "x": 0.0})
     8.0
     """
-    weights = {}
+    weights: dict[int, float] = {}
     for token, logprob in top_logprobs.items():
         try:
             value = int(token.strip())

@@ -71,7 +71,8 @@ def boxed_answer(text: str) -> str | None:
     start = text.rfind("\\boxed{")
     if start < 0:
         return None
-    i, depth, out = start + len("\\boxed{"), 1, []
+    out: list[str] = []
+    i, depth = start + len("\\boxed{"), 1
     while i < len(text):
         ch = text[i]
         depth += ch == "{"

@@ -35,7 +35,7 @@ class LocalHFGenerator:
 
         check_model_source(model, "generator model")
         path, extra = resolve_model_source(model)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, **extra)
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(path, **extra)  # typed loosely: decode() is typed str | list[str]
         self.lm = AutoModelForCausalLM.from_pretrained(path, **extra).eval()
         if device:
             self.lm.to(device)

@@ -100,8 +100,8 @@ def label_step(solution: SolutionToLabel, k: int, generator: Generator, checker:
         right = float(bool(checker(prefix, solution.gold)))
         return {"key": key, "solution": solution.key, "step": k, "n": 0, "correct": int(right), "hard": right, "soft": right,
                 "decided_by": "stated answer"}
-    extra = {} if seed is None else {"seed": step_seed(key, seed)}
-    completions = generator.continue_solution(solution.prompt, prefix, n, max_new_tokens, **extra)
+    completions = (generator.continue_solution(solution.prompt, prefix, n, max_new_tokens) if seed is None else
+                   generator.continue_solution(solution.prompt, prefix, n, max_new_tokens, seed=step_seed(key, seed)))
     correct = [bool(checker(prefix + up_to_first_answer(c), solution.gold)) for c in completions]
     return {"key": key, "solution": solution.key, "step": k, "n": len(correct), "correct": sum(correct),
             "hard": float(any(correct)), "soft": sum(correct) / len(correct)}

@@ -38,7 +38,7 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids = set(configured if isinstance(configured, list) else [configured]) | {tokenizer.eos_token_id}
     ids.discard(None)
-    return ids  # type: ignore[return-value]
+    return ids
 
 
 def sample_replies(model: Any, tokenizer: Any, prompts: Sequence[Prompt], n: int, max_new_tokens: int, seed: int,

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..extras import require
+from .hf import HFModel
 
 __all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "add_lora", "head_names", "load_adapter", "merge_lora", "save_adapter", "set_adapter"]
 
@@ -27,27 +27,29 @@ _TARGETS = {"bert": ["query", "value"], "roberta": ["query", "value"], "deberta-
 ``q_proj``/``v_proj``."""
 
 
-def head_names(hf_model: nn.Module) -> list[str]:
+def head_names(hf_model: HFModel) -> list[str]:
     """Parameter names of the reward head (trained in full next to the adapters): ``score`` or ``classifier``."""
     return [n for n, _ in hf_model.named_parameters() if n.split(".")[0] in ("score", "classifier")]
 
 
-def add_lora(hf_model: nn.Module, rank: int, alpha: float, name: str = "default") -> None:
+def add_lora(hf_model: HFModel, rank: int, alpha: float, name: str = "default") -> None:
     """Inject a LoRA adapter ``name`` into the attention projections and freeze everything but adapters and head."""
     require("peft", "lora", "LoRA (--lora-rank)")
     from peft import LoraConfig, inject_adapter_in_model
     if rank < 1:
         raise ConfigError(f"option 'lora_rank' must be >= 1, got {rank}")
     targets = _TARGETS.get(getattr(hf_model.config, "model_type", ""), ["q_proj", "v_proj"])
-    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0)
+    # peft types lora_alpha as int; a float alpha (scaling alpha / r) works and is what users pass
+    config = LoraConfig(r=rank, lora_alpha=alpha,  # type: ignore[arg-type]
+                        target_modules=targets, lora_dropout=0.0)
     inject_adapter_in_model(config, hf_model, adapter_name=name)
     heads = set(head_names(hf_model))
     for pname, param in hf_model.named_parameters():
         param.requires_grad = "lora_" in pname or pname in heads
-    hf_model._rewardlab_lora = {"rank": rank, "alpha": alpha, "targets": targets}  # type: ignore[assignment]
+    hf_model._rewardlab_lora = {"rank": rank, "alpha": alpha, "targets": targets}
 
 
-def set_adapter(hf_model: nn.Module, name: str) -> None:
+def set_adapter(hf_model: HFModel, name: str) -> None:
     """Make adapter ``name`` the active one in every LoRA layer."""
     from peft.tuners.lora import LoraLayer
 
@@ -56,7 +58,7 @@ def set_adapter(hf_model: nn.Module, name: str) -> None:
             module.set_adapter(name)
 
 
-def save_adapter(hf_model: nn.Module, directory: Path, base_model: str, name: str = "default") -> None:
+def save_adapter(hf_model: HFModel, directory: Path, base_model: str, name: str = "default") -> None:
     """``adapter.safetensors`` (adapter ``name``'s LoRA weights and the head) and ``adapter.json`` in ``directory``."""
     from safetensors.torch import save_file
 
@@ -68,7 +70,7 @@ def save_adapter(hf_model: nn.Module, directory: Path, base_model: str, name: st
     (directory / ADAPTER_CONFIG).write_text(json.dumps({**hf_model._rewardlab_lora, "base_model": base_model}, indent=2))
 
 
-def load_adapter(hf_model: nn.Module, directory: Path, name: str) -> dict[str, torch.Tensor]:
+def load_adapter(hf_model: HFModel, directory: Path, name: str) -> dict[str, torch.Tensor]:
     """Inject adapter ``name`` from ``directory`` into ``hf_model`` (a fresh base) and load its LoRA weights;
     returns the adapter's head weights (each member has its own head: swap them in with the adapter)."""
     from safetensors.torch import load_file
@@ -93,7 +95,7 @@ def load_adapter(hf_model: nn.Module, directory: Path, name: str) -> dict[str, t
     return heads
 
 
-def merge_lora(hf_model: nn.Module) -> None:
+def merge_lora(hf_model: HFModel) -> None:
     """Fold every adapter into its base weights and remove the LoRA layers: a plain model again, which
     ``save_pretrained`` writes as an ordinary HF folder (same rewards, nothing for loaders to know)."""
     from peft.tuners.lora import LoraLayer

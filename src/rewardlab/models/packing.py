@@ -29,6 +29,7 @@ from torch.nn import functional as F
 
 from ..data.collate import Example, PackedLayout, pack_examples
 from ..errors import ConfigError
+from .hf import HFModel
 
 __all__ = ["PACKED_ATTENTION", "choose_layout", "pack_for", "packed_attention", "packing_unsupported_reason", "run_packed"]
 
@@ -153,7 +154,7 @@ def _register() -> None:
     AttentionMaskInterface.register(PACKED_ATTENTION, sdpa_mask)
 
 
-def packing_unsupported_reason(hf_model: nn.Module, pooling: str) -> str | None:
+def packing_unsupported_reason(hf_model: HFModel, pooling: str) -> str | None:
     """Why ``hf_model`` cannot run packed (``None`` when it can): the check behind ``layout='auto'``."""
     name = type(hf_model).__name__
     if not getattr(hf_model, "_supports_attention_backend", False):
@@ -189,20 +190,20 @@ def choose_layout(requested: str, unsupported_reason: str | None) -> str:
     return "padded"
 
 
-def pack_for(pooling: str, examples: list[Example], share_prefix: bool) -> tuple[torch.Tensor, PackedLayout]:
+def pack_for(pooling: str | None, examples: list[Example], share_prefix: bool) -> tuple[torch.Tensor, PackedLayout]:
     """:func:`pack_examples` with what ``pooling`` implies: causal attention and last-token reads for
     decoders (prompt sharing allowed), bidirectional attention and [CLS] reads for encoders (never shared)."""
     causal = pooling == "last_token"
     return pack_examples(examples, causal=causal, share_prefix=share_prefix and causal, readout="last" if causal else "first")
 
 
-def _native_head(hf_model: nn.Module, first_token: torch.Tensor) -> torch.Tensor:
+def _native_head(hf_model: HFModel, first_token: torch.Tensor) -> torch.Tensor:
     """``(N, H)`` [CLS] states -> ``(N, K)`` logits, exactly as the model's own head computes them."""
     states = first_token[:, None]  # (N, 1, H): the pooler reads position 0 of a sequence
     return hf_model.classifier(hf_model.dropout(hf_model.base_model.pooler(states)))
 
 
-def _bert_blocks(hf_model: nn.Module) -> nn.ModuleList | None:
+def _bert_blocks(hf_model: HFModel) -> nn.ModuleList | None:
     """BERT's encoder blocks when the last one can be run for the [CLS] rows alone (else None)."""
     config, base = hf_model.config, hf_model.base_model
     blocks = getattr(getattr(base, "encoder", None), "layer", None)
@@ -216,7 +217,7 @@ def _bert_blocks(hf_model: nn.Module) -> nn.ModuleList | None:
     return blocks if plain and parts and hasattr(last, "feed_forward_chunk") and hasattr(last.attention, "output") else None
 
 
-def _bert_readout_states(hf_model: nn.Module, blocks: nn.ModuleList, input_ids: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+def _bert_readout_states(hf_model: HFModel, blocks: nn.ModuleList, input_ids: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
     """``(1, T)`` packed ids -> ``(N, H)`` final hidden states at the [CLS] rows, computing the last
     block only where it is read: its keys and values come from every token of the segment, its query,
     output projection and feed-forward from the [CLS] token alone (the other T - N rows of the last
@@ -225,7 +226,7 @@ def _bert_readout_states(hf_model: nn.Module, blocks: nn.ModuleList, input_ids: 
     hidden = hf_model.base_model.embeddings(input_ids=input_ids, position_ids=layout.position_ids)
     for block in blocks[:-1]:
         hidden = block(hidden, None, rewardlab_layout=layout)
-    last = blocks[-1]
+    last: Any = blocks[-1]  # a BertLayer (see _bert_blocks)
     attention = last.attention.self
     rows = layout.readout
     states = hidden[:, rows]  # (1, N, H)
@@ -244,7 +245,7 @@ def _bert_readout_states(hf_model: nn.Module, blocks: nn.ModuleList, input_ids: 
     return last.feed_forward_chunk(last.attention.output(context, states))[0]
 
 
-def run_packed(hf_model: nn.Module, pooling: str, input_ids: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+def run_packed(hf_model: HFModel, pooling: str, input_ids: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
     """Rewards of every packed sequence: ``(1, T)`` ids -> ``(N, K)`` logits, in ``layout.readout`` order."""
     if hf_model.config._attn_implementation != PACKED_ATTENTION:
         hf_model.config._attn_implementation = PACKED_ATTENTION  # sdpa plus the packed path; see the module doc

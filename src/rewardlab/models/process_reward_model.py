@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from .hf import HFModel
 
 __all__ = ["ProcessRewardModel", "build_process_reward_model", "gather_step_scores"]
 
@@ -21,7 +22,7 @@ class ProcessRewardModel(nn.Module):
 
     pooling = "per_token"
 
-    def __init__(self, hf_model: nn.Module):
+    def __init__(self, hf_model: HFModel):
         super().__init__()
         self.hf_model = hf_model
 

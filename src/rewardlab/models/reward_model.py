@@ -11,6 +11,7 @@ from torch import nn
 from ..data.collate import PackedLayout
 from .packing import packing_unsupported_reason, run_packed
 from .pooling import gather_last_token
+from .hf import HFModel
 
 __all__ = ["Pooling", "RewardModel", "choose_pooling", "transformer_layers"]
 
@@ -21,7 +22,7 @@ classification head (encoders such as BERT/MiniLM read the ``[CLS]`` pooler), wh
 what ``transformers`` computes, so scores agree with plain ``from_pretrained`` loads."""
 
 
-def choose_pooling(hf_model: nn.Module) -> Pooling:
+def choose_pooling(hf_model: HFModel) -> Pooling:
     """``last_token`` when the model has a per-token linear ``score`` head, else ``native``."""
     return "last_token" if isinstance(getattr(hf_model, "score", None), nn.Linear) else "native"
 
@@ -35,7 +36,7 @@ class RewardModel(nn.Module):
     right padding and any batch composition give the same reward for the same text.
     """
 
-    def __init__(self, hf_model: nn.Module, pooling: Pooling | None = None):
+    def __init__(self, hf_model: HFModel, pooling: Pooling | None = None):
         super().__init__()
         self.hf_model = hf_model
         self.pooling: Pooling = pooling or choose_pooling(hf_model)
@@ -74,7 +75,7 @@ class RewardModel(nn.Module):
         return logits.squeeze(-1) if logits.shape[-1] == 1 else logits
 
 
-def transformer_layers(hf_model: nn.Module) -> nn.ModuleList:
+def transformer_layers(hf_model: HFModel) -> nn.ModuleList:
     """The stack of transformer blocks, bottom first (Llama ``layers``, BERT ``encoder.layer``, GPT-2 ``h``)."""
     trunk = hf_model.base_model
     for path in ("layers", "encoder.layer", "h", "decoder.layers", "transformer.layer", "blocks"):

@@ -54,7 +54,7 @@ class HeldoutProbe:
         return out
 
 
-class RewardHackingCallback(TrainerCallback):  # type: ignore[misc]
+class RewardHackingCallback(TrainerCallback):
     """Feed ``monitor`` from a recording proxy reward function at every optimizer step.
 
     * ``gold``: a recording reward function riding along in the trainer (weight 0; its calls pair one to one with

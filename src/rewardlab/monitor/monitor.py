@@ -248,7 +248,7 @@ class RewardHackingMonitor:
         ref = self._ref
         assert ref is not None
         scored = [r for r in window if r.gold is not None]
-        golds = [r.gold for r in scored]
+        golds = [float(r.gold) for r in scored if r.gold is not None]
         out["gold_rollouts"] = len(scored)
         out["gold_mean"] = float(np.mean(golds)) if golds else float("nan")
         out["gold_std"] = float(np.std(golds, ddof=1)) if len(golds) > 1 else float("nan")

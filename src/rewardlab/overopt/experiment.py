@@ -27,7 +27,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -168,7 +168,7 @@ def load_config(path: str | os.PathLike) -> OveroptConfig:
             if value is not None and not isinstance(value, list):
                 raise ConfigError(f"{path}: {key} expects a list, got {value!r}")
             value = None if value is None else tuple(value)
-            kinds = {"proxy_sizes": int, "seeds": int, "betas": (int, float), "mitigations": str}[key]
+            kinds: Any = {"proxy_sizes": int, "seeds": int, "betas": (int, float), "mitigations": str}[key]
             if value is not None and not all(isinstance(v, kinds) and not isinstance(v, bool) for v in value):
                 raise ConfigError(f"{path}: {key} expects a list of {getattr(kinds, '__name__', 'numbers')}, got {list(value)!r}")
         elif default is None:
@@ -203,7 +203,7 @@ def _prompt_sets(config: OveroptConfig) -> tuple[list[Any], list[Any]]:
     if config.prompts_file is None:
         from ..data.demo import demo_pairs
 
-        def questions(split: str, seed: int) -> list[Any]:
+        def questions(split: Literal["train", "test", "balanced"], seed: int) -> list[Any]:
             return list(dict.fromkeys(p.prompt[0].content for p in demo_pairs(split, 8 * config.prompts, seed=seed)))[: config.prompts]
 
         return questions("test", config.seed), questions("train", config.seed + 1)
@@ -357,8 +357,8 @@ def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generat
                                         max_length=config.max_length)
                 mitigated[f"{size}/{spec}"] = _measure(ensemble, pool_path, out / f"overopt_{size}_{name}", config, show_progress)
             else:
-                for seed, folder in zip(config.seeds, folders):
-                    penalized = ScorerConfig(model=folder, length_penalty=float(value), max_length=config.max_length)
+                for seed, member in zip(config.seeds, folders):
+                    penalized = ScorerConfig(model=str(member), length_penalty=float(value), max_length=config.max_length)
                     mitigated[f"{size}/{spec}/seed{seed}"] = _measure(penalized, pool_path, out / f"overopt_{size}_{name}_seed{seed}",
                                                                       config, show_progress)
     rounds = _run_rounds(config, out, show_progress) if config.rounds else []

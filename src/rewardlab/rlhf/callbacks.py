@@ -27,7 +27,7 @@ class MetricsLog:
             handle.write(dumps(row) + "\n")
 
 
-class KLCallback(TrainerCallback):  # type: ignore[misc]
+class KLCallback(TrainerCallback):
     """Applies the controller's coefficient to what TRL optimizes (``trainer.beta``, read at every loss) and logs it.
 
     The adaptive controller observes the per-sequence KL of each training batch: TRL's logged ``kl`` (a per-token
@@ -50,7 +50,7 @@ class KLCallback(TrainerCallback):  # type: ignore[misc]
         return control
 
 
-class EvaluationCallback(TrainerCallback):  # type: ignore[misc]
+class EvaluationCallback(TrainerCallback):
     """Every ``every`` steps (and at the round's last step): evaluate, log to ``metrics.jsonl``, apply the KL-budget
     and diversity stop rules (``stopped_by`` says which), and copy TRL's per-step logs to ``metrics.jsonl``."""
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,10 +146,10 @@ def _gold_scorer(config: RLHFConfig, gold: Scorer | None) -> Scorer | None:
     if config.gold == "demo":
         from ..overopt.gold import demo_gold_scorer
 
-        return demo_gold_scorer()  # type: ignore[no-any-return]
+        return demo_gold_scorer()
     from ..scoring.config import ScorerConfig, build_scorer
 
-    return build_scorer(ScorerConfig(model=config.gold))  # type: ignore[no-any-return]
+    return build_scorer(ScorerConfig(model=config.gold))
 
 
 def _initial_proxy(config: RLHFConfig, out: Path) -> tuple[str, str | None]:
@@ -282,7 +281,8 @@ def _context(config: RLHFConfig, out: Path, state: dict[str, Any], gold: Scorer 
         save_state(out, state)
     proxy_scorer = proxy if proxy is not None else load_scorer(state["proxy"])
     tokenizer = AutoTokenizer.from_pretrained(policy_path)
-    reference = AutoModelForCausalLM.from_pretrained(policy_path).to(device).eval()
+    reference: Any = AutoModelForCausalLM.from_pretrained(policy_path)
+    reference = reference.to(device).eval()
     evaluator = Evaluator(eval_prompts, config.eval_samples, config.max_completion_length, config.seed + 7, tokenizer,
                           reference, proxy_scorer, gold, out)
     return {"device": device, "eval_prompts": eval_prompts, "label_prompts": label_prompts, "train_prompts": train_prompts,

@@ -253,7 +253,7 @@ def _gao_section(trajectory: dict[str, Any] | None, bon: dict[str, Any] | None,
         lines.append(f"| {name} | {len(t['d'])} | {_fmt(f['alpha'])} {_ci(f['alpha_ci'])} | "
                      f"{_fmt(f['beta'])} {_ci(f['beta_ci'])} | {_fmt(f['r_squared'])} | {_fmt(f['peak_d'])} |")
     fit = bon.get("fit") if bon else None
-    if fit:
+    if bon and fit:
         lines.append(f"| best-of-n, d (alpha - beta d) | {len(bon['curve']['n']) - 1} | {_fmt(fit['alpha'])} | {_fmt(fit['beta'])} | "
                      f"{_fmt(fit['r_squared'])} | {_fmt(fit['peak_d'])} |")
     if bon:

@@ -23,4 +23,4 @@ def load_scorer(source: str) -> Scorer:
     """The scorer ``source`` names (a reward-model folder, an ensemble listing, a serve URL), as ``--model`` reads it."""
     from ..scoring.config import ScorerConfig, build_scorer
 
-    return build_scorer(ScorerConfig(model=source))  # type: ignore[no-any-return]
+    return build_scorer(ScorerConfig(model=source))

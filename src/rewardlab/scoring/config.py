@@ -214,7 +214,7 @@ def build_scorer(config: ScorerConfig) -> Scorer:
         if saved and any(resolve_kind(c) != "reward" for c in configs):
             raise ConfigError("ensemble_scale 'saved' needs reward-model members (their saved reward mean/std); "
                               "use ensemble_scale 'reference' with ensemble_reference")
-        members = [_build_one(c) for c in configs]
+        members: list[Any] = [_build_one(c) for c in configs]
         scorer = EnsembleScorer(members, config.ensemble_aggregate, config.ensemble_lambda, config.ensemble_scale, names=models)
         if config.ensemble_scale == "reference":
             scorer.fit_scale(*read_reference(config.ensemble_reference))  # type: ignore[arg-type]
@@ -226,7 +226,7 @@ def build_scorer(config: ScorerConfig) -> Scorer:
         if listed.get("kind") == "lora":  # one base model in memory, an adapter per member
             from .ensemble import load_lora_ensemble
 
-            members: list[Any] = load_lora_ensemble(config.model, listed, config)
+            members = load_lora_ensemble(config.model, listed, config)
         else:
             members = [_build_one(replace(config, model=p, normalize=config.ensemble_scale == "saved" or config.normalize))
                        for p in paths]

@@ -129,9 +129,10 @@ def _values(scorer: Scorer, items: list[_Item], skip_too_long: bool) -> list[Any
     for _ in range(2):  # a scorer without a length check says which items were too long by raising
         keep = [k for k in range(len(items)) if k not in skipped]
         try:
-            if multi:
-                rows = scorer.score_named([prompts[k] for k in keep], [responses[k] for k in keep])  # type: ignore[attr-defined]
-                scored = [{"rewards": row, "reward": scorer.combined(row)} for row in rows]  # type: ignore[attr-defined]
+            scored: list[Any]
+            if multi and isinstance(scorer, HeadScorer):
+                rows = scorer.score_named([prompts[k] for k in keep], [responses[k] for k in keep])
+                scored = [{"rewards": row, "reward": scorer.combined(row)} for row in rows]
             else:
                 scored = list(scorer.score([prompts[k] for k in keep], [responses[k] for k in keep]))
             break

@@ -250,8 +250,8 @@ class LocalScorer:
             for i, reward in zip(group, rewards):
                 outputs[i] = reward
         stacked = torch.stack(outputs)
-        if self.normalize:
-            stacked = (stacked - self.metadata.reward_mean) / self.metadata.reward_std
+        if self.normalize:  # only set when the metadata has both (checked in __init__)
+            stacked = (stacked - float(self.metadata.reward_mean or 0.0)) / float(self.metadata.reward_std or 1.0)
         return stacked
 
     @torch.inference_mode()
@@ -314,7 +314,7 @@ def _fields(rule: Any) -> dict[str, Any]:
     from dataclasses import asdict, is_dataclass
 
     return {k: (str(v) if isinstance(v, float) and v in (float("inf"), float("-inf")) else v)
-            for k, v in asdict(rule).items()} if is_dataclass(rule) else {"repr": repr(rule)}
+            for k, v in asdict(rule).items()} if is_dataclass(rule) and not isinstance(rule, type) else {"repr": repr(rule)}
 
 
 def load_reward_model(

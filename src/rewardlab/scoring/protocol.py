@@ -51,7 +51,10 @@ class LengthChecked(Protocol):
 class HeadScorer(Protocol):
     """A multi-objective scorer: a reward per named head, and the rule (if any) that combines them."""
 
-    heads: list[str]
+    @property
+    def heads(self) -> list[str]: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
     def score_named(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[dict[str, float]]: ...
 

@@ -78,7 +78,7 @@ def weighted_vote(answers: Sequence[str | None], weights: Sequence[float]) -> st
 
 
 def bon_accuracy_curve(
-    correct: np.ndarray, answers: Sequence[Sequence[str | None]], gold: Sequence[str], rewards: dict[str, np.ndarray],
+    correct: np.ndarray, answers: Sequence[Sequence[str | None]], gold: Sequence[str | None], rewards: dict[str, np.ndarray],
     ns: Sequence[int], samples: int = 200, seed: int = 0, selector: Callable | None = None,
 ) -> dict[str, list[float]]:
     """Accuracy vs N for majority vote, each named reward (pick the top-scored candidate) and the oracle.
@@ -93,7 +93,7 @@ def bon_accuracy_curve(
         if n > k:
             raise ValueError(f"N={n} exceeds the {k} candidates per question")
         reps = 1 if n == k else samples
-        totals = defaultdict(float)
+        totals: defaultdict[Any, float] = defaultdict(float)
         for _ in range(reps):
             for i in range(q):
                 subset = rng.choice(k, n, replace=False) if n < k else np.arange(k)

@@ -281,10 +281,10 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     guarded = [Depends(authorize)]
-    if service.metrics is not None:
+    if (metrics := service.metrics) is not None:
         @app.get("/metrics", dependencies=guarded)
         async def prometheus() -> Any:
-            body, content_type = service.metrics.render(service.batcher.waiting_items)
+            body, content_type = metrics.render(service.batcher.waiting_items)
             return Response(body, media_type=content_type)
 
     @app.get("/health")
@@ -323,4 +323,5 @@ def serve(scorer: Scorer, config: ServeConfig = ServeConfig()) -> None:
         logger.warning("binding %s: the reward server is reachable from the network%s", config.host,
                        "" if config.api_key_env else " without an API key (--api-key-env)")
     uvicorn.run(create_app(scorer, config), host=config.host, port=config.port, log_level="info",
-                timeout_graceful_shutdown=config.graceful_shutdown_s, timeout_keep_alive=5)
+                timeout_graceful_shutdown=config.graceful_shutdown_s,  # type: ignore[arg-type]  # uvicorn says int; a float
+                timeout_keep_alive=5)  # goes to asyncio.wait_for, which takes one

@@ -36,7 +36,7 @@ class DynamicBatcher:
     call is set on every job in the batch.
     """
 
-    def __init__(self, score: Callable[[str, list[list[Any]]], list[Any]], window_s: float = 0.005, max_batch_items: int = 256,
+    def __init__(self, score: Callable[[Any, list[list[Any]]], list[Any]], window_s: float = 0.005, max_batch_items: int = 256,
                  max_queue_items: int = 8192):
         self.score, self.window_s = score, window_s
         self.max_batch_items, self.max_queue_items = max_batch_items, max_queue_items

@@ -124,7 +124,8 @@ def restore_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch
         weights = load_file(str(directory / "model.safetensors"))
     except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
         raise broken("model.safetensors", err) from None
-    missing, unexpected = model.hf_model.load_state_dict(weights, strict=False)  # type: ignore[operator]
+    hf_model: Any = model.hf_model  # a transformers model (see models/hf.py)
+    missing, unexpected = hf_model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{directory}: weights do not match --model {model_name} "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]}); resume with the same model")

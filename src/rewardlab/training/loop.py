@@ -34,6 +34,7 @@ from .engines import make_accelerator, sharded
 from .ensemble import is_member_ensemble, train_member_ensemble
 from .objectives import Example, Objective, collate_examples, make_objective
 from .splits import SMALL_EVAL, Examples, load_examples, load_train_eval_records
+from ..metrics import TiePolicy
 
 __all__ = ["BatchLayout", "Run", "TrainResult", "evaluate", "finish", "load_train_eval_records", "prepare", "run_steps",
            "train"]
@@ -72,7 +73,7 @@ class Run:
     model: torch.nn.Module
     """Wrapped by ``accelerator.prepare`` (DDP / FSDP / DeepSpeed); ``accelerator.unwrap_model`` gives the RewardModel."""
     optimizer: torch.optim.Optimizer
-    params: list[torch.nn.Parameter]
+    params: list[torch.Tensor]
     anchors: list[torch.Tensor] | None
     """The trainable weights at the start (``anchor_l2``), else None."""
     batching: BatchLayout
@@ -320,7 +321,7 @@ def model_inputs(group: list[Example], batching: BatchLayout, device: torch.devi
 
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, objective: Objective, examples: Sequence[Example], batching: BatchLayout,
-             accelerator: Any, batch_size: int, tie_policy: str = "half", show_progress: bool = False) -> dict[str, float]:
+             accelerator: Any, batch_size: int, tie_policy: TiePolicy = "half", show_progress: bool = False) -> dict[str, float]:
     """The objective's metrics over ``examples``, sharded across processes and gathered.
 
     A ``packed`` layout scores each batch as one padding-free row, as training does; the rewards are the padded
@@ -449,4 +450,4 @@ def disable_dropout(model: torch.nn.Module) -> None:
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
         if isinstance(getattr(module, "attention_dropout", None), float):
-            module.attention_dropout = 0.0
+            setattr(module, "attention_dropout", 0.0)

@@ -85,9 +85,8 @@ def load_examples(config: TrainConfig, objective: Objective, accelerator: Any) -
     train_raw = objective.augment_training(train_raw)  # e.g. length-padded rejected replies; never the held-out split
     objective = objective.fit(train_raw)  # e.g. target normalization statistics, from training data only
     model, tokenizer = objective.build_model(config.model, config.trust_remote_code)
-    train = objective.tokenize(train_raw, tokenizer, config.max_length, report)
-    held = objective.tokenize(eval_raw, tokenizer, config.max_length, report)
-    return Examples(objective, model, tokenizer, train, held, report, None)
+    return Examples(objective, model, tokenizer, objective.tokenize(train_raw, tokenizer, config.max_length, report),
+                    objective.tokenize(eval_raw, tokenizer, config.max_length, report), report, None)
 
 
 def load_tokenized(config: TrainConfig, objective: Objective, tokenizer: Any) -> tuple[ExampleView, ExampleView, DropReport, bool]:

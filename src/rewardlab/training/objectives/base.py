@@ -13,6 +13,7 @@ from ...data.normalization import TargetNormalizer
 from ...data.readers import DropReport, iter_records
 from ...data.templating import tokenize_counting_cut
 from ...errors import ConfigError, DataFormatError
+from ...metrics import TiePolicy
 
 __all__ = [
     "Objective", "ObjectiveDefaults", "ObjectiveName", "PAIR_TARGETS", "iter_converted", "named_targets",
@@ -52,7 +53,7 @@ class Objective(Protocol):
 
     def loss(self, rewards: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
 
-    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: str) -> dict[str, float]: ...
+    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: TiePolicy) -> dict[str, float]: ...
 
     def summary(self, examples: Sequence[Example]) -> str | None:
         """A line for the training log about what the objective made of the data, or None."""

@@ -15,6 +15,7 @@ from ...data.readers import DropReport, to_ranked_responses
 from ...data.records import RankedResponses
 from ...errors import ConfigError
 from .base import ObjectiveDefaults, iter_converted, read_converted, split_groups, tokenize_one
+from ...metrics import TiePolicy
 
 __all__ = ["ListwiseObjective", "derive_pairs"]
 
@@ -53,7 +54,7 @@ class ListwiseObjective(ObjectiveDefaults):
         ranks = batch["targets"][:, : grouped.shape[1]].to(rewards.device)
         return losses.plackett_luce_loss(grouped, ranks, mask, self.top_k)
 
-    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: str) -> dict[str, float]:
+    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: TiePolicy) -> dict[str, float]:
         if not examples:
             return {"loss": float("nan"), "top1_accuracy": float("nan"), "lists": 0.0}
         batch = collate_examples(examples, 0)

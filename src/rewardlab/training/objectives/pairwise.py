@@ -14,7 +14,7 @@ from ...data.collate import Example
 from ...data.readers import DropReport, iter_preference_pairs
 from ...data.records import PreferencePair
 from ...errors import ConfigError, DataFormatError
-from ...metrics import mean_margin, pairwise_accuracy
+from ...metrics import TiePolicy, mean_margin, pairwise_accuracy
 from .base import PAIR_TARGETS, ObjectiveDefaults, named_targets, tokenize_one
 
 __all__ = ["PairwiseObjective", "bootstrap_heads", "bootstrap_weights"]
@@ -146,7 +146,7 @@ class PairwiseObjective(ObjectiveDefaults):
             per = per + losses.reward_centering_penalty(chosen, rejected, self.center_rewards_coef)
         return per
 
-    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: str) -> dict[str, float]:
+    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: TiePolicy) -> dict[str, float]:
         flat = torch.cat(rewards) if rewards else torch.empty(0)
         targets = torch.tensor([e.targets for e in examples]) if examples else torch.empty(0, len(PAIR_TARGETS))
         named = named_targets(targets, PAIR_TARGETS)

@@ -15,7 +15,7 @@ from ...data.collate import Example, collate_examples
 from ...data.normalization import TargetNormalizer
 from ...data.readers import DropReport, to_scored_response
 from ...data.records import ScoredResponse
-from ...metrics import pairwise_accuracy
+from ...metrics import TiePolicy, pairwise_accuracy
 from .base import ObjectiveDefaults, normalization_metadata, read_converted, split_groups, tokenize_one
 from .listwise import derive_pairs
 
@@ -71,7 +71,7 @@ class RegressionObjective(ObjectiveDefaults):
         per = losses.regression_loss(predicted, batch["targets"].to(predicted.device)[:, : predicted.shape[1]], self.kind, self.huber_delta)
         return per.mean(-1) if per.dim() > 1 else per
 
-    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: str) -> dict[str, float]:
+    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: TiePolicy) -> dict[str, float]:
         predicted = torch.cat(rewards).view(len(examples), -1) if rewards else torch.empty(0, len(self.heads))
         targets = torch.tensor([e.targets for e in examples], dtype=torch.float32).view(len(examples), -1)
         out = {"loss": float(self.loss(predicted, {"targets": targets}).mean()) if examples else float("nan")}
@@ -150,7 +150,7 @@ class HybridObjective(ObjectiveDefaults):
                 ranking[g] = losses.bradley_terry_loss(grouped[g, list(better)], grouped[g, list(worse)]).mean()
         return self.alpha * regression + (1 - self.alpha) * ranking
 
-    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: str) -> dict[str, float]:
+    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: TiePolicy) -> dict[str, float]:
         if not examples:
             return {"loss": float("nan"), "pair_accuracy": float("nan"), "groups": 0.0}
         flat = torch.cat(rewards)

@@ -12,6 +12,7 @@ from ... import losses
 from ...data.collate import Example, collate_examples
 from ...data.readers import DropReport
 from .base import ObjectiveDefaults
+from ...metrics import TiePolicy
 
 __all__ = ["ProcessObjective"]
 
@@ -108,7 +109,7 @@ class ProcessObjective(ObjectiveDefaults):
         probs = torch.softmax(steps, -1)[:, 2] if self.three_class else torch.sigmoid(steps)
         return probs.tolist(), labels[0].tolist()
 
-    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: str) -> dict[str, float]:
+    def metrics(self, rewards: list[torch.Tensor], examples: Sequence[Example], tie_policy: TiePolicy) -> dict[str, float]:
         from ...evaluation.process import first_error_index, first_error_metrics, gold_first_error
 
         if not examples:
