@@ -58,6 +58,7 @@ def run_ensemble_demo(output_dir: str | None = None, model: str = "builtin:minil
 
     from .data.ood import ood_examples
     from .scoring.config import ScorerConfig, build_scorer
+    from .scoring.ensemble import EnsembleScorer
 
     out = Path(output_dir or tempfile.mkdtemp(prefix="rewardlab-ensemble-demo-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -71,10 +72,12 @@ def run_ensemble_demo(output_dir: str | None = None, model: str = "builtin:minil
         show_progress=show_progress, ensemble=members)
     train(config)
     ensemble = build_scorer(ScorerConfig(model=config.output_dir, batch_size=64))
-    chosen = ensemble.score_detailed([p.prompt for p in heldout], [p.chosen for p in heldout])  # type: ignore[attr-defined]
-    rejected = ensemble.score_detailed([p.prompt for p in heldout], [p.rejected for p in heldout])  # type: ignore[attr-defined]
+    if not isinstance(ensemble, EnsembleScorer):
+        raise TypeError(f"{config.output_dir} should score as a heads ensemble, got {type(ensemble).__name__}")
+    chosen = ensemble.score_detailed([p.prompt for p in heldout], [p.chosen for p in heldout])
+    rejected = ensemble.score_detailed([p.prompt for p in heldout], [p.rejected for p in heldout])
     ood = ood_examples()
-    far = ensemble.score_detailed([p for p, _ in ood], [r for _, r in ood])  # type: ignore[attr-defined]
+    far = ensemble.score_detailed([p for p, _ in ood], [r for _, r in ood])
     report = {"heldout_accuracy": float(np.mean(chosen.rewards > rejected.rewards)),
               "in_distribution_spread": float(np.concatenate([chosen.std, rejected.std]).mean()),
               "out_of_distribution_spread": float(far.std.mean())}

@@ -57,6 +57,7 @@ def _cmd_bon(args: argparse.Namespace) -> int:
 
 def _cmd_bon_curve(args: argparse.Namespace) -> int:
     from ..scoring.config import IN_PROCESS_OPTIONS, build_scorer as build
+    from ..scoring.process import ProcessScorer
     from ..search.best_of_n import bon_curve
 
     scorers: dict[str, Any] = {}
@@ -64,7 +65,10 @@ def _cmd_bon_curve(args: argparse.Namespace) -> int:
         scorers["orm"] = build_scorer(args, progress=True)
     if args.prm:  # the shared in-process flags (device, batch size, max length, ...) apply to the PRM too
         prm = build(scorer_config(args, only=IN_PROCESS_OPTIONS, model=args.prm, kind="process"))
-        scorers.update(prm_min=prm.with_aggregation("min"), prm_product=prm.with_aggregation("product"))  # type: ignore[attr-defined]
+        if not isinstance(prm, ProcessScorer):
+            raise RewardlabError(f"--prm {args.prm}: expected a process reward model, got a {type(prm).__name__} (the length and "
+                                 "ensemble options do not apply to --prm)")
+        scorers.update(prm_min=prm.with_aggregation("min"), prm_product=prm.with_aggregation("product"))
     result = bon_curve(scorers, args.data, args.output_dir, args.limit, args.seed)
     print(dumps({"n": result["n"], "kl": result["kl"], "curves": result["curves"]}))
     return 0

@@ -21,7 +21,7 @@ import numpy as np
 from ..jsonsafe import dumps
 from ..labeling.sampling import SampledReply, reply_logprobs, sample_replies
 from ..monitor import stats
-from ..scoring.protocol import Scorer, is_ensemble
+from ..scoring.protocol import Scorer, ensemble_rewards
 
 __all__ = ["Evaluator", "mean_and_se", "win_rate"]
 
@@ -78,9 +78,8 @@ class Evaluator:
         policy_lp = reply_logprobs(model, replies, pad)
         reference_lp = reply_logprobs(self.reference_model, replies, pad)
         kls = [stats.sequence_kl_from_logprobs(p, r) for p, r in zip(policy_lp, reference_lp)]
-        proxy_rows = self.proxy.score_named(prompts, texts) if is_ensemble(self.proxy) else None  # type: ignore[attr-defined]
-        proxy = ([float(self.proxy.combined(row)) for row in proxy_rows] if proxy_rows is not None  # type: ignore[attr-defined]
-                 else [float(v) for v in self.proxy.score(prompts, texts)])
+        scored = ensemble_rewards(self.proxy, prompts, texts)
+        proxy = scored[0] if scored is not None else [float(v) for v in self.proxy.score(prompts, texts)]
         gold = [float(v) for v in self.gold.score(prompts, texts)] if self.gold is not None else None
         rows = [{"step": step, "round": round_index, "prompt": p, "response": t, "proxy": proxy[i],
                  "gold": None if gold is None else gold[i], "kl_k1": kls[i][0], "kl_k3": kls[i][1],
@@ -90,7 +89,7 @@ class Evaluator:
         (folder / f"step_{step}.jsonl").write_text("".join(dumps(row) + "\n" for row in rows))
         if self.reference_rows is None:
             self.reference_rows = rows  # the first evaluation (step 0) is the reference policy's
-        return self._metrics(rows, proxy_rows, step, round_index)
+        return self._metrics(rows, None if scored is None else scored[1], step, round_index)
 
     def _metrics(self, rows: list[dict[str, Any]], proxy_rows: list[dict[str, float]] | None, step: int,
                  round_index: int) -> dict[str, Any]:

@@ -90,17 +90,16 @@ class DPOScorer:
     @torch.inference_mode()
     def token_logprobs(self, model: Any, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[torch.Tensor]:
         """Per response token ``log p(token | prefix)`` under ``model``: one ``(T_i,)`` tensor per item, in input order."""
-        encoded = encode_all(self._encode, prompts, responses)
-        raise_if_too_long(encoded, self.max_length)
+        encoded = raise_if_too_long(encode_all(self._encode, prompts, responses), self.max_length)
 
         def forward(idx: list[int]) -> list[torch.Tensor]:
-            ids, mask = pad_sequences([encoded[i][0] for i in idx], self.tokenizer.pad_token_id)  # type: ignore[index]
+            ids, mask = pad_sequences([encoded[i][0] for i in idx], self.tokenizer.pad_token_id)
             ids, mask = ids.to(self.device), mask.to(self.device)
             logps = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
             logps = logps.gather(-1, ids[:, 1:, None]).squeeze(-1).cpu()
-            return [logps[row, max(encoded[i][1], 1) - 1 : len(encoded[i][0]) - 1] for row, i in enumerate(idx)]  # type: ignore[index]
+            return [logps[row, max(encoded[i][1], 1) - 1 : len(encoded[i][0]) - 1] for row, i in enumerate(idx)]
 
-        return run_batches([len(e[0]) for e in encoded], forward, self.batch_size, show_progress=self.show_progress)  # type: ignore[index]
+        return run_batches([len(e[0]) for e in encoded], forward, self.batch_size, show_progress=self.show_progress)
 
     def kl_to_reference(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> dict[str, Any]:
         """How far the policy is from the reference on these responses (sampled from the policy): per-sequence KL
@@ -126,19 +125,18 @@ class DPOScorer:
     @torch.inference_mode()
     def logprobs(self, model: Any, prompts: Sequence[Prompt], responses: Sequence[str]) -> torch.Tensor:
         """Response log-probabilities under ``model``, ``(N,)``, in input order."""
-        encoded = encode_all(self._encode, prompts, responses)
-        raise_if_too_long(encoded, self.max_length)
+        encoded = raise_if_too_long(encode_all(self._encode, prompts, responses), self.max_length)
 
         def forward(idx: list[int]) -> list[float]:
-            ids, mask = pad_sequences([encoded[i][0] for i in idx], self.tokenizer.pad_token_id)  # type: ignore[index]
+            ids, mask = pad_sequences([encoded[i][0] for i in idx], self.tokenizer.pad_token_id)
             response = mask.clone()
             for row, i in enumerate(idx):
-                response[row, : encoded[i][1]] = 0  # type: ignore[index]
+                response[row, : encoded[i][1]] = 0
             ids, mask = ids.to(self.device), mask.to(self.device)
             logits = model(input_ids=ids, attention_mask=mask).logits
             return sequence_logprobs(logits, ids, response.to(self.device), self.settings.length_normalize).cpu().tolist()
 
-        values = run_batches([len(e[0]) for e in encoded], forward, self.batch_size, show_progress=self.show_progress)  # type: ignore[index]
+        values = run_batches([len(e[0]) for e in encoded], forward, self.batch_size, show_progress=self.show_progress)
         return torch.tensor(values, dtype=torch.float32)
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:

@@ -18,9 +18,10 @@ __all__ = ["encode_all", "raise_if_too_long", "run_batches"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+X = TypeVar("X")
 
 
-def encode_all(encode: Callable[[Prompt, str], T | None], prompts: Sequence[Prompt], responses: Sequence[str]) -> list[T | None]:
+def encode_all(encode: Callable[[Prompt, X], T | None], prompts: Sequence[Prompt], responses: Sequence[X]) -> list[T | None]:
     """``encode`` applied to every (prompt, response); ``None`` marks an item that cannot fit.
 
     >>> encode_all(lambda p, r: len(r) if len(r) < 3 else None, ["q", "q"], ["ab", "abcd"])
@@ -31,8 +32,8 @@ def encode_all(encode: Callable[[Prompt, str], T | None], prompts: Sequence[Prom
     return [encode(p, r) for p, r in zip(prompts, responses)]
 
 
-def raise_if_too_long(encoded: Sequence[Any], max_length: int) -> None:
-    """Raise :class:`SequenceTooLongError` (with ``.items``) when any encoded item is ``None``.
+def raise_if_too_long(encoded: Sequence[T | None], max_length: int) -> list[T]:
+    """``encoded`` itself when every item fits; :class:`SequenceTooLongError` (with ``.items``) when any is ``None``.
 
     >>> raise_if_too_long([[1], None, [2], None], 8)
     Traceback (most recent call last):
@@ -44,6 +45,7 @@ def raise_if_too_long(encoded: Sequence[Any], max_length: int) -> None:
         raise SequenceTooLongError(
             f"{len(too_long)} response(s) do not fit in max_length={max_length} tokens even without their prompt "
             f"(items {too_long[:10]}{'...' if len(too_long) > 10 else ''}); raise max_length", tuple(too_long), max_length)
+    return [e for e in encoded if e is not None]
 
 
 def run_batches(

@@ -181,10 +181,12 @@ class LocalScorer:
     ) -> list[list[int] | None]:
         """Token ids per item. A response that cannot fit in ``max_length`` raises
         :class:`SequenceTooLongError` naming the items, or gives ``None`` with ``on_too_long="none"``."""
-        ids = encode_all(self._encode, prompts, responses)
         if on_too_long == "raise":
-            raise_if_too_long(ids, self.max_length)
-        return ids
+            return list(self._ids(prompts, responses))
+        return encode_all(self._encode, prompts, responses)
+
+    def _ids(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[list[int]]:
+        return raise_if_too_long(encode_all(self._encode, prompts, responses), self.max_length)
 
     def encode_text(self, text: str) -> list[int] | None:
         """Token ids of a conversation already rendered to text (the chat template's BOS is in the text; plain
@@ -198,11 +200,9 @@ class LocalScorer:
 
     def score_texts(self, texts: Sequence[str]) -> list[float]:
         """Rewards of rendered conversations (see :class:`~rewardlab.scoring.protocol.TextScorer`); one head or ``combine``."""
-        ids = [self.encode_text(t) for t in texts]
-        raise_if_too_long(ids, self.max_length)
-        if len(self.heads) > 1 and self.combine is None:
-            raise ConfigError(f"the model has {len(self.heads)} heads {self.heads}: pass combine=WeightedSum(...) or ConstrainedReward(...)")
-        return [self.combined(row) for row in self.named(self.score_ids(ids))]  # type: ignore[arg-type, misc]
+        ids = raise_if_too_long([self.encode_text(t) for t in texts], self.max_length)
+        self._check_one_reward()
+        return [self._one(row) for row in self.named(self.score_ids(ids))]
 
     def too_long(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[int]:
         """Indices of responses that cannot fit in ``max_length`` (see :class:`~rewardlab.scoring.protocol.LengthChecked`)."""
@@ -269,12 +269,12 @@ class LocalScorer:
             x = inputs[0]
             captured.append((x[:, 0] if x.dim() == 3 else x).float().cpu())
 
-        ids = self.tokenize(prompts, responses)
+        ids = self._ids(prompts, responses)
         handle = head.register_forward_pre_hook(keep)
         try:
             rows: list[torch.Tensor] = []
             for start in range(0, len(ids), self.batch_size):
-                input_ids, mask = pad_sequences(ids[start:start + self.batch_size], self.tokenizer.pad_token_id)  # type: ignore[arg-type]
+                input_ids, mask = pad_sequences(ids[start:start + self.batch_size], self.tokenizer.pad_token_id)
                 captured.clear()
                 self.model(input_ids.to(self.device), mask.to(self.device))
                 rows.append(captured[-1])
@@ -288,13 +288,13 @@ class LocalScorer:
         rows = rewards.reshape(rewards.shape[0], len(self.heads)).tolist()
         named = [dict(zip(self.heads, row)) for row in rows]
         if self.original_scale:
-            normalizer = TargetNormalizer.from_json(self.metadata.target_normalization)  # type: ignore[arg-type]
+            normalizer = TargetNormalizer.from_json(self.metadata.target_normalization or {})  # set: checked in __init__
             named = [{h: normalizer.to_original(h, v) for h, v in row.items()} for row in named]
         return named
 
     def score_named(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[dict[str, float]]:
         """Every head's reward per (prompt, response), e.g. ``{"helpfulness": 1.2, "safety": -0.3}``."""
-        return self.named(self.score_ids(self.tokenize(prompts, responses)))  # type: ignore[arg-type]
+        return self.named(self.score_ids(self._ids(prompts, responses)))
 
     def combined(self, row: dict[str, float]) -> float | None:
         """One reward from a row of head rewards: the only head, ``combine(row)``, or None (several heads, no rule)."""
@@ -305,9 +305,18 @@ class LocalScorer:
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
         """Reward per (prompt, response); see :class:`Scorer`. A multi-objective model needs
         ``combine`` (:class:`WeightedSum` or :class:`ConstrainedReward`) to give one number."""
+        self._check_one_reward()
+        return [self._one(row) for row in self.score_named(prompts, responses)]
+
+    def _check_one_reward(self) -> None:
         if len(self.heads) > 1 and self.combine is None:
             raise ConfigError(f"the model has {len(self.heads)} heads {self.heads}: pass combine=WeightedSum(...) or ConstrainedReward(...)")
-        return [self.combined(row) for row in self.score_named(prompts, responses)]  # type: ignore[misc]
+
+    def _one(self, row: dict[str, float]) -> float:
+        value = self.combined(row)
+        if value is None:  # a combine rule that abstains
+            raise ConfigError(f"no reward from the heads {row} (the combine rule gave none)")
+        return value
 
 
 def _fields(rule: Any) -> dict[str, Any]:

@@ -73,7 +73,7 @@ class ProcessScorer:
 
     def too_long(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[int]:
         steps = [split_steps(r, self.separator) for r in responses]
-        return [i for i, e in enumerate(encode_all(self._encode, prompts, steps)) if e is None]  # type: ignore[arg-type]
+        return [i for i, e in enumerate(encode_all(self._encode, prompts, steps)) if e is None]
 
     @torch.inference_mode()
     def score_steps(self, prompts: Sequence[Prompt], steps: Sequence[Sequence[str]]) -> list[list[float]]:
@@ -83,20 +83,19 @@ class ProcessScorer:
         key = (repr(list(prompts)), repr([list(s) for s in steps]))
         if self._last[0] == key:
             return [list(row) for row in self._last[1]]
-        encoded = encode_all(self._encode, prompts, steps)  # type: ignore[arg-type]
-        raise_if_too_long(encoded, self.max_length)
+        encoded = raise_if_too_long(encode_all(self._encode, prompts, steps), self.max_length)
 
         def forward(idx: list[int]) -> list[list[float]]:
-            ids, mask = pad_sequences([encoded[i][0] for i in idx], self.tokenizer.pad_token_id)  # type: ignore[index]
-            width = max(len(encoded[i][1]) for i in idx)  # type: ignore[index]
+            ids, mask = pad_sequences([encoded[i][0] for i in idx], self.tokenizer.pad_token_id)
+            width = max(len(encoded[i][1]) for i in idx)
             positions = torch.full((len(idx), width), -1, dtype=torch.long)
             for row, i in enumerate(idx):
-                positions[row, : len(encoded[i][1])] = torch.tensor(encoded[i][1])  # type: ignore[index]
+                positions[row, : len(encoded[i][1])] = torch.tensor(encoded[i][1])
             logits = gather_step_scores(self.model(ids.to(self.device), mask.to(self.device)).float(), positions)
             probs = torch.softmax(logits, -1)[..., 2] if logits.dim() == 3 else torch.sigmoid(logits)
-            return [probs[row, : len(encoded[i][1])].cpu().tolist() for row, i in enumerate(idx)]  # type: ignore[index]
+            return [probs[row, : len(encoded[i][1])].cpu().tolist() for row, i in enumerate(idx)]
 
-        scores = run_batches([len(e[0]) for e in encoded], forward, self.batch_size,  # type: ignore[index]
+        scores = run_batches([len(e[0]) for e in encoded], forward, self.batch_size,
                              show_progress=self.show_progress, desc="scoring steps")
         self._last[:] = [key, scores]
         return [list(row) for row in scores]

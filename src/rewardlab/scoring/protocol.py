@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..data.templating import Prompt
 
-__all__ = ["FunctionScorer", "HeadScorer", "LengthChecked", "Scorer", "TextScorer", "is_ensemble"]
+__all__ = ["FunctionScorer", "HeadScorer", "LengthChecked", "Scorer", "TextScorer", "ensemble_rewards", "is_ensemble"]
 
 
 @runtime_checkable
@@ -85,6 +85,19 @@ def is_ensemble(scorer: Scorer) -> bool:
     False
     """
     return isinstance(scorer, HeadScorer) and scorer.describe().get("kind") == "ensemble"
+
+
+def ensemble_rewards(scorer: Scorer, prompts: Sequence[Prompt],
+                     responses: Sequence[str]) -> tuple[list[float], list[dict[str, float]]] | None:
+    """For an ensemble (:func:`is_ensemble`): ``(aggregate reward per item, each item's member rewards and std)``;
+    None for any other scorer (score it with ``score``)."""
+    if not (isinstance(scorer, HeadScorer) and is_ensemble(scorer)):
+        return None
+    rows = scorer.score_named(prompts, responses)
+    rewards = [scorer.combined(row) for row in rows]
+    if any(r is None for r in rewards):
+        raise ValueError(f"{scorer.describe().get('kind')} scorer gave no aggregate reward")
+    return [float(r) for r in rewards if r is not None], rows
 
 
 class FunctionScorer:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..scoring.protocol import Scorer, is_ensemble
+from ..scoring.protocol import Scorer, ensemble_rewards, is_ensemble
 
 __all__ = ["RewardCall", "compute_score", "compute_score_batch", "trl_reward_function"]
 
@@ -56,8 +56,7 @@ class _TRLRewardFunction:
         texts = [_completion_text(c) for c in completions]
         members = None
         if self._ensemble:
-            rows = self.scorer.score_named(list(prompts), texts)  # type: ignore[attr-defined]
-            rewards = [float(self.scorer.combined(row)) for row in rows]  # type: ignore[attr-defined]
+            rewards, rows = ensemble_rewards(self.scorer, list(prompts), texts) or ([], [])
             members = [[v for k, v in row.items() if k != "std"] for row in rows]
         else:
             rewards = [float(r) for r in self.scorer.score(list(prompts), texts)]

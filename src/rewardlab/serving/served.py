@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from ..data.transcripts import looks_hh, parse_hh_transcript
 from ..errors import DataFormatError, SequenceTooLongError
-from ..scoring.protocol import HeadScorer, LengthChecked, Scorer
+from ..scoring.protocol import HeadScorer, LengthChecked, Scorer, TextScorer
 
 __all__ = ["ItemKind", "Result", "ServedScorer"]
 
@@ -35,6 +35,11 @@ class ServedScorer:
         self.multi = len(self.heads) > 1
         self.max_length = scorer.max_length if isinstance(scorer, LengthChecked) else None
 
+    def _texts(self) -> TextScorer:
+        if not isinstance(self.scorer, TextScorer):  # the routes send 'texts' items to text scorers only
+            raise TypeError(f"{type(self.scorer).__name__} does not score rendered texts")
+        return self.scorer
+
     @staticmethod
     def split_hh(items: list[str]) -> tuple[list[int], dict[int, Any]]:
         """Rendered queries (scored as given) vs Anthropic HH transcripts, scored as their turns (the one rule for
@@ -52,7 +57,7 @@ class ServedScorer:
         """Indices of the items whose reply cannot fit the scorer's max length even without the prompt."""
         if kind == "texts":
             plain, hh = self.split_hh(items)
-            bad = [plain[i] for i in self.scorer.too_long_texts([items[i] for i in plain])] if plain else []  # type: ignore[attr-defined]
+            bad = [plain[i] for i in self._texts().too_long_texts([items[i] for i in plain])] if plain else []
             if hh:
                 order = list(hh)
                 bad += [order[i] for i in self.too_long("pairs", [hh[i] for i in order])]
@@ -67,7 +72,7 @@ class ServedScorer:
             plain, hh = self.split_hh(items)
             out: list[Any] = [None] * len(items)
             if plain:
-                for i, value in zip(plain, self.scorer.score_texts([items[i] for i in plain])):  # type: ignore[attr-defined]
+                for i, value in zip(plain, self._texts().score_texts([items[i] for i in plain])):
                     out[i] = (value, None)
             if hh:
                 order = list(hh)
@@ -75,9 +80,9 @@ class ServedScorer:
                     out[i] = result
             return out
         prompts, responses = [p for p, _ in items], [r for _, r in items]
-        if self.multi:
-            rows = self.scorer.score_named(prompts, responses)  # type: ignore[attr-defined]
-            return [(self.scorer.combined(row), row) for row in rows]  # type: ignore[attr-defined]
+        if self.multi and isinstance(self.scorer, HeadScorer):
+            heads = self.scorer
+            return [(heads.combined(row), row) for row in heads.score_named(prompts, responses)]
         return [(value, None) for value in self.scorer.score(prompts, responses)]
 
     def truncated(self, kind: ItemKind, item: Any) -> Any:
