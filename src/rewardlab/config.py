@@ -61,7 +61,10 @@ def validate_fields(instance: Any) -> None:
 def field_docs(cls: type) -> dict[str, str]:
     """Attribute docstrings (the string literal under each field) of a dataclass."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
+    node = tree.body[0]
+    if not isinstance(node, ast.ClassDef):
+        raise TypeError(f"{cls!r} is not a class")
+    body = node.body
     docs = {}
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
@@ -102,7 +105,7 @@ def config_from_file(cls: type[T], path: str | Path, build: Any = None, **overri
             return build(**raw)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls: any config dataclass
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {unknown}; known options: {sorted(known)}")

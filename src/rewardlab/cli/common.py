@@ -6,11 +6,14 @@ import argparse
 import dataclasses
 import typing
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RewardlabError
 
 from ..config import config_from_file, field_docs
+
+if TYPE_CHECKING:  # annotations only: `rewardlab --help` stays light
+    from ..scoring.protocol import Scorer
 
 __all__ = ["HelpFormatter", "JUDGE_OPTIONS", "Parser", "add_config_flags", "add_train_flags", "config_from_values", "train_config_from_args", "add_generator_flags", "add_scorer_flags", "build_scorer",
            "json_object", "make_generator", "scorer_config"]
@@ -209,7 +212,7 @@ def refuse_scorer_flags(args: argparse.Namespace, why: str, keep: typing.Collect
         raise RewardlabError(f"--{stray[0].replace('_', '-')} {why}")
 
 
-def build_scorer(args: argparse.Namespace, progress: bool = False, **overrides: Any) -> Any:
+def build_scorer(args: argparse.Namespace, progress: bool = False, **overrides: Any) -> Scorer:
     """The scorer the scoring flags in ``args`` describe (``rewardlab.scoring.build_scorer(scorer_config(args))``).
 
     ``progress``: commands that score many items in a few calls (eval, diagnose, bon) show a bar per call

@@ -84,6 +84,6 @@ def augment_pairs(pairs: Sequence[PreferencePair], rates: Mapping[str, float]) -
             key = zlib.crc32(f"{kind}|{pair.prompt!r}|{pair.chosen}|{pair.rejected}".encode())
             if (key % 10_000) / 10_000 >= rate:
                 continue
-            rejected = augment_reply(kind, pair.rejected, len(pair.chosen.split()), key)  # type: ignore[arg-type]
+            rejected = augment_reply(kind, pair.rejected, len(pair.chosen.split()), key)  # type: ignore[arg-type]  # kinds checked on entry
             out.append(replace(pair, rejected=rejected, source=f"{pair.source} (augmented: {kind})"))
     return out

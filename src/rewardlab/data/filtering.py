@@ -15,11 +15,18 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from ..errors import ConfigError, DataFormatError
 
 __all__ = ["FilterCounts", "FilterDecision", "PairFilter", "filter_pair_file", "filter_pairs", "rm_preference_probability"]
+
+
+class PairScorer(Protocol):
+    """What the RM criteria need of a scorer: :class:`rewardlab.scoring.Scorer`'s ``score`` (this layer sits below
+    scoring, so it names the method it calls instead of importing the protocol)."""
+
+    def score(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float]: ...
 
 Signal = Literal["agreement", "confidence", "rm_confidence"]
 
@@ -199,7 +206,7 @@ class FilterCounts:
                 "mean_kept_weight": self.weight_sum / self.kept if self.kept else float("nan")}
 
 
-def rm_preference_probability(scorer: Any, records: Sequence[tuple[str, Mapping[str, Any]]]) -> list[float]:
+def rm_preference_probability(scorer: PairScorer, records: Sequence[tuple[str, Mapping[str, Any]]]) -> list[float]:
     """``P(chosen > rejected) = sigmoid(r(x, chosen) - r(x, rejected))`` under a reward model (any object with the
     ``Scorer`` interface ``score(prompts, responses)``), for pair records in any format rewardlab reads."""
     from .readers import to_preference_pair
@@ -211,7 +218,7 @@ def rm_preference_probability(scorer: Any, records: Sequence[tuple[str, Mapping[
     return [1.0 / (1.0 + math.exp(-max(-700.0, min(700.0, rewards[i] - rewards[n + i])))) for i in range(n)]
 
 
-def filter_pair_file(source: str, rule: PairFilter, output: str, dropped: str | None = None, scorer: Any = None,
+def filter_pair_file(source: str, rule: PairFilter, output: str, dropped: str | None = None, scorer: PairScorer | None = None,
                      chunk: int = 256, progress: bool = False) -> dict[str, Any]:
     """``rewardlab data filter``: stream ``source`` (pair records, or any records carrying the rule's fields), write
     the kept records with their ``weight`` to ``output`` and the dropped ones with ``dropped_because`` (a list of
@@ -235,7 +242,7 @@ def filter_pair_file(source: str, rule: PairFilter, output: str, dropped: str | 
         buffer: list[tuple[str, Mapping[str, Any]]] = []
 
         def flush() -> None:
-            probabilities = rm_preference_probability(scorer, buffer) if rule.needs_rm else None
+            probabilities = rm_preference_probability(scorer, buffer) if scorer is not None and rule.needs_rm else None
             for decision in filter_pairs(buffer, rule, probabilities):
                 counts.add(decision)
                 if decision.kept:

@@ -47,7 +47,7 @@ class TargetNormalizer:
             for s, a in zip(scores, annotators):
                 by[str(a)].append(s)
             group_stats = {a: {h: cls._stats([s[h] for s in group]) for h in heads} for a, group in by.items()}
-        return cls(mode, heads, global_stats, group_stats)  # type: ignore[arg-type]
+        return cls(mode, heads, global_stats, group_stats)  # type: ignore[arg-type]  # mode: checked on entry
 
     def normalize(self, scores: dict[str, float], annotator: str | None) -> tuple[float, ...]:
         if self.mode == "none":

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import ConfigError, DataFormatError, RewardlabError
-from .records import Message, PreferencePair, RankedResponses, ScoredResponse
+from .records import Message, PreferencePair, RankedResponses, Role, ScoredResponse
 from .transcripts import looks_hh, parse_hh_transcript, prompt_messages
 
 __all__ = [
@@ -413,8 +413,8 @@ def to_prompt_response(record: Mapping, location: str = "") -> tuple[tuple[Messa
     if "system_output" in record and "source" in record:  # USR / Topical-Chat layout
         turns = [t.strip() for t in str(record["source"]).strip().split("\n") if t.strip()]
         # The last history turn is the user's; roles alternate backwards from it.
-        roles = ["user" if (len(turns) - 1 - i) % 2 == 0 else "assistant" for i in range(len(turns))]
-        prompt = tuple(Message(role, text) for role, text in zip(roles, turns))  # type: ignore[arg-type]
+        roles: list[Role] = ["user" if (len(turns) - 1 - i) % 2 == 0 else "assistant" for i in range(len(turns))]
+        prompt = tuple(Message(role, text) for role, text in zip(roles, turns))
         return prompt, _reply(record["system_output"], location, "system_output")
     if "messages" in record:
         messages = _messages(record["messages"], location, "messages")

@@ -213,7 +213,7 @@ def _baseline_win_rates(battles: Battles, baseline: str) -> dict[str, Any]:
         row: dict[str, Any] = {"win_rate": rate, "standard_error": se, "battles": len(pairs)}
         if all(p[1] is not None for p in pairs):
             try:
-                row["length_controlled_win_rate"] = length_controlled_win_rate([p[0] for p in pairs], [p[1] for p in pairs])  # type: ignore[misc]
+                row["length_controlled_win_rate"] = length_controlled_win_rate([p[0] for p in pairs], [p[1] for p in pairs if p[1] is not None])
             except FitError as err:
                 row["length_controlled_win_rate"] = None
                 row["length_controlled_note"] = str(err)

@@ -132,7 +132,7 @@ class PairwiseJudge:
             elif fwd.winner == back.winner:
                 winner = fwd.winner
             elif self.on_disagreement == "average" and probs:
-                winner = max(probs, key=probs.get)  # type: ignore[arg-type]
+                winner = max(probs, key=lambda w: probs[w])
             else:
                 winner = "tie"
             results.append(PairwiseResult(winner, fwd, back, probs))

@@ -59,8 +59,8 @@ def parse_pairwise(text: str) -> PairwiseVerdict:
     None
     """
     token = _last_bracket(text)
-    normalized = {"a": "A", "b": "B", "tie": "tie", "c": "tie"}.get((token or "").strip().lower())
-    return PairwiseVerdict(normalized, text)  # type: ignore[arg-type]
+    names: dict[str, Winner] = {"a": "A", "b": "B", "tie": "tie", "c": "tie"}
+    return PairwiseVerdict(names.get((token or "").strip().lower()), text)
 
 
 def parse_score(text: str, low: float = 1, high: float = 10) -> ScoreVerdict:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from transformers import TrainerCallback
 
@@ -27,9 +27,18 @@ from ..scoring.protocol import Scorer
 from .monitor import RewardHackingMonitor
 from .rollouts import Rollout
 
-__all__ = ["HeldoutProbe", "RewardHackingCallback"]
+__all__ = ["HeldoutProbe", "RecordingRewardFunction", "RewardHackingCallback"]
 
 logger = logging.getLogger("rewardlab.monitor")
+
+
+class RecordingRewardFunction(Protocol):
+    """A TRL reward function that keeps what it scored (``serving.adapters.trl_reward_function(..., record=True)``):
+    ``take()`` hands over the calls since the last one."""
+
+    record: bool
+
+    def take(self) -> list[Any]: ...
 
 
 class HeldoutProbe:
@@ -68,7 +77,8 @@ class RewardHackingCallback(TrainerCallback):
       dump ``rewardlab monitor`` reads.
     """
 
-    def __init__(self, monitor: RewardHackingMonitor, proxy: Any, gold: Any = None, members: Sequence[Scorer] = (),
+    def __init__(self, monitor: RewardHackingMonitor, proxy: RecordingRewardFunction,
+                 gold: Scorer | RecordingRewardFunction | None = None, members: Sequence[Scorer] = (),
                  heldout: HeldoutProbe | None = None, stop_on_alarm: bool = False, save_on_alarm: bool = False,
                  prefix: str = "monitor/", stop_rules: Sequence[str] | None = None, rollouts_path: str | None = None):
         if not hasattr(proxy, "take") or not getattr(proxy, "record", False):

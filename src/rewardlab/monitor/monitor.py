@@ -33,7 +33,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -113,7 +113,7 @@ def default_rules(config: MonitorConfig = MonitorConfig()) -> list[AlarmRule]:
     >>> [r.name for r in default_rules(MonitorConfig(drift_threshold=None))][:3]
     ['length_growth', 'repetition', 'diversity_collapse']
     """
-    table = [
+    table: list[tuple[str, str, float | None, Literal["above", "below"]]] = [
         ("reward_drift", "reward_w1", config.drift_threshold, "above"),
         ("length_growth", "length_ratio", config.length_ratio_threshold, "above"),
         ("repetition", "repetition_increase", config.repetition_threshold, "above"),
@@ -125,7 +125,7 @@ def default_rules(config: MonitorConfig = MonitorConfig()) -> list[AlarmRule]:
         ("kl_budget", "kl", config.kl_budget, "above"),
         ("latent_outliers", "latent_outlier_share", config.latent_threshold, "above"),
     ]
-    return [AlarmRule(name, stat, float(t), direction, config.patience)  # type: ignore[arg-type]
+    return [AlarmRule(name, stat, float(t), direction, config.patience)
             for name, stat, t, direction in table if t is not None]
 
 
@@ -309,7 +309,7 @@ class RewardHackingMonitor:
         for rule in self.rules:
             value = row.get(rule.statistic)
             if self._states[rule.name].update(rule, value):
-                fired.append(Alarm(row["last_step"], rule.name, rule.statistic, float(value), rule.threshold,  # type: ignore[arg-type]
+                fired.append(Alarm(row["last_step"], rule.name, rule.statistic, float(value), rule.threshold,  # type: ignore[arg-type]  # fires on numbers only
                                    rule.direction, rule.patience, row))
         self.alarms += fired
         if fired and self.alarms_path is not None:

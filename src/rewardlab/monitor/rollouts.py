@@ -102,7 +102,8 @@ def to_rollout(record: Mapping, location: str = "", fields: RolloutFields = Roll
     logprobs = None if optional["logprobs"] is None else _numbers(optional["logprobs"], location, fields.logprobs)
     reference = None if optional["reference_logprobs"] is None else _numbers(optional["reference_logprobs"], location,
                                                                                 fields.reference_logprobs)
-    if (logprobs is None) != (reference is None) or (logprobs is not None and len(logprobs) != len(reference)):  # type: ignore[arg-type]
+    if (logprobs is None) != (reference is None) or (logprobs is not None and reference is not None
+                                                     and len(logprobs) != len(reference)):
         raise DataFormatError(location, "policy and reference log-probs must both be given, with one value per token each",
                               fields.reference_logprobs)
     return Rollout(

@@ -27,7 +27,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -35,6 +35,10 @@ from ..errors import ConfigError
 from ..data.readers import write_preference_pairs
 from ..jsonsafe import dumps
 from ..plotting import pyplot, save_figure
+
+if TYPE_CHECKING:  # annotations only: the generator and scorer modules load when the experiment runs
+    from ..labeling.generators import Generator
+    from ..scoring.protocol import Scorer
 
 __all__ = ["OveroptConfig", "load_config", "run_experiment"]
 
@@ -304,7 +308,8 @@ def _policy_pairs(pool: Any, proxy: np.ndarray, n: int, rng: np.random.Generator
     return triples
 
 
-def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generator: Any = None, gold: Any = None,
+def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generator: Generator | None = None,
+                   gold: Scorer | None = None,
                    show_progress: bool = True) -> dict[str, Any]:
     """Run (or continue) the experiment ``config`` describes in ``output_dir``; returns the summary (also written as
     ``summary.json``, with ``report.md`` and ``overopt.png``). ``generator`` overrides the policy in ``config``
@@ -353,7 +358,7 @@ def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generat
             folders = [str(out / f"proxy_{size}_seed{s}") for s in config.seeds]
             name = spec.replace(":", "_")
             if kind == "ensemble":
-                ensemble = ScorerConfig(model=folders[0], ensemble=",".join(folders[1:]), ensemble_aggregate=value,  # type: ignore[arg-type]
+                ensemble = ScorerConfig(model=folders[0], ensemble=",".join(folders[1:]), ensemble_aggregate=value,  # type: ignore[arg-type]  # a name ScorerConfig checks
                                         max_length=config.max_length)
                 mitigated[f"{size}/{spec}"] = _measure(ensemble, pool_path, out / f"overopt_{size}_{name}", config, show_progress)
             else:

@@ -7,16 +7,16 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from ..data.templating import Prompt, as_messages
 from ..errors import DataFormatError
+from ..labeling.generators import Generator
 from ..scoring.protocol import Scorer
 
 __all__ = ["sample_pool"]
 
 
-def sample_pool(generator: Any, prompts: Sequence[Prompt], n: int, output: str | os.PathLike, gold: Scorer,
+def sample_pool(generator: Generator, prompts: Sequence[Prompt], n: int, output: str | os.PathLike, gold: Scorer,
                 max_new_tokens: int = 64, seed: int = 0, show_progress: bool = True) -> dict[str, int]:
     """Write ``{prompt, candidates, gold, seed}`` per prompt to ``output``; prompts already there are kept (resume).
 

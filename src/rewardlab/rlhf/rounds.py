@@ -25,7 +25,9 @@ def _labeller(config: RLHFConfig, ctx: dict[str, Any]) -> Any:
         return ctx["proxy"]
     from ..scoring.config import ScorerConfig, build_scorer
 
-    return build_scorer(ScorerConfig(model=config.judge_model, base_url=config.judge_base_url))  # type: ignore[arg-type]
+    if config.judge_model is None:  # RLHFConfig requires it for labeler 'judge'
+        raise ConfigError("labeler 'judge' needs judge_model")
+    return build_scorer(ScorerConfig(model=config.judge_model, base_url=config.judge_base_url))
 
 
 def _updatable(state: dict[str, Any], ctx: dict[str, Any]) -> str | None:

@@ -199,12 +199,19 @@ def _check_owned(config: ScorerConfig, kind: str) -> None:
         raise ConfigError(f"{config.model} is scored as a {kind} model, which does not use option(s) {detail}")
 
 
+def _reference(path: str | None, option: str) -> tuple[list[Any], list[str]]:
+    """The reference set an option names (ScorerConfig's checks require it where it is read)."""
+    from .files import read_reference
+
+    if path is None:
+        raise ConfigError(f"option '{option}' is required here")
+    return read_reference(path)
+
+
 def build_scorer(config: ScorerConfig) -> Scorer:
     """The :class:`Scorer` that ``config`` describes: a local RM, PRM, DPO policy, judge or remote server, as an
     ensemble with 'ensemble', and wrapped by a length penalty or debias when asked."""
-    from .files import read_reference
-
-    scorer: Any
+    scorer: Scorer
     if config.ensemble is not None:
         from .ensemble import EnsembleScorer
 
@@ -217,7 +224,7 @@ def build_scorer(config: ScorerConfig) -> Scorer:
         members: list[Any] = [_build_one(c) for c in configs]
         scorer = EnsembleScorer(members, config.ensemble_aggregate, config.ensemble_lambda, config.ensemble_scale, names=models)
         if config.ensemble_scale == "reference":
-            scorer.fit_scale(*read_reference(config.ensemble_reference))  # type: ignore[arg-type]
+            scorer.fit_scale(*_reference(config.ensemble_reference, "ensemble_reference"))
     elif (Path(config.model) / "ensemble.json").is_file():  # rewardlab train --ensemble K --ensemble-kind seeds
         from .ensemble import EnsembleScorer
 
@@ -233,7 +240,7 @@ def build_scorer(config: ScorerConfig) -> Scorer:
         scorer = EnsembleScorer(members, config.ensemble_aggregate, config.ensemble_lambda,
                                 "none" if config.ensemble_scale == "saved" else config.ensemble_scale, names=listed["members"])
         if config.ensemble_scale == "reference":
-            scorer.fit_scale(*read_reference(config.ensemble_reference))  # type: ignore[arg-type]
+            scorer.fit_scale(*_reference(config.ensemble_reference, "ensemble_reference"))
     else:
         scorer = _build_one(config)
         scorer = _as_head_ensemble(scorer, config)
@@ -242,15 +249,15 @@ def build_scorer(config: ScorerConfig) -> Scorer:
 
         scorer = LengthPenalty(scorer, config.length_penalty, config.length_penalty_mode, config.length_unit)
         if config.length_penalty_mode == "normalized":
-            scorer.fit(read_reference(config.length_reference)[1])  # type: ignore[arg-type]
+            scorer.fit(_reference(config.length_reference, "length_reference")[1])
     elif config.length_debias:
         from .length import LengthDebiased
 
-        scorer = LengthDebiased(scorer, config.length_unit).fit(*read_reference(config.length_reference))  # type: ignore[arg-type]
+        scorer = LengthDebiased(scorer, config.length_unit).fit(*_reference(config.length_reference, "length_reference"))
     return scorer
 
 
-def _as_head_ensemble(scorer: Any, config: ScorerConfig) -> Scorer:
+def _as_head_ensemble(scorer: Scorer, config: ScorerConfig) -> Scorer:
     """A bootstrap-heads model (``rewardlab train --ensemble K``) is scored as an ensemble of its heads, each put on
     its saved eval-reward scale (``ensemble_scale`` 'saved') or taken as is ('none')."""
     from .local import LocalScorer

@@ -81,7 +81,7 @@ class EnsembleScorer:
             raise ConfigError("give the ensemble either members (scorers) or heads_of (one multi-head scorer)")
         self.members = list(members or [])
         self.heads_of = heads_of
-        count = len(self.members) if members is not None else len(heads_of.heads)  # type: ignore[union-attr]
+        count = len(heads_of.heads) if heads_of is not None else len(self.members)
         if count < 2:
             raise ConfigError(f"an ensemble needs at least 2 members, got {count}")
         aggregate_members(np.zeros((1, 1)), aggregate)  # validates the name

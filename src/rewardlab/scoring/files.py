@@ -100,7 +100,7 @@ def _completed_lines(out: Path) -> int:
     return count
 
 
-def _too_long_message(count: int, first: str, max_length: int | None) -> str:
+def _too_long_message(count: int, first: str | None, max_length: int | None) -> str:
     limit = f"max_length={max_length}" if max_length is not None else "the scorer's max length"
     return (f"{count} response(s) do not fit in {limit} even without their prompt (first at {first}); raise max_length "
             "(--max-length), or skip_too_long (--skip-too-long) writes them with reward null")
@@ -116,7 +116,7 @@ def _check_lengths(scorer: LengthChecked, data: str, split: str) -> int:
         first = first or (items[bad[0]].where() if bad else None)
         records += len(chunk)
     if too_long:
-        raise SequenceTooLongError(_too_long_message(too_long, first, scorer.max_length))  # type: ignore[arg-type]
+        raise SequenceTooLongError(_too_long_message(too_long, first, scorer.max_length))
     return records
 
 

@@ -78,10 +78,13 @@ class LengthPenalty(_Wrapper):
         return self
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
-        if self.mode == "normalized" and (self.mean is None or not self.std):
-            raise ConfigError("a normalized length penalty needs length statistics: fit(reference_responses) first")
         lengths = np.array([response_length(r, self.unit) for r in responses], dtype=float)
-        penalty = lengths if self.mode == "absolute" else (lengths - self.mean) / self.std  # type: ignore[operator]
+        if self.mode == "absolute":
+            penalty = lengths
+        elif self.mean is None or not self.std:
+            raise ConfigError("a normalized length penalty needs length statistics: fit(reference_responses) first")
+        else:
+            penalty = (lengths - self.mean) / self.std
         return (np.asarray(self.scorer.score(prompts, responses), dtype=float) - self.alpha * penalty).tolist()
 
     def describe(self) -> dict[str, Any]:

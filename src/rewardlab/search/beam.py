@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..data.records import Message
+from ..labeling.generators import Generator
 from ..scoring.protocol import Scorer
 
 __all__ = ["BeamResult", "SearchNode", "prm_beam_search"]
@@ -42,7 +42,7 @@ class BeamResult:
 
 
 def prm_beam_search(
-    generator: Any, scorer: Scorer, prompt: Sequence[Message], beam_width: int = 2, expansions: int = 2, max_steps: int = 6,
+    generator: Generator, scorer: Scorer, prompt: Sequence[Message], beam_width: int = 2, expansions: int = 2, max_steps: int = 6,
     max_step_tokens: int = 96, separator: str = "\n", show_progress: bool = False,
 ) -> BeamResult:
     """Beam search over steps: each beam is expanded with ``expansions`` sampled next steps (text up

@@ -49,7 +49,7 @@ class RewardWindow:
         self.windows = 0
         self.latest: dict[str, float] = {}
 
-    def add(self, rewards: Sequence[float], replies: Sequence[str]) -> dict[str, float] | None:
+    def add(self, rewards: Sequence[float | None], replies: Sequence[str]) -> dict[str, float] | None:
         """Add scored items; returns the statistics of a window that closed (else None)."""
         self._rewards += [float(r) for r in rewards if r is not None]
         self._lengths += [reply_length(t) for t, r in zip(replies, rewards) if r is not None]
@@ -100,7 +100,7 @@ class ServerMetrics:
         """Called on the scoring thread after each model call with what it scored."""
         self.batch_items.observe(len(rewards))
         with self._lock:
-            closed = self.window.add(rewards, replies)  # type: ignore[arg-type]
+            closed = self.window.add(rewards, replies)
         if closed is not None:
             for name, value in closed.items():
                 self._window_gauges[name].set(value)

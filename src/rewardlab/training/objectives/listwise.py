@@ -46,7 +46,7 @@ class ListwiseObjective(ObjectiveDefaults):
             if any(i is None for i in ids):
                 report.add(f"with a response longer than {max_length} tokens without the prompt", location=r.source)
                 continue
-            out.append(Example(tuple(ids), tuple(float(x) for x in r.ranks)))  # type: ignore[arg-type]
+            out.append(Example(tuple(i for i in ids if i is not None), tuple(float(x) for x in r.ranks)))
         return out
 
     def loss(self, rewards: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:

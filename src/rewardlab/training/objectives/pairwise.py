@@ -43,7 +43,7 @@ class PairwiseObjective(ObjectiveDefaults):
     record_kind: str = "preference pairs"
 
     @property
-    def streams(self) -> bool:  # type: ignore[override]
+    def streams(self) -> bool:  # type: ignore[override]  # the protocol's attribute, computed from the options here
         return not self.augment and self.length_balance == "none"  # both apply to the training split, in memory
 
     def augment_training(self, records: Sequence[Any]) -> list[Any]:

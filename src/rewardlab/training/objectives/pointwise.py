@@ -124,10 +124,10 @@ class HybridObjective(ObjectiveDefaults):
             for r, ids in kept:
                 if ids is None:
                     report.add(f"longer than {max_length} tokens without their prompt", location=r.source)
-            kept = [(r, ids) for r, ids in kept if ids is not None]
-            if kept:
-                targets = tuple(self.normalizer.normalize(r.scores, r.annotator)[0] for r, _ in kept)
-                out.append(Example(tuple(ids for _, ids in kept), targets))  # type: ignore[misc]
+            fitting = [(r, ids) for r, ids in kept if ids is not None]
+            if fitting:
+                targets = tuple(self.normalizer.normalize(r.scores, r.annotator)[0] for r, _ in fitting)
+                out.append(Example(tuple(ids for _, ids in fitting), targets))
         return out
 
     def pair_count(self, examples: Sequence[Example]) -> int:
