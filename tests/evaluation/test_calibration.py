@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rewardlab.evaluation.calibration import brier_score, expected_calibration_error, fit_temperature, reliability_curve
+from rewardlab.evaluation.calibration import brier_loss, expected_calibration_error, fit_temperature, reliability_curve
 
 
 def _calibrated_pairs(n=40000, scale=2.0, seed=0):
@@ -29,12 +29,12 @@ def test_temperature_scaling_fixes_a_mis_scaled_scorer():
         after = expected_calibration_error(scaled[20000:], temperature=t)
         assert t == pytest.approx(true_t, rel=0.1)
         assert before > 0.05 and after < 0.015
-        assert brier_score(scaled[20000:], t) <= brier_score(scaled[20000:]) + 1e-9
+        assert brier_loss(scaled[20000:], t) <= brier_loss(scaled[20000:]) + 1e-9
 
 
 def test_edge_cases():
     assert np.isnan(expected_calibration_error(np.array([])))
-    assert np.isnan(brier_score(np.array([])))
+    assert np.isnan(brier_loss(np.array([])))
     with pytest.raises(ValueError, match="no pairs"):
         fit_temperature(np.array([]))
     with pytest.raises(ValueError, match="binning"):

@@ -13,7 +13,7 @@ from ..data.readers import iter_records, pair_sides
 from ..data.records import Message
 from ..errors import DataFormatError, SequenceTooLongError
 from ..scoring.protocol import LengthChecked, Scorer
-from .calibration import brier_score, expected_calibration_error, fit_temperature
+from .calibration import brier_loss, expected_calibration_error, fit_temperature
 from .stats import bootstrap_mean_ci, bootstrap_mean_of_means_ci
 from ..metrics import TiePolicy
 
@@ -281,10 +281,10 @@ def calibration_report(margins: np.ndarray, settings: EvalSettings = EvalSetting
                              "ones to 0); not a calibration" if at_bound else ""),
         "ece_equal_width": expected_calibration_error(held, binning="width"),
         "ece_equal_mass": expected_calibration_error(held, binning="mass"),
-        "brier": brier_score(held),
+        "brier": brier_loss(held),
         "temperature": temperature,
         "ece_equal_width_after_temperature": expected_calibration_error(held, binning="width", temperature=temperature),
-        "brier_after_temperature": brier_score(held, temperature),
+        "brier_after_temperature": brier_loss(held, temperature),
         "fit_pairs": int(fit.size), "held_out_pairs": int(held.size),
         "margins": margins.tolist(),
     }

@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["brier_score", "expected_calibration_error", "fit_temperature", "reliability_curve"]
+__all__ = ["brier_loss", "expected_calibration_error", "fit_temperature", "reliability_curve"]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -60,10 +60,10 @@ def expected_calibration_error(
     return float(np.sum(counts * np.abs(mean_p - freq)) / counts.sum())
 
 
-def brier_score(margins: np.ndarray, temperature: float = 1.0) -> float:
+def brier_loss(margins: np.ndarray, temperature: float = 1.0) -> float:
     """Mean squared error of ``P(chosen > rejected)`` against 1 (the chosen did win); lower is better.
 
-    >>> brier_score(np.array([0.0]))
+    >>> brier_loss(np.array([0.0]))
     0.25
     """
     margins = np.asarray(margins, dtype=float)
