@@ -11,7 +11,8 @@ from .data.demo import demo_pairs
 from .data.readers import write_preference_pairs
 from .data.records import PreferencePair
 from .metrics import pairwise_accuracy
-from .scoring import LocalScorer, load_reward_model
+from .scoring import load_reward_model
+from .scoring.protocol import LengthChecked, Scorer
 from .training.config import TrainConfig
 from .training.loop import train
 
@@ -29,17 +30,18 @@ class DemoReport:
     balanced_split_accuracy: float | None
 
 
-def length_split_accuracy(scorer: LocalScorer, pairs: list[PreferencePair]) -> dict[str, float]:
+def length_split_accuracy(scorer: Scorer, pairs: list[PreferencePair]) -> dict[str, float]:
     """Accuracy overall, on pairs whose chosen reply is longer / shorter (characters), and their mean.
 
     The mean of the two subsets is a length-balanced accuracy: "always pick the longer reply"
-    scores 0.5 on it. Pairs whose replies do not fit the scorer's ``max_length`` are left out
-    (training dropped them too) and counted in ``skipped``. Each text is tokenized once.
+    scores 0.5 on it. Pairs whose replies do not fit the scorer's ``max_length`` (a :class:`LengthChecked`
+    scorer) are left out (training dropped them too) and counted in ``skipped``.
     """
     n = len(pairs)
-    ids = scorer.tokenize([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs], "none")
-    keep = [i for i in range(n) if ids[i] is not None and ids[i + n] is not None]
-    rewards = scorer.score_ids([ids[i] for i in keep] + [ids[i + n] for i in keep]).tolist()
+    prompts, replies = [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    too_long = set(scorer.too_long(prompts, replies)) if isinstance(scorer, LengthChecked) else set()
+    keep = [i for i in range(n) if i not in too_long and i + n not in too_long]
+    rewards = scorer.score([prompts[i] for i in keep] * 2, [replies[i] for i in keep] + [replies[i + n] for i in keep])
     chosen, rejected = rewards[: len(keep)], rewards[len(keep) :]
     longer = [len(pairs[i].chosen) > len(pairs[i].rejected) for i in keep]
     acc = {"accuracy": pairwise_accuracy(chosen, rejected), "pairs": float(len(keep)), "skipped": float(n - len(keep))}
