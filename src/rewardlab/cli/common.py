@@ -68,7 +68,10 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing
             f"default: {show_default(f.default)}" if f.default is not dataclasses.MISSING else "default: see docs")
         help_text = f"{docs.get(f.name, '')}{(notes or {}).get(f.name, '')} ({shown})".replace("%", "%%")  # argparse formats help with %
         words = tuple(w for a in args[1:] if typing.get_origin(a) is typing.Literal for w in typing.get_args(a))
-        if typing.get_origin(base) is dict:
+        if "parse" in f.metadata:  # the field says how its flag's text becomes a value
+            parser.add_argument(flag, dest=dest, type=_argument_parser(f.metadata["parse"]), default=None, help=help_text,
+                                metavar=f.metadata.get("metavar", f.name.upper()))
+        elif typing.get_origin(base) is dict:
             parser.add_argument(flag, dest=dest, type=json_object, default=None, help=help_text + " (a JSON object)", metavar="JSON")
         elif base is bool and len(args) > 1:  # bool | Literal[...]: --flag [true|false|word], --no-flag
             parser.add_argument(flag, dest=dest, nargs="?", const=True, type=_bool_or(words), default=None, help=help_text,
@@ -83,6 +86,18 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing
                                 metavar="|".join(("N", *words)))
         else:
             parser.add_argument(flag, dest=dest, type=base, default=None, help=help_text, metavar=f.name.upper())
+
+
+def _argument_parser(parse: typing.Callable[[str], Any]) -> typing.Callable[[str], Any]:
+    """``parse`` for argparse: its ValueError (a ConfigError) becomes the flag's error message, not a generic one."""
+    def run(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    run.__name__ = parse.__name__
+    return run
 
 
 def _int_or(words: tuple[str, ...], unit: str) -> typing.Callable[[str], int | str]:

@@ -185,42 +185,14 @@ def _cmd_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_table(text: str | None, flag: str) -> dict[str, float] | None:
-    """``"a=1,b=0.5"`` or a JSON object -> ``{"a": 1.0, "b": 0.5}``."""
-    from ..errors import ConfigError
-
-    if not text:
-        return None
-    if text.lstrip().startswith("{"):
-        table = json.loads(text)
-    else:
-        table = {}
-        for part in text.split(","):
-            key, sep, value = part.rpartition("=")
-            if not sep or not key.strip():
-                raise ConfigError(f"{flag}: expected LABEL=WEIGHT pairs separated by commas, got {part!r}")
-            table[key.strip()] = value
-    try:
-        return {str(k): float(v) for k, v in table.items()}
-    except ValueError as e:
-        raise ConfigError(f"{flag}: {e}") from None
-
-
-def _signals(text: str | None) -> tuple[Any, ...]:
-    """``--weight-by a,b`` as a tuple (PairFilter checks each name)."""
-    return tuple(w.strip() for w in (text or "").split(",") if w.strip())
-
-
 def _cmd_filter(args: argparse.Namespace) -> int:
     from ..data.filtering import PairFilter, filter_pair_file
     from ..errors import ConfigError
 
-    rule = PairFilter(min_agreement=args.min_agreement, min_confidence=args.min_confidence, min_gap=args.min_gap,
-                      min_rm_confidence=args.min_rm_confidence, gap_field=args.gap_field, mode=args.mode,
-                      down_weight=args.down_weight if args.down_weight is not None else PairFilter.down_weight,
-                      weight_by=_signals(args.weight_by),
-                      stratum_field=args.stratum_field, stratum_weights=_parse_table(args.stratum_weights, "--stratum-weights"))
-    if args.down_weight is not None and args.mode != "weight":
+    from .common import config_from_values
+
+    rule = config_from_values(PairFilter, args)
+    if args.down_weight is not None and rule.mode != "weight":
         raise ConfigError("--down-weight applies with --mode weight only")
     scorer = None
     if not args.model:
@@ -385,25 +357,13 @@ def _register_filter(cmds: Any) -> None:
     q = cmds.add_parser("filter", help="drop or down-weight pairs by agreement, Dawid-Skene confidence, rating gap or an RM's "
                                        "confidence; strata weights")
     q.add_argument("--data", required=True, help="pair records (e.g. from 'data pairs'); the fields the criteria read")
-    q.add_argument("--min-agreement", type=float, default=None, help="share of annotators who voted for chosen (field agreement)")
-    q.add_argument("--min-confidence", type=float, default=None, help="Dawid-Skene posterior of the label (field confidence)")
-    q.add_argument("--min-gap", type=float, default=None, help="rating gap (field --gap-field)")
-    q.add_argument("--gap-field", default="margin", help="the field --min-gap reads")
-    q.add_argument("--min-rm-confidence", type=float, default=None,
-                   help="the RM's P(chosen > rejected) = sigmoid(r_chosen - r_rejected), scored with --model")
-    q.add_argument("--mode", choices=["drop", "weight"], default="drop",
-                   help="failing pairs are dropped, or kept with weight times --down-weight")
-    q.add_argument("--down-weight", type=float, default=None, help="--mode weight: factor for failing pairs (default 0.1)")
-    q.add_argument("--weight-by", default=None,
-                   help="multiply each kept pair's weight by these signals (comma-separated: agreement, confidence, rm_confidence)")
-    q.add_argument("--stratum-field", default="strength", help="the field --stratum-weights reads")
-    q.add_argument("--stratum-weights", default=None,
-                   help="weight per stratum value, 'LABEL=W,...' or JSON (Llama 2: 'significantly better=1,...')")
+    from ..data.filtering import PairFilter
+    from .common import add_config_flags, add_scorer_flags
+
+    add_config_flags(q, PairFilter)  # the criteria: one flag per PairFilter field
     q.add_argument("--output", required=True, help="kept pairs, each with weight (JSON Lines; training reads weight)")
     q.add_argument("--dropped", default=None, help="dropped pairs with dropped_because (JSON Lines)")
     q.add_argument("--show-progress", action="store_true", default=False, help="a progress bar")
-    from .common import add_scorer_flags
-
     add_scorer_flags(q, required=False, exclude=("show_progress",),
                      model_help="reward model for --min-rm-confidence / --weight-by rm_confidence")
     q.set_defaults(func=_cmd_filter)

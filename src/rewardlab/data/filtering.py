@@ -19,7 +19,8 @@ from typing import Any, Literal, Protocol
 
 from ..errors import ConfigError, DataFormatError
 
-__all__ = ["FilterCounts", "FilterDecision", "PairFilter", "filter_pair_file", "filter_pairs", "rm_preference_probability"]
+__all__ = ["FilterCounts", "FilterDecision", "PairFilter", "filter_pair_file", "filter_pairs", "parse_signals", "parse_weight_table",
+           "rm_preference_probability"]
 
 
 class PairScorer(Protocol):
@@ -29,6 +30,42 @@ class PairScorer(Protocol):
     def score(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float]: ...
 
 Signal = Literal["agreement", "confidence", "rm_confidence"]
+
+
+def parse_signals(text: str) -> tuple[str, ...]:
+    """``"agreement,confidence"`` -> ``("agreement", "confidence")`` (:class:`PairFilter` checks each name).
+
+    >>> parse_signals("agreement, confidence")
+    ('agreement', 'confidence')
+    """
+    return tuple(w.strip() for w in text.split(",") if w.strip())
+
+
+def parse_weight_table(text: str) -> dict[str, float] | None:
+    """``"a=1,b=0.5"`` or a JSON object -> ``{"a": 1.0, "b": 0.5}`` (the last ``=`` splits, so labels may hold one).
+
+    >>> parse_weight_table("significantly better=1,slightly better=0.5")
+    {'significantly better': 1.0, 'slightly better': 0.5}
+    """
+    import json
+
+    if not text.strip():
+        return None
+    if text.lstrip().startswith("{"):
+        table = json.loads(text)
+        if not isinstance(table, dict):
+            raise ConfigError(f"expected a JSON object of weights, got {text!r}")
+    else:
+        table = {}
+        for part in text.split(","):
+            key, sep, value = part.rpartition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"expected LABEL=WEIGHT pairs separated by commas, got {part!r}")
+            table[key.strip()] = value
+    try:
+        return {str(k): float(v) for k, v in table.items()}
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"a weight is not a number: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -51,15 +88,26 @@ class PairFilter:
     """
 
     min_agreement: float | None = None
+    """Share of annotators who voted for chosen (field agreement)."""
     min_confidence: float | None = None
+    """Dawid-Skene posterior of the label (field confidence)."""
     min_gap: float | None = None
+    """Rating gap (the field gap_field names)."""
     min_rm_confidence: float | None = None
+    """The RM's P(chosen > rejected) = sigmoid(r_chosen - r_rejected), scored with --model."""
     gap_field: str = "margin"
+    """The field min_gap reads."""
     mode: Literal["drop", "weight"] = "drop"
+    """Failing pairs are dropped, or kept with their weight times down_weight."""
     down_weight: float = 0.1
-    weight_by: tuple[Signal, ...] = ()
+    """mode 'weight': the factor for failing pairs."""
+    weight_by: tuple[Signal, ...] = field(default=(), metadata={"parse": parse_signals, "metavar": "SIGNAL,..."})
+    """Multiply each kept pair's weight by these signals (comma-separated: agreement, confidence, rm_confidence)."""
     stratum_field: str = "strength"
-    stratum_weights: dict[str, float] | None = field(default=None)
+    """The field stratum_weights reads."""
+    stratum_weights: dict[str, float] | None = field(default=None, metadata={"parse": parse_weight_table,
+                                                                            "metavar": "LABEL=W,..."})
+    """Weight per stratum value, 'LABEL=W,...' or JSON (Llama 2: 'significantly better=1,...')."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("drop", "weight"):
