@@ -160,3 +160,23 @@ def test_failed_data_commands_leave_no_output_files(command, tmp_path):
         argv = ["data", "filter", "--data", str(data), "--output", str(out), "--dropped", str(dropped), "--min-agreement", "0.5"]
     assert main(argv) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [data.name]
+
+
+def test_filter_flags_come_from_pair_filter_and_parse_tables_and_lists(tmp_path, capsys):
+    """Issue 31 item 3: `data filter`'s criteria flags are PairFilter's fields; the weight table and signal list are
+    parsed by the field's own parser, and a bad value is an error naming the flag."""
+    rows, path = _rows(tmp_path)
+    for i, row in enumerate(rows):
+        row["strength"] = "much better" if i % 2 else "slightly better"
+    write_jsonl(path, rows)
+    out = tmp_path / "kept.jsonl"
+    assert main(["data", "filter", "--data", str(path), "--stratum-weights", "much better=1,slightly better=0.25",
+                 "--output", str(out)]) == 0
+    weights = [json.loads(line)["weight"] for line in out.read_text().splitlines()]
+    assert weights == pytest.approx([row.get("weight", 1.0) * (1.0 if i % 2 else 0.25) for i, row in enumerate(rows)])
+    with pytest.raises(SystemExit):
+        main(["data", "filter", "--data", str(path), "--stratum-weights", "much better=lots", "--output", str(out)])
+    assert "argument --stratum-weights: a weight is not a number" in capsys.readouterr().err
+    # an unknown signal is PairFilter's own error
+    assert main(["data", "filter", "--data", str(path), "--weight-by", "agreement,votes", "--output", str(out)]) != 0
+    assert "weight_by takes agreement, confidence or rm_confidence, got 'votes'" in capsys.readouterr().err
