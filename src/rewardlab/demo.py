@@ -35,7 +35,8 @@ def length_split_accuracy(scorer: Scorer, pairs: list[PreferencePair]) -> dict[s
 
     The mean of the two subsets is a length-balanced accuracy: "always pick the longer reply"
     scores 0.5 on it. Pairs whose replies do not fit the scorer's ``max_length`` (a :class:`LengthChecked`
-    scorer) are left out (training dropped them too) and counted in ``skipped``.
+    scorer) are left out (training dropped them too) and counted in ``skipped``. The length check tokenizes each
+    text once more than scoring does (a few hundred demo pairs: milliseconds); the protocols keep it any scorer's.
     """
     n = len(pairs)
     prompts, replies = [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs]

@@ -314,8 +314,8 @@ class LocalScorer:
 
     def _one(self, row: dict[str, float]) -> float:
         value = self.combined(row)
-        if value is None:  # a combine rule that abstains
-            raise ConfigError(f"no reward from the heads {row} (the combine rule gave none)")
+        if value is None:  # not reached after _check_one_reward (one head, or a combine rule); narrows the type
+            raise ConfigError(f"no single reward from the heads {row}")
         return value
 
 

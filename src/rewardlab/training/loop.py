@@ -127,7 +127,9 @@ def prepare(config: TrainConfig, entered: float | None = None) -> Run | TrainRes
     output.prepare_output_dir(config, remove=accelerator.is_main_process)  # every process refuses alike; one removes
     accelerator.wait_for_everyone()
     reuse_memory = tune_cpu_memory(accelerator.device)  # CPU: no page faults on every step's tensors, bounded kernel cache
-    governor = speed.start_cpu_threads(accelerator)
+    governor, threads_changed = speed.start_cpu_threads(accelerator)
+    if threads_changed:
+        _say(accelerator, threads_changed)
     set_seed(config.seed)
     data = load_examples(config, make_objective(config.objective), accelerator)
     _describe_data(accelerator, data)

@@ -5,7 +5,6 @@ Every ``auto`` here names its measurement (docs/benchmarks.md) and the training 
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import torch
@@ -25,20 +24,21 @@ AUTO_CHECKPOINTING_REASON = ("auto: a decoder on CPU, where checkpointing measur
                              "(docs/benchmarks.md); --no-gradient-checkpointing keeps the activations")
 
 
-def start_cpu_threads(accelerator: Any) -> CpuThreadGovernor | None:
-    """Set torch's threads for a CPU run (the busy rule of :func:`choose_cpu_threads`) and return the governor that
-    re-checks them during a single-process run (contention that starts or ends mid-run); None on GPUs and under DDP."""
+def start_cpu_threads(accelerator: Any) -> tuple[CpuThreadGovernor | None, str | None]:
+    """Set torch's threads for a CPU run (the busy rule of :func:`choose_cpu_threads`); returns the governor that
+    re-checks them during a single-process run (contention that starts or ends mid-run; None on GPUs and under DDP)
+    and what to log about the change (None when the threads were kept)."""
     if accelerator.device.type != "cpu":
-        return None
+        return None, None
     threads, why = choose_cpu_threads()
+    message = None
     if threads is not None and threads != torch.get_num_threads():
         torch.set_num_threads(threads)
-        if accelerator.is_main_process:
-            print(f"[rewardlab] CPU threads: {threads} ({why})", file=sys.stderr, flush=True)
+        message = f"CPU threads: {threads} ({why})"
     if accelerator.num_processes != 1:
-        return None
+        return None, message
     # lowered by the busy rule: back up to the cores when the load leaves; else at most what torch had
-    return CpuThreadGovernor(most=None if threads is not None else torch.get_num_threads())
+    return CpuThreadGovernor(most=None if threads is not None else torch.get_num_threads()), message
 
 
 def layout_and_reason(config: TrainConfig, model: torch.nn.Module, device_type: str = "cpu") -> tuple[str, str | None]:
