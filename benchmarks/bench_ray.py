@@ -52,7 +52,7 @@ def bench_scoring(args: argparse.Namespace, tmp: Path) -> None:
 
     from rewardlab.distributed.scoring import score_file_ray
     from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
-    from rewardlab.scoring.config import ScorerConfig, build_scorer
+    from rewardlab.scoring.config import build_scorer, scorer_config
     from rewardlab.scoring.files import score_file
 
     torch.manual_seed(0)
@@ -62,7 +62,7 @@ def bench_scoring(args: argparse.Namespace, tmp: Path) -> None:
     data.write_text("".join(json.dumps(r) + "\n" for r in _hh_records(args.data, args.texts)))
     one = tmp / "one.jsonl"
     one.write_text(data.read_text().splitlines()[0] + "\n")
-    config = ScorerConfig(model=str(tmp / "rm"), max_length=512)
+    config = scorer_config(str(tmp / "rm"), max_length=512)
     rows = []
     start = time.perf_counter()
     score_file(build_scorer(config), str(data), str(tmp / "plain.jsonl"), show_progress=False)

@@ -31,6 +31,7 @@ def main() -> None:
     from rewardlab.models.io import resolve_model_source
     from rewardlab.models.reward_model import RewardModel
     from rewardlab.scoring import LocalScorer
+    from rewardlab.scoring.config import RewardModelConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True)
@@ -87,7 +88,7 @@ def main() -> None:
         model = RewardModel(hf)
         ours = {}
         for bs in sorted({32, *sizes}):
-            scorer = LocalScorer(model, tokenizer, max_length=512, batch_size=bs, device=args.device)
+            scorer = LocalScorer(model, tokenizer, RewardModelConfig(model=args.model, max_length=512, batch_size=bs, device=args.device))
 
             def run(scorer=scorer):
                 ids = [tokenizer(t)["input_ids"] for t in texts]
@@ -98,7 +99,7 @@ def main() -> None:
                               "texts_per_s": ours[bs]}), flush=True)
         # Same rewards (fp32 only: bf16 rounding differs between padded and packed kernels).
         if precision == "fp32":
-            mine = LocalScorer(model, tokenizer, max_length=512, device=args.device).score_ids([tokenizer(t)["input_ids"] for t in texts[:64]])
+            mine = LocalScorer(model, tokenizer, RewardModelConfig(model=args.model, max_length=512, device=args.device)).score_ids([tokenizer(t)["input_ids"] for t in texts[:64]])
             print(json.dumps({"max_abs_reward_difference_vs_pipeline": float((piped - mine).abs().max())}), flush=True)
         best_pipe = max(pipe[precision], key=pipe[precision].get)
         results.append((precision, ours[32], max(ours.values()), pipe[precision][1], best_pipe, pipe[precision][best_pipe]))

@@ -23,6 +23,8 @@ _EXPORTS = {
     "Scorer": "rewardlab.scoring.protocol",
     "FunctionScorer": "rewardlab.scoring.protocol",
     "ScorerConfig": "rewardlab.scoring.config",
+    "RewardModelConfig": "rewardlab.scoring.config",
+    "scorer_config": "rewardlab.scoring.config",
     "build_scorer": "rewardlab.scoring.config",
     "LocalScorer": "rewardlab.scoring.local",
     "load_reward_model": "rewardlab.scoring.local",

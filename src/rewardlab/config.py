@@ -34,7 +34,8 @@ def _check(name: str, value: Any, hint: Any) -> None:
                 return _check(name, value, arg)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(f"option '{name}' got {value!r}, which matches none of {hint}")
+        shown = " | ".join("None" if a is type(None) else getattr(a, "__name__", str(a)) for a in args)
+        raise ConfigError(f"option '{name}' got {value!r}, which matches none of {shown}")
     elif origin is dict:
         if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in value.items()
@@ -49,6 +50,8 @@ def _check(name: str, value: Any, hint: Any) -> None:
     elif hint in (int, str, bool):
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
             raise ConfigError(f"option '{name}' must be {hint.__name__}, got {value!r}")
+    elif dataclasses.is_dataclass(hint) and isinstance(hint, type) and not isinstance(value, hint):
+        raise ConfigError(f"option '{name}' must be a {hint.__name__}, got {value!r}")
 
 
 def validate_fields(instance: Any) -> None:
@@ -59,7 +62,16 @@ def validate_fields(instance: Any) -> None:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings (the string literal under each field) of a dataclass."""
+    """Attribute docstrings (the string literal under each field) of a dataclass and the dataclasses it extends (a
+    subclass's docstring of a field wins)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is not object and dataclasses.is_dataclass(klass):
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     node = tree.body[0]
     if not isinstance(node, ast.ClassDef):

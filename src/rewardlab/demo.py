@@ -60,7 +60,7 @@ def run_ensemble_demo(output_dir: str | None = None, model: str = "builtin:minil
     import numpy as np
 
     from .data.ood import ood_examples
-    from .scoring.config import ScorerConfig, build_scorer
+    from .scoring.config import build_scorer, scorer_config
     from .scoring.ensemble import EnsembleScorer
 
     out = Path(output_dir or tempfile.mkdtemp(prefix="rewardlab-ensemble-demo-"))
@@ -74,7 +74,7 @@ def run_ensemble_demo(output_dir: str | None = None, model: str = "builtin:minil
         batch_size=16, learning_rate=5e-5, max_steps=max_steps, eval_every=max_steps, save_every=max_steps, warmup_ratio=0.1,
         show_progress=show_progress, ensemble=members)
     train(config)
-    ensemble = build_scorer(ScorerConfig(model=config.output_dir, batch_size=64))
+    ensemble = build_scorer(scorer_config(config.output_dir, batch_size=64))
     if not isinstance(ensemble, EnsembleScorer):
         raise TypeError(f"{config.output_dir} should score as a heads ensemble, got {type(ensemble).__name__}")
     chosen = ensemble.score_detailed([p.prompt for p in heldout], [p.chosen for p in heldout])

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from rewardlab.scoring.config import ScorerConfig
+from rewardlab.scoring.config import scorer_config
 
 from ..conftest import write_jsonl
 
@@ -39,7 +39,7 @@ def test_ray_scoring_equals_single_process_and_resumes_by_block(cluster, saved_r
             {"prompt": f"Question {i}?", "response": "maybe " * (i + 1)} for i in range(11)]
     data = write_jsonl(tmp_path / "in.jsonl", rows)
     score_file(load_reward_model(saved_rm), data, tmp_path / "single.jsonl", show_progress=False)
-    config = ScorerConfig(model=str(saved_rm))
+    config = scorer_config(str(saved_rm))
     result = score_file_ray(config, data, tmp_path / "ray.jsonl", actors=2, show_progress=False)
     single = [json.loads(line) for line in (tmp_path / "single.jsonl").read_text().splitlines()]
     distributed = [json.loads(line) for line in (tmp_path / "ray.jsonl").read_text().splitlines()]

@@ -8,6 +8,7 @@ pytest.importorskip("trl")
 pytestmark = pytest.mark.interop
 
 from rewardlab.scoring.local import load_reward_model  # noqa: E402
+from rewardlab.scoring.config import RemoteConfig  # noqa: E402
 from rewardlab.scoring.remote import RemoteScorer  # noqa: E402
 from rewardlab.serving.adapters import trl_reward_function  # noqa: E402
 from rewardlab.serving.app import create_app  # noqa: E402
@@ -26,7 +27,7 @@ def test_grpo_logs_the_servers_rewards(tiny_llama_dir, tiny_rm_dir, tmp_path):
                       max_completion_length=8, max_steps=2, logging_steps=1, report_to=[], use_cpu=True, bf16=False,
                       save_strategy="no", seed=0)
     with running(create_app(rm)) as (url, _):
-        reward = trl_reward_function(RemoteScorer(url), name="served", record=True)
+        reward = trl_reward_function(RemoteScorer(RemoteConfig(model=url)), name="served", record=True)
         trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_llama_dir), reward_funcs=[reward], args=args,
                               train_dataset=data, processing_class=AutoTokenizer.from_pretrained(tiny_llama_dir))
         trainer.train()

@@ -4,22 +4,22 @@ import pytest
 
 from rewardlab.cli import main
 from rewardlab.errors import CheckpointError
-from rewardlab.scoring import ScorerConfig, build_scorer
+from rewardlab.scoring import build_scorer, scorer_config
 
 
 def test_plain_backbone_is_refused_as_a_reward_model(tiny_bert_dir):
     with pytest.raises(CheckpointError, match="not a trained reward model.*classifier.*--random-head"):
-        build_scorer(ScorerConfig(model=str(tiny_bert_dir)))
+        build_scorer(scorer_config(str(tiny_bert_dir)))
 
 
 def test_random_head_on_request(tiny_bert_dir):
-    scorer = build_scorer(ScorerConfig(model=str(tiny_bert_dir), random_head=True))
+    scorer = build_scorer(scorer_config(str(tiny_bert_dir), random_head=True))
     assert len(scorer.score(["hi"], ["hello there"])) == 1
 
 
 def test_trained_folder_loads_without_the_flag(tiny_rm_dir):
-    first = build_scorer(ScorerConfig(model=str(tiny_rm_dir))).score(["hi"], ["hello"])
-    again = build_scorer(ScorerConfig(model=str(tiny_rm_dir))).score(["hi"], ["hello"])
+    first = build_scorer(scorer_config(str(tiny_rm_dir))).score(["hi"], ["hello"])
+    again = build_scorer(scorer_config(str(tiny_rm_dir))).score(["hi"], ["hello"])
     assert first == again  # a trained head: the same number on every load
 
 

@@ -39,10 +39,11 @@ def test_latent_outlier_share_is_near_the_nominal_rate_when_stationary_and_high_
 
 def test_local_scorer_embed_is_what_the_reward_head_reads(tiny_llama_dir):
     from rewardlab.models.io import build_reward_model
+    from rewardlab.scoring.config import RewardModelConfig
     from rewardlab.scoring.local import LocalScorer
 
     model, tok = build_reward_model(str(tiny_llama_dir))
-    scorer = LocalScorer(model, tok, max_length=64, layout="padded")
+    scorer = LocalScorer(model, tok, RewardModelConfig(model="in-memory", max_length=64, layout="padded"))
     prompts, replies = ["Tell me about bees.", "Hi"], ["Bees make honey.", "Hello there, how are you?"]
     features = scorer.embed(prompts, replies)
     assert features.shape == (2, model.hf_model.config.hidden_size)

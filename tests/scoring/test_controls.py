@@ -7,6 +7,7 @@ import pytest
 
 from rewardlab.cli import main
 from rewardlab.errors import ConfigError
+from rewardlab.scoring.config import EnsembleRule
 from rewardlab.scoring.ensemble import EnsembleScorer, aggregate_members
 from rewardlab.scoring.length import LengthDebiased, LengthPenalty
 from rewardlab.scoring.protocol import FunctionScorer
@@ -16,12 +17,12 @@ from ..conftest import write_jsonl
 
 def test_ensemble_aggregations_against_hand_computed_values():
     members = [FunctionScorer(lambda p, r, k=k: float(k * len(r))) for k in (1, 2, 3)]  # rewards 1x, 2x, 3x the length
-    ensemble = EnsembleScorer(members, "mean", scale="none")
+    ensemble = EnsembleScorer(members, EnsembleRule("mean", scale="none"))
     detail = ensemble.score_detailed(["q", "q"], ["ab", "abcd"])
     assert detail.members.tolist() == [[2, 4], [4, 8], [6, 12]]
     std = np.std([2, 4, 6])  # population std across members: 1.633
     for how, expected in {"mean": 4.0, "min": 2.0, "mean_minus_std": 4.0 - 0.5 * std, "uncertainty_weighted": 4.0 - 0.5 * std ** 2}.items():
-        assert EnsembleScorer(members, how, lam=0.5, scale="none").score(["q"], ["ab"])[0] == pytest.approx(expected)
+        assert EnsembleScorer(members, EnsembleRule(how, lam=0.5, scale="none")).score(["q"], ["ab"])[0] == pytest.approx(expected)
     assert detail.std.tolist() == pytest.approx([std, 2 * std])
     with pytest.raises(ConfigError, match="at least 2"):
         EnsembleScorer(members[:1])
@@ -33,7 +34,7 @@ def test_reference_scaling_puts_members_on_one_scale_and_score_file_writes_each_
     from rewardlab.scoring.files import score_file
 
     shifted = [FunctionScorer(lambda p, r: float(len(r))), FunctionScorer(lambda p, r: 100.0 + 10.0 * len(r))]
-    ensemble = EnsembleScorer(shifted, "mean", scale="reference", names=["a", "b"])
+    ensemble = EnsembleScorer(shifted, EnsembleRule("mean", scale="reference", reference="unused"), names=["a", "b"])
     with pytest.raises(ConfigError, match="fit_scale"):
         ensemble.score(["q"], ["x"])
     ensemble.fit_scale(["q"] * 4, ["a", "ab", "abc", "abcd"])
@@ -99,9 +100,9 @@ def test_diagnose_shows_the_length_correlation_before_and_after_debias(two_rms, 
     result = json.loads((tmp_path / "d" / "results.json").read_text())
     assert "length_bias_without_length_control" in result and "length_bias" in result
     with pytest.raises(ConfigError, match="length_reference"):
-        from rewardlab.scoring.config import ScorerConfig
+        from rewardlab.scoring.config import scorer_config
 
-        ScorerConfig(model="m", length_debias=True)
+        scorer_config("m", length_debias=True)
 
 
 def test_kl_command_is_zero_for_the_reference_itself_and_positive_for_another_policy(tiny_llama_dir, tmp_path):
@@ -128,9 +129,9 @@ def test_kl_command_is_zero_for_the_reference_itself_and_positive_for_another_po
 
 
 def test_token_logprobs_sum_to_the_sequence_logprob(tiny_llama_dir):
-    from rewardlab.scoring.dpo import DPOSettings, load_dpo_scorer
+    from rewardlab.scoring.dpo import load_dpo_scorer
 
-    scorer = load_dpo_scorer(str(tiny_llama_dir), None, DPOSettings(reference_free=True))
+    scorer = load_dpo_scorer(str(tiny_llama_dir), None, reference_free=True)
     prompts, responses = ["Tell me about bees.", "Hi"], ["Bees make honey in hives.", "Hello!"]
     per_token = scorer.token_logprobs(scorer.policy, prompts, responses)
     assert [float(t.sum()) for t in per_token] == pytest.approx(scorer.logprobs(scorer.policy, prompts, responses).tolist(), abs=1e-4)

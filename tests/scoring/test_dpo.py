@@ -8,7 +8,8 @@ from rewardlab.cli import main
 from rewardlab.data.records import Message
 from rewardlab.data.templating import tokenize_with_boundary
 from rewardlab.losses import dpo_loss
-from rewardlab.scoring.dpo import DPOScorer, DPOSettings, load_dpo_scorer, sequence_logprobs
+from rewardlab.scoring.config import DPOConfig
+from rewardlab.scoring.dpo import DPOScorer, load_dpo_scorer, sequence_logprobs
 from rewardlab.scoring import Scorer
 
 from ..conftest import write_jsonl
@@ -30,7 +31,7 @@ def models(tiny_llama_dir):
 
 def test_identical_policy_and_reference_give_zero_reward(models):
     _, reference, tokenizer = models
-    scorer = DPOScorer(reference, reference, tokenizer, DPOSettings(beta=0.5))
+    scorer = DPOScorer(reference, reference, tokenizer, DPOConfig(model="p", reference="r", beta=0.5))
     assert isinstance(scorer, Scorer)
     assert scorer.score(PROMPTS, REPLIES) == [0.0, 0.0]
 
@@ -41,30 +42,30 @@ def test_only_response_tokens_count(models):
     with torch.no_grad():
         logits = policy(torch.tensor([ids])).logits
     manual = sum(torch.log_softmax(logits[0, t - 1], -1)[ids[t]].item() for t in range(start, len(ids)))
-    scorer = DPOScorer(policy, None, tokenizer, DPOSettings(beta=1.0, reference_free=True))
+    scorer = DPOScorer(policy, None, tokenizer, DPOConfig(model="p", beta=1.0, reference_free=True))
     assert scorer.score(PROMPTS[:1], REPLIES[:1])[0] == pytest.approx(manual, abs=1e-4)
     assert tokenizer.decode(ids[start:]).startswith(REPLIES[0])
 
 
 def test_settings_change_the_reward_as_documented(models):
     policy, reference, tokenizer = models
-    full = DPOScorer(policy, reference, tokenizer, DPOSettings(beta=0.1))
+    full = DPOScorer(policy, reference, tokenizer, DPOConfig(model="p", reference="r", beta=0.1))
     policy_lp = full.logprobs(policy, PROMPTS, REPLIES)
     reference_lp = full.logprobs(reference, PROMPTS, REPLIES)
     assert full.score(PROMPTS, REPLIES) == pytest.approx((0.1 * (policy_lp - reference_lp)).tolist(), abs=1e-6)
-    free = DPOScorer(policy, None, tokenizer, DPOSettings(beta=0.1, reference_free=True))
+    free = DPOScorer(policy, None, tokenizer, DPOConfig(model="p", beta=0.1, reference_free=True))
     assert free.score(PROMPTS, REPLIES) == pytest.approx((0.1 * policy_lp).tolist(), abs=1e-6)
-    normalized = DPOScorer(policy, reference, tokenizer, DPOSettings(beta=0.1, length_normalize=True))
+    normalized = DPOScorer(policy, reference, tokenizer, DPOConfig(model="p", reference="r", beta=0.1, length_normalize=True))
     lengths = torch.tensor([len(ids) - start for ids, start in (
         tokenize_with_boundary(tokenizer, (Message("user", p),), r, 1024) for p, r in zip(PROMPTS, REPLIES))], dtype=torch.float32)
     assert normalized.score(PROMPTS, REPLIES) == pytest.approx((0.1 * (policy_lp - reference_lp) / lengths).tolist(), abs=1e-5)
     with pytest.raises(ValueError, match="reference model is required"):
-        DPOScorer(policy, None, tokenizer, DPOSettings())
+        DPOScorer(policy, None, tokenizer, DPOConfig(model="p", reference="r"))
 
 
 def test_dpo_loss_from_implicit_rewards_equals_loss_from_log_ratios(models):
     policy, reference, tokenizer = models
-    scorer = DPOScorer(policy, reference, tokenizer, DPOSettings(beta=0.2))
+    scorer = DPOScorer(policy, reference, tokenizer, DPOConfig(model="p", reference="r", beta=0.2))
     chosen, rejected = scorer.score(PROMPTS, REPLIES), scorer.score(PROMPTS, REPLIES[::-1])
     from rewardlab.losses import bradley_terry_loss
 
@@ -93,8 +94,8 @@ def test_sequence_logprobs_mask_shapes():
 
 @pytest.mark.slow
 def test_smollm2_policy_as_its_own_reference_scores_zero_and_reference_free_is_negative():
-    scorer = load_dpo_scorer("builtin:smollm2", None, DPOSettings(beta=0.1, reference_free=True), max_length=256)
+    scorer = load_dpo_scorer("builtin:smollm2", None, beta=0.1, reference_free=True, max_length=256)
     free = scorer.score(PROMPTS, REPLIES)
     assert all(v < 0 for v in free)  # log-probabilities of real text are negative
-    same = DPOScorer(scorer.policy, scorer.policy, scorer.tokenizer, DPOSettings(beta=0.1))
+    same = DPOScorer(scorer.policy, scorer.policy, scorer.tokenizer, DPOConfig(model="p", reference="r", beta=0.1))
     assert same.score(PROMPTS, REPLIES) == [0.0, 0.0]

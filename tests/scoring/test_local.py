@@ -5,6 +5,7 @@ from rewardlab.data.records import Message
 from rewardlab.errors import SequenceTooLongError
 from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
 from rewardlab.scoring import LocalScorer, Scorer, load_reward_model
+from rewardlab.scoring.config import RewardModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_prompt_formats_are_equivalent(scorer):
 
 
 def test_normalization_uses_saved_statistics(scorer):
-    normalized = LocalScorer(scorer.model, scorer.tokenizer, max_length=128, metadata=scorer.metadata, normalize=True)
+    normalized = LocalScorer(scorer.model, scorer.tokenizer, RewardModelConfig(model="rm", max_length=128, normalize=True), scorer.metadata)
     raw = scorer.score(PROMPTS, REPLIES)
     assert normalized.score(PROMPTS, REPLIES) == pytest.approx([(r - 0.5) / 2.0 for r in raw], abs=1e-5)
 
@@ -83,8 +84,8 @@ def test_packed_scoring_equals_padded_scoring(fixture, request):
     model, tokenizer = build_reward_model(str(request.getfixturevalue(fixture)))
     prompts = [[Message("user", f"Question {i}: tell me about item {i * 7}.")] for i in range(9)]
     replies = ["Short." if i % 3 else "A much longer reply about the item, " * (1 + i % 4) for i in range(9)]
-    packed = LocalScorer(model, tokenizer, max_length=192, batch_size=4)
-    padded = LocalScorer(model, tokenizer, max_length=192, batch_size=4, layout="padded")
+    packed = LocalScorer(model, tokenizer, RewardModelConfig(model="rm", max_length=192, batch_size=4))
+    padded = LocalScorer(model, tokenizer, RewardModelConfig(model="rm", max_length=192, batch_size=4, layout="padded"))
     assert packed.layout == "packed" and padded.layout == "padded"
     assert packed.score(prompts, replies) == pytest.approx(padded.score(prompts, replies), abs=1e-4)
 
@@ -111,7 +112,7 @@ def test_score_file_writes_every_record_and_resumes_only_with_the_same_scorer(sc
     assert scorer.show_progress is True  # the scorer is handed back as it came
     scorer.show_progress = before
     assert (again.lines, again.resumed_lines) == (2, 2) and out.read_text().splitlines() == lines
-    other = LocalScorer(scorer.model, scorer.tokenizer, max_length=64, metadata=scorer.metadata)
+    other = LocalScorer(scorer.model, scorer.tokenizer, RewardModelConfig(model="rm", max_length=64), scorer.metadata)
     with pytest.raises(ConfigError, match="differs in max_length"):
         score_file(other, data, out, resume=True, show_progress=False)
 
@@ -137,8 +138,8 @@ def test_neighbours_with_a_common_prompt_share_it_and_keep_their_rewards(scorer,
     assert sum(p for p, _ in packed_tokens) < sum(t for _, t in packed_tokens)  # prompts were stored once
     groups = scoring.prefix_groups(scorer.tokenize(prompts, replies), max_size=scorer.batch_size)
     assert [len(g) for g in groups if len(g) > 1] == [2, 3, 2]  # batch_size 3 splits the five candidates
-    plain = LocalScorer(scorer.model, scorer.tokenizer, max_length=scorer.max_length, batch_size=3, metadata=scorer.metadata,
-                        share_prefix=False)
+    plain = LocalScorer(scorer.model, scorer.tokenizer,
+                        RewardModelConfig(model="rm", max_length=scorer.max_length, batch_size=3, share_prefix=False), scorer.metadata)
     assert shared == pytest.approx(plain.score(prompts, replies), abs=1e-5)
     assert len(set(round(r, 4) for r in shared)) > 5  # distinct rewards were compared
 
@@ -146,7 +147,7 @@ def test_neighbours_with_a_common_prompt_share_it_and_keep_their_rewards(scorer,
 @pytest.mark.parametrize("layout", ["packed", "padded"])
 def test_identical_inputs_get_identical_rewards_in_every_layout(tiny_llama_dir, layout):
     model, tokenizer = build_reward_model(str(tiny_llama_dir))
-    scorer = LocalScorer(model, tokenizer, max_length=192, batch_size=8, layout=layout)
+    scorer = LocalScorer(model, tokenizer, RewardModelConfig(model="rm", max_length=192, batch_size=8, layout=layout))
     prompts = ["Tell me about bees and their hives in some detail please."] * 6
     replies = ["Bees live in hives.", "They make honey.", "Bees live in hives.", "Bees live in hives.", "Wax.", "They make honey."]
     rewards = scorer.score(prompts, replies)

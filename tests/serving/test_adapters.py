@@ -110,10 +110,11 @@ def test_rewardlab_serve_cli_answers_openrlhf_with_a_key_and_stops_on_sigterm(sa
 
 
 def test_a_recording_reward_function_keeps_an_ensembles_member_rewards():
+    from rewardlab.scoring.config import EnsembleRule
     from rewardlab.scoring.ensemble import EnsembleScorer
 
     ensemble = EnsembleScorer([FunctionScorer(lambda p, r: 1.0, "a"), FunctionScorer(lambda p, r: float(len(r)), "b")],
-                              aggregate="min")
+                              EnsembleRule(aggregate="min"))
     f = trl_reward_function(ensemble, "ens", record=True)
     assert f(["q", "q"], ["x", "xyz"]) == [1.0, 1.0]  # the aggregate (min) is what the trainer optimizes
     (call,) = f.take()

@@ -131,6 +131,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_shutdown_finishes_in_flig
 
 def test_remote_scorer_talks_to_the_server_and_eval_runs_against_it(rm, tmp_path):
     from rewardlab.cli import main
+    from rewardlab.scoring.config import RemoteConfig
     from rewardlab.scoring.remote import RemoteScorer
 
     from ..conftest import write_jsonl
@@ -138,11 +139,11 @@ def test_remote_scorer_talks_to_the_server_and_eval_runs_against_it(rm, tmp_path
     expected = rm.score(PROMPTS, RESPONSES)
     data = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "Hi", "chosen": "Hello, how are you?", "rejected": "Go away."}] * 4)
     with running(create_app(rm)) as (url, _):
-        remote = RemoteScorer(url, chunk_size=3)
+        remote = RemoteScorer(RemoteConfig(model=url, batch_size=3))
         assert remote.score(PROMPTS, RESPONSES) == pytest.approx(expected, abs=1e-5)
         assert remote.requests == 1 + 2  # metadata, then two chunks over one connection
         assert remote.describe()["settings"]["server_model"] == str(rm.source)
-        openrlhf = RemoteScorer(url, contract="openrlhf")
+        openrlhf = RemoteScorer(RemoteConfig(model=url, contract="openrlhf"))
         assert len(openrlhf.score(["Hi"], ["there"])) == 1
         assert main(["eval", "--model", url, "--data", str(data), "--output-dir", str(tmp_path / "e"), "--bootstrap", "0"]) == 0
         assert main(["score", "--model", url, "--data", str(data), "--output", str(tmp_path / "s.jsonl")]) == 0
@@ -159,6 +160,7 @@ def test_remote_scorer_talks_to_the_server_and_eval_runs_against_it(rm, tmp_path
 
 
 def test_remote_scorer_retries_busy_servers_and_names_too_long_items():
+    from rewardlab.scoring.config import RemoteConfig
     from rewardlab.scoring.remote import RemoteScorer, RemoteScorerError
 
     calls = {"n": 0}
@@ -185,10 +187,10 @@ def test_remote_scorer_retries_busy_servers_and_names_too_long_items():
     from rewardlab.errors import SequenceTooLongError
 
     with running(flaky) as (url, _):
-        remote = RemoteScorer(url, backoff_seconds=0.01)
+        remote = RemoteScorer(RemoteConfig(model=url, backoff_seconds=0.01))
         assert remote.score(["a", "b"], ["xy", "z"]) == [2.0, 1.0] and calls["n"] == 3
         with pytest.raises(SequenceTooLongError) as err:
-            RemoteScorer(url, chunk_size=2).score(["a"] * 4, ["ok", "ok", "ok", "x" * 10])
+            RemoteScorer(RemoteConfig(model=url, batch_size=2)).score(["a"] * 4, ["ok", "ok", "ok", "x" * 10])
         assert err.value.items == (3,)  # the index in the whole call, not in the chunk
         with pytest.raises(RemoteScorerError, match="after 2 attempts"):
-            RemoteScorer("http://127.0.0.1:9", max_retries=1, backoff_seconds=0.01).score(["a"], ["b"])
+            RemoteScorer(RemoteConfig(model="http://127.0.0.1:9", max_retries=1, backoff_seconds=0.01)).score(["a"], ["b"])

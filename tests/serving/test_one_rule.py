@@ -10,6 +10,7 @@ import pytest
 from rewardlab.data.templating import as_messages
 from rewardlab.scoring.files import score_file
 from rewardlab.scoring.local import load_reward_model
+from rewardlab.scoring.config import RemoteConfig
 from rewardlab.scoring.remote import RemoteScorer
 from rewardlab.serving import adapters
 from rewardlab.serving.adapters import trl_reward_function
@@ -42,7 +43,7 @@ def test_one_record_one_reward_at_every_entry_point(prompt, tiny_rm_dir, tmp_pat
 
     with running(create_app(rm)) as (url, _):
         values["/v1/score"] = httpx.post(url + "/v1/score", json={"prompts": [prompt], "responses": [RESPONSE]}).json()["rewards"][0]
-        values["remote"] = RemoteScorer(url).score([prompt], [RESPONSE])[0]
+        values["remote"] = RemoteScorer(RemoteConfig(model=url)).score([prompt], [RESPONSE])[0]
         if prompt.startswith("\n\nHuman:"):
             transcript = prompt.removesuffix("\n\nAssistant:") + "\n\nAssistant: " + RESPONSE
             values["/get_reward"] = httpx.post(url + "/get_reward", json={"query": [transcript]}).json()["rewards"][0]

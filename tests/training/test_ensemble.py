@@ -31,7 +31,7 @@ def test_a_trained_bootstrap_ensemble_loads_in_transformers_and_scores_as_an_ens
     from transformers import AutoModelForSequenceClassification
 
     from rewardlab.cli import main
-    from rewardlab.scoring.config import ScorerConfig, build_scorer
+    from rewardlab.scoring.config import build_scorer, scorer_config
     from rewardlab.scoring.ensemble import EnsembleScorer
 
     out = tmp_path / "ens"
@@ -43,7 +43,7 @@ def test_a_trained_bootstrap_ensemble_loads_in_transformers_and_scores_as_an_ens
     assert set(meta["head_reward_stats"]) == {"boot_0", "boot_1", "boot_2"}
     hf = AutoModelForSequenceClassification.from_pretrained(out)
     assert hf.config.num_labels == 3 and hf.config.id2label[2] == "boot_2"
-    scorer = build_scorer(ScorerConfig(model=str(out), ensemble_aggregate="mean_minus_std"))
+    scorer = build_scorer(scorer_config(str(out), ensemble_aggregate="mean_minus_std"))
     assert isinstance(scorer, EnsembleScorer)
     detail = scorer.score_detailed(["Tell me about bees.", "Write about rivers."], ["Bees make honey.", "zzz qqq"])
     assert detail.members.shape == (3, 2) and (detail.std > 0).all()
@@ -98,7 +98,7 @@ def test_augmentation_adds_pathological_rejected_replies_to_training_pairs_only(
 
 def test_a_seeds_ensemble_trains_k_models_and_scores_as_their_ensemble(tiny_llama_dir, demo_jsonl, tmp_path):
     from rewardlab.cli import main
-    from rewardlab.scoring.config import ScorerConfig, build_scorer
+    from rewardlab.scoring.config import build_scorer, scorer_config
     from rewardlab.scoring.ensemble import EnsembleScorer
 
     out = tmp_path / "seeds"
@@ -108,7 +108,7 @@ def test_a_seeds_ensemble_trains_k_models_and_scores_as_their_ensemble(tiny_llam
     listed = json.loads((out / "ensemble.json").read_text())
     assert listed == {"kind": "seeds", "members": ["member_0", "member_1"], "seeds": [42, 43]}
     assert all((out / m / "rewardlab.json").is_file() for m in listed["members"])
-    scorer = build_scorer(ScorerConfig(model=str(out), ensemble_aggregate="min"))
+    scorer = build_scorer(scorer_config(str(out), ensemble_aggregate="min"))
     assert isinstance(scorer, EnsembleScorer) and scorer.member_names == ["member_0", "member_1"]
     detail = scorer.score_detailed(["Tell me about bees."], ["Bees make honey."])
     assert detail.members.shape == (2, 1) and detail.std[0] > 0  # different seeds, different models
@@ -120,7 +120,7 @@ def test_a_lora_ensemble_trains_adapters_and_scores_them_on_one_base_like_their_
     from safetensors.torch import load_file
 
     from rewardlab.cli import main
-    from rewardlab.scoring.config import ScorerConfig, build_scorer
+    from rewardlab.scoring.config import build_scorer, scorer_config
     from rewardlab.scoring.ensemble import EnsembleScorer, LoraMember
     from rewardlab.scoring.local import load_reward_model
 
@@ -132,7 +132,7 @@ def test_a_lora_ensemble_trains_adapters_and_scores_them_on_one_base_like_their_
     assert listed["kind"] == "lora" and listed["base_model"] == str(tiny_llama_dir)
     adapter = load_file(str(out / "member_0" / "adapter.safetensors"))
     assert any("lora_A" in k for k in adapter) and all("lora_" in k or k.startswith("score") for k in adapter)
-    scorer = build_scorer(ScorerConfig(model=str(out)))
+    scorer = build_scorer(scorer_config(str(out)))
     assert isinstance(scorer, EnsembleScorer) and all(isinstance(m, LoraMember) for m in scorer.members)
     prompts, replies = ["Tell me about bees.", "Write about rivers."], ["Bees make honey in hives.", "Rivers flow."]
     for name, member in zip(listed["members"], scorer.members):  # adapter on the shared base == the saved merged folder

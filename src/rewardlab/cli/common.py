@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # annotations only: `rewardlab --help` stays light
     from ..scoring.protocol import Scorer
 
 __all__ = ["HelpFormatter", "JUDGE_OPTIONS", "Parser", "add_config_flags", "add_train_flags", "config_from_values", "train_config_from_args", "add_generator_flags", "add_scorer_flags", "build_scorer",
-           "json_object", "make_generator", "scorer_config"]
+           "json_object", "make_generator", "refuse_scorer_flags", "scorer_config"]
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -51,22 +51,31 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing.Collection[str] = (),
-                     notes: dict[str, str] | None = None, prefix: str = "") -> None:
+                     notes: dict[str, str] | None = None, prefix: str = "", shown: dict[str, str] | None = None) -> list[str]:
     """One flag per field of the config dataclass ``cls`` (``--field-name``, help from its docstring plus ``notes``),
     default None so that only what the user passed overrides the dataclass default or a config file. With
-    ``prefix`` (e.g. ``"field-"``) the flags are ``--field-<name>`` and land in ``args.field_<name>``."""
+    ``prefix`` (e.g. ``"field-"``) the flags are ``--field-<name>`` and land in ``args.field_<name>``; a field's
+    ``metadata["flag"]`` names its flag instead of the field's name. ``shown`` replaces the default a field's help
+    shows (e.g. one per kind). Returns the ``args`` attributes the flags fill."""
     docs, hints = field_docs(cls), typing.get_type_hints(cls)
+    dests = []
     for f in dataclasses.fields(cls):
         if f.name in exclude:
             continue
         hint = hints[f.name]
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         base = args[0] if typing.get_origin(hint) is not typing.Literal and args else hint
-        flag = "--" + prefix + f.name.replace("_", "-")
-        dest = prefix.replace("-", "_") + f.name
-        shown = "required" if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING else (
-            f"default: {show_default(f.default)}" if f.default is not dataclasses.MISSING else "default: see docs")
-        help_text = f"{docs.get(f.name, '')}{(notes or {}).get(f.name, '')} ({shown})".replace("%", "%%")  # argparse formats help with %
+        name = str(f.metadata.get("flag", f.name)).replace("_", "-")
+        flag = "--" + prefix + name
+        dest = (prefix + name).replace("-", "_")
+        dests.append(dest)
+        shown_default = (shown or {}).get(f.name) or (
+            "required" if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING else (
+                f"default: {'none' if f.default is None else show_default(f.default)}" if f.default is not dataclasses.MISSING else "default: see docs"))
+        if "(default:" in docs.get(f.name, "") and f.default is None:  # the docstring says what None means
+            shown_default = ""
+        suffix = f" ({shown_default})" if shown_default else ""
+        help_text = f"{docs.get(f.name, '')}{(notes or {}).get(f.name, '')}{suffix}".replace("%", "%%")  # argparse formats help with %
         words = tuple(w for a in args[1:] if typing.get_origin(a) is typing.Literal for w in typing.get_args(a))
         if "parse" in f.metadata:  # the field says how its flag's text becomes a value
             parser.add_argument(flag, dest=dest, type=_argument_parser(f.metadata["parse"]), default=None, help=help_text,
@@ -85,7 +94,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing
             parser.add_argument(flag, dest=dest, type=_int_or(words, f.name.split("_")[-1]), default=None, help=help_text,
                                 metavar="|".join(("N", *words)))
         else:
-            parser.add_argument(flag, dest=dest, type=base, default=None, help=help_text, metavar=f.name.upper())
+            parser.add_argument(flag, dest=dest, type=base, default=None, help=help_text, metavar=name.replace("-", "_").upper())
+    return dests
 
 
 def _argument_parser(parse: typing.Callable[[str], Any]) -> typing.Callable[[str], Any]:
@@ -191,38 +201,92 @@ def config_from_values(cls: type, args: argparse.Namespace, prefix: str = "") ->
 
 
 JUDGE_OPTIONS = ("base_url", "api_key_env", "judge_template", "judge_cache", "max_calls")
-"""ScorerConfig fields of LLM-judge scorers; commands whose generator flags use the same names leave them out."""
+"""Scoring options of LLM-judge scorers; commands whose generator flags use the same names leave them out."""
+
+REMOTE_RETRY_OPTIONS = ("timeout", "max_retries", "backoff_seconds", "max_backoff_seconds")
+"""RemoteConfig's retry settings: Python only (a reward server's client keeps OpenRLHF-like defaults on the CLI)."""
 
 
 def add_scorer_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--model", required: bool = True,
                      exclude: typing.Collection[str] = (), model_help: str | None = None) -> None:
-    """The scoring flags every scoring subcommand shares, generated from :class:`~rewardlab.scoring.config.ScorerConfig`
-    (the model's flag may be renamed, e.g. ``--prm``); :func:`scorer_config` reads them back."""
-    from ..scoring.config import ScorerConfig
+    """The scoring flags every scoring subcommand shares, generated from the scorer configs of
+    :mod:`rewardlab.scoring.config` (each kind's fields, the head-combining rules, the ensemble rule and the length
+    controls; a flag's help names the kinds that read it) and :func:`scorer_config` reads them back. Hand-written:
+    the model's flag (renamable, e.g. ``--prm``), ``--kind``, and the two flags that choose a wrapper, ``--ensemble``
+    and ``--length-debias``. ``exclude`` names options the command leaves out (its own flags use the names)."""
+    from ..scoring.combine import ConstrainedReward, WeightedSum
+    from ..scoring.config import KIND_CONFIGS, MODEL_HELP, EnsembleRule, LengthPenaltyConfig, scorer_options, wrapper_option
 
+    owners, skip = scorer_options(), {*exclude, *REMOTE_RETRY_OPTIONS}
     parser.add_argument(model_flag, dest=model_flag[2:].replace("-", "_"), required=required, default=None,
-                        help=model_help or field_docs(ScorerConfig)["model"])
-    add_config_flags(parser, ScorerConfig, exclude={"model", *exclude})
+                        help=model_help or MODEL_HELP)
+    parser.add_argument("--kind", choices=["auto", *KIND_CONFIGS], default=None,
+                        help="'reward' (sequence classification), 'process' (PRM), 'dpo' (implicit reward of a policy), "
+                             "'judge' (an LLM judge's 1-10 score), 'remote' (a reward server); 'auto': 'dpo' when "
+                             "--reference or --reference-free is set, 'judge' when --base-url is, 'remote' for an "
+                             "http(s):// model, 'process' for a PRM folder, else 'reward' (default: auto)")
+    dests: list[str] = []
+    added = {"model", "combine"}
+    for cls in KIND_CONFIGS.values():
+        fresh = [f.name for f in dataclasses.fields(cls) if f.name not in added]
+        shown = {name: text for name in fresh if (text := _per_kind_default(name))}
+        dests += add_config_flags(parser, cls, exclude=added | skip, shown=shown,
+                                  notes={name: f" [{', '.join(owners[name])}]" for name in fresh})
+        added |= set(fresh)
+    for rule in (WeightedSum, ConstrainedReward):
+        dests += add_config_flags(parser, rule, exclude=added | skip, notes=dict.fromkeys(_names(rule), " [reward]"),
+                                  shown=dict.fromkeys(_names(rule), "default: none") | {"penalty": "default: -inf"})
+        added |= set(_names(rule))
+    if "ensemble" not in skip:
+        parser.add_argument("--ensemble", default=None, metavar="MODELS",
+                            help="comma-separated further models: score with the ensemble of the model and these (each "
+                                 "built with the options above; an ensemble folder or a bootstrap-heads model is one "
+                                 "by itself) (default: none)")
+        dests.append("ensemble")
+    for wrapper in (EnsembleRule, LengthPenaltyConfig):
+        left_out = {f.name for f in dataclasses.fields(wrapper) if wrapper_option(f) in skip} | {"scorer"}
+        note = " [ensembles]" if wrapper is EnsembleRule else " [length controls]"
+        dests += add_config_flags(parser, wrapper, exclude=left_out, shown={"alpha": "default: none"},
+                                  notes=dict.fromkeys(_names(wrapper), note))
+    if "length_debias" not in skip:
+        parser.add_argument("--length-debias", action=argparse.BooleanOptionalAction, default=None,
+                            help="remove the reward's linear length component, fitted on --length-reference "
+                                 "(docs/control.md)")
+        dests.append("length_debias")
+    parser.set_defaults(_scorer_flags=tuple(dests))
 
 
-def scorer_config(args: argparse.Namespace, only: typing.Collection[str] | None = None, **overrides: Any) -> Any:
-    """The :class:`~rewardlab.scoring.config.ScorerConfig` of the scoring flags in ``args`` (only the fields in ``only``
-    when given), with ``overrides`` winning; the model comes from ``--model`` unless overridden."""
-    from ..scoring.config import ScorerConfig
+def _names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
 
-    values = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(ScorerConfig)
-              if only is None or f.name in only or f.name == "model"}
-    values.update(overrides)
-    if values.get("model") is None:
+
+def _per_kind_default(name: str) -> str | None:
+    """The default shown for a scoring option whose default differs between kinds, e.g. "32 reward, 16 process"."""
+    from ..scoring.config import KIND_CONFIGS
+
+    defaults = {kind: f.default for kind, cls in KIND_CONFIGS.items() for f in dataclasses.fields(cls) if f.name == name}
+    if len(set(map(repr, defaults.values()))) < 2:
+        return None
+    return "default: " + ", ".join(f"{'none' if d is None else show_default(d)} {kind}" for kind, d in defaults.items())
+
+
+def scorer_config(args: argparse.Namespace, **overrides: Any) -> Any:
+    """The :data:`~rewardlab.scoring.config.ScorerConfig` of the scoring flags :func:`add_scorer_flags` added to
+    ``args``'s command (``rewardlab.scoring.config.scorer_config`` of their values), with ``overrides`` winning; the
+    model comes from ``--model`` unless overridden."""
+    from ..scoring.config import scorer_config as from_options
+
+    values = {name: getattr(args, name, None) for name in getattr(args, "_scorer_flags", ())}
+    values |= {"model": getattr(args, "model", None), "kind": getattr(args, "kind", None)} | overrides
+    model, kind = values.pop("model"), values.pop("kind")
+    if model is None:
         raise RewardlabError("missing required option --model")
-    return ScorerConfig(**{k: v for k, v in values.items() if v is not None})
+    return from_options(model, kind or "auto", **values)
 
 
 def refuse_scorer_flags(args: argparse.Namespace, why: str, keep: typing.Collection[str] = ("model", "show_progress")) -> None:
     """Raise when a scoring flag was given that this use of the command does not read (no flag silently ignored)."""
-    from ..scoring.config import ScorerConfig
-
-    stray = [f.name for f in dataclasses.fields(ScorerConfig) if f.name not in keep and getattr(args, f.name, None) is not None]
+    stray = [name for name in ("kind", *getattr(args, "_scorer_flags", ())) if name not in keep and getattr(args, name, None) is not None]
     if stray:
         raise RewardlabError(f"--{stray[0].replace('_', '-')} {why}")
 
@@ -236,10 +300,11 @@ def build_scorer(args: argparse.Namespace, progress: bool = False, **overrides: 
 
     from ..scoring.config import build_scorer as build
 
-    config = scorer_config(args, **overrides)
     if progress and getattr(args, "show_progress", None) is None:
-        config = dataclasses.replace(config, show_progress=True)
-    print(f"[rewardlab] loading {config.model}" + (f" (+ ensemble {config.ensemble})" if config.ensemble else ""), file=sys.stderr)
+        overrides.setdefault("show_progress", True)
+    config = scorer_config(args, **overrides)
+    print(f"[rewardlab] loading {config.model}" + (f" (+ ensemble {args.ensemble})" if getattr(args, "ensemble", None) else ""),
+          file=sys.stderr)
     return build(config)
 
 

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from ..jsonsafe import dumps
+from .common import add_config_flags
 
 __all__ = ["register"]
 
 
 def _cmd_kl(args: argparse.Namespace) -> int:
-    from ..scoring.dpo import DPOSettings, load_dpo_scorer
+    from ..scoring.config import DPOConfig
+    from ..scoring.dpo import DPOScorer
     from ..scoring.files import read_reference
 
     prompts, responses = read_reference(args.data, args.split)
-    scorer = load_dpo_scorer(args.policy, args.reference, DPOSettings(), args.precision, args.max_length, args.batch_size,
-                             args.device, args.trust_remote_code, show_progress=True)
+    options = {name: getattr(args, name) for name in _MODEL_OPTIONS if getattr(args, name) is not None}
+    scorer = DPOScorer.load(DPOConfig(model=args.policy, reference=args.reference, show_progress=True, **options))
     result = {"policy": args.policy, "reference": args.reference, "data": args.data, **scorer.kl_to_reference(prompts, responses)}
     if args.output:
         Path(args.output).write_text(dumps(result, indent=2))
@@ -40,10 +43,11 @@ def register(sub: Any) -> None:
     p.add_argument("--data", required=True, help="the policy's responses: {prompt, response} or {messages} records")
     p.add_argument("--output", default=None, help="write the full result, with per-sequence KLs, as JSON")
     p.add_argument("--split", default="train", help="split when --data is a datasets name (default: train)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="weights dtype (default: fp32)")
-    p.add_argument("--device", default=None, help="e.g. cpu, cuda (default: cpu)")
-    p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default: 8)")
-    p.add_argument("--max-length", type=int, default=None,
-                   help="token budget per sequence; longer replies are an error (default: 1024, or the model's positions if fewer)")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model folders")
+    from ..scoring.config import DPOConfig
+
+    add_config_flags(p, DPOConfig, exclude={f.name for f in fields(DPOConfig)} - set(_MODEL_OPTIONS))
     p.set_defaults(func=_cmd_kl)
+
+
+_MODEL_OPTIONS = ("device", "precision", "batch_size", "max_length", "trust_remote_code")
+"""The flags of ``rewardlab kl`` that are DPOConfig's (where and how the two models run)."""

@@ -91,7 +91,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("score", help="score responses (or preference pairs) with any scorer: RM, PRM, DPO policy, LLM judge",
                        description="Score every record of --data into --output (JSON Lines), streamed and resumable. The "
-                                   "scoring flags are the fields of rewardlab.scoring.ScorerConfig.")
+                                   "scoring flags are the fields of the scorer configs in rewardlab.scoring.config.")
     add_scorer_flags(p)
     p.add_argument("--data", required=True, help="jsonl/json/parquet of {prompt, response}, {messages} or {prompt?, chosen, rejected}")
     p.add_argument("--output", required=True, help="scores.jsonl to write, one line per input record")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from ..jsonsafe import dumps
 
 from ..errors import RewardlabError
 
-from .common import JUDGE_OPTIONS, add_generator_flags, add_scorer_flags, build_scorer, make_generator, scorer_config
+from .common import JUDGE_OPTIONS, add_generator_flags, add_scorer_flags, build_scorer, make_generator
 
 __all__ = ["register"]
 
@@ -56,7 +57,7 @@ def _cmd_bon(args: argparse.Namespace) -> int:
 
 
 def _cmd_bon_curve(args: argparse.Namespace) -> int:
-    from ..scoring.config import IN_PROCESS_OPTIONS, build_scorer as build
+    from ..scoring.config import InProcessConfig, ProcessConfig
     from ..scoring.process import ProcessScorer
     from ..search.best_of_n import bon_curve
 
@@ -64,10 +65,9 @@ def _cmd_bon_curve(args: argparse.Namespace) -> int:
     if args.model:
         scorers["orm"] = build_scorer(args, progress=True)
     if args.prm:  # the shared in-process flags (device, batch size, max length, ...) apply to the PRM too
-        prm = build(scorer_config(args, only=IN_PROCESS_OPTIONS, model=args.prm, kind="process"))
-        if not isinstance(prm, ProcessScorer):
-            raise RewardlabError(f"--prm {args.prm}: expected a process reward model, got a {type(prm).__name__} (the length and "
-                                 "ensemble options do not apply to --prm)")
+        shared = {f.name: getattr(args, f.name) for f in fields(InProcessConfig)
+                  if f.name != "model" and getattr(args, f.name, None) is not None}
+        prm = ProcessScorer.load(ProcessConfig(model=args.prm, **shared))
         scorers.update(prm_min=prm.with_aggregation("min"), prm_product=prm.with_aggregation("product"))
     result = bon_curve(scorers, args.data, args.output_dir, args.limit, args.seed)
     print(dumps({"n": result["n"], "kl": result["kl"], "curves": result["curves"]}))

@@ -196,10 +196,10 @@ def _generator(config: OveroptConfig) -> Any:
 
 
 def _gold_scorer(config: OveroptConfig) -> Any:
-    from ..scoring.config import ScorerConfig, build_scorer
+    from ..scoring.config import build_scorer, scorer_config
     from .gold import demo_gold_scorer
 
-    return demo_gold_scorer() if config.gold == "demo" else build_scorer(ScorerConfig(model=config.gold[len("model:"):]))
+    return demo_gold_scorer() if config.gold == "demo" else build_scorer(scorer_config(config.gold[len("model:"):]))
 
 
 def _prompt_sets(config: OveroptConfig) -> tuple[list[Any], list[Any]]:
@@ -316,7 +316,7 @@ def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generat
     (anything with ``continue_solution``, e.g. a scripted generator in tests); ``gold`` overrides its gold (any
     :class:`~rewardlab.scoring.protocol.Scorer`, e.g. a ``FunctionScorer`` checking answers)."""
     from ..data.demo import demo_pairs
-    from ..scoring.config import ScorerConfig
+    from ..scoring.config import scorer_config
     from .harness import read_pool
     from .pool import sample_pool
 
@@ -350,7 +350,7 @@ def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generat
                                    else demo_pairs("train", size, seed=seed + 7), pairs)
         folder = out / f"proxy_{size}_seed{seed}"
         _train_proxy(config, pairs, folder, seed, show_progress)
-        results[f"{size}/seed{seed}"] = _measure(ScorerConfig(model=str(folder), max_length=config.max_length), pool_path, out / f"overopt_{size}_seed{seed}", config, show_progress)
+        results[f"{size}/seed{seed}"] = _measure(scorer_config(str(folder), max_length=config.max_length), pool_path, out / f"overopt_{size}_seed{seed}", config, show_progress)
     mitigated: dict[str, dict[str, Any]] = {}
     for spec in config.mitigations:
         kind, _, value = spec.partition(":")
@@ -358,12 +358,12 @@ def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generat
             folders = [str(out / f"proxy_{size}_seed{s}") for s in config.seeds]
             name = spec.replace(":", "_")
             if kind == "ensemble":
-                ensemble = ScorerConfig(model=folders[0], ensemble=",".join(folders[1:]), ensemble_aggregate=value,  # type: ignore[arg-type]  # a name ScorerConfig checks
-                                        max_length=config.max_length)
+                ensemble = scorer_config(folders[0], ensemble=",".join(folders[1:]), ensemble_aggregate=value,
+                                          max_length=config.max_length)
                 mitigated[f"{size}/{spec}"] = _measure(ensemble, pool_path, out / f"overopt_{size}_{name}", config, show_progress)
             else:
                 for seed, member in zip(config.seeds, folders):
-                    penalized = ScorerConfig(model=str(member), length_penalty=float(value), max_length=config.max_length)
+                    penalized = scorer_config(str(member), length_penalty=float(value), max_length=config.max_length)
                     mitigated[f"{size}/{spec}/seed{seed}"] = _measure(penalized, pool_path, out / f"overopt_{size}_{name}_seed{seed}",
                                                                       config, show_progress)
     rounds = _run_rounds(config, out, show_progress) if config.rounds else []
@@ -375,7 +375,7 @@ def run_experiment(config: OveroptConfig, output_dir: str | os.PathLike, generat
 
 def _run_rounds(config: OveroptConfig, out: Path, show_progress: bool) -> list[dict[str, Any]]:
     from ..data.readers import read_preference_pairs
-    from ..scoring.config import ScorerConfig, build_scorer
+    from ..scoring.config import build_scorer, scorer_config
     from .harness import read_pool
 
     size, seed = max(config.proxy_sizes), config.seeds[0]
@@ -387,7 +387,7 @@ def _run_rounds(config: OveroptConfig, out: Path, show_progress: bool) -> list[d
     union = read_preference_pairs(base_pairs)[0]
 
     def proxy_rewards(model: Path, pool: Any) -> np.ndarray:
-        scorer = build_scorer(ScorerConfig(model=str(model), max_length=config.max_length))
+        scorer = build_scorer(scorer_config(str(model), max_length=config.max_length))
         flat = scorer.score([q for q, c in zip(pool.prompts, pool.candidates) for _ in c], [x for c in pool.candidates for x in c])
         return np.asarray(flat, dtype=float).reshape(pool.gold.shape)
 

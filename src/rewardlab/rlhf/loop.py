@@ -147,9 +147,9 @@ def _gold_scorer(config: RLHFConfig, gold: Scorer | None) -> Scorer | None:
         from ..overopt.gold import demo_gold_scorer
 
         return demo_gold_scorer()
-    from ..scoring.config import ScorerConfig, build_scorer
+    from ..scoring.config import build_scorer, scorer_config
 
-    return build_scorer(ScorerConfig(model=config.gold))
+    return build_scorer(scorer_config(config.gold))
 
 
 def _initial_proxy(config: RLHFConfig, out: Path) -> tuple[str, str | None]:

@@ -23,11 +23,11 @@ def _labeller(config: RLHFConfig, ctx: dict[str, Any]) -> Any:
         return ctx["gold"]
     if config.labeler == "proxy":
         return ctx["proxy"]
-    from ..scoring.config import ScorerConfig, build_scorer
+    from ..scoring.config import JudgeConfig, build_scorer
 
     if config.judge_model is None:  # RLHFConfig requires it for labeler 'judge'
         raise ConfigError("labeler 'judge' needs judge_model")
-    return build_scorer(ScorerConfig(model=config.judge_model, base_url=config.judge_base_url))
+    return build_scorer(JudgeConfig(model=config.judge_model, base_url=config.judge_base_url))
 
 
 def _updatable(state: dict[str, Any], ctx: dict[str, Any]) -> str | None:

@@ -21,6 +21,6 @@ def save_state(out: Path, state: dict[str, Any]) -> None:
 
 def load_scorer(source: str) -> Scorer:
     """The scorer ``source`` names (a reward-model folder, an ensemble listing, a serve URL), as ``--model`` reads it."""
-    from ..scoring.config import ScorerConfig, build_scorer
+    from ..scoring.config import build_scorer, scorer_config
 
-    return build_scorer(ScorerConfig(model=source))
+    return build_scorer(scorer_config(source))

@@ -18,6 +18,7 @@ class WeightedSum:
     """
 
     weights: dict[str, float]
+    """Multi-objective reward models: one reward as a weighted sum of heads, e.g. {"helpfulness": 1, "safety": 0.5}."""
 
     def __call__(self, rewards: dict[str, float]) -> float:
         unknown = sorted(set(self.weights) - set(rewards))
@@ -39,8 +40,11 @@ class ConstrainedReward:
     """
 
     primary: str
+    """Multi-objective reward models: the head to maximize subject to 'thresholds'."""
     thresholds: dict[str, float]
+    """Multi-objective reward models: constraint heads and their minimum rewards, e.g. {"safety": 0.0}."""
     penalty: float = float("-inf")
+    """Multi-objective reward models: the reward when a constraint fails."""
 
     def __call__(self, rewards: dict[str, float]) -> float:
         unknown = sorted(({self.primary} | set(self.thresholds)) - set(rewards))

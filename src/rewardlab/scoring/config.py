@@ -1,187 +1,516 @@
-"""``ScorerConfig``: every option of a scorer, frozen and validated; ``build_scorer`` turns it into a :class:`Scorer`.
+"""Scorer configurations: one small frozen config per kind of scorer and per wrapper; :func:`build_scorer` builds any.
 
-The CLI's scoring flags are generated from these fields (``rewardlab score/eval/diagnose/bon/...``),
-``load_reward_model`` takes the same options, and the server and distributed workers build their
-scorers from one of these.
+A :data:`ScorerConfig` is one of
+
+==========================  ==========================================================================
+``RewardModelConfig``       a sequence-classification reward model in this process (:class:`LocalScorer`);
+                            its ``combine`` rule (:class:`WeightedSum`, :class:`ConstrainedReward`) weighs heads
+``ProcessConfig``           a process reward model (:class:`ProcessScorer`)
+``DPOConfig``               the implicit reward of a DPO policy (:class:`DPOScorer`)
+``JudgeConfig``             an LLM judge's 1-10 score (:class:`~rewardlab.judges.judge.PointwiseJudge`)
+``RemoteConfig``            a reward server (:class:`RemoteScorer`)
+``EnsembleConfig``          several configs as one (:class:`EnsembleScorer`, an :class:`EnsembleRule`)
+``SavedEnsembleConfig``     a folder ``rewardlab train --ensemble K`` wrote (seed or LoRA members)
+``HeadEnsembleConfig``      a bootstrap-heads model (``rewardlab train --ensemble K``, kind heads)
+``LengthPenaltyConfig``     any config with ``alpha * length`` subtracted (:class:`LengthPenalty`)
+``LengthDebiasConfig``      any config with its linear length component removed (:class:`LengthDebiased`)
+==========================  ==========================================================================
+
+Each config checks its own fields when it is made, and an option of another kind cannot be given: the class has no
+such field. :func:`scorer_config` maps the flat options of the CLI's scoring flags (``batch_size``, ``aggregation``,
+``ensemble``, ``length_penalty``, ...) to one of these: it resolves the kind (``auto`` looks at the options and the
+model folder) and names the kinds that own an option the resolved kind does not have. The CLI's flags are generated
+from these classes (:func:`scorer_options`); the scorers' ``describe()`` records (what ``rewardlab score --resume``
+checks) are the same as before the configs were split (tests/scoring/test_config.py holds them).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
-from dataclasses import dataclass, fields, replace
-
-import numpy as np
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from ..config import validate_fields
 from ..errors import ConfigError
 from .aggregation import Aggregation
-from .protocol import Scorer
+from .combine import ConstrainedReward, WeightedSum
 
-__all__ = ["IN_PROCESS_OPTIONS", "ScorerConfig", "ScorerKind", "build_scorer", "resolve_kind"]
+if TYPE_CHECKING:
+    from .protocol import Scorer
 
-ScorerKind = Literal["auto", "reward", "process", "dpo", "judge", "remote"]
+__all__ = ["DPOConfig", "ENSEMBLE_FILE", "EnsembleAggregate", "EnsembleConfig", "EnsembleRule", "HeadEnsembleConfig", "InProcessConfig",
+           "JudgeConfig", "KIND_CONFIGS", "LengthDebiasConfig", "LengthPenaltyConfig", "MODEL_HELP", "ProcessConfig",
+           "RemoteConfig", "RewardModelConfig", "SavedEnsembleConfig", "ScorerConfig", "ScorerKind", "build_scorer",
+           "resolve_kind", "scorer_config", "scorer_options"]
 
-_COMMON = {"model", "kind", "show_progress", "ensemble", "ensemble_aggregate", "ensemble_lambda", "ensemble_scale",
-           "ensemble_reference", "length_penalty", "length_penalty_mode", "length_debias", "length_unit", "length_reference"}
-IN_PROCESS_OPTIONS = {"device", "precision", "batch_size", "max_length", "trust_remote_code"}
-_OWNED = {
-    "reward": IN_PROCESS_OPTIONS | {"random_head", "layout", "max_batch_tokens", "share_prefix", "normalize", "original_scale", "weights", "primary",
-                             "thresholds", "penalty"},
-    "process": IN_PROCESS_OPTIONS | {"random_head", "aggregation"},
-    "dpo": IN_PROCESS_OPTIONS | {"reference", "reference_free", "beta", "length_normalize"},
-    "judge": {"device", "base_url", "api_key_env", "judge_template", "judge_cache", "max_calls"},
-    "remote": {"batch_size", "api_key_env", "contract"},
-}
-_BATCH_SIZES = {"reward": 32, "process": 16, "dpo": 8, "remote": 256}
+ScorerKind = Literal["reward", "process", "dpo", "judge", "remote"]
+EnsembleAggregate = Literal["mean", "min", "mean_minus_std", "uncertainty_weighted"]
+Precision = Literal["fp32", "bf16", "fp16"]
+
+ENSEMBLE_FILE = "ensemble.json"
+"""The listing of an ensemble folder's members (``rewardlab train --ensemble K`` writes it)."""
+
+MODEL_HELP = ("Model folder (a rewardlab or any HF sequence-classification RM, a token-classification PRM, or a DPO policy "
+              "with 'reference'), a Hub name, builtin:minilm / builtin:smollm2, or http(s)://host:port (a reward server).")
+
+
+def _positive(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"option '{name}' must be >= 1, got {value}")
 
 
 @dataclass(frozen=True)
-class ScorerConfig:
-    """How to build a scorer: the model, where and how it runs, and how its outputs become one reward.
-
-    An option that belongs to another kind of scorer than the one built (e.g. ``aggregation`` for a
-    sequence-classification RM) is an error, not silently ignored.
-
-    >>> ScorerConfig(model="runs/rm", batch_size=0)
-    Traceback (most recent call last):
-    ...
-    rewardlab.errors.ConfigError: option 'batch_size' must be >= 1, got 0
-    """
+class InProcessConfig:
+    """What every scorer that runs a model in this process is given: the model, and where and how it runs."""
 
     model: str
-    """Model folder (a rewardlab or any HF sequence-classification RM, a token-classification PRM, or a DPO policy with
-    'reference'), a Hub name, or builtin:minilm / builtin:smollm2."""
-    kind: ScorerKind = "auto"
-    """'reward' (sequence classification), 'process' (PRM), 'dpo' (implicit reward of a policy); 'auto': 'dpo' when
-    'reference' or 'reference_free' is set, 'judge' (an LLM judge's 1-10 score) when 'base_url' is set, 'remote' for an
-    http(s):// model (a reward server), 'process' for a PRM folder (rewardlab.json objective prm, or a
-    token-classification config), else 'reward'."""
+    """Model folder, Hub name, or builtin:minilm / builtin:smollm2."""
     device: str | None = None
     """e.g. cpu, cuda, cuda:1 (default: where the model loads, the CPU)."""
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Precision = "fp32"
     """Weights dtype for scoring."""
-    batch_size: int | None = None
-    """Items per forward pass (default: 32 reward, 16 process, 8 DPO)."""
+    batch_size: int = 32
+    """Items per forward pass."""
     max_length: int | None = None
     """Token budget per item; prompts are cut from the left, a reply that cannot fit is an error (default: the model's
     training max_length; 1024 for DPO policies, which record none)."""
     trust_remote_code: bool = False
     """Allow model code from the model's folder/Hub repo (only when you trust it)."""
-    random_head: bool = False
-    """Reward models and PRMs: score a folder whose head has no trained weights (a plain backbone) with a randomly
-    initialized head instead of refusing it (smoke tests, random baselines; the scores change on every load)."""
     show_progress: bool = False
     """A progress bar per scoring call (score_file shows its own bar over records)."""
-    layout: Literal["auto", "packed", "padded"] = "auto"
-    """Reward models: 'packed' scores padding-free batches with per-sequence attention ('auto': when the backbone supports it)."""
-    max_batch_tokens: int | Literal["auto", "none"] = "auto"
-    """Reward models: also close a batch at this many tokens; 'auto': 2048 on CPU, no cap on GPU; 'none': no cap."""
-    share_prefix: bool | Literal["auto"] = "auto"
-    """Reward models (decoders): score neighbouring items that start alike (a pair's replies, best-of-N candidates) with
-    their common prefix computed once, exactly ('auto': on CPU, off on GPU, where it is not measured)."""
-    normalize: bool = False
-    """Reward models: z-normalize rewards with the reward_mean/reward_std saved at training time."""
-    original_scale: bool = False
-    """Reward models (regression heads): map rewards back to the original score scale."""
-    weights: dict[str, float] | None = None
-    """Multi-objective reward models: one reward as a weighted sum of heads, e.g. {"helpfulness": 1, "safety": 0.5}."""
-    primary: str | None = None
-    """Multi-objective reward models: the head to maximize subject to 'thresholds'."""
-    thresholds: dict[str, float] | None = None
-    """Multi-objective reward models: constraint heads and their minimum rewards, e.g. {"safety": 0.0}."""
-    penalty: float = float("-inf")
-    """Multi-objective reward models: the reward when a constraint fails."""
-    aggregation: Aggregation = "min"
-    """Process reward models: how step probabilities become one solution score (min, product, last, mean, geometric_mean)."""
-    reference: str | None = None
-    """DPO implicit reward: the reference model ('model' is the policy)."""
-    reference_free: bool = False
-    """DPO implicit reward with log pi_ref = 0."""
-    beta: float = 0.1
-    """DPO implicit reward: r = beta * (log pi - log pi_ref)."""
-    length_normalize: bool = False
-    """DPO implicit reward: mean instead of sum of the response's token log-probs."""
-    base_url: str | None = None
-    """LLM judge: an OpenAI-compatible endpoint (e.g. http://localhost:8000/v1) serving 'model'; unset: the judge model
-    runs locally with transformers."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """LLM judge: the environment variable holding the endpoint's API key (never logged)."""
-    judge_template: str = "pointwise"
-    """LLM judge: the pointwise prompt template (a built-in name or a file); the judge's 1-10 score is the reward."""
-    judge_cache: str | None = None
-    """LLM judge: an SQLite file caching every call (a rerun asks nothing twice); unset: no cache."""
-    max_calls: int | None = None
-    """LLM judge: stop with an error after this many backend calls (a budget)."""
-    ensemble: str | None = None
-    """Comma-separated further models: score with the ensemble of 'model' and these (each built with the options above)."""
-    ensemble_aggregate: Literal["mean", "min", "mean_minus_std", "uncertainty_weighted"] = "mean"
-    """Ensembles: mean, min (worst case), mean - lambda*std, or mean - lambda*var (uncertainty-weighted); docs/control.md."""
-    ensemble_lambda: float = 1.0
-    """Ensembles: lambda of mean_minus_std and uncertainty_weighted."""
-    ensemble_scale: Literal["saved", "reference", "none"] = "saved"
-    """Ensembles: put members on one scale with their saved reward mean/std ('saved'), by z-scores on
-    'ensemble_reference' ('reference'), or not at all."""
-    ensemble_reference: str | None = None
-    """Ensembles with scale 'reference': a file of {prompt, response} (or pair) records to z-score members on."""
-    length_penalty: float | None = None
-    """Subtract alpha * length (absolute) or alpha * z-scored length (normalized) from every reward."""
-    length_penalty_mode: Literal["absolute", "normalized"] = "absolute"
-    """Length penalty on the raw length, or on the length z-scored with 'length_reference' statistics."""
-    length_debias: bool = False
-    """Remove the reward's linear length component, fitted on 'length_reference' (docs/control.md)."""
-    length_unit: Literal["words", "chars"] = "words"
-    """How length is counted for length_penalty and length_debias."""
-    length_reference: str | None = None
-    """A file of {prompt, response} (or pair) records: length statistics for normalized penalties and the debias fit."""
-    contract: Literal["rewardlab", "openrlhf"] = "rewardlab"
-    """Remote scorers (model = http://host:port): 'rewardlab' (rewardlab serve's /v1/score) or 'openrlhf' (any
-    server with OpenRLHF's /get_reward; text prompts only)."""
 
     def __post_init__(self) -> None:
         validate_fields(self)
-        for name in ("batch_size", "max_length"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"option '{name}' must be >= 1, got {value}")
+        _positive(self, "batch_size", "max_length")
+
+
+@dataclass(frozen=True)
+class RewardModelConfig(InProcessConfig):
+    """A sequence-classification reward model (rewardlab's or any HF one) scored in this process.
+
+    >>> RewardModelConfig(model="runs/rm", batch_size=0)
+    Traceback (most recent call last):
+    ...
+    rewardlab.errors.ConfigError: option 'batch_size' must be >= 1, got 0
+    """
+
+    random_head: bool = False
+    """Score a folder whose head has no trained weights (a plain backbone) with a randomly initialized head instead of
+    refusing it (smoke tests, random baselines; the scores change on every load)."""
+    layout: Literal["auto", "packed", "padded"] = "auto"
+    """'packed' scores padding-free batches with per-sequence attention ('auto': when the backbone supports it)."""
+    max_batch_tokens: int | Literal["auto", "none"] = "auto"
+    """Also close a batch at this many tokens; 'auto': 2048 on CPU, no cap on GPU; 'none': no cap."""
+    share_prefix: bool | Literal["auto"] = "auto"
+    """Decoders: score neighbouring items that start alike (a pair's replies, best-of-N candidates) with their common
+    prefix computed once, exactly ('auto': on CPU, off on GPU, where it is not measured)."""
+    normalize: bool = False
+    """z-normalize rewards with the reward_mean/reward_std saved at training time."""
+    original_scale: bool = False
+    """Regression heads: map rewards back to the original score scale."""
+    combine: WeightedSum | ConstrainedReward | None = None
+    """Multi-objective models: the rule that makes one reward of the heads (flags --weights, or --primary with
+    --thresholds and --penalty)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if isinstance(self.max_batch_tokens, int) and self.max_batch_tokens < 1:
             raise ConfigError(f"option 'max_batch_tokens' must be >= 1, 'auto' or 'none', got {self.max_batch_tokens}")
-        if self.weights is not None and self.primary is not None:
-            raise ConfigError("options 'weights' and 'primary' are two ways to combine heads: give one")
-        if self.thresholds is not None and self.primary is None:
-            raise ConfigError("option 'thresholds' needs 'primary' (the head to maximize under the constraints)")
+
+    def build(self) -> Scorer:
+        from .local import LocalScorer
+
+        return LocalScorer.load(self)
+
+
+@dataclass(frozen=True)
+class ProcessConfig(InProcessConfig):
+    """A process reward model (``rewardlab train --objective prm`` or any token-classification PRM)."""
+
+    batch_size: int = 16
+    """Items per forward pass."""
+    random_head: bool = False
+    """Score a folder whose head has no trained weights with a randomly initialized head instead of refusing it."""
+    aggregation: Aggregation = "min"
+    """How step probabilities become one solution score (min, product, last, mean, geometric_mean)."""
+
+    def build(self) -> Scorer:
+        from .process import ProcessScorer
+
+        return ProcessScorer.load(self)
+
+
+@dataclass(frozen=True)
+class DPOConfig(InProcessConfig):
+    """The implicit reward ``r = beta * (log pi(y|x) - log pi_ref(y|x))`` of a DPO policy ('model') (Rafailov et al.
+    2023, eq. 5), as reward-bench's DPO mode scores it.
+
+    >>> DPOConfig(model="policy")
+    Traceback (most recent call last):
+    ...
+    rewardlab.errors.ConfigError: a DPO implicit reward needs 'reference' (the reference model) or 'reference_free'
+    """
+
+    batch_size: int = 8
+    """Items per forward pass."""
+    reference: str | None = None
+    """The reference model ('model' is the policy)."""
+    reference_free: bool = False
+    """log pi_ref = 0 (no reference model)."""
+    beta: float = 0.1
+    """r = beta * (log pi - log pi_ref)."""
+    length_normalize: bool = False
+    """Mean instead of sum of the response's token log-probs."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.beta <= 0:
             raise ConfigError(f"option 'beta' must be > 0, got {self.beta}")
-        if self.ensemble_scale == "reference" and self.ensemble is not None and self.ensemble_reference is None:
+        if self.reference is None and not self.reference_free:
+            raise ConfigError("a DPO implicit reward needs 'reference' (the reference model) or 'reference_free'")
+
+    def build(self) -> Scorer:
+        from .dpo import DPOScorer
+
+        return DPOScorer.load(self)
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """An LLM judge's 1-10 score of each reply as its reward (pointwise template)."""
+
+    model: str
+    """The judge model: its name at 'base_url', or a local causal LM folder / Hub name."""
+    device: str | None = None
+    """Local judges: e.g. cpu, cuda."""
+    base_url: str | None = None
+    """An OpenAI-compatible endpoint (e.g. http://localhost:8000/v1) serving 'model'; unset: the judge model runs
+    locally with transformers."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """The environment variable holding the endpoint's API key (never logged)."""
+    judge_template: str = "pointwise"
+    """The pointwise prompt template (a built-in name or a file); the judge's 1-10 score is the reward."""
+    judge_cache: str | None = None
+    """An SQLite file caching every call (a rerun asks nothing twice); unset: no cache."""
+    max_calls: int | None = None
+    """Stop with an error after this many backend calls (a budget; counted in 'judge_cache')."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        _positive(self, "max_calls")
+        if self.max_calls is not None and self.judge_cache is None:
+            raise ConfigError("option 'max_calls' counts calls in the judge's cache: give 'judge_cache' too")
+
+    def build(self) -> Scorer:
+        from ..judges.cache import CachedClient
+        from ..judges.clients import LocalHFClient, OpenAIChatClient
+        from ..judges.judge import PointwiseJudge
+
+        client: Any
+        if self.base_url is not None:
+            client = OpenAIChatClient(self.base_url, self.model, self.api_key_env)
+        else:
+            client = LocalHFClient(self.model, device=self.device)
+        if self.judge_cache is not None:
+            client = CachedClient(client, self.judge_cache, self.max_calls)
+        return PointwiseJudge(client, self.judge_template, model_id=self.model)
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """A reward server at 'model' (http://host:port): ``rewardlab serve`` or any server with OpenRLHF's /get_reward."""
+
+    model: str
+    """The server's URL."""
+    contract: Literal["rewardlab", "openrlhf"] = "rewardlab"
+    """'rewardlab' (rewardlab serve's /v1/score) or 'openrlhf' (any server with OpenRLHF's /get_reward; text prompts
+    only)."""
+    batch_size: int = 256
+    """Items per request (a larger call goes as several requests, in order)."""
+    api_key_env: str | None = None
+    """The environment variable holding the server's API key, sent as a bearer token (unset: none sent)."""
+    timeout: float = 60.0
+    """Seconds per request."""
+    max_retries: int = 5
+    """429/5xx and connection errors are retried this many times with exponential backoff and jitter."""
+    backoff_seconds: float = 0.5
+    """The first retry's wait (doubling, at most 'max_backoff_seconds'; a server's Retry-After wins)."""
+    max_backoff_seconds: float = 30.0
+    """The longest wait between retries."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        _positive(self, "batch_size")
+        if not self.model.startswith(("http://", "https://")):
+            raise ConfigError(f"a remote scorer's model is the server's http(s):// URL, got {self.model!r}")
+        if self.timeout <= 0 or self.max_retries < 0 or self.backoff_seconds < 0 or self.max_backoff_seconds < 0:
+            raise ConfigError("timeout must be > 0 and max_retries, backoff_seconds and max_backoff_seconds >= 0")
+
+    def build(self) -> Scorer:
+        from .remote import RemoteScorer
+
+        return RemoteScorer(self)
+
+
+@dataclass(frozen=True)
+class EnsembleRule:
+    """How an ensemble's member rewards become one reward (docs/control.md)."""
+
+    aggregate: EnsembleAggregate = field(default="mean", metadata={"flag": "ensemble-aggregate"})
+    """mean, min (worst case), mean - lambda*std, or mean - lambda*var (uncertainty-weighted)."""
+    lam: float = field(default=1.0, metadata={"flag": "ensemble-lambda"})
+    """lambda of mean_minus_std and uncertainty_weighted."""
+    scale: Literal["saved", "reference", "none"] = field(default="saved", metadata={"flag": "ensemble-scale"})
+    """Put members on one scale with their saved reward mean/std ('saved'), by z-scores on 'reference' ('reference'),
+    or not at all."""
+    reference: str | None = field(default=None, metadata={"flag": "ensemble-reference"})
+    """Scale 'reference': a file of {prompt, response} (or pair) records to z-score members on."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        if self.lam < 0:
+            raise ConfigError(f"ensemble lambda must be >= 0, got {self.lam}")
+        if self.scale == "reference" and self.reference is None:
             raise ConfigError("option 'ensemble_scale' reference needs 'ensemble_reference' (a file to z-score members on)")
-        if (self.length_debias or self.length_penalty_mode == "normalized" and self.length_penalty is not None) \
-                and self.length_reference is None:
+
+    def fit(self, scorer: Any) -> Any:
+        """``scorer`` (an :class:`EnsembleScorer`) z-scored on the reference set when the scale is 'reference'."""
+        if self.scale == "reference":
+            scorer.fit_scale(*_reference(self.reference, "ensemble_reference"))
+        return scorer
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Several scorers as one; with scale 'saved' every member is a reward model z-normalized with its saved reward
+    mean/std (``normalize``)."""
+
+    members: tuple[ScorerConfig, ...]
+    rule: EnsembleRule = EnsembleRule()
+    names: tuple[str, ...] | None = None
+    """One name per member (default: each member's model)."""
+
+    def __post_init__(self) -> None:
+        if len(self.members) < 2:
+            raise ConfigError(f"an ensemble needs at least 2 members, got {len(self.members)}")
+        if self.rule.scale == "saved" and not all(isinstance(m, RewardModelConfig) for m in self.members):
+            raise ConfigError("ensemble_scale 'saved' needs reward-model members (their saved reward mean/std); "
+                              "use ensemble_scale 'reference' with ensemble_reference")
+        if self.names is not None and len(self.names) != len(self.members):
+            raise ConfigError(f"an ensemble of {len(self.members)} members got {len(self.names)} names")
+
+    @property
+    def model(self) -> str:
+        return self.members[0].model
+
+    def build(self) -> Scorer:
+        from .ensemble import EnsembleScorer
+
+        members = [replace(m, normalize=True).build() if isinstance(m, RewardModelConfig) and self.rule.scale == "saved"
+                   else m.build() for m in self.members]
+        names = self.names or tuple(m.model for m in self.members)
+        return self.rule.fit(EnsembleScorer(members, self.rule, names=names))
+
+
+@dataclass(frozen=True)
+class SavedEnsembleConfig:
+    """The ensemble folder ``rewardlab train --ensemble K --ensemble-kind seeds|lora`` wrote (its ensemble.json lists
+    the members); every member loads with 'member''s options, LoRA members over one base model in memory."""
+
+    member: RewardModelConfig
+    """The options of every member; its model is the ensemble folder."""
+    rule: EnsembleRule = EnsembleRule()
+
+    @property
+    def model(self) -> str:
+        return self.member.model
+
+    def build(self) -> Scorer:
+        from .ensemble import EnsembleScorer, load_lora_ensemble
+
+        folder = Path(self.member.model)
+        listed = json.loads((folder / ENSEMBLE_FILE).read_text())
+        members: list[Any]
+        if listed.get("kind") == "lora":  # one base model in memory, an adapter per member
+            members = load_lora_ensemble(self.member, listed)
+        else:
+            normalize = self.rule.scale == "saved" or self.member.normalize
+            members = [replace(self.member, model=str(folder / m), normalize=normalize).build() for m in listed["members"]]
+        rule = replace(self.rule, scale="none") if self.rule.scale == "saved" else self.rule  # members are normalized
+        return rule.fit(EnsembleScorer(members, rule, names=listed["members"]))
+
+
+@dataclass(frozen=True)
+class HeadEnsembleConfig:
+    """A bootstrap-heads model (``rewardlab train --ensemble K``, one backbone, K heads) scored as the ensemble of its
+    heads, each on its saved eval-reward scale (scale 'saved') or as is ('none')."""
+
+    base: RewardModelConfig
+    rule: EnsembleRule = EnsembleRule()
+
+    def __post_init__(self) -> None:
+        if self.rule.scale == "reference":
+            raise ConfigError("a bootstrap-heads ensemble uses its saved head scales ('saved') or none; 'reference' needs --ensemble")
+
+    @property
+    def model(self) -> str:
+        return self.base.model
+
+    def build(self) -> Scorer:
+        import numpy as np
+
+        from .ensemble import EnsembleScorer
+        from .local import LocalScorer
+
+        scorer = LocalScorer.load(self.base)
+        ensemble = EnsembleScorer(heads_of=scorer, rule=self.rule)
+        stats = scorer.metadata.head_reward_stats or {}
+        if self.rule.scale == "saved" and stats:
+            ensemble.offsets = np.array([stats[h][0] for h in scorer.heads])
+            ensemble.scales = np.array([stats[h][1] or 1.0 for h in scorer.heads])
+        return ensemble
+
+
+@dataclass(frozen=True)
+class LengthPenaltyConfig:
+    """``r - alpha * len`` (absolute) or ``r - alpha * (len - mean) / std`` (normalized, statistics of 'reference')."""
+
+    scorer: ScorerConfig
+    alpha: float = field(metadata={"flag": "length-penalty"})
+    """Subtract alpha * length (absolute) or alpha * z-scored length (normalized) from every reward."""
+    mode: Literal["absolute", "normalized"] = field(default="absolute", metadata={"flag": "length-penalty-mode"})
+    """The penalty on the raw length, or on the length z-scored with 'length_reference' statistics."""
+    unit: Literal["words", "chars"] = field(default="words", metadata={"flag": "length-unit"})
+    """How length is counted for length_penalty and length_debias."""
+    reference: str | None = field(default=None, metadata={"flag": "length-reference"})
+    """A file of {prompt, response} (or pair) records: length statistics for normalized penalties and the debias fit."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        if self.mode == "normalized" and self.reference is None:
             raise ConfigError("length_debias and a normalized length_penalty need 'length_reference' (a file of responses)")
-        if self.length_debias and self.length_penalty is not None:
-            raise ConfigError("options 'length_debias' and 'length_penalty' are two length controls: give one")
 
-    def set_options(self) -> set[str]:
-        """Names of the options that differ from their defaults."""
-        return {f.name for f in fields(self) if f.name != "model" and getattr(self, f.name) != f.default}
+    @property
+    def model(self) -> str:
+        return self.scorer.model
+
+    def build(self) -> Scorer:
+        from .length import LengthPenalty
+
+        scorer = LengthPenalty(self.scorer.build(), self.alpha, self.mode, self.unit)
+        if self.mode == "normalized":
+            scorer.fit(_reference(self.reference, "length_reference")[1])
+        return scorer
 
 
-def resolve_kind(config: ScorerConfig) -> Literal["reward", "process", "dpo", "judge", "remote"]:
-    """The kind of scorer ``config`` builds (``kind='auto'`` looks at the options and the model folder).
+@dataclass(frozen=True)
+class LengthDebiasConfig:
+    """The scorer's reward minus its least-squares length slope (fitted on 'reference') times the centred length."""
 
-    >>> resolve_kind(ScorerConfig(model="policy", reference="ref")), resolve_kind(ScorerConfig(model="no/such-folder"))
-    ('dpo', 'reward')
+    scorer: ScorerConfig
+    reference: str = field(metadata={"flag": "length-reference"})
+    """A file of {prompt, response} (or pair) records: length statistics for normalized penalties and the debias fit."""
+    unit: Literal["words", "chars"] = field(default="words", metadata={"flag": "length-unit"})
+    """How length is counted for length_penalty and length_debias."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+    @property
+    def model(self) -> str:
+        return self.scorer.model
+
+    def build(self) -> Scorer:
+        from .length import LengthDebiased
+
+        return LengthDebiased(self.scorer.build(), self.unit).fit(*_reference(self.reference, "length_reference"))
+
+
+ScorerConfig = Union[RewardModelConfig, ProcessConfig, DPOConfig, JudgeConfig, RemoteConfig, EnsembleConfig,
+                     SavedEnsembleConfig, HeadEnsembleConfig, LengthPenaltyConfig, LengthDebiasConfig]
+"""Any scorer configuration; :func:`build_scorer` builds it."""
+
+KIND_CONFIGS: dict[str, type] = {"reward": RewardModelConfig, "process": ProcessConfig, "dpo": DPOConfig,
+                                 "judge": JudgeConfig, "remote": RemoteConfig}
+"""The config of each kind of scorer (``--kind``)."""
+
+
+def build_scorer(config: ScorerConfig) -> Scorer:
+    """The :class:`Scorer` that ``config`` describes (each config builds its own scorer).
+
+    >>> build_scorer(RemoteConfig(model="http://127.0.0.1:8000")).describe()["kind"]
+    'remote'
     """
-    if config.kind != "auto":
-        return config.kind
-    if config.reference is not None or config.reference_free:
+    return config.build()
+
+
+def _reference(path: str | None, option: str) -> tuple[list[Any], list[str]]:
+    """The reference set an option names (the configs require it where it is read)."""
+    from .files import read_reference
+
+    if path is None:
+        raise ConfigError(f"option '{option}' is required here")
+    return read_reference(path)
+
+
+# ---- flat options (the CLI's scoring flags) -> a config ------------------------------------------------------------
+
+_COMBINE_OPTIONS = ("weights", "primary", "thresholds", "penalty")
+_WRAPPERS = (EnsembleRule, LengthPenaltyConfig, LengthDebiasConfig)
+_SELECTORS = {"ensemble": "ensemble", "length_debias": "length control"}
+"""Options that choose a wrapper rather than fill a field: --ensemble (further models) and --length-debias."""
+
+
+def wrapper_option(f: dataclasses.Field) -> str:
+    """The flat option (and flag, with dashes) of a wrapper config's field: its metadata 'flag', else its name."""
+    return str(f.metadata.get("flag", f.name)).replace("-", "_")
+
+
+@functools.cache
+def scorer_options() -> dict[str, tuple[str, ...]]:
+    """Every flat scoring option and who reads it: kinds ('reward', 'process', ...) or wrappers ('ensemble', 'length
+    control'). What :func:`scorer_config` accepts and the CLI's scoring flags (``model`` and ``kind`` aside)."""
+    owners: dict[str, list[str]] = {}
+    for kind, cls in KIND_CONFIGS.items():
+        for f in fields(cls):
+            if f.name == "combine":
+                for name in _COMBINE_OPTIONS:
+                    owners.setdefault(name, []).append(kind)
+            elif f.name != "model":
+                owners.setdefault(f.name, []).append(kind)
+    for cls in _WRAPPERS:
+        for f in fields(cls):
+            if f.name != "scorer":
+                who = "ensemble" if cls is EnsembleRule else "length control"
+                owners.setdefault(wrapper_option(f), [])
+                if who not in owners[wrapper_option(f)]:
+                    owners[wrapper_option(f)].append(who)
+    for name, who in _SELECTORS.items():
+        owners[name] = [who]
+    return {name: tuple(who) for name, who in owners.items()}
+
+
+def resolve_kind(model: str, options: dict[str, Any] | None = None) -> ScorerKind:
+    """The kind of scorer ``model`` with ``options`` is: 'dpo' when 'reference' or 'reference_free' is set, 'judge' when
+    'base_url' is, 'remote' for an http(s):// model, 'process' for a PRM folder (rewardlab.json objective prm, or a
+    token-classification config), else 'reward'.
+
+    >>> resolve_kind("policy", {"reference": "ref"}), resolve_kind("no/such-folder"), resolve_kind("http://h:8000")
+    ('dpo', 'reward', 'remote')
+    """
+    options = options or {}
+    if options.get("reference") is not None or options.get("reference_free"):
         return "dpo"
-    if config.base_url is not None:
+    if options.get("base_url") is not None:
         return "judge"
-    if config.model.startswith(("http://", "https://")):
+    if model.startswith(("http://", "https://")):
         return "remote"
-    folder = Path(config.model)
-    meta, hf_config = folder / "rewardlab.json", folder / "config.json"
+    meta, hf_config = Path(model) / "rewardlab.json", Path(model) / "config.json"
     if meta.is_file() and json.loads(meta.read_text()).get("objective") in ("prm", "prm_3class"):
         return "process"
     if not meta.is_file() and hf_config.is_file():
@@ -191,145 +520,103 @@ def resolve_kind(config: ScorerConfig) -> Literal["reward", "process", "dpo", "j
     return "reward"
 
 
-def _check_owned(config: ScorerConfig, kind: str) -> None:
-    foreign = sorted(name for name in config.set_options() - _COMMON - _OWNED[kind])
+def _kind_config(model: str, kind: str, options: dict[str, Any]) -> Any:
+    """The ``kind`` config of ``model`` with ``options``; an option that config has no field for is an error naming
+    the kinds that have one. ``show_progress`` is a display preference: kinds without a bar leave it out."""
+    cls = KIND_CONFIGS[kind]
+    own = {f.name for f in fields(cls)} | (set(_COMBINE_OPTIONS) if kind == "reward" else set())
+    values = {k: v for k, v in options.items() if not (k == "show_progress" and k not in own)}
+    foreign = sorted(set(values) - own)
     if foreign:
-        owners = {name: next(k for k, names in _OWNED.items() if name in names) for name in foreign}
-        detail = ", ".join(f"'{name}' ({owners[name]} scorers)" for name in foreign)
-        raise ConfigError(f"{config.model} is scored as a {kind} model, which does not use option(s) {detail}")
+        owners = scorer_options()
+        detail = ", ".join(f"'{name}' ({', '.join(owners[name])} scorers)" for name in foreign)
+        raise ConfigError(f"{model} is scored as a {kind} model, which does not use option(s) {detail}")
+    if kind == "reward":
+        values["combine"] = _combine(values.pop("weights", None), values.pop("primary", None),
+                                     values.pop("thresholds", None), values.pop("penalty", None))
+    return cls(model=model, **values)
 
 
-def _reference(path: str | None, option: str) -> tuple[list[Any], list[str]]:
-    """The reference set an option names (ScorerConfig's checks require it where it is read)."""
-    from .files import read_reference
+def _combine(weights: dict[str, float] | None, primary: str | None, thresholds: dict[str, float] | None,
+             penalty: float | None) -> WeightedSum | ConstrainedReward | None:
+    if weights is not None and primary is not None:
+        raise ConfigError("options 'weights' and 'primary' are two ways to combine heads: give one")
+    if primary is None and (thresholds is not None or penalty is not None):
+        raise ConfigError("options 'thresholds' and 'penalty' need 'primary' (the head to maximize under the constraints)")
+    if weights is not None:
+        return WeightedSum(weights)
+    if primary is not None:
+        return ConstrainedReward(primary, thresholds or {}, float("-inf") if penalty is None else penalty)
+    return None
 
-    if path is None:
-        raise ConfigError(f"option '{option}' is required here")
-    return read_reference(path)
+
+def _take(options: dict[str, Any], cls: type) -> dict[str, Any]:
+    """Remove the flat options of wrapper ``cls``'s fields from ``options``, as ``cls``'s keyword arguments."""
+    return {f.name: options.pop(wrapper_option(f)) for f in fields(cls) if wrapper_option(f) in options}
 
 
-def build_scorer(config: ScorerConfig) -> Scorer:
-    """The :class:`Scorer` that ``config`` describes: a local RM, PRM, DPO policy, judge or remote server, as an
-    ensemble with 'ensemble', and wrapped by a length penalty or debias when asked."""
-    scorer: Scorer
-    if config.ensemble is not None:
-        from .ensemble import EnsembleScorer
+def scorer_config(model: str, kind: ScorerKind | Literal["auto"] = "auto", **options: Any) -> ScorerConfig:
+    """The config that ``model`` and the flat ``options`` (the names of the CLI's scoring flags) describe.
 
-        models = [config.model, *[m.strip() for m in config.ensemble.split(",") if m.strip()]]
-        saved = config.ensemble_scale == "saved"
-        configs = [replace(config, model=m, ensemble=None, normalize=saved or config.normalize) for m in models]
-        if saved and any(resolve_kind(c) != "reward" for c in configs):
-            raise ConfigError("ensemble_scale 'saved' needs reward-model members (their saved reward mean/std); "
-                              "use ensemble_scale 'reference' with ensemble_reference")
-        members: list[Any] = [_build_one(c) for c in configs]
-        scorer = EnsembleScorer(members, config.ensemble_aggregate, config.ensemble_lambda, config.ensemble_scale, names=models)
-        if config.ensemble_scale == "reference":
-            scorer.fit_scale(*_reference(config.ensemble_reference, "ensemble_reference"))
-    elif (Path(config.model) / "ensemble.json").is_file():  # rewardlab train --ensemble K --ensemble-kind seeds
-        from .ensemble import EnsembleScorer
+    * ``kind='auto'`` resolves the kind with :func:`resolve_kind`; an option of another kind is an error.
+    * ``ensemble='a,b'``: the ensemble of ``model``, a and b, each with the same options; an ensemble folder
+      (ensemble.json) or a bootstrap-heads model (rewardlab.json ``ensemble: heads``) is an ensemble by itself;
+      ``ensemble_*`` options without one are an error.
+    * ``length_penalty`` / ``length_debias`` wrap the result; ``length_*`` options without one are an error.
 
-        listed = json.loads((Path(config.model) / "ensemble.json").read_text())
-        paths = [str(Path(config.model) / m) for m in listed["members"]]
-        if listed.get("kind") == "lora":  # one base model in memory, an adapter per member
-            from .ensemble import load_lora_ensemble
+    >>> scorer_config("http://127.0.0.1:8000", batch_size=64)
+    RemoteConfig(model='http://127.0.0.1:8000', contract='rewardlab', batch_size=64, api_key_env=None, timeout=60.0, max_retries=5, backoff_seconds=0.5, max_backoff_seconds=30.0)
+    >>> scorer_config("runs/rm", aggregation="product")
+    Traceback (most recent call last):
+    ...
+    rewardlab.errors.ConfigError: runs/rm is scored as a reward model, which does not use option(s) 'aggregation' (process scorers)
+    """
+    options = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(options) - set(scorer_options()))
+    if unknown:
+        raise ConfigError(f"unknown scorer option(s) {unknown}; known: {sorted(scorer_options())}")
+    if kind != "auto" and kind not in KIND_CONFIGS:
+        raise ConfigError(f"option 'kind' must be one of {['auto', *KIND_CONFIGS]}, got {kind!r}")
+    further, debias = options.pop("ensemble", None), options.pop("length_debias", False)
+    rule_values, length_values = _take(options, EnsembleRule), _take(options, LengthPenaltyConfig)
 
-            members = load_lora_ensemble(config.model, listed, config)
-        else:
-            members = [_build_one(replace(config, model=p, normalize=config.ensemble_scale == "saved" or config.normalize))
-                       for p in paths]
-        scorer = EnsembleScorer(members, config.ensemble_aggregate, config.ensemble_lambda,
-                                "none" if config.ensemble_scale == "saved" else config.ensemble_scale, names=listed["members"])
-        if config.ensemble_scale == "reference":
-            scorer.fit_scale(*_reference(config.ensemble_reference, "ensemble_reference"))
+    def one(name: str) -> Any:
+        return _kind_config(name, resolve_kind(name, options) if kind == "auto" else kind, options)
+
+    config: Any
+    if further is not None:
+        models = [model, *[m.strip() for m in further.split(",") if m.strip()]]
+        config = EnsembleConfig(tuple(one(m) for m in models), EnsembleRule(**rule_values), names=tuple(models))
+    elif (Path(model) / ENSEMBLE_FILE).is_file():  # rewardlab train --ensemble K --ensemble-kind seeds|lora
+        config = SavedEnsembleConfig(_kind_config(model, "reward", options), EnsembleRule(**rule_values))
     else:
-        scorer = _build_one(config)
-        scorer = _as_head_ensemble(scorer, config)
-    if config.length_penalty is not None:
-        from .length import LengthPenalty
-
-        scorer = LengthPenalty(scorer, config.length_penalty, config.length_penalty_mode, config.length_unit)
-        if config.length_penalty_mode == "normalized":
-            scorer.fit(_reference(config.length_reference, "length_reference")[1])
-    elif config.length_debias:
-        from .length import LengthDebiased
-
-        scorer = LengthDebiased(scorer, config.length_unit).fit(*_reference(config.length_reference, "length_reference"))
-    return scorer
+        config = one(model)
+        if isinstance(config, RewardModelConfig) and _saved_ensemble_kind(model) == "heads":
+            config = HeadEnsembleConfig(config, EnsembleRule(**rule_values))
+        elif rule_values:
+            flags = sorted(wrapper_option(f) for f in fields(EnsembleRule) if f.name in rule_values)
+            raise ConfigError(f"option(s) {flags} need an ensemble: --ensemble, an ensemble folder or a bootstrap-heads model")
+    return _length_control(config, length_values, bool(debias))
 
 
-def _as_head_ensemble(scorer: Scorer, config: ScorerConfig) -> Scorer:
-    """A bootstrap-heads model (``rewardlab train --ensemble K``) is scored as an ensemble of its heads, each put on
-    its saved eval-reward scale (``ensemble_scale`` 'saved') or taken as is ('none')."""
-    from .local import LocalScorer
-
-    if not isinstance(scorer, LocalScorer) or scorer.metadata.ensemble != "heads":
-        return scorer
-    from .ensemble import EnsembleScorer
-
-    if config.ensemble_scale == "reference":
-        raise ConfigError("a bootstrap-heads ensemble uses its saved head scales ('saved') or none; 'reference' needs --ensemble")
-    ensemble = EnsembleScorer(heads_of=scorer, aggregate=config.ensemble_aggregate, lam=config.ensemble_lambda,
-                              scale=config.ensemble_scale)
-    stats = scorer.metadata.head_reward_stats or {}
-    if config.ensemble_scale == "saved" and stats:
-        ensemble.offsets = np.array([stats[h][0] for h in scorer.heads])
-        ensemble.scales = np.array([stats[h][1] or 1.0 for h in scorer.heads])
-    return ensemble
+def _saved_ensemble_kind(model: str) -> str | None:
+    """rewardlab.json's ``ensemble`` of a model folder ('heads' for a bootstrap-heads model), None elsewhere."""
+    meta = Path(model) / "rewardlab.json"
+    return json.loads(meta.read_text()).get("ensemble") if meta.is_file() else None
 
 
-def _build_one(config: ScorerConfig) -> Scorer:
-    """One scorer of the configured kind (no ensemble, no length wrapper)."""
-    kind = resolve_kind(config)
-    _check_owned(config, kind)
-    if kind == "judge":
-        return _build_judge(config)
-    batch_size = config.batch_size or _BATCH_SIZES[kind]
-    if kind == "remote":
-        from .remote import RemoteScorer
-
-        key_env = config.api_key_env if "api_key_env" in config.set_options() else None
-        return RemoteScorer(config.model, config.contract, chunk_size=batch_size, api_key_env=key_env)
-    if kind == "dpo":
-        from .dpo import DPOSettings, load_dpo_scorer
-
-        settings = DPOSettings(config.beta, config.reference_free, config.length_normalize)
-        return load_dpo_scorer(config.model, config.reference, settings, config.precision, config.max_length,
-                               batch_size, config.device, config.trust_remote_code, show_progress=config.show_progress)
-    if kind == "process":
-        from .process import load_process_reward_model
-
-        return load_process_reward_model(config.model, config.aggregation, batch_size, config.device, config.precision,
-                                         config.max_length, config.trust_remote_code, config.show_progress,
-                                         config.random_head)
-    from .combine import ConstrainedReward, WeightedSum
-    from .local import load_reward_model
-
-    combine: Any = None
-    if config.weights is not None:
-        combine = WeightedSum(config.weights)
-    elif config.primary is not None:
-        combine = ConstrainedReward(config.primary, config.thresholds or {}, config.penalty)
-    return load_reward_model(
-        config.model, device=config.device, precision=config.precision, batch_size=batch_size, max_length=config.max_length,
-        normalize=config.normalize, trust_remote_code=config.trust_remote_code, combine=combine,
-        original_scale=config.original_scale, layout=config.layout,
-        max_batch_tokens=None if config.max_batch_tokens == "none" else config.max_batch_tokens,
-        share_prefix=config.share_prefix, show_progress=config.show_progress, random_head=config.random_head)
-
-
-def _build_judge(config: ScorerConfig) -> Scorer:
-    from ..judges.cache import CachedClient
-    from ..judges.clients import LocalHFClient, OpenAIChatClient
-    from ..judges.judge import PointwiseJudge
-
-    client: Any
-    if config.base_url is not None:
-        client = OpenAIChatClient(config.base_url, config.model, config.api_key_env)
-    else:
-        client = LocalHFClient(config.model, device=config.device)
-    if config.judge_cache is not None or config.max_calls is not None:
-        if config.judge_cache is None:
-            raise ConfigError("option 'max_calls' counts calls in the judge's cache: give 'judge_cache' too")
-        client = CachedClient(client, config.judge_cache, config.max_calls)
-    return PointwiseJudge(client, config.judge_template, model_id=config.model)
-
+def _length_control(config: Any, values: dict[str, Any], debias: bool) -> ScorerConfig:
+    if debias and "alpha" in values:
+        raise ConfigError("options 'length_debias' and 'length_penalty' are two length controls: give one")
+    if debias:
+        if values.get("reference") is None:
+            raise ConfigError("length_debias and a normalized length_penalty need 'length_reference' (a file of responses)")
+        if "mode" in values:
+            raise ConfigError("option 'length_penalty_mode' is read with length_penalty, not length_debias")
+        return LengthDebiasConfig(config, **values)
+    if "alpha" in values:
+        return LengthPenaltyConfig(config, **values)
+    if values:
+        flags = sorted(wrapper_option(f) for f in fields(LengthPenaltyConfig) if f.name in values)
+        raise ConfigError(f"option(s) {flags} need a length control: length_penalty or length_debias")
+    return config

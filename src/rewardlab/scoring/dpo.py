@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,10 +18,11 @@ import torch
 from ..data.collate import pad_sequences
 from ..data.templating import Prompt, as_messages, tokenize_with_boundary
 from ..losses import dpo_implicit_reward
-from ..models.io import Precision, _DTYPES, resolve_model_source
+from ..models.io import _DTYPES, resolve_model_source
+from .config import DPOConfig
 from .engine import encode_all, raise_if_too_long, run_batches
 
-__all__ = ["DPOScorer", "DPOSettings", "load_dpo_scorer", "sequence_logprobs"]
+__all__ = ["DPOScorer", "load_dpo_scorer", "sequence_logprobs"]
 
 
 def sequence_logprobs(
@@ -42,41 +42,57 @@ def sequence_logprobs(
     return total / mask.sum(-1).clamp(min=1) if length_normalize else total
 
 
-@dataclass(frozen=True)
-class DPOSettings:
-    """What a DPO implicit reward depends on; written next to every score."""
-
-    beta: float = 0.1
-    reference_free: bool = False
-    length_normalize: bool = False
-
-
 class DPOScorer:
     """A :class:`~rewardlab.scoring.protocol.Scorer` from a causal-LM policy and reference (reward-bench's DPO mode).
 
     ``max_length`` defaults to 1024 (a policy folder records no training length).
     """
 
-    def __init__(self, policy: Any, reference: Any | None, tokenizer: Any, settings: DPOSettings = DPOSettings(),
-                 max_length: int = 1024, batch_size: int = 8, device: str | None = None,
-                 source: str | None = None, reference_source: str | None = None, show_progress: bool = False):
-        if reference is None and not settings.reference_free:
-            raise ValueError("a reference model is required unless settings.reference_free")
-        self.device = torch.device(device) if device else next(policy.parameters()).device
+    def __init__(self, policy: Any, reference: Any | None, tokenizer: Any, config: DPOConfig):
+        """``config.model`` and ``config.reference`` name the weights in ``describe()``; ``reference`` may be None only
+        with ``config.reference_free``; ``config.max_length`` unset: 1024."""
+        if reference is None and not config.reference_free:
+            raise ValueError("a reference model is required unless config.reference_free")
+        self.config = config
+        self.device = torch.device(config.device) if config.device else next(policy.parameters()).device
         self.policy = policy.eval().to(self.device)
         self.reference = None if reference is None else reference.eval().to(self.device)
-        self.tokenizer, self.settings = tokenizer, settings
-        self.max_length, self.batch_size = max_length, batch_size
-        self.source, self.reference_source, self.show_progress = source, reference_source, show_progress
+        self.tokenizer = tokenizer
+        self.max_length, self.batch_size = config.max_length or 1024, config.batch_size
+        self.source, self.reference_source, self.show_progress = config.model, config.reference, config.show_progress
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+
+    @classmethod
+    def load(cls, config: DPOConfig) -> DPOScorer:
+        """The policy (and reference) causal LMs of ``config``: folders, Hub names or ``builtin:smollm2``."""
+        from dataclasses import replace
+
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from ..models.io import check_model_source, usable_max_length
+
+        def load(name: str) -> Any:
+            path, extra = resolve_model_source(name)
+            return AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[config.precision],
+                                                        trust_remote_code=config.trust_remote_code, **extra)
+
+        check_model_source(config.model, "policy")
+        if config.reference is not None:
+            check_model_source(config.reference, "reference model")
+        path, extra = resolve_model_source(config.model)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code, **extra)
+        policy = load(config.model)
+        limit = usable_max_length(policy.config, config.max_length, 1024)
+        reference = None if config.reference is None or config.reference_free else load(config.reference)
+        return cls(policy, reference, tokenizer, replace(config, max_length=limit))
 
     def describe(self) -> dict[str, Any]:
         from .local import model_fingerprint
 
         dtype = str(next(self.policy.parameters()).dtype).replace("torch.", "")
-        record = {"dpo_beta": self.settings.beta, "reference_free": self.settings.reference_free,
-                  "length_normalized": self.settings.length_normalize}
+        record = {"dpo_beta": self.config.beta, "reference_free": self.config.reference_free,
+                  "length_normalized": self.config.length_normalize}
         return {"kind": "dpo", "model": self.source, "record": record,
                 "settings": {"weights": model_fingerprint(self.source), "reference": model_fingerprint(self.reference_source),
                              "max_length": self.max_length, "dtype": dtype, **record}}
@@ -134,7 +150,7 @@ class DPOScorer:
                 response[row, : encoded[i][1]] = 0
             ids, mask = ids.to(self.device), mask.to(self.device)
             logits = model(input_ids=ids, attention_mask=mask).logits
-            return sequence_logprobs(logits, ids, response.to(self.device), self.settings.length_normalize).cpu().tolist()
+            return sequence_logprobs(logits, ids, response.to(self.device), self.config.length_normalize).cpu().tolist()
 
         values = run_batches([len(e[0]) for e in encoded], forward, self.batch_size, show_progress=self.show_progress)
         return torch.tensor(values, dtype=torch.float32)
@@ -146,32 +162,9 @@ class DPOScorer:
             return []
         policy = self.logprobs(self.policy, prompts, responses)
         reference = torch.zeros_like(policy) if self.reference is None else self.logprobs(self.reference, prompts, responses)
-        return dpo_implicit_reward(policy, reference, self.settings.beta).tolist()
+        return dpo_implicit_reward(policy, reference, self.config.beta).tolist()
 
 
-def load_dpo_scorer(
-    policy: str | os.PathLike, reference: str | os.PathLike | None, settings: DPOSettings = DPOSettings(),
-    precision: Precision = "fp32", max_length: int | None = None, batch_size: int = 8, device: str | None = None,
-    trust_remote_code: bool = False, show_progress: bool = False,
-) -> DPOScorer:
-    """Load a policy (and reference) causal LM from folders, Hub names or ``builtin:smollm2``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    def load(name: str | os.PathLike) -> Any:
-        path, extra = resolve_model_source(str(name))
-        return AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[precision], trust_remote_code=trust_remote_code, **extra)
-
-    from ..models.io import check_model_source
-
-    check_model_source(str(policy), "policy")
-    if reference is not None:
-        check_model_source(str(reference), "reference model")
-    path, extra = resolve_model_source(str(policy))
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
-    policy_model = load(policy)
-    from ..models.io import usable_max_length
-
-    max_length = usable_max_length(policy_model.config, max_length, 1024)
-    ref_model = None if reference is None or settings.reference_free else load(reference)
-    return DPOScorer(policy_model, ref_model, tokenizer, settings, max_length, batch_size, device, source=str(policy),
-                     reference_source=None if reference is None else str(reference), show_progress=show_progress)
+def load_dpo_scorer(policy: str | os.PathLike, reference: str | os.PathLike | None = None, **options: Any) -> DPOScorer:
+    """``DPOScorer.load(DPOConfig(model=policy, reference=reference, **options))``."""
+    return DPOScorer.load(DPOConfig(model=str(policy), reference=None if reference is None else str(reference), **options))

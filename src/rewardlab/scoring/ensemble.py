@@ -10,8 +10,8 @@ Aggregations over the K members' (scaled) rewards ``r_1..r_K`` of one item (Cost
 
 ``std``/``var`` are across members (population, ddof=0). Members trained separately put rewards on different
 scales (BT rewards are shift-invariant), so they are put on one scale first: ``scale="saved"`` expects
-members that already z-normalize with the reward mean/std saved at training (``ScorerConfig(normalize=True)``,
-what ``build_scorer`` does for ensemble members); ``scale="reference"`` z-scores each member on a reference
+members that already z-normalize with the reward mean/std saved at training (``RewardModelConfig(normalize=True)``,
+what an ``EnsembleConfig`` with scale 'saved' does for its members); ``scale="reference"`` z-scores each member on a reference
 set (:meth:`EnsembleScorer.fit_scale`); ``scale="none"`` takes rewards as they are.
 """
 
@@ -19,17 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ..data.templating import Prompt
 from ..errors import ConfigError
+from .config import EnsembleAggregate, EnsembleRule, RewardModelConfig
 from .protocol import HeadScorer, LengthChecked, Scorer
 
 __all__ = ["EnsembleAggregate", "EnsembleRewards", "EnsembleScorer", "LoraMember", "aggregate_members", "load_lora_ensemble"]
-
-EnsembleAggregate = Literal["mean", "min", "mean_minus_std", "uncertainty_weighted"]
 
 
 def aggregate_members(rewards: np.ndarray, how: EnsembleAggregate = "mean", lam: float = 1.0) -> np.ndarray:
@@ -69,14 +68,15 @@ class EnsembleScorer:
 
     >>> from rewardlab.scoring.protocol import FunctionScorer
     >>> members = [FunctionScorer(lambda p, r: float(len(r))), FunctionScorer(lambda p, r: 0.0)]
-    >>> ensemble = EnsembleScorer(members, aggregate="min", scale="none")
+    >>> ensemble = EnsembleScorer(members, EnsembleRule(aggregate="min", scale="none"))
     >>> ensemble.score(["q", "q"], ["ab", "abcd"]), ensemble.score_detailed(["q"], ["ab"]).std.tolist()
     ([0.0, 0.0], [1.0])
     """
 
-    def __init__(self, members: Sequence[Scorer] | None = None, aggregate: EnsembleAggregate = "mean", lam: float = 1.0,
-                 scale: Literal["saved", "reference", "none"] = "saved", heads_of: HeadScorer | None = None,
-                 names: Sequence[str] | None = None):
+    def __init__(self, members: Sequence[Scorer] | None = None, rule: EnsembleRule = EnsembleRule(),
+                 heads_of: HeadScorer | None = None, names: Sequence[str] | None = None):
+        """``rule``'s scale 'saved' takes the members as they are (they normalize themselves) and 'reference' waits
+        for :meth:`fit_scale`."""
         if (members is None) == (heads_of is None):
             raise ConfigError("give the ensemble either members (scorers) or heads_of (one multi-head scorer)")
         self.members = list(members or [])
@@ -84,16 +84,12 @@ class EnsembleScorer:
         count = len(heads_of.heads) if heads_of is not None else len(self.members)
         if count < 2:
             raise ConfigError(f"an ensemble needs at least 2 members, got {count}")
-        aggregate_members(np.zeros((1, 1)), aggregate)  # validates the name
-        if lam < 0:
-            raise ConfigError(f"ensemble lambda must be >= 0, got {lam}")
-        if scale not in ("saved", "reference", "none"):
-            raise ConfigError(f"ensemble scale must be saved, reference or none, got {scale!r}")
-        self.aggregate, self.lam, self.scale = aggregate, lam, scale
+        self.rule = rule
+        self.aggregate, self.lam, self.scale = rule.aggregate, rule.lam, rule.scale
         self.member_names = list(names) if names else (list(heads_of.heads) if heads_of is not None else [f"member_{k}" for k in range(count)])
         self.offsets = np.zeros(count)
         self.scales = np.ones(count)
-        self.fitted = scale != "reference"
+        self.fitted = rule.scale != "reference"
         self.heads = [*self.member_names, "std"]
 
     @property
@@ -186,25 +182,25 @@ class LoraMember:
                 "settings": {**inner["settings"], "adapter": model_fingerprint(self.source)}}
 
 
-def load_lora_ensemble(folder: str, listing: dict[str, Any], config: Any) -> list[LoraMember]:
-    """The members of a LoRA ensemble folder (``rewardlab train --ensemble K --ensemble-kind lora``) over one base model:
-    the base backbone is built once, every member's adapter is injected into it, its tokenizer and metadata are the
-    first member's. Members are z-scored with their saved reward statistics."""
+def load_lora_ensemble(config: RewardModelConfig, listing: dict[str, Any]) -> list[LoraMember]:
+    """The members of the LoRA ensemble folder ``config.model`` (``rewardlab train --ensemble K --ensemble-kind lora``)
+    over one base model: the base backbone is built once, every member's adapter is injected into it, its tokenizer
+    and metadata are the first member's. Members are z-scored with their saved reward statistics."""
+    from dataclasses import replace
     from pathlib import Path
 
     from ..models.io import RewardModelMetadata, build_reward_model
     from ..models.lora import load_adapter
     from .local import LocalScorer
 
-    root = Path(folder)
+    root = Path(config.model)
     model, tokenizer = build_reward_model(listing["base_model"], trust_remote_code=config.trust_remote_code)
     first = RewardModelMetadata.from_file(root / listing["members"][0] / "rewardlab.json")
     heads = {name: load_adapter(model.hf_model, root / name, name) for name in listing["members"]}
     members = []
     for name in listing["members"]:
         meta = RewardModelMetadata.from_file(root / name / "rewardlab.json")
-        scorer = LocalScorer(model, tokenizer, max_length=config.max_length or first.max_length, batch_size=config.batch_size or 32,
-                             device=config.device, metadata=meta, normalize=meta.reward_mean is not None and bool(meta.reward_std),
-                             layout=config.layout, share_prefix=config.share_prefix, source=str(root / name))
-        members.append(LoraMember(scorer, name, heads[name], str(root / name)))
+        member = replace(config, model=str(root / name), max_length=config.max_length or first.max_length,
+                         normalize=meta.reward_mean is not None and bool(meta.reward_std))
+        members.append(LoraMember(LocalScorer(model, tokenizer, member, meta), name, heads[name], str(root / name)))
     return members

@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..models.io import Precision, RewardModelMetadata, load_pretrained
 from ..models.packing import choose_layout, pack_for
 from ..models.reward_model import RewardModel
+from .config import RewardModelConfig
 from .engine import encode_all, raise_if_too_long, run_batches
 
 __all__ = ["CPU_BATCH_TOKENS", "LocalScorer", "MIN_SHARED_PREFIX", "load_reward_model", "model_fingerprint", "prefix_groups"]
@@ -114,50 +115,52 @@ class LocalScorer:
     ...     def __call__(self, text, **kw):
     ...         return {"input_ids": [1 + ord(c) % 29 for c in text],
     ...                 "offset_mapping": [(i, i + 1) for i in range(len(text))]}
-    >>> scorer = LocalScorer(model, Tok(), max_length=64)
+    >>> scorer = LocalScorer(model, Tok(), RewardModelConfig(model="in-memory", max_length=64))
     >>> rewards = scorer.score(["2+2?", "2+2?"], ["4", "five"])
     >>> len(rewards), isinstance(rewards[0], float), scorer.describe()["kind"]
     (2, True, 'local')
     """
 
-    def __init__(
-        self,
-        model: RewardModel,
-        tokenizer: Any,
-        max_length: int = 512,
-        batch_size: int = 32,
-        device: str | torch.device | None = None,
-        metadata: RewardModelMetadata | None = None,
-        normalize: bool = False,
-        show_progress: bool = False,
-        combine: Callable[[dict[str, float]], float] | None = None,
-        original_scale: bool = False,
-        layout: Literal["auto", "packed", "padded"] = "auto",
-        max_batch_tokens: int | Literal["auto"] | None = "auto",
-        share_prefix: bool | Literal["auto"] = "auto",
-        source: str | None = None,
-    ):
+    def __init__(self, model: RewardModel, tokenizer: Any, config: RewardModelConfig,
+                 metadata: RewardModelMetadata | None = None):
+        """``config.model`` names the weights in ``describe()``; ``config.max_length`` unset: the metadata's (512
+        without metadata). ``metadata`` (default: what ``model`` says about itself) holds the heads and statistics."""
+        self.config = config
         self.model = model.eval()
-        self.layout = choose_layout(layout, model.packing_unsupported_reason())
+        self.layout = choose_layout(config.layout, model.packing_unsupported_reason())
         self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.device = torch.device(device) if device else next(model.parameters()).device
-        self.max_batch_tokens = _token_cap(max_batch_tokens, self.device)
-        self.share_prefix = _share_prefix_for(share_prefix, self.device)
+        self.max_length = config.max_length or (metadata.max_length if metadata is not None else 512)
+        self.batch_size = config.batch_size
+        self.device = torch.device(config.device) if config.device else next(model.parameters()).device
+        self.max_batch_tokens = _token_cap(None if config.max_batch_tokens == "none" else config.max_batch_tokens, self.device)
+        self.share_prefix = _share_prefix_for(config.share_prefix, self.device)
         self.model.to(self.device)
         tune_cpu_memory(self.device)  # CPU: batches of activations are reused instead of page-faulted in each call
-        self.metadata = metadata or RewardModelMetadata(pooling=model.pooling, max_length=max_length)
-        self.show_progress = show_progress
-        if normalize and (self.metadata.reward_mean is None or not self.metadata.reward_std):
+        self.metadata = metadata or RewardModelMetadata(pooling=model.pooling, max_length=self.max_length)
+        self.show_progress = config.show_progress
+        self.source = config.model
+        if config.normalize and (self.metadata.reward_mean is None or not self.metadata.reward_std):
             raise ConfigError(f"normalize=True (also what ensemble_scale 'saved' does) needs reward_mean and reward_std in the "
-                              f"model's metadata ({source or 'this model'} has none); use ensemble_scale 'reference'")
-        self.normalize = normalize
-        self.combine = combine
-        if original_scale and not self.metadata.target_normalization:
+                              f"model's metadata ({self.source} has none); use ensemble_scale 'reference'")
+        self.normalize = config.normalize
+        self.combine: Callable[[dict[str, float]], float] | None = config.combine
+        if config.original_scale and not self.metadata.target_normalization:
             raise ConfigError("original_scale=True needs regression target statistics in the model's metadata")
-        self.original_scale = original_scale
-        self.source = source
+        self.original_scale = config.original_scale
+
+    @classmethod
+    def load(cls, config: RewardModelConfig) -> LocalScorer:
+        """The reward-model folder (rewardlab's or another tool's) or Hub name ``config.model``, loaded as ``config``
+        says. ``layout='auto'`` scores padding-free packed batches when the backbone supports it (the rewards equal
+        the padded pass to 1e-4 in fp32; tests/models/test_packing.py)."""
+        from dataclasses import replace
+
+        from ..models.io import usable_max_length
+
+        model, tokenizer, metadata = load_pretrained(config.model, config.precision, config.trust_remote_code,
+                                                     config.random_head)
+        limit = usable_max_length(model.hf_model.config, config.max_length, metadata.max_length)
+        return cls(model, tokenizer, replace(config, max_length=limit), metadata)
 
     @property
     def heads(self) -> list[str]:
@@ -326,34 +329,7 @@ def _fields(rule: Any) -> dict[str, Any]:
             for k, v in asdict(rule).items()} if is_dataclass(rule) and not isinstance(rule, type) else {"repr": repr(rule)}
 
 
-def load_reward_model(
-    path: str | os.PathLike,
-    device: str | None = None,
-    precision: Precision = "fp32",
-    batch_size: int = 32,
-    max_length: int | None = None,
-    normalize: bool = False,
-    trust_remote_code: bool = False,
-    combine: Callable[[dict[str, float]], float] | None = None,
-    original_scale: bool = False,
-    layout: Literal["auto", "packed", "padded"] = "auto",
-    max_batch_tokens: int | Literal["auto"] | None = "auto",
-    share_prefix: bool | Literal["auto"] = "auto",
-    show_progress: bool = False,
-    random_head: bool = False,
-) -> LocalScorer:
-    """Load a saved reward-model folder (rewardlab's or another tool's) as a :class:`LocalScorer`.
-
-    The same options as :class:`~rewardlab.scoring.config.ScorerConfig` (``build_scorer`` calls this
-    for reward models). ``layout='auto'`` scores padding-free packed batches when the backbone
-    supports it (the rewards equal the padded pass to 1e-4 in fp32; tests/models/test_packing.py).
-    """
-    from ..models.io import usable_max_length
-
-    model, tokenizer, metadata = load_pretrained(path, precision, trust_remote_code, random_head)
-    return LocalScorer(
-        model, tokenizer, max_length=usable_max_length(model.hf_model.config, max_length, metadata.max_length), batch_size=batch_size,
-        device=device, metadata=metadata, normalize=normalize, combine=combine, original_scale=original_scale,
-        layout=layout, max_batch_tokens=max_batch_tokens, share_prefix=share_prefix, source=str(path),
-        show_progress=show_progress,
-    )
+def load_reward_model(path: str | os.PathLike, **options: Any) -> LocalScorer:
+    """``LocalScorer.load(RewardModelConfig(model=path, **options))``: a saved reward-model folder with any of
+    :class:`~rewardlab.scoring.config.RewardModelConfig`'s options (``batch_size``, ``normalize``, ``combine``, ...)."""
+    return LocalScorer.load(RewardModelConfig(model=str(path), **options))

@@ -12,8 +12,9 @@ import torch
 from ..data.collate import pad_sequences
 from ..data.templating import Prompt, as_messages, tokenize_steps
 from ..devices import tune_cpu_memory
-from ..models.io import Precision, RewardModelMetadata
+from ..models.io import RewardModelMetadata
 from .aggregation import Aggregation, aggregate
+from .config import ProcessConfig
 from .engine import encode_all, raise_if_too_long, run_batches
 
 __all__ = ["ProcessScorer", "load_process_reward_model", "split_steps"]
@@ -36,18 +37,39 @@ class ProcessScorer:
     ``max_length`` defaults to the model's training max length.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, metadata: RewardModelMetadata, aggregation: Aggregation = "min",
-                 batch_size: int = 16, device: str | None = None, max_length: int | None = None,
-                 source: str | None = None, show_progress: bool = False):
+    def __init__(self, model: Any, tokenizer: Any, metadata: RewardModelMetadata, config: ProcessConfig):
+        self.config = config
         self.model, self.tokenizer, self.metadata = model.eval(), tokenizer, metadata
         self.separator = metadata.step_separator or "\n"
-        self.aggregation, self.batch_size = aggregation, batch_size
-        self.max_length = max_length or metadata.max_length
-        self.device = torch.device(device) if device else next(model.parameters()).device
+        self.aggregation, self.batch_size = config.aggregation, config.batch_size
+        self.max_length = config.max_length or metadata.max_length
+        self.device = torch.device(config.device) if config.device else next(model.parameters()).device
         self.model.to(self.device)
-        self.source, self.show_progress = source, show_progress
+        self.source, self.show_progress = config.model, config.show_progress
         self._last: list[Any] = [None, None]  # (inputs, step scores) of the last call, shared with with_aggregation views
         tune_cpu_memory(self.device)  # CPU: batches of activations are reused instead of page-faulted in each call
+
+    @classmethod
+    def load(cls, config: ProcessConfig) -> ProcessScorer:
+        """The PRM folder ``config.model`` (written by ``rewardlab train --objective prm``, or any token-classification
+        PRM); one without trained head weights is refused unless ``config.random_head``."""
+        from dataclasses import replace
+
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        from ..models.io import _DTYPES, METADATA_FILE, check_trained_weights, usable_max_length
+        from ..models.process_reward_model import ProcessRewardModel
+
+        folder = Path(config.model)
+        meta_path = folder / METADATA_FILE
+        metadata = RewardModelMetadata.from_file(meta_path) if meta_path.is_file() else RewardModelMetadata(
+            pooling="last_token", written_by="inferred", objective="prm", step_separator="\n")
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=config.trust_remote_code)
+        hf_model, info = AutoModelForTokenClassification.from_pretrained(
+            folder, dtype=_DTYPES[config.precision], trust_remote_code=config.trust_remote_code, output_loading_info=True)
+        check_trained_weights(config.model, list(info.get("missing_keys", ())), config.random_head, "process reward model")
+        limit = usable_max_length(hf_model.config, config.max_length, metadata.max_length)
+        return cls(ProcessRewardModel(hf_model), tokenizer, metadata, replace(config, max_length=limit))
 
     def with_aggregation(self, aggregation: Aggregation) -> ProcessScorer:
         """The same model under another aggregation; scoring the same inputs again reuses the step probabilities.
@@ -105,28 +127,7 @@ class ProcessScorer:
         return [aggregate(p, self.aggregation) for p in self.score_steps(prompts, steps)]
 
 
-def load_process_reward_model(path: str | os.PathLike, aggregation: Aggregation = "min", batch_size: int = 16,
-                              device: str | None = None, precision: Precision = "fp32", max_length: int | None = None,
-                              trust_remote_code: bool = False, show_progress: bool = False,
-                              random_head: bool = False) -> ProcessScorer:
-    """Load a PRM folder written by ``rewardlab train --objective prm`` (or any token-classification PRM); one without
-    trained head weights is refused unless ``random_head``."""
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
-
-    from ..models.io import _DTYPES, METADATA_FILE
-    from ..models.process_reward_model import ProcessRewardModel
-
-    folder = Path(path)
-    meta_path = folder / METADATA_FILE
-    metadata = RewardModelMetadata.from_file(meta_path) if meta_path.is_file() else RewardModelMetadata(
-        pooling="last_token", written_by="inferred", objective="prm", step_separator="\n")
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    hf_model, info = AutoModelForTokenClassification.from_pretrained(
-        folder, dtype=_DTYPES[precision], trust_remote_code=trust_remote_code, output_loading_info=True)
-    from ..models.io import check_trained_weights, usable_max_length
-
-    check_trained_weights(str(path), list(info.get("missing_keys", ())), random_head, "process reward model")
-
-    max_length = usable_max_length(hf_model.config, max_length, metadata.max_length)
-    return ProcessScorer(ProcessRewardModel(hf_model), tokenizer, metadata, aggregation, batch_size, device, max_length,
-                         source=str(path), show_progress=show_progress)
+def load_process_reward_model(path: str | os.PathLike, **options: Any) -> ProcessScorer:
+    """``ProcessScorer.load(ProcessConfig(model=path, **options))``: a PRM folder with any of
+    :class:`~rewardlab.scoring.config.ProcessConfig`'s options (``aggregation``, ``batch_size``, ...)."""
+    return ProcessScorer.load(ProcessConfig(model=str(path), **options))

@@ -7,10 +7,11 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from ..data.templating import Prompt, as_messages
 from ..errors import ConfigError, RewardlabError, SequenceTooLongError
+from .config import RemoteConfig
 
 __all__ = ["RemoteScorer", "RemoteScorerError"]
 
@@ -50,25 +51,20 @@ class RemoteScorer:
 
     ``contract="rewardlab"`` posts ``{"prompts", "responses"}`` to ``URL/v1/score`` (texts or chat messages);
     ``contract="openrlhf"`` posts ``{"query": [prompt + response]}`` to ``URL/get_reward`` (text prompts only).
-    Calls larger than ``chunk_size`` items go as several requests, in order. 429/5xx and connection errors
-    are retried ``max_retries`` times with exponential backoff and jitter (``Retry-After`` honoured); a 422
+    Calls larger than ``config.batch_size`` items go as several requests, in order. 429/5xx and connection errors
+    are retried ``config.max_retries`` times with exponential backoff and jitter (``Retry-After`` honoured); a 422
     naming too-long items becomes :class:`SequenceTooLongError` with their indices; other 4xx fail at once.
 
-    >>> RemoteScorer("http://127.0.0.1:8000").describe()["kind"]
+    >>> RemoteScorer(RemoteConfig(model="http://127.0.0.1:8000")).describe()["kind"]
     'remote'
     """
 
-    def __init__(self, url: str, contract: Literal["rewardlab", "openrlhf"] = "rewardlab", chunk_size: int = 256,
-                 timeout: float = 60.0, max_retries: int = 5, backoff_seconds: float = 0.5, max_backoff_seconds: float = 30.0,
-                 api_key_env: str | None = None):
-        if contract not in ("rewardlab", "openrlhf"):
-            raise ConfigError(f"contract must be 'rewardlab' or 'openrlhf', got {contract!r}")
-        if chunk_size < 1:
-            raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.url, self.contract, self.chunk_size = url.rstrip("/"), contract, chunk_size
-        self.timeout, self.max_retries = timeout, max_retries
-        self.backoff_seconds, self.max_backoff_seconds = backoff_seconds, max_backoff_seconds
-        self._api_key_env = api_key_env
+    def __init__(self, config: RemoteConfig):
+        self.config = config
+        self.url, self.contract, self.chunk_size = config.model.rstrip("/"), config.contract, config.batch_size
+        self.timeout, self.max_retries = config.timeout, config.max_retries
+        self.backoff_seconds, self.max_backoff_seconds = config.backoff_seconds, config.max_backoff_seconds
+        self._api_key_env = config.api_key_env
         self._client: Any = None
         self._metadata: dict[str, Any] | None = None
         self.requests = 0  # HTTP requests sent, retries included

@@ -97,12 +97,12 @@ def _verl_scorer() -> Scorer:
     global _VERL_SCORER
     if _VERL_SCORER is None:
         from ..errors import ConfigError
-        from ..scoring.config import ScorerConfig, build_scorer
+        from ..scoring.config import build_scorer, scorer_config
 
         source = os.environ.get("REWARDLAB_REWARD_URL") or os.environ.get("REWARDLAB_REWARD_MODEL")
         if not source:
             raise ConfigError("set REWARDLAB_REWARD_URL (a rewardlab serve address) or REWARDLAB_REWARD_MODEL (a model folder)")
-        _VERL_SCORER = build_scorer(ScorerConfig(model=source))
+        _VERL_SCORER = build_scorer(scorer_config(source))
     return _VERL_SCORER
 
 

@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError
+from ..scoring.config import ENSEMBLE_FILE  # the listing the scorers read
 from .config import BradleyTerryConfig, DavidsonConfig, TrainConfig
 
 __all__ = ["ENSEMBLE_FILE", "is_member_ensemble", "train_member_ensemble"]
-
-ENSEMBLE_FILE = "ensemble.json"
-"""A seeds ensemble's folder lists its members here; ``build_scorer`` scores the folder as their ensemble."""
 
 
 def is_member_ensemble(config: TrainConfig) -> bool:
