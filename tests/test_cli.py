@@ -172,6 +172,8 @@ def test_every_subcommand_help_renders(capsys):
     for name, sub in commands.items():
         text = sub.format_help()  # a stray '%' in an option's docstring breaks argparse's formatting
         assert name in text and "--help" in text
+    data_help = commands["data"].format_help()  # a list of subcommands: no defaults, '%' shown once
+    assert "50%)" in data_help and "%%" not in data_help and "(default" not in data_help
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--help"])
     assert exit_info.value.code == 0 and "--gradient-checkpointing" in capsys.readouterr().out

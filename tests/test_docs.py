@@ -26,7 +26,7 @@ def test_readme_scoring_snippet_runs_on_a_512_position_encoder(tiny_bert_dir, tm
     save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling, max_length=128), tmp_path / "runs" / "rm")
     write_jsonl(tmp_path / "responses.jsonl", [{"prompt": "What is 2+2?", "response": "4"}])
     monkeypatch.chdir(tmp_path)
-    block = next(b for b in _python_blocks(ROOT / "README.md") if "build_scorer(ScorerConfig(" in b)
+    block = next(b for b in _python_blocks(ROOT / "README.md") if "build_scorer(RewardModelConfig(" in b)
     exec(compile(block, "README.md", "exec"), {})
     assert json.loads((tmp_path / "scores.jsonl").read_text())["reward"] is not None
 

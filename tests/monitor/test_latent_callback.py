@@ -1,6 +1,7 @@
 """The latent-space monitor over a reward model's own features, and the TRL callback inside a real GRPOTrainer run."""
 
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ def gaussian_embed(shift_from_step: int, dims: int = 64):
     def embed(prompts, responses):
         rows = []
         for p, r in zip(prompts, responses):
-            rng = np.random.default_rng(abs(hash(r)) % 2**32)
+            rng = np.random.default_rng(zlib.crc32(r.encode()))  # not hash(): it changes with PYTHONHASHSEED
             v = rng.normal(size=dims)
             if int(p) >= shift_from_step:
                 v[:8] += 4.0  # a direction the reference never visits

@@ -154,3 +154,16 @@ def test_an_infinite_reward_is_written_as_strict_json_with_the_reason(tmp_path):
     lines = [json.loads(line, parse_constant=refuse) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert lines[0]["reward"] == 1.0 and "reward_infinite" not in lines[0]
     assert lines[1]["reward"] is None and lines[1]["reward_infinite"] == "-inf"
+
+
+def test_wrappers_and_ensembles_are_known_by_their_protocols_not_their_classes():
+    """diagnose reports the length bias before a length control and the members' disagreement of an ensemble: it
+    finds both through WrappedScorer and MemberScorer, so any scorer with the same shape is reported too."""
+    from rewardlab.scoring.protocol import MemberScorer, WrappedScorer
+
+    plain = FunctionScorer(lambda p, r: float(len(r)))
+    penalized = LengthPenalty(plain, alpha=0.5)
+    ensemble = EnsembleScorer([plain, FunctionScorer(lambda p, r: 1.0)], EnsembleRule(scale="none"))
+    assert isinstance(penalized, WrappedScorer) and penalized.scorer is plain and not isinstance(plain, WrappedScorer)
+    assert isinstance(ensemble, MemberScorer) and not isinstance(plain, MemberScorer)
+    assert ensemble.raw_members(["q"], ["abc"]).tolist() == [[3.0], [1.0]]

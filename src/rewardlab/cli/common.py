@@ -25,7 +25,8 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if ("(default" in text or action.required or action.default is argparse.SUPPRESS or action.default is False
-                or isinstance(action, (argparse._HelpAction, argparse._StoreTrueAction, argparse._StoreFalseAction))):
+                or isinstance(action, (argparse._HelpAction, argparse._StoreTrueAction, argparse._StoreFalseAction,
+                                       argparse._SubParsersAction._ChoicesPseudoAction))):  # a subcommand's line
             return text
         shown = "none" if action.default is None else show_default(action.default)
         return f"{text} (default: {shown})".replace("%", "%%")
@@ -51,12 +52,16 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing.Collection[str] = (),
-                     notes: dict[str, str] | None = None, prefix: str = "", shown: dict[str, str] | None = None) -> list[str]:
-    """One flag per field of the config dataclass ``cls`` (``--field-name``, help from its docstring plus ``notes``),
-    default None so that only what the user passed overrides the dataclass default or a config file. With
-    ``prefix`` (e.g. ``"field-"``) the flags are ``--field-<name>`` and land in ``args.field_<name>``; a field's
-    ``metadata["flag"]`` names its flag instead of the field's name. ``shown`` replaces the default a field's help
-    shows (e.g. one per kind). Returns the ``args`` attributes the flags fill."""
+                     notes: dict[str, str] | None = None, prefix: str = "", shown: dict[str, str] | None = None,
+                     defaults: bool = False) -> list[str]:
+    """One flag per field of the config dataclass ``cls`` (``--field-name``, help from its docstring plus ``notes``).
+
+    The flags default to None, so that only what the user passed overrides the dataclass default or a config file;
+    with ``defaults`` (a subcommand's options, no config file) they default to the fields' defaults and a field
+    without one is a required flag. With ``prefix`` (e.g. ``"field-"``) the flags are ``--field-<name>`` and land in
+    ``args.field_<name>``. A field's ``metadata`` may give its ``flag`` name, its ``metavar`` and a ``parse`` function
+    for the flag's text. ``shown`` replaces the default a field's help shows (e.g. one per kind); a docstring that
+    says "(default: ...)" itself gets none added. Returns the ``args`` attributes the flags fill."""
     docs, hints = field_docs(cls), typing.get_type_hints(cls)
     dests = []
     for f in dataclasses.fields(cls):
@@ -69,32 +74,34 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing
         flag = "--" + prefix + name
         dest = (prefix + name).replace("-", "_")
         dests.append(dest)
-        shown_default = (shown or {}).get(f.name) or (
-            "required" if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING else (
-                f"default: {'none' if f.default is None else show_default(f.default)}" if f.default is not dataclasses.MISSING else "default: see docs"))
-        if "(default:" in docs.get(f.name, "") and f.default is None:  # the docstring says what None means
-            shown_default = ""
+        missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        doc = docs.get(f.name, "")
+        shown_default = (shown or {}).get(f.name) or ("required" if missing else "" if "(default" in doc else (
+            f"default: {'none' if f.default is None else show_default(f.default)}" if f.default is not dataclasses.MISSING else "default: see docs"))
         suffix = f" ({shown_default})" if shown_default else ""
-        help_text = f"{docs.get(f.name, '')}{(notes or {}).get(f.name, '')}{suffix}".replace("%", "%%")  # argparse formats help with %
+        help_text = f"{doc}{(notes or {}).get(f.name, '')}{suffix}".replace("%", "%%")  # argparse formats help with %
         words = tuple(w for a in args[1:] if typing.get_origin(a) is typing.Literal for w in typing.get_args(a))
+        common: dict[str, Any] = {"dest": dest, "help": help_text, "default": None}
+        if defaults:
+            common.update(default=None if missing else f.default, **({"required": True} if missing else {}))
+        metavar = f.metadata.get("metavar", name.replace("-", "_").upper())
         if "parse" in f.metadata:  # the field says how its flag's text becomes a value
-            parser.add_argument(flag, dest=dest, type=_argument_parser(f.metadata["parse"]), default=None, help=help_text,
-                                metavar=f.metadata.get("metavar", f.name.upper()))
+            parser.add_argument(flag, type=_argument_parser(f.metadata["parse"]), metavar=metavar, **common)
         elif typing.get_origin(base) is dict:
-            parser.add_argument(flag, dest=dest, type=json_object, default=None, help=help_text + " (a JSON object)", metavar="JSON")
+            common["help"] += " (a JSON object)"
+            parser.add_argument(flag, type=json_object, metavar="JSON", **common)
         elif base is bool and len(args) > 1:  # bool | Literal[...]: --flag [true|false|word], --no-flag
-            parser.add_argument(flag, dest=dest, nargs="?", const=True, type=_bool_or(words), default=None, help=help_text,
-                                metavar="|".join(("true", "false", *words)))
-            parser.add_argument("--no-" + flag[2:], dest=dest, action="store_false", default=None, help=f"same as {flag} false")
+            parser.add_argument(flag, nargs="?", const=True, type=_bool_or(words), metavar="|".join(("true", "false", *words)), **common)
+            parser.add_argument("--no-" + flag[2:], dest=dest, action="store_false", default=common["default"],
+                                help=f"same as {flag} false")
         elif base is bool:
-            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
         elif typing.get_origin(hint) is typing.Literal:
-            parser.add_argument(flag, dest=dest, choices=typing.get_args(hint), default=None, help=help_text)
+            parser.add_argument(flag, choices=typing.get_args(hint), **common)
         elif base is int and words:  # int | Literal[...]: a positive number or one of the words
-            parser.add_argument(flag, dest=dest, type=_int_or(words, f.name.split("_")[-1]), default=None, help=help_text,
-                                metavar="|".join(("N", *words)))
+            parser.add_argument(flag, type=_int_or(words, f.name.split("_")[-1]), metavar="|".join(("N", *words)), **common)
         else:
-            parser.add_argument(flag, dest=dest, type=base, default=None, help=help_text, metavar=name.replace("-", "_").upper())
+            parser.add_argument(flag, type=base, metavar=metavar, **common)
     return dests
 
 
@@ -320,11 +327,24 @@ def make_generator(args: argparse.Namespace) -> Any:
     return LocalHFGenerator(args.model, temperature=args.temperature, seed=args.seed)
 
 
+@dataclasses.dataclass(frozen=True)
+class GeneratorOptions:
+    """Where sampled replies come from (``label-steps``, ``overopt-pool``, ``beam-search``)."""
+
+    generator: typing.Literal["local", "openai"] = "local"
+    """local: a transformers causal LM (--model); openai: an OpenAI-compatible server (--base-url)"""
+    model: str = "builtin:smollm2"
+    """local causal LM (folder or builtin:smollm2), or the endpoint's model name"""
+    base_url: str | None = None
+    """OpenAI-compatible endpoint for --generator openai"""
+    api_key_env: str = "OPENAI_API_KEY"
+    """environment variable holding the server's API key"""
+    temperature: float = 0.7
+    """sampling temperature of the generator"""
+    seed: int = 0
+    """sampling seed (local generator)"""
+
+
 def add_generator_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--generator", choices=["local", "openai"], default="local",
-                   help="local: a transformers causal LM (--model); openai: an OpenAI-compatible server (--base-url)")
-    p.add_argument("--model", default="builtin:smollm2", help="local causal LM (folder or builtin:smollm2), or the endpoint's model name")
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint for --generator openai")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the server's API key")
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of the generator")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (local generator)")
+    """:class:`GeneratorOptions`' flags; :func:`make_generator` reads them."""
+    add_config_flags(p, GeneratorOptions, defaults=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +33,29 @@ def _cmd_kl(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class KlOptions:
+    """Options of ``rewardlab kl``: KL(policy || reference) on the policy's responses (k1 and k3 estimators, per
+    sequence and token)."""
+
+    policy: str
+    """the policy (causal LM folder, Hub name or builtin:smollm2)"""
+    reference: str
+    """the reference model (e.g. the SFT model the RL run started from)"""
+    data: str
+    """the policy's responses: {prompt, response} or {messages} records"""
+    output: str | None = None
+    """write the full result, with per-sequence KLs, as JSON"""
+    split: str = "train"
+    """split when --data is a datasets name (default: train)"""
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("kl", help="KL(policy || reference) on the policy's responses (k1 and k3 estimators, per sequence and token)",
                        description="Per-token log-probs of each response under the policy and the reference; the KL per "
                                    "sequence is the sum over response tokens of k1 = -log r or k3 = (r - 1) - log r, "
                                    "r = pi_ref / pi (docs/control.md). The responses must be samples of the policy.")
-    p.add_argument("--policy", required=True, help="the policy (causal LM folder, Hub name or builtin:smollm2)")
-    p.add_argument("--reference", required=True, help="the reference model (e.g. the SFT model the RL run started from)")
-    p.add_argument("--data", required=True, help="the policy's responses: {prompt, response} or {messages} records")
-    p.add_argument("--output", default=None, help="write the full result, with per-sequence KLs, as JSON")
-    p.add_argument("--split", default="train", help="split when --data is a datasets name (default: train)")
+    add_config_flags(p, KlOptions, defaults=True)
     from ..scoring.config import DPOConfig
 
     add_config_flags(p, DPOConfig, exclude={f.name for f in fields(DPOConfig)} - set(_MODEL_OPTIONS))

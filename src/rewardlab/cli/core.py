@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 import argparse
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from ..jsonsafe import dumps
 
 from ..errors import RewardlabError
-from .common import add_scorer_flags, add_train_flags, build_scorer, train_config_from_args
+from .common import add_config_flags, add_scorer_flags, add_train_flags, build_scorer, train_config_from_args
 
 __all__ = ["register"]
 
@@ -81,11 +82,74 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions:
+    """Options of ``rewardlab train``: train a reward model (any objective)."""
+
+    config: str | None = None
+    """YAML or JSON file of TrainConfig options; flags override it"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreOptions:
+    """Options of ``rewardlab score``: score responses (or preference pairs) with any scorer: RM, PRM, DPO
+    policy, LLM judge."""
+
+    data: str
+    """jsonl/json/parquet of {prompt, response}, {messages} or {prompt?, chosen, rejected}"""
+    output: str
+    """scores.jsonl to write, one line per input record"""
+    split: str = "train"
+    """split when --data is a datasets name (default: train)"""
+    skip_too_long: bool = False
+    """write responses that cannot fit in --max-length with reward null (and say how many) instead of stopping"""
+    ray_actors: int = 2
+    """with --ray: actors, each holding one copy of the model"""
+    ray_gpus_per_actor: float = 0.0
+    """with --ray: GPUs per actor (0: CPU actors)"""
+    ray_timeout: float = field(default=10.0, metadata={"metavar": "SECONDS"})
+    """with --ray ADDRESS: give up when the cluster does not answer within this many seconds"""
+    resume: bool = False
+    """keep the lines an earlier, interrupted run wrote to --output (same model, data and settings) and score
+    the rest"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheOptions:
+    """Options of ``rewardlab cache``: list or delete tokenized-data stores (the token cache)."""
+
+    dir: str | None = None
+    """cache folder (default: $REWARDLAB_CACHE/tokens or ~/.cache/rewardlab/tokens)"""
+    stale: bool = False
+    """only stores that can never be read again"""
+    older_than: float | None = field(default=None, metadata={"metavar": "DAYS"})
+    """only stores last used more than DAYS ago"""
+    clear: bool = False
+    """delete the stores listed"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoOptions:
+    """Options of ``rewardlab demo``: train, evaluate and score on the embedded default (offline)."""
+
+    output_dir: str | None = None
+    """where to write data and the model (default: a temp folder)"""
+    data: str | None = None
+    """real preference data instead of the built-in set"""
+    model: str = "builtin:minilm"
+    """backbone (default: builtin:minilm)"""
+    max_steps: int = 150
+    """optimizer steps (default: 150)"""
+    ensemble: int = 1
+    """K > 1: train a K-head bootstrap ensemble and compare its spread on held-out vs out-of-distribution
+    replies (default: 1)"""
+
+
 def register(sub: Any) -> None:
     from ..training.config import TrainConfig
 
     p = sub.add_parser("train", help="train a reward model (any objective)", description=TrainConfig.__doc__)
-    p.add_argument("--config", help="YAML or JSON file of TrainConfig options; flags override it")
+    add_config_flags(p, TrainOptions, defaults=True)
     add_train_flags(p)
     p.set_defaults(func=_cmd_train)
 
@@ -93,37 +157,19 @@ def register(sub: Any) -> None:
                        description="Score every record of --data into --output (JSON Lines), streamed and resumable. The "
                                    "scoring flags are the fields of the scorer configs in rewardlab.scoring.config.")
     add_scorer_flags(p)
-    p.add_argument("--data", required=True, help="jsonl/json/parquet of {prompt, response}, {messages} or {prompt?, chosen, rejected}")
-    p.add_argument("--output", required=True, help="scores.jsonl to write, one line per input record")
-    p.add_argument("--split", default="train", help="split when --data is a datasets name (default: train)")
-    p.add_argument("--skip-too-long", action="store_true",
-                   help="write responses that cannot fit in --max-length with reward null (and say how many) instead of stopping")
+    add_config_flags(p, ScoreOptions, defaults=True)
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="score with a pool of Ray actors: on a local cluster started for this run, or the cluster at ADDRESS "
                         "(ray://host:10001, auto); needs 'rewardlab[ray]'")
-    p.add_argument("--ray-actors", type=int, default=2, help="with --ray: actors, each holding one copy of the model")
-    p.add_argument("--ray-gpus-per-actor", type=float, default=0.0, help="with --ray: GPUs per actor (0: CPU actors)")
-    p.add_argument("--ray-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="with --ray ADDRESS: give up when the cluster does not answer within this many seconds")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the lines an earlier, interrupted run wrote to --output (same model, data and settings) and score the rest")
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("cache", help="list or delete tokenized-data stores (the token cache)",
                        description="List the token cache's stores (size, examples, last use, status, source); with --clear, delete "
                                    "the ones listed. 'stale' stores can never be read again: unfinished builds, stores of an "
                                    "older rewardlab, and stores whose local data file was deleted or modified.")
-    p.add_argument("--dir", default=None, help="cache folder (default: $REWARDLAB_CACHE/tokens or ~/.cache/rewardlab/tokens)")
-    p.add_argument("--stale", action="store_true", help="only stores that can never be read again")
-    p.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="only stores last used more than DAYS ago")
-    p.add_argument("--clear", action="store_true", help="delete the stores listed")
+    add_config_flags(p, CacheOptions, defaults=True)
     p.set_defaults(func=_cmd_cache)
 
     p = sub.add_parser("demo", help="train, evaluate and score on the embedded default (offline)")
-    p.add_argument("--output-dir", default=None, help="where to write data and the model (default: a temp folder)")
-    p.add_argument("--data", default=None, help="real preference data instead of the built-in set")
-    p.add_argument("--model", default="builtin:minilm", help="backbone (default: builtin:minilm)")
-    p.add_argument("--max-steps", type=int, default=150, help="optimizer steps (default: 150)")
-    p.add_argument("--ensemble", type=int, default=1, help="K > 1: train a K-head bootstrap ensemble and compare its spread on "
-                                                             "held-out vs out-of-distribution replies (default: 1)")
+    add_config_flags(p, DemoOptions, defaults=True)
     p.set_defaults(func=_cmd_demo)

@@ -3,14 +3,16 @@ duplicates, contamination, a data card); each subcommand calls the Python API on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..data.readers import atomic_write
 from ..jsonsafe import dumps
+from .common import add_config_flags
 
 __all__ = ["register"]
 
@@ -284,133 +286,271 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class DataAgreementOptions:
+    """Options of ``rewardlab data agreement``: raw agreement, Cohen's and Fleiss' kappa, Krippendorff's alpha
+    with bootstrap intervals."""
+
+    annotations: str
+    """long {item, annotator, label} rows, wide rows with votes, or PandaLM's test set"""
+    levels: str = "nominal"
+    """Krippendorff measurement levels: nominal, ordinal, interval (comma-separated)"""
+    bootstrap: int = 1000
+    """item resamples per interval"""
+    seed: int = 0
+    """seed of the bootstrap"""
+    output_dir: str
+    """agreement.json goes here"""
+
+
 def _register_agreement(cmds: Any) -> None:
     q = cmds.add_parser("agreement", help="raw agreement, Cohen's and Fleiss' kappa, Krippendorff's alpha with bootstrap intervals")
-    q.add_argument("--annotations", required=True, help="long {item, annotator, label} rows, wide rows with votes, or PandaLM's test set")
-    q.add_argument("--levels", default="nominal", help="Krippendorff measurement levels: nominal, ordinal, interval (comma-separated)")
-    q.add_argument("--bootstrap", type=int, default=1000, help="item resamples per interval")
-    q.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    q.add_argument("--output-dir", required=True, help="agreement.json goes here")
+    add_config_flags(q, DataAgreementOptions, defaults=True)
     q.set_defaults(func=_cmd_agreement)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataAggregateOptions:
+    """Options of ``rewardlab data aggregate``: one label per item: majority vote or Dawid-Skene (soft labels,
+    annotator accuracies)."""
+
+    annotations: str
+    """as for 'data agreement'"""
+    method: Literal["majority", "dawid-skene"] = "dawid-skene"
+    """how votes become a label"""
+    tie_policy: Literal["none", "first", "tie"] = "none"
+    """majority: a tied vote leaves the item unlabelled, takes the first category, or says 'tie'"""
+    output: str
+    """JSON Lines: label (and posterior, confidence) per item"""
 
 
 def _register_aggregate(cmds: Any) -> None:
     q = cmds.add_parser("aggregate", help="one label per item: majority vote or Dawid-Skene (soft labels, annotator accuracies)")
-    q.add_argument("--annotations", required=True, help="as for 'data agreement'")
-    q.add_argument("--method", choices=["majority", "dawid-skene"], default="dawid-skene", help="how votes become a label")
-    q.add_argument("--tie-policy", choices=["none", "first", "tie"], default="none",
-                   help="majority: a tied vote leaves the item unlabelled, takes the first category, or says 'tie'")
-    q.add_argument("--output", required=True, help="JSON Lines: label (and posterior, confidence) per item")
+    add_config_flags(q, DataAggregateOptions, defaults=True)
     q.set_defaults(func=_cmd_aggregate)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataBalanceOptions:
+    """Options of ``rewardlab data balance``: a length-balanced pair set (chosen longer in 50%), or length-
+    matched pairs (--tolerance)."""
+
+    data: str
+    """preference pairs (any format rewardlab reads)"""
+    output: str
+    """the balanced pairs (JSON Lines)"""
+    seed: int = 0
+    """seed of which pairs are dropped"""
+    tolerance: float | None = None
+    """length-matched instead: keep pairs whose word counts differ by at most this fraction of the longer (0:
+    equal; default: count balancing only)"""
 
 
 def _register_balance(cmds: Any) -> None:
     q = cmds.add_parser("balance", help="a length-balanced pair set (chosen longer in 50%%), or length-matched pairs (--tolerance)")
-    q.add_argument("--data", required=True, help="preference pairs (any format rewardlab reads)")
-    q.add_argument("--output", required=True, help="the balanced pairs (JSON Lines)")
-    q.add_argument("--seed", type=int, default=0, help="seed of which pairs are dropped")
-    q.add_argument("--tolerance", type=float, default=None,
-                   help="length-matched instead: keep pairs whose word counts differ by at most this fraction of the longer "
-                        "(0: equal; default: count balancing only)")
+    add_config_flags(q, DataBalanceOptions, defaults=True)
     q.set_defaults(func=_cmd_balance)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataDedupOptions:
+    """Options of ``rewardlab data dedup``: exact and near-duplicate prompts or replies (MinHash LSH)."""
+
+    data: str
+    """preference pairs"""
+    field: Literal["prompt", "chosen", "rejected"] = "prompt"
+    """which text to compare"""
+    threshold: float = 0.8
+    """estimated Jaccard similarity of word 3-grams"""
 
 
 def _register_dedup(cmds: Any) -> None:
     q = cmds.add_parser("dedup", help="exact and near-duplicate prompts or replies (MinHash LSH)")
-    q.add_argument("--data", required=True, help="preference pairs")
-    q.add_argument("--field", choices=["prompt", "chosen", "rejected"], default="prompt", help="which text to compare")
-    q.add_argument("--threshold", type=float, default=0.8, help="estimated Jaccard similarity of word 3-grams")
+    add_config_flags(q, DataDedupOptions, defaults=True)
     q.set_defaults(func=_cmd_dedup)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataContaminationOptions:
+    """Options of ``rewardlab data contamination``: training items sharing word n-grams with an evaluation set."""
+
+    train: str
+    """training pairs"""
+    eval: str
+    """evaluation pairs"""
+    field: Literal["prompt", "chosen", "rejected"] = "prompt"
+    """which text to compare"""
+    n: int = 13
+    """n-gram length"""
 
 
 def _register_contamination(cmds: Any) -> None:
     q = cmds.add_parser("contamination", help="training items sharing word n-grams with an evaluation set")
-    q.add_argument("--train", required=True, help="training pairs")
-    q.add_argument("--eval", required=True, help="evaluation pairs")
-    q.add_argument("--field", choices=["prompt", "chosen", "rejected"], default="prompt", help="which text to compare")
-    q.add_argument("--n", type=int, default=13, help="n-gram length")
+    add_config_flags(q, DataContaminationOptions, defaults=True)
     q.set_defaults(func=_cmd_contamination)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataPairsOptions:
+    """Options of ``rewardlab data pairs``: preference pairs from rated replies (UltraFeedback style) or from
+    multi-annotator comparisons."""
+
+    ratings: str | None = None
+    """{prompt, response, score} records (several responses per prompt)"""
+    score_field: str = "score"
+    """the rating field"""
+    rule: Literal["best_random", "best_worst", "all"] = "best_random"
+    """ratings: best vs a random other (UltraFeedback), best vs worst, or every pair above --min-gap"""
+    min_gap: float = 0.0
+    """ratings: only pairs whose ratings differ by more than this"""
+    length_tolerance: float | None = None
+    """ratings: only pair replies whose word counts differ by at most this fraction (length-matched pairs)"""
+    seed: int = 0
+    """seed of best_random's pick"""
+    annotations: str | None = None
+    """comparisons labelled A / B / tie by several annotators (PandaLM's test set, or rows with prompt,
+    response_a, response_b and votes); each pair gets agreement (and confidence with dawid-skene)"""
+    method: Literal["majority", "dawid-skene"] = "majority"
+    """annotations: how votes become a label"""
+    ties: Literal["drop", "keep"] = "drop"
+    """annotations: items labelled tie are dropped (counted) or written as tie pairs"""
+    texts: str | None = None
+    """annotations in long rows: a file of {item, prompt, response_a, response_b}"""
+    output: str
+    """pairs (JSON Lines, with margin or agreement)"""
 
 
 def _register_pairs(cmds: Any) -> None:
     q = cmds.add_parser("pairs", help="preference pairs from rated replies (UltraFeedback style) or from multi-annotator comparisons")
-    q.add_argument("--ratings", default=None, help="{prompt, response, score} records (several responses per prompt)")
-    q.add_argument("--score-field", default="score", help="the rating field")
-    q.add_argument("--rule", choices=["best_random", "best_worst", "all"], default="best_random",
-                   help="ratings: best vs a random other (UltraFeedback), best vs worst, or every pair above --min-gap")
-    q.add_argument("--min-gap", type=float, default=0.0, help="ratings: only pairs whose ratings differ by more than this")
-    q.add_argument("--length-tolerance", type=float, default=None,
-                   help="ratings: only pair replies whose word counts differ by at most this fraction (length-matched pairs)")
-    q.add_argument("--seed", type=int, default=0, help="seed of best_random's pick")
-    q.add_argument("--annotations", default=None,
-                   help="comparisons labelled A / B / tie by several annotators (PandaLM's test set, or rows with prompt, "
-                        "response_a, response_b and votes); each pair gets agreement (and confidence with dawid-skene)")
-    q.add_argument("--method", choices=["majority", "dawid-skene"], default="majority", help="annotations: how votes become a label")
-    q.add_argument("--ties", choices=["drop", "keep"], default="drop", help="annotations: items labelled tie are dropped (counted) "
-                                                                             "or written as tie pairs")
-    q.add_argument("--texts", default=None, help="annotations in long rows: a file of {item, prompt, response_a, response_b}")
-    q.add_argument("--output", required=True, help="pairs (JSON Lines, with margin or agreement)")
+    add_config_flags(q, DataPairsOptions, defaults=True)
     q.set_defaults(func=_cmd_pairs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataFilterOptions:
+    """Options of ``rewardlab data filter``: drop or down-weight pairs by agreement, Dawid-Skene confidence,
+    rating gap or an RM's confidence; strata weights."""
+
+    data: str
+    """pair records (e.g. from 'data pairs'); the fields the criteria read"""
+    output: str
+    """kept pairs, each with weight (JSON Lines; training reads weight)"""
+    dropped: str | None = None
+    """dropped pairs with dropped_because (JSON Lines)"""
+    show_progress: bool = False
+    """a progress bar"""
 
 
 def _register_filter(cmds: Any) -> None:
     q = cmds.add_parser("filter", help="drop or down-weight pairs by agreement, Dawid-Skene confidence, rating gap or an RM's "
                                        "confidence; strata weights")
-    q.add_argument("--data", required=True, help="pair records (e.g. from 'data pairs'); the fields the criteria read")
+    add_config_flags(q, DataFilterOptions, defaults=True)
     from ..data.filtering import PairFilter
-    from .common import add_config_flags, add_scorer_flags
+    from .common import add_scorer_flags
 
     add_config_flags(q, PairFilter)  # the criteria: one flag per PairFilter field
-    q.add_argument("--output", required=True, help="kept pairs, each with weight (JSON Lines; training reads weight)")
-    q.add_argument("--dropped", default=None, help="dropped pairs with dropped_because (JSON Lines)")
-    q.add_argument("--show-progress", action="store_true", default=False, help="a progress bar")
     add_scorer_flags(q, required=False, exclude=("show_progress",),
                      model_help="reward model for --min-rm-confidence / --weight-by rm_confidence")
     q.set_defaults(func=_cmd_filter)
 
 
+@dataclass(frozen=True, kw_only=True)
+class DataSwapOptions:
+    """Options of ``rewardlab data swap``: judge data in both orders, the winner flipped (position-bias
+    augmentation)."""
+
+    data: str
+    """{prompt, response_a, response_b, winner} records"""
+    winner_field: str = "winner"
+    """the field holding A, B or tie"""
+    output: str
+    """each record, then its swapped copy (JSON Lines)"""
+
+
 def _register_swap(cmds: Any) -> None:
     q = cmds.add_parser("swap", help="judge data in both orders, the winner flipped (position-bias augmentation)")
-    q.add_argument("--data", required=True, help="{prompt, response_a, response_b, winner} records")
-    q.add_argument("--winner-field", default="winner", help="the field holding A, B or tie")
-    q.add_argument("--output", required=True, help="each record, then its swapped copy (JSON Lines)")
+    add_config_flags(q, DataSwapOptions, defaults=True)
     q.set_defaults(func=_cmd_swap)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataNormalizeOptions:
+    """Options of ``rewardlab data normalize``: z-normalize ratings per annotator (or globally): adds <field>_z."""
+
+    ratings: str
+    """rating records"""
+    score_field: str = "score"
+    """rating field(s), comma-separated"""
+    by: Literal["annotator", "global"] = "annotator"
+    """whose mean and std"""
+    annotator_field: str = "annotator"
+    """who rated"""
+    output: str
+    """the records with <field>_z added (JSON Lines)"""
 
 
 def _register_normalize(cmds: Any) -> None:
     q = cmds.add_parser("normalize", help="z-normalize ratings per annotator (or globally): adds <field>_z")
-    q.add_argument("--ratings", required=True, help="rating records")
-    q.add_argument("--score-field", default="score", help="rating field(s), comma-separated")
-    q.add_argument("--by", choices=["annotator", "global"], default="annotator", help="whose mean and std")
-    q.add_argument("--annotator-field", default="annotator", help="who rated")
-    q.add_argument("--output", required=True, help="the records with <field>_z added (JSON Lines)")
+    add_config_flags(q, DataNormalizeOptions, defaults=True)
     q.set_defaults(func=_cmd_normalize)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataCalibrateOptions:
+    """Options of ``rewardlab data calibrate``: each annotator's accuracy on gold items (bootstrap CI), and
+    drift over time."""
+
+    annotations: str
+    """annotations (long rows carry a time field for drift)"""
+    gold: str
+    """{item, label} records: the known answers"""
+    time_field: str | None = None
+    """the long rows' timestamp field (seconds) for accuracy by time window"""
+    window: float = 86400.0
+    """time window for drift, seconds"""
+    bootstrap: int = 1000
+    """resamples per interval"""
 
 
 def _register_calibrate(cmds: Any) -> None:
     q = cmds.add_parser("calibrate", help="each annotator's accuracy on gold items (bootstrap CI), and drift over time")
-    q.add_argument("--annotations", required=True, help="annotations (long rows carry a time field for drift)")
-    q.add_argument("--gold", required=True, help="{item, label} records: the known answers")
-    q.add_argument("--time-field", default=None, help="the long rows' timestamp field (seconds) for accuracy by time window")
-    q.add_argument("--window", type=float, default=86400.0, help="time window for drift, seconds")
-    q.add_argument("--bootstrap", type=int, default=1000, help="resamples per interval")
+    add_config_flags(q, DataCalibrateOptions, defaults=True)
     q.set_defaults(func=_cmd_calibrate)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataCardOptions:
+    """Options of ``rewardlab data card``: a data card (Markdown, HTML with plots, JSON): sizes, lengths,
+    truncation, labels, duplicates, contamination, agreement."""
+
+    data: str
+    """preference pairs (streamed)"""
+    annotations: str | None = None
+    """multi-annotator labels of the same data, for an agreement section"""
+    bootstrap: int = 200
+    """item resamples for the agreement intervals"""
+    tokenizer: str | None = None
+    """a tokenizer (model folder or name) for token lengths"""
+    max_length: int | None = None
+    """with --tokenizer: count the pairs longer than this"""
+    eval: str | None = None
+    """evaluation pairs: a contamination section (shared word n-grams of prompts)"""
+    n: int = 13
+    """n-gram length for --eval"""
+    dedup_sample: int = 20000
+    """prompts checked for duplicates (the first N)"""
+    title: str | None = None
+    """the card's title (default: the data path)"""
+    show_progress: bool = False
+    """a progress bar"""
+    output_dir: str
+    """card.md, card.html, card.json and plots go here"""
 
 
 def _register_card(cmds: Any) -> None:
     q = cmds.add_parser("card", help="a data card (Markdown, HTML with plots, JSON): sizes, lengths, truncation, labels, duplicates, "
                                      "contamination, agreement")
-    q.add_argument("--data", required=True, help="preference pairs (streamed)")
-    q.add_argument("--annotations", default=None, help="multi-annotator labels of the same data, for an agreement section")
-    q.add_argument("--bootstrap", type=int, default=200, help="item resamples for the agreement intervals")
-    q.add_argument("--tokenizer", default=None, help="a tokenizer (model folder or name) for token lengths")
-    q.add_argument("--max-length", type=int, default=None, help="with --tokenizer: count the pairs longer than this")
-    q.add_argument("--eval", default=None, help="evaluation pairs: a contamination section (shared word n-grams of prompts)")
-    q.add_argument("--n", type=int, default=13, help="n-gram length for --eval")
-    q.add_argument("--dedup-sample", type=int, default=20000, help="prompts checked for duplicates (the first N)")
-    q.add_argument("--title", default=None, help="the card's title (default: the data path)")
-    q.add_argument("--show-progress", action="store_true", default=False, help="a progress bar")
-    q.add_argument("--output-dir", required=True, help="card.md, card.html, card.json and plots go here")
+    add_config_flags(q, DataCardOptions, defaults=True)
     q.set_defaults(func=_cmd_card)
 
 

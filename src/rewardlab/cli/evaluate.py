@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import RewardlabError
 from ..jsonsafe import dumps
-from .common import add_scorer_flags, build_scorer, json_object
+from .common import add_config_flags, add_scorer_flags, build_scorer, json_object
 
 __all__ = ["register"]
 
@@ -76,7 +77,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from ..evaluation.report import write_report
 
     from ..evaluation.benchmark import skipped_report, split_too_long
-    from ..scoring.protocol import LengthChecked
+    from ..scoring.protocol import LengthChecked, MemberScorer, WrappedScorer
 
     scorer = build_scorer(args, progress=True)
     items = read_benchmark(args.data, args.split)
@@ -88,19 +89,15 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {"data": args.data, "length_bias": length_bias(scorer, items, args.tie_policy),
                                "probes": run_probes(scorer, items, load_probes(args.probes)),
                                "skipped_too_long": skipped_report(skipped, scorer.max_length if isinstance(scorer, LengthChecked) else None)}
-    from ..scoring.length import LengthDebiased, LengthPenalty
-
-    if isinstance(scorer, (LengthPenalty, LengthDebiased)):  # the length correlation before the control, beside after
+    if isinstance(scorer, WrappedScorer):  # a length control: the length correlation before it, beside after
         results["length_bias_without_length_control"] = length_bias(scorer.scorer, items, args.tie_policy)
     if args.compare:
         other = read_benchmark(args.compare, args.split)
         mine = scorer.score([i.prompt for i in items], [i.chosen for i in items])
         theirs = scorer.score([i.prompt for i in other], [i.chosen for i in other])
         results["shift"] = distribution_shift(mine, theirs)
-    from ..scoring.ensemble import EnsembleScorer
-
-    inner = scorer.scorer if isinstance(scorer, (LengthPenalty, LengthDebiased)) else scorer
-    if isinstance(inner, EnsembleScorer):  # --ensemble: how much the members disagree on these replies
+    inner = scorer.scorer if isinstance(scorer, WrappedScorer) else scorer
+    if isinstance(inner, MemberScorer):  # an ensemble: how much the members disagree on these replies
         from ..evaluation.diagnostics import member_disagreement
 
         results["ensemble"] = member_disagreement(inner.raw_members([i.prompt for i in items], [i.chosen for i in items]))
@@ -127,22 +124,72 @@ def _cmd_ratings(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class EvalOptions:
+    """Options of ``rewardlab eval``: RewardBench-style accuracy per subset and section, with CIs and
+    calibration."""
+
+    data: str
+    """RewardBench layout (prompt, chosen, rejected [list for best-of-K], subset) or any pair format"""
+    output_dir: str
+    """results.json, report.md and plots go here"""
+    split: str = "train"
+    """split when --data is a datasets name"""
+    subset_field: str = "subset"
+    """the field naming each record's subset (default: subset)"""
+    tie_policy: Literal["half", "zero", "exclude"] = "half"
+    """how a tie between the chosen and the best rejected reply counts: 0.5, 0, or left out"""
+    bootstrap: int = 1000
+    """bootstrap rounds per interval (0: none)"""
+    weighting: Literal["rewardbench", "observed"] = "rewardbench"
+    """section weights: RewardBench's documented example counts, or this file's counts"""
+    seed: int = 0
+    """seed of the bootstrap and the calibration split"""
+    save_temperature: bool = False
+    """write the fitted calibration temperature into the model's rewardlab.json"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiagnoseOptions:
+    """Options of ``rewardlab diagnose``: length bias, perturbation probes and distribution shift of a reward
+    model."""
+
+    data: str
+    """preference pairs to probe"""
+    output_dir: str
+    """results.json, report.md and plots go here"""
+    split: str = "train"
+    """split when --data is a datasets name"""
+    probes: str | None = None
+    """a folder of extra probe templates (*.json), added to the built-in ones"""
+    compare: str | None = None
+    """a second set of pairs: compare the reward distributions of their chosen replies"""
+    tie_policy: Literal["half", "zero", "exclude"] = "half"
+    """how a tie counts in accuracies: 0.5, 0, or left out"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RatingsOptions:
+    """Options of ``rewardlab ratings``: Bradley-Terry and Elo ratings (+ win rates) from pairwise battles."""
+
+    battles: str
+    """jsonl of {model_a, model_b, winner: model_a|model_b|tie, length_a?, length_b?}"""
+    output_dir: str
+    """results.json and report.md go here"""
+    baseline: str | None = None
+    """report each model's win rate (and length-controlled win rate) against this one"""
+    bootstrap: int = 1000
+    """bootstrap rounds for the rating intervals"""
+    seed: int = 0
+    """seed of the bootstrap"""
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("eval", help="RewardBench-style accuracy per subset and section, with CIs and calibration")
     add_scorer_flags(p)
-    p.add_argument("--data", required=True, help="RewardBench layout (prompt, chosen, rejected [list for best-of-K], subset) or any pair format")
-    p.add_argument("--output-dir", required=True, help="results.json, report.md and plots go here")
-    p.add_argument("--split", default="train", help="split when --data is a datasets name")
-    p.add_argument("--subset-field", default="subset", help="the field naming each record's subset (default: subset)")
-    p.add_argument("--tie-policy", choices=["half", "zero", "exclude"], default="half",
-                   help="how a tie between the chosen and the best rejected reply counts: 0.5, 0, or left out")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds per interval (0: none)")
-    p.add_argument("--weighting", choices=["rewardbench", "observed"], default="rewardbench",
-                   help="section weights: RewardBench's documented example counts, or this file's counts")
+    add_config_flags(p, EvalOptions, defaults=True)
     p.add_argument("--sections", type=json_object, default=None, metavar="JSON",
                    help='section -> subsets, e.g. \'{"Safety": ["hh-harmless"], "Chat": ["pandalm"]}\' (default: RewardBench\'s)')
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the calibration split")
-    p.add_argument("--save-temperature", action="store_true", help="write the fitted calibration temperature into the model's rewardlab.json")
     p.add_argument("--skip-too-long", action=argparse.BooleanOptionalAction, default=True,
                    help="leave out items with a reply longer than --max-length and report them per subset (count, file:line "
                         "and side) in results.json; --no-skip-too-long stops at the first (default: skip and report)")
@@ -150,21 +197,11 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("diagnose", help="length bias, perturbation probes and distribution shift of a reward model")
     add_scorer_flags(p)
-    p.add_argument("--data", required=True, help="preference pairs to probe")
-    p.add_argument("--output-dir", required=True, help="results.json, report.md and plots go here")
-    p.add_argument("--split", default="train", help="split when --data is a datasets name")
-    p.add_argument("--probes", default=None, help="a folder of extra probe templates (*.json), added to the built-in ones")
-    p.add_argument("--compare", default=None, help="a second set of pairs: compare the reward distributions of their chosen replies")
-    p.add_argument("--tie-policy", choices=["half", "zero", "exclude"], default="half",
-                   help="how a tie counts in accuracies: 0.5, 0, or left out")
+    add_config_flags(p, DiagnoseOptions, defaults=True)
     p.add_argument("--skip-too-long", action=argparse.BooleanOptionalAction, default=True,
                    help="leave out pairs with a reply longer than --max-length and report them (default: skip and report)")
     p.set_defaults(func=_cmd_diagnose)
 
     p = sub.add_parser("ratings", help="Bradley-Terry and Elo ratings (+ win rates) from pairwise battles")
-    p.add_argument("--battles", required=True, help="jsonl of {model_a, model_b, winner: model_a|model_b|tie, length_a?, length_b?}")
-    p.add_argument("--output-dir", required=True, help="results.json and report.md go here")
-    p.add_argument("--baseline", default=None, help="report each model's win rate (and length-controlled win rate) against this one")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds for the rating intervals")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    add_config_flags(p, RatingsOptions, defaults=True)
     p.set_defaults(func=_cmd_ratings)

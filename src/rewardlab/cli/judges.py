@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..jsonsafe import dumps
+from .common import add_config_flags
 
 from ..errors import RewardlabError
 
@@ -95,35 +97,71 @@ def _cmd_judge_agreement(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class JudgeOptions:
+    """Options of ``rewardlab judge``: pairwise LLM-as-judge, both orders, cached, with flip rate and human
+    agreement."""
+
+    data: str
+    """pairs (any pair format; A = chosen) or the PandaLM test set layout"""
+    output_dir: str
+    """verdicts.jsonl, summary.json and the cache go here"""
+    backend: Literal["local", "openai"] = "local"
+    """local: a transformers model (--model); openai: an OpenAI-compatible server (--base-url)"""
+    model: str = "builtin:smollm2"
+    """local: a causal LM folder or builtin:smollm2; openai: the model name"""
+    base_url: str | None = None
+    """OpenAI-compatible endpoint, e.g. http://localhost:8000/v1"""
+    api_key_env: str = "OPENAI_API_KEY"
+    """environment variable holding the API key (never logged)"""
+    template: str = "pairwise"
+    """pairwise | reference | a template file"""
+    rubric: str | None = None
+    """extra instructions inserted into the template"""
+    single_order: bool = False
+    """judge in the given order only (default: both orders)"""
+    on_disagreement: Literal["tie", "average"] = "tie"
+    """when the two orders disagree: call it a tie, or average their probabilities"""
+    logprobs: bool = False
+    """ask for token log-probabilities (probability-weighted verdicts)"""
+    force_verdict: bool = False
+    """local backend: start the answer with 'Verdict: [[' so weak models emit a parseable verdict (no reasoning)"""
+    cache: str | None = None
+    """SQLite cache file (default: OUTPUT_DIR/judge_cache.sqlite)"""
+    max_calls: int | None = None
+    """stop cleanly after this many backend calls (cache hits are free)"""
+    limit: int | None = None
+    """judge only the first N pairs"""
+    max_tokens: int = 256
+    """most tokens the judge may write per verdict"""
+    concurrency: int = 4
+    """judge calls in flight at once (HTTP backend)"""
+    chunk: int | None = None
+    """pairs judged per chunk (a budget stop keeps finished chunks); default: --concurrency"""
+    timeout: float = 60.0
+    """total seconds per HTTP request, reply included"""
+    max_retries: int = 5
+    """retries of 429/5xx/unusable replies, with exponential backoff"""
+    candidate_models: str | None = None
+    """comma-separated names of the models that wrote the responses (self-preference check)"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JudgeAgreementOptions:
+    """Options of ``rewardlab judge-agreement``: agreement of shipped judge verdict files with human votes."""
+
+    humans: str
+    """PandaLM test set with annotator1..3"""
+    output: str | None = None
+    """write the table as JSON"""
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("judge", help="pairwise LLM-as-judge, both orders, cached, with flip rate and human agreement")
-    p.add_argument("--data", required=True, help="pairs (any pair format; A = chosen) or the PandaLM test set layout")
-    p.add_argument("--output-dir", required=True, help="verdicts.jsonl, summary.json and the cache go here")
-    p.add_argument("--backend", choices=["local", "openai"], default="local", help="local: a transformers model (--model); openai: an OpenAI-compatible server (--base-url)")
-    p.add_argument("--model", default="builtin:smollm2", help="local: a causal LM folder or builtin:smollm2; openai: the model name")
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key (never logged)")
-    p.add_argument("--template", default="pairwise", help="pairwise | reference | a template file")
-    p.add_argument("--rubric", default=None, help="extra instructions inserted into the template")
-    p.add_argument("--single-order", action="store_true", help="judge in the given order only (default: both orders)")
-    p.add_argument("--on-disagreement", choices=["tie", "average"], default="tie", help="when the two orders disagree: call it a tie, or average their probabilities")
-    p.add_argument("--logprobs", action="store_true", help="ask for token log-probabilities (probability-weighted verdicts)")
-    p.add_argument("--force-verdict", action="store_true",
-                   help="local backend: start the answer with 'Verdict: [[' so weak models emit a parseable verdict (no reasoning)")
-    p.add_argument("--cache", default=None, help="SQLite cache file (default: OUTPUT_DIR/judge_cache.sqlite)")
-    p.add_argument("--max-calls", type=int, default=None, help="stop cleanly after this many backend calls (cache hits are free)")
-    p.add_argument("--limit", type=int, default=None, help="judge only the first N pairs")
-    p.add_argument("--max-tokens", type=int, default=256, help="most tokens the judge may write per verdict")
-    p.add_argument("--concurrency", type=int, default=4, help="judge calls in flight at once (HTTP backend)")
-    p.add_argument("--chunk", type=int, default=None,
-                   help="pairs judged per chunk (a budget stop keeps finished chunks); default: --concurrency")
-    p.add_argument("--timeout", type=float, default=60.0, help="total seconds per HTTP request, reply included")
-    p.add_argument("--max-retries", type=int, default=5, help="retries of 429/5xx/unusable replies, with exponential backoff")
-    p.add_argument("--candidate-models", default=None, help="comma-separated names of the models that wrote the responses (self-preference check)")
+    add_config_flags(p, JudgeOptions, defaults=True)
     p.set_defaults(func=_cmd_judge)
 
     p = sub.add_parser("judge-agreement", help="agreement of shipped judge verdict files with human votes")
-    p.add_argument("--humans", required=True, help="PandaLM test set with annotator1..3")
+    add_config_flags(p, JudgeAgreementOptions, defaults=True)
     p.add_argument("--verdicts", required=True, nargs="+", help="verdict files (pandalm_result or gpt_result, keyed by idx)")
-    p.add_argument("--output", default=None, help="write the table as JSON")
     p.set_defaults(func=_cmd_judge_agreement)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import argparse
 from typing import Any
 
@@ -25,6 +26,19 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     return 1 if result.alarms and args.fail_on_alarm else 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class MonitorOptions:
+    """Options of ``rewardlab monitor``: reward-hacking alarms over a rollout dump (OpenRLHF, verl, TRL, any
+    trainer)."""
+
+    output_dir: str
+    """folder for windows.jsonl, alarms.jsonl, report.md, monitor.png"""
+    reference: str | None = None
+    """a dump of reference-policy rollouts (default: the first window)"""
+    fail_on_alarm: bool = False
+    """exit with status 1 when any alarm fired (for CI gates)"""
+
+
 def register(sub: Any) -> None:
     from ..monitor.monitor import MonitorConfig
     from ..monitor.rollouts import RolloutFields
@@ -35,9 +49,7 @@ def register(sub: Any) -> None:
                                    "first window (or --reference) and fires the alarm rules (docs/monitoring.md). Writes "
                                    "windows.jsonl, alarms.jsonl, report.md and monitor.png in --output-dir.")
     p.add_argument("rollouts", help="the rollout dump (.jsonl, .json or .parquet, optionally .gz)")
-    p.add_argument("--output-dir", required=True, help="folder for windows.jsonl, alarms.jsonl, report.md, monitor.png")
-    p.add_argument("--reference", default=None, help="a dump of reference-policy rollouts (default: the first window)")
-    p.add_argument("--fail-on-alarm", action="store_true", help="exit with status 1 when any alarm fired (for CI gates)")
+    add_config_flags(p, MonitorOptions, defaults=True)
     add_config_flags(p, MonitorConfig)
     add_config_flags(p, RolloutFields, prefix="field-")
     p.set_defaults(func=_cmd_monitor)

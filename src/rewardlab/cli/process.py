@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..jsonsafe import dumps
 
 from ..errors import RewardlabError
 
-from .common import JUDGE_OPTIONS, add_generator_flags, add_scorer_flags, build_scorer, make_generator
+from .common import JUDGE_OPTIONS, add_config_flags, add_generator_flags, add_scorer_flags, build_scorer, make_generator
 
 __all__ = ["register"]
 
@@ -150,72 +150,149 @@ def _cmd_beam_search(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class LabelStepsOptions:
+    """Options of ``rewardlab label-steps``: Math-Shepherd Monte-Carlo step labels (hard and soft), resumable."""
+
+    data: str
+    """GSM8K jsonl, GSM8K example model solutions, or {prompt, steps, answer}"""
+    output: str
+    """per-step results (JSON Lines, appended; a re-run skips finished steps)"""
+    steps_output: str | None = None
+    """also write step-labelled solutions for rewardlab train --objective prm"""
+    kind: Literal["soft", "hard"] = "soft"
+    """label written to --steps-output"""
+    checker: Literal["gsm8k", "boxed", "exact"] = "gsm8k"
+    """how a completion's final answer is read and compared with the gold answer"""
+    n: int = 8
+    """completions sampled per step"""
+    max_new_tokens: int = 256
+    """most tokens per sampled completion"""
+    limit: int | None = None
+    """label only the first N solutions"""
+    ray_actors: int = 2
+    """with --ray: actors, each with its own generator"""
+    ray_timeout: float = field(default=10.0, metadata={"metavar": "SECONDS"})
+    """with --ray ADDRESS: give up when the cluster does not answer within this many seconds"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BonOptions:
+    """Options of ``rewardlab bon``: best-of-N over a file of candidates with any scorer (ORM, PRM, DPO policy,
+    judge)."""
+
+    prm: str | None = None
+    """a process reward model folder (same as --model PRM --kind process)"""
+    data: str
+    """{prompt, candidates[, answers, correct]} jsonl, or GSM8K example solutions"""
+    output: str
+    """JSON Lines: the pick, every reward and the votes per item"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BonCurveOptions:
+    """Options of ``rewardlab bon-curve``: accuracy vs N: majority, ORM, PRM-min, PRM-product, oracle (+ plot)."""
+
+    prm: str | None = None
+    """a process reward model folder (curves for min and product aggregation)"""
+    data: str
+    """candidates with per-candidate 'correct' labels (e.g. GSM8K example solutions)"""
+    output_dir: str
+    """bon_curve.json and bon_curve.png go here"""
+    limit: int | None = None
+    """use only the first N questions"""
+    seed: int = 0
+    """seed of the subset sampling for N < K"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OveroptOptions:
+    """Options of ``rewardlab overopt``: over-optimization: gold vs proxy reward against sqrt(KL), best-of-n and
+    KL-regularized, Gao fits."""
+
+    quick: bool = False
+    """the whole small experiment (the default configuration): a SmolLM2 pool of 24 demo prompts x 16, MiniLM
+    proxies on 250 and 1,000 pairs x 2 seeds, mitigations, 2 re-training rounds, report (resumable)"""
+    config: str | None = None
+    """a YAML experiment configuration (the fields of OveroptConfig; see docs/overoptimization.md), run like
+    --quick"""
+    data: str | None = None
+    """a candidate pool with gold per candidate: {prompt, candidates, gold|correct} or GSM8K example model
+    solutions"""
+    output_dir: str
+    """overopt.json, report.md and overopt.png go here"""
+    betas: str | None = None
+    """comma-separated KL coefficients (default: a geometric grid from the proxy's spread)"""
+    bootstrap: int = 200
+    """prompt resamples for the fits' intervals"""
+    seed: int = 0
+    """seed of the resampling"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OveroptPoolOptions:
+    """Options of ``rewardlab overopt-pool``: sample a gold-labelled candidate pool from a policy for rewardlab
+    overopt (resumable)."""
+
+    prompts: str = "demo:24"
+    """'demo:K' (K built-in instruction prompts) or a file of {prompt} records"""
+    n: int = 16
+    """candidates sampled per prompt"""
+    max_new_tokens: int = 64
+    """most tokens per candidate"""
+    gold: str = "demo"
+    """the gold reward: 'demo' (the demo instructions' programmatic checks)"""
+    output: str
+    """the pool (JSON Lines; an interrupted run resumes it)"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BeamSearchOptions:
+    """Options of ``rewardlab beam-search``: PRM-guided step-level beam search with a generator."""
+
+    prompt: str
+    """the question to solve step by step"""
+    beam_width: int = 2
+    """partial solutions kept after each step"""
+    expansions: int = 2
+    """next steps sampled per kept solution"""
+    max_steps: int = 4
+    """most steps before the search stops"""
+    output: str | None = None
+    """write the result and the search tree as JSON"""
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("label-steps", help="Math-Shepherd Monte-Carlo step labels (hard and soft), resumable")
     add_generator_flags(p)
-    p.add_argument("--data", required=True, help="GSM8K jsonl, GSM8K example model solutions, or {prompt, steps, answer}")
-    p.add_argument("--output", required=True, help="per-step results (JSON Lines, appended; a re-run skips finished steps)")
-    p.add_argument("--steps-output", default=None, help="also write step-labelled solutions for rewardlab train --objective prm")
-    p.add_argument("--kind", choices=["soft", "hard"], default="soft", help="label written to --steps-output")
-    p.add_argument("--checker", choices=["gsm8k", "boxed", "exact"], default="gsm8k",
-                   help="how a completion's final answer is read and compared with the gold answer")
-    p.add_argument("--n", type=int, default=8, help="completions sampled per step")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="most tokens per sampled completion")
-    p.add_argument("--limit", type=int, default=None, help="label only the first N solutions")
+    add_config_flags(p, LabelStepsOptions, defaults=True)
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="sample on a pool of Ray actors (a local cluster, or the one at ADDRESS); the labels equal a single-process run's")
-    p.add_argument("--ray-actors", type=int, default=2, help="with --ray: actors, each with its own generator")
-    p.add_argument("--ray-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="with --ray ADDRESS: give up when the cluster does not answer within this many seconds")
     p.set_defaults(func=_cmd_label_steps)
 
     p = sub.add_parser("bon", help="best-of-N over a file of candidates with any scorer (ORM, PRM, DPO policy, judge)")
     add_scorer_flags(p, required=False)
-    p.add_argument("--prm", default=None, help="a process reward model folder (same as --model PRM --kind process)")
-    p.add_argument("--data", required=True, help="{prompt, candidates[, answers, correct]} jsonl, or GSM8K example solutions")
-    p.add_argument("--output", required=True, help="JSON Lines: the pick, every reward and the votes per item")
+    add_config_flags(p, BonOptions, defaults=True)
     p.set_defaults(func=_cmd_bon)
 
     p = sub.add_parser("bon-curve", help="accuracy vs N: majority, ORM, PRM-min, PRM-product, oracle (+ plot)")
     add_scorer_flags(p, required=False, exclude=("aggregation",))
-    p.add_argument("--prm", default=None, help="a process reward model folder (curves for min and product aggregation)")
-    p.add_argument("--data", required=True, help="candidates with per-candidate 'correct' labels (e.g. GSM8K example solutions)")
-    p.add_argument("--output-dir", required=True, help="bon_curve.json and bon_curve.png go here")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N questions")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subset sampling for N < K")
+    add_config_flags(p, BonCurveOptions, defaults=True)
     p.set_defaults(func=_cmd_bon_curve)
 
     p = sub.add_parser("overopt", help="over-optimization: gold vs proxy reward against sqrt(KL), best-of-n and KL-regularized, Gao fits")
     add_scorer_flags(p, required=False, model_help="the proxy reward model (any scorer)")
-    p.add_argument("--quick", action="store_true",
-                   help="the whole small experiment (the default configuration): a SmolLM2 pool of 24 demo prompts x 16, MiniLM "
-                        "proxies on 250 and 1,000 pairs x 2 seeds, mitigations, 2 re-training rounds, report (resumable)")
-    p.add_argument("--config", default=None, help="a YAML experiment configuration (the fields of OveroptConfig; see "
-                                                   "docs/overoptimization.md), run like --quick")
-    p.add_argument("--data", default=None, help="a candidate pool with gold per candidate: {prompt, candidates, gold|correct} "
-                                                 "or GSM8K example model solutions")
-    p.add_argument("--output-dir", required=True, help="overopt.json, report.md and overopt.png go here")
-    p.add_argument("--betas", default=None, help="comma-separated KL coefficients (default: a geometric grid from the proxy's spread)")
-    p.add_argument("--bootstrap", type=int, default=200, help="prompt resamples for the fits' intervals")
-    p.add_argument("--seed", type=int, default=0, help="seed of the resampling")
+    add_config_flags(p, OveroptOptions, defaults=True)
     p.set_defaults(func=_cmd_overopt)
 
     p = sub.add_parser("overopt-pool", help="sample a gold-labelled candidate pool from a policy for rewardlab overopt (resumable)")
     add_generator_flags(p)
-    p.add_argument("--prompts", default="demo:24", help="'demo:K' (K built-in instruction prompts) or a file of {prompt} records")
-    p.add_argument("--n", type=int, default=16, help="candidates sampled per prompt")
-    p.add_argument("--max-new-tokens", type=int, default=64, help="most tokens per candidate")
-    p.add_argument("--gold", default="demo", help="the gold reward: 'demo' (the demo instructions' programmatic checks)")
-    p.add_argument("--output", required=True, help="the pool (JSON Lines; an interrupted run resumes it)")
+    add_config_flags(p, OveroptPoolOptions, defaults=True)
     p.set_defaults(func=_cmd_overopt_pool)
 
     p = sub.add_parser("beam-search", help="PRM-guided step-level beam search with a generator")
     add_generator_flags(p)
     add_scorer_flags(p, model_flag="--prm", exclude=JUDGE_OPTIONS,
                      model_help="the scorer of partial solutions: a process reward model folder (or any reward model)")
-    p.add_argument("--prompt", required=True, help="the question to solve step by step")
-    p.add_argument("--beam-width", type=int, default=2, help="partial solutions kept after each step")
-    p.add_argument("--expansions", type=int, default=2, help="next steps sampled per kept solution")
-    p.add_argument("--max-steps", type=int, default=4, help="most steps before the search stops")
-    p.add_argument("--output", default=None, help="write the result and the search tree as JSON")
+    add_config_flags(p, BeamSearchOptions, defaults=True)
     p.set_defaults(func=_cmd_beam_search)

@@ -3,6 +3,7 @@ people's ratings of the blind sample file (:func:`rewardlab.rlhf.import_human_ra
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import argparse
 import dataclasses
 from typing import Any
@@ -48,6 +49,21 @@ def _cmd_ratings(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class RlhfOptions:
+    """Options of ``rewardlab rlhf``: iterative RLHF on TRL GRPO: optimize a policy against a rewardlab RM,
+    evaluate, relabel, update."""
+
+    output_dir: str
+    """the run folder (config, metrics, samples, rounds, report, checkpoints)"""
+    config: str | None = None
+    """a YAML/JSON of RLHFConfig fields (flags win)"""
+    quick: bool = False
+    """the built-in small run: SmolLM2-135M, demo proxy and gold, 2 rounds x 30 steps"""
+    resume: bool = False
+    """continue the run in --output-dir from its last checkpoint"""
+
+
 def register(sub: Any) -> None:
     from ..rlhf.config import RLHFConfig
 
@@ -55,10 +71,7 @@ def register(sub: Any) -> None:
                        description="Rounds of GRPO (TRL) against the proxy reward, with evaluation on held-out prompts, "
                                    "reward-hacking monitors, labelling of the policy's replies and reward-model updates "
                                    "(docs/rlhf.md). Every option is a field of rewardlab.rlhf.RLHFConfig.")
-    p.add_argument("--output-dir", required=True, help="the run folder (config, metrics, samples, rounds, report, checkpoints)")
-    p.add_argument("--config", default=None, help="a YAML/JSON of RLHFConfig fields (flags win)")
-    p.add_argument("--quick", action="store_true", help="the built-in small run: SmolLM2-135M, demo proxy and gold, 2 rounds x 30 steps")
-    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint")
+    add_config_flags(p, RlhfOptions, defaults=True)
     add_config_flags(p, RLHFConfig)
     p.set_defaults(func=_cmd_rlhf)
     q = sub.add_parser("rlhf-ratings", help="import people's ratings of an RLHF run's blind sample file (human_eval.jsonl)")

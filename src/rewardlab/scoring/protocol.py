@@ -12,7 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..data.templating import Prompt
 
-__all__ = ["FunctionScorer", "HeadScorer", "LengthChecked", "Scorer", "TextScorer", "ensemble_rewards", "is_ensemble"]
+__all__ = ["FunctionScorer", "HeadScorer", "LengthChecked", "MemberScorer", "Scorer", "TextScorer", "WrappedScorer",
+           "ensemble_rewards", "is_ensemble"]
 
 
 @runtime_checkable
@@ -74,6 +75,26 @@ class TextScorer(Protocol):
 
     def too_long_texts(self, texts: Sequence[str]) -> list[int]:
         """Indices of the texts that cannot be scored whole."""
+        ...
+
+
+@runtime_checkable
+class WrappedScorer(Protocol):
+    """A scorer that adjusts the rewards of the one it wraps (the length penalty and debias): ``scorer``, so a report
+    can show what the adjustment changed."""
+
+    scorer: Scorer
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
+        ...
+
+
+@runtime_checkable
+class MemberScorer(Protocol):
+    """An ensemble whose members can be asked one by one: ``raw_members`` gives their rewards before any scaling,
+    ``(K, N)``."""
+
+    def raw_members(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> Any:
         ...
 
 
