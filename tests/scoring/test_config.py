@@ -48,6 +48,13 @@ def test_each_config_checks_its_own_fields_when_made():
         LengthPenaltyConfig(RewardModelConfig(model="a"), alpha=0.1, mode="normalized")
 
 
+def test_the_ensemble_listing_is_read_under_the_name_training_writes_it():
+    from rewardlab.scoring import config
+    from rewardlab.training import ensemble
+
+    assert config.ENSEMBLE_FILE == ensemble.ENSEMBLE_FILE
+
+
 def test_flat_options_make_the_config_of_the_resolved_kind(saved_rm, tmp_path):
     assert resolve_kind(str(saved_rm)) == "reward"
     assert resolve_kind("http://h:1") == "remote" and resolve_kind("p", {"reference_free": True}) == "dpo"

@@ -3,10 +3,10 @@ duplicates, contamination, a data card); each subcommand calls the Python API on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..errors import RewardlabError
 from ..jsonsafe import dumps
 from .common import add_config_flags
-
-from ..errors import RewardlabError
 
 
 __all__ = ["register"]

@@ -3,9 +3,9 @@ people's ratings of the blind sample file (:func:`rewardlab.rlhf.import_human_ra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import argparse
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RewardlabError

@@ -51,7 +51,7 @@ EnsembleAggregate = Literal["mean", "min", "mean_minus_std", "uncertainty_weight
 Precision = Literal["fp32", "bf16", "fp16"]
 
 ENSEMBLE_FILE = "ensemble.json"
-"""The listing of an ensemble folder's members (``rewardlab train --ensemble K`` writes it)."""
+"""The listing of an ensemble folder's members (``training/ensemble.py`` writes it under the same name)."""
 
 MODEL_HELP = ("Model folder (a rewardlab or any HF sequence-classification RM, a token-classification PRM, or a DPO policy "
               "with 'reference'), a Hub name, builtin:minilm / builtin:smollm2, or http(s)://host:port (a reward server).")

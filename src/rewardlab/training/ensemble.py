@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from ..scoring.config import ENSEMBLE_FILE  # the listing the scorers read
 from .config import BradleyTerryConfig, DavidsonConfig, TrainConfig
 
 __all__ = ["ENSEMBLE_FILE", "is_member_ensemble", "train_member_ensemble"]
+
+ENSEMBLE_FILE = "ensemble.json"
+"""A seeds or LoRA ensemble's folder lists its members here; ``scoring.config.scorer_config`` scores the folder as
+their ensemble (it names the file itself: scoring sits below training; a test checks the two agree)."""
 
 
 def is_member_ensemble(config: TrainConfig) -> bool:
