@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import typing
 import json
+import types
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RewardlabError
@@ -68,8 +69,9 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing
         if f.name in exclude:
             continue
         hint = hints[f.name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        base = args[0] if typing.get_origin(hint) is not typing.Literal and args else hint
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        args = [a for a in typing.get_args(hint) if a is not type(None)] if union else []
+        base = args[0] if args else hint  # X | None -> X; X | Literal[...] -> X (the words come after)
         name = str(f.metadata.get("flag", f.name)).replace("_", "-")
         flag = "--" + prefix + name
         dest = (prefix + name).replace("-", "_")
