@@ -211,6 +211,8 @@ def main() -> None:
     del scorer
     servers = {
         "rewardlab": [sys.executable, "-m", "rewardlab.cli", "serve", "--model", folder, "--precision", args.precision],
+        "rewardlab-nobudget": [sys.executable, "-m", "rewardlab.cli", "serve", "--model", folder, "--precision", args.precision,
+                               "--batch-tokens", "none"],
         "rewardlab-nometrics": [sys.executable, "-m", "rewardlab.cli", "serve", "--model", folder, "--precision", args.precision,
                                 "--no-metrics"],
         "baseline": [sys.executable, str(ROOT / "openrlhf_style_server.py"), "--model", folder]

@@ -194,3 +194,41 @@ def test_remote_scorer_retries_busy_servers_and_names_too_long_items():
         assert err.value.items == (3,)  # the index in the whole call, not in the chunk
         with pytest.raises(RemoteScorerError, match="after 2 attempts"):
             RemoteScorer(RemoteConfig(model="http://127.0.0.1:9", max_retries=1, backoff_seconds=0.01)).score(["a"], ["b"])
+
+
+class _BatchRecorder:
+    """A scorer that records how many items each model call got."""
+
+    def __init__(self):
+        self.calls = []
+
+    def score(self, prompts, responses):
+        self.calls.append(len(prompts))
+        time.sleep(0.02)  # a forward pass: later requests queue meanwhile
+        return [float(len(r)) for r in responses]
+
+    def describe(self):
+        return {"kind": "function", "model": "recorder", "settings": {}, "record": {}}
+
+
+@pytest.mark.parametrize("budget, most", [(10, 1), ("none", 16)])
+def test_a_token_budget_closes_a_batch_so_a_request_waits_for_one_forward_pass(budget, most):
+    scorer = _BatchRecorder()
+    app = create_app(scorer, ServeConfig(batch_window_ms=50, batch_tokens=budget))
+    with running(app) as (url, _), httpx.Client() as client:
+        def call(k):  # 4 + 36 characters: about 10 tokens per request
+            return client.post(url + "/v1/score", json={"prompts": ["Q%02d?" % k], "responses": ["x" * 36]}).json()["rewards"]
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(call, range(48)))
+    assert answers == [[36.0]] * 48  # every request answered, whatever the grouping
+    assert max(scorer.calls) <= most and sum(scorer.calls) >= 48
+    if budget == "none":
+        assert max(scorer.calls) > 1  # the same load groups requests when only items count
+
+
+def test_the_token_budget_defaults_to_the_scorers_own_cap_per_forward_pass(rm):
+    assert create_app(rm).state.batcher.max_batch_cost == rm.max_batch_tokens == 2048  # a reward model on CPU
+    assert create_app(FunctionScorer(lambda p, r: 0.0)).state.batcher.max_batch_cost is None
+    with pytest.raises(ConfigError, match="'batch_tokens' must be >= 1"):
+        ServeConfig(batch_tokens=0)

@@ -60,6 +60,11 @@ class ServeConfig:
     """How long the batcher waits after a request for others to score with it."""
     max_batch_items: int = 256
     """Most items scored in one model call (the scorer still splits them into its own batches)."""
+    batch_tokens: int | Literal["auto", "none"] = "auto"
+    """Also close a batch when its items' estimated tokens (characters / 4) reach this, so that a request waits for
+    about one of the scorer's forward passes, not for several: 'auto' is the served scorer's own token cap per
+    forward pass (reward models: 2048 on CPU, none on GPU; other scorers: none); 'none': items alone close a batch.
+    The estimate only groups requests: every item is scored whole either way."""
     retry_after_s: int = 1
     """The Retry-After a 503 carries."""
     graceful_shutdown_s: float = 30.0
@@ -84,6 +89,8 @@ class ServeConfig:
         for name in ("max_body_bytes", "max_items", "max_queue_items", "max_batch_items", "metrics_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"option '{name}' must be >= 1, got {getattr(self, name)}")
+        if isinstance(self.batch_tokens, int) and self.batch_tokens < 1:
+            raise ConfigError(f"option 'batch_tokens' must be >= 1, 'auto' or 'none', got {self.batch_tokens}")
         if self.body_timeout_s <= 0 or self.batch_window_ms < 0:
             raise ConfigError("option 'body_timeout_s' must be > 0 and 'batch_window_ms' >= 0")
 
@@ -166,8 +173,10 @@ class _Service:
         self.served = ServedScorer(scorer, config.too_long, config.too_long_penalty,
                                    count_too_long=None if metrics is None else metrics.too_long.labels(config.too_long).inc,
                                    observe=None if metrics is None else metrics.observe_scored)
+        budget = config.batch_tokens if isinstance(config.batch_tokens, int) else (
+            self.served.tokens_per_forward if config.batch_tokens == "auto" else None)
         self.batcher = DynamicBatcher(self.served.score_batch, config.batch_window_ms / 1000, config.max_batch_items,
-                                      config.max_queue_items)
+                                      config.max_queue_items, cost=self.served.estimated_tokens, max_batch_cost=budget)
         self.described = scorer.describe()
         self.settings = self.described.get("settings", {})
         heads, multi = self.served.heads, self.served.multi

@@ -26,7 +26,8 @@ class _Job:
 
 
 class DynamicBatcher:
-    """Collect jobs for up to ``window_s`` after the first one (or until ``max_batch_items``), then run
+    """Collect jobs for up to ``window_s`` after the first one (or until ``max_batch_items``, or until their
+    ``cost(kind, items)`` reaches ``max_batch_cost``: a job that would pass it waits for the next batch), then run
     ``score(kind, groups)`` once in a single worker thread: ``groups`` holds each job's items, and the
     answer is, per job, its results or the exception that job alone gets (e.g. an item too long).
 
@@ -37,9 +38,11 @@ class DynamicBatcher:
     """
 
     def __init__(self, score: Callable[[Any, list[list[Any]]], list[Any]], window_s: float = 0.005, max_batch_items: int = 256,
-                 max_queue_items: int = 8192):
+                 max_queue_items: int = 8192, cost: Callable[[Any, Sequence[Any]], float] | None = None,
+                 max_batch_cost: float | None = None):
         self.score, self.window_s = score, window_s
         self.max_batch_items, self.max_queue_items = max_batch_items, max_queue_items
+        self.cost, self.max_batch_cost = cost, max_batch_cost
         self._queue: asyncio.Queue[_Job] | None = None
         self._waiting_items = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardlab-scorer")
@@ -83,9 +86,9 @@ class DynamicBatcher:
         pending: list[_Job] = []
         while True:
             first = pending.pop(0) if pending else await self._queue.get()
-            batch, size = [first], len(first.items)
+            batch, size, cost = [first], len(first.items), self._cost(first)
             deadline = asyncio.get_running_loop().time() + self.window_s
-            while size < self.max_batch_items:
+            while size < self.max_batch_items and (self.max_batch_cost is None or cost < self.max_batch_cost):
                 timeout = deadline - asyncio.get_running_loop().time()
                 if timeout <= 0:
                     break
@@ -93,12 +96,17 @@ class DynamicBatcher:
                     job = await asyncio.wait_for(self._queue.get(), timeout)
                 except asyncio.TimeoutError:
                     break
-                if job.kind != first.kind or size + len(job.items) > self.max_batch_items:
+                more = self._cost(job)
+                if (job.kind != first.kind or size + len(job.items) > self.max_batch_items
+                        or self.max_batch_cost is not None and cost + more > self.max_batch_cost):
                     pending.append(job)  # next batch
                     break
                 batch.append(job)
-                size += len(job.items)
+                size, cost = size + len(job.items), cost + more
             await self._score_batch(batch)
+
+    def _cost(self, job: _Job) -> float:
+        return self.cost(job.kind, job.items) if self.cost is not None else 0.0
 
     async def _score_batch(self, batch: list[_Job]) -> None:
         groups = [list(job.items) for job in batch]

@@ -4,6 +4,7 @@ rows) so that ``app.create_app`` is thin routes over it. Called from the batcher
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..data.transcripts import looks_hh, parse_hh_transcript
@@ -34,6 +35,25 @@ class ServedScorer:
         self.heads = list(scorer.heads) if isinstance(scorer, HeadScorer) else []
         self.multi = len(self.heads) > 1
         self.max_length = scorer.max_length if isinstance(scorer, LengthChecked) else None
+        cap = getattr(scorer, "max_batch_tokens", None)  # LocalScorer's tokens per forward pass (None: no cap)
+        self.tokens_per_forward: int | None = cap if isinstance(cap, int) else None
+
+    @staticmethod
+    def estimated_tokens(kind: ItemKind, items: Sequence[Any]) -> float:
+        """About how many tokens ``items`` are (characters / 4, English text's ratio), without tokenizing: what the
+        batcher's token budget counts (tokenizing beside the model's threads slows both, see batcher.py).
+
+        >>> ServedScorer.estimated_tokens("pairs", [("What is 2+2?", "4")]), ServedScorer.estimated_tokens("texts", ["abcd" * 10])
+        (3.25, 10.0)
+        """
+        def chars(prompt: Any) -> int:  # a text, or chat messages (dicts or Message records)
+            if isinstance(prompt, str):
+                return len(prompt)
+            return sum(len(str(m.get("content", "") if isinstance(m, dict) else getattr(m, "content", ""))) for m in prompt)
+
+        if kind == "texts":
+            return sum(len(t) for t in items) / 4
+        return sum(chars(p) + len(r) for p, r in items) / 4
 
     def _texts(self) -> TextScorer:
         if not isinstance(self.scorer, TextScorer):  # the routes send 'texts' items to text scorers only
