@@ -92,6 +92,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: typing
         elif typing.get_origin(base) is dict:
             common["help"] += " (a JSON object)"
             parser.add_argument(flag, type=json_object, metavar="JSON", **common)
+        elif typing.get_origin(base) is tuple:  # tuple[str, ...]: one or more values
+            parser.add_argument(flag, nargs="+", type=typing.get_args(base)[0], metavar=metavar, **common)
         elif base is bool and len(args) > 1:  # bool | Literal[...]: --flag [true|false|word], --no-flag
             parser.add_argument(flag, nargs="?", const=True, type=_bool_or(words), metavar="|".join(("true", "false", *words)), **common)
             parser.add_argument("--no-" + flag[2:], dest=dest, action="store_false", default=common["default"],

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from ..errors import RewardlabError
 from ..jsonsafe import dumps
-from .common import add_config_flags, add_scorer_flags, build_scorer, json_object
+from .common import add_config_flags, add_scorer_flags, build_scorer
 
 __all__ = ["register"]
 
@@ -147,6 +147,11 @@ class EvalOptions:
     """seed of the bootstrap and the calibration split"""
     save_temperature: bool = False
     """write the fitted calibration temperature into the model's rewardlab.json"""
+    sections: dict[str, list[str]] | None = None
+    """section -> subsets, e.g. '{"Safety": ["hh-harmless"], "Chat": ["pandalm"]}' (default: RewardBench's)"""
+    skip_too_long: bool = True
+    """leave out items with a reply longer than --max-length and report them per subset (count, file:line and side)
+    in results.json; --no-skip-too-long stops at the first (default: skip and report)"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +171,8 @@ class DiagnoseOptions:
     """a second set of pairs: compare the reward distributions of their chosen replies"""
     tie_policy: Literal["half", "zero", "exclude"] = "half"
     """how a tie counts in accuracies: 0.5, 0, or left out"""
+    skip_too_long: bool = True
+    """leave out pairs with a reply longer than --max-length and report them (default: skip and report)"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,18 +195,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser("eval", help="RewardBench-style accuracy per subset and section, with CIs and calibration")
     add_scorer_flags(p)
     add_config_flags(p, EvalOptions, defaults=True)
-    p.add_argument("--sections", type=json_object, default=None, metavar="JSON",
-                   help='section -> subsets, e.g. \'{"Safety": ["hh-harmless"], "Chat": ["pandalm"]}\' (default: RewardBench\'s)')
-    p.add_argument("--skip-too-long", action=argparse.BooleanOptionalAction, default=True,
-                   help="leave out items with a reply longer than --max-length and report them per subset (count, file:line "
-                        "and side) in results.json; --no-skip-too-long stops at the first (default: skip and report)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("diagnose", help="length bias, perturbation probes and distribution shift of a reward model")
     add_scorer_flags(p)
     add_config_flags(p, DiagnoseOptions, defaults=True)
-    p.add_argument("--skip-too-long", action=argparse.BooleanOptionalAction, default=True,
-                   help="leave out pairs with a reply longer than --max-length and report them (default: skip and report)")
     p.set_defaults(func=_cmd_diagnose)
 
     p = sub.add_parser("ratings", help="Bradley-Terry and Elo ratings (+ win rates) from pairwise battles")

@@ -153,6 +153,8 @@ class JudgeAgreementOptions:
     """PandaLM test set with annotator1..3"""
     output: str | None = None
     """write the table as JSON"""
+    verdicts: tuple[str, ...]
+    """verdict files (pandalm_result or gpt_result, keyed by idx)"""
 
 
 def register(sub: Any) -> None:
@@ -162,5 +164,4 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("judge-agreement", help="agreement of shipped judge verdict files with human votes")
     add_config_flags(p, JudgeAgreementOptions, defaults=True)
-    p.add_argument("--verdicts", required=True, nargs="+", help="verdict files (pandalm_result or gpt_result, keyed by idx)")
     p.set_defaults(func=_cmd_judge_agreement)
