@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # annotations only: `rewardlab --help` stays light
     from ..scoring.protocol import Scorer
 
 __all__ = ["HelpFormatter", "JUDGE_OPTIONS", "Parser", "add_config_flags", "add_train_flags", "config_from_values", "train_config_from_args", "add_generator_flags", "add_scorer_flags", "build_scorer",
-           "json_object", "make_generator", "refuse_scorer_flags", "scorer_config"]
+           "json_object", "make_generator", "refuse_scorer_flags", "scorer_config_from_args"]
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -222,7 +222,7 @@ def add_scorer_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--mo
                      exclude: typing.Collection[str] = (), model_help: str | None = None) -> None:
     """The scoring flags every scoring subcommand shares, generated from the scorer configs of
     :mod:`rewardlab.scoring.config` (each kind's fields, the head-combining rules, the ensemble rule and the length
-    controls; a flag's help names the kinds that read it) and :func:`scorer_config` reads them back. Hand-written:
+    controls; a flag's help names the kinds that read it) and :func:`scorer_config_from_args` reads them back. Hand-written:
     the model's flag (renamable, e.g. ``--prm``), ``--kind``, and the two flags that choose a wrapper, ``--ensemble``
     and ``--length-debias``. ``exclude`` names options the command leaves out (its own flags use the names)."""
     from ..scoring.combine import ConstrainedReward, WeightedSum
@@ -281,7 +281,7 @@ def _per_kind_default(name: str) -> str | None:
     return "default: " + ", ".join(f"{'none' if d is None else show_default(d)} {kind}" for kind, d in defaults.items())
 
 
-def scorer_config(args: argparse.Namespace, **overrides: Any) -> Any:
+def scorer_config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     """The :data:`~rewardlab.scoring.config.ScorerConfig` of the scoring flags :func:`add_scorer_flags` added to
     ``args``'s command (``rewardlab.scoring.config.scorer_config`` of their values), with ``overrides`` winning; the
     model comes from ``--model`` unless overridden."""
@@ -303,7 +303,7 @@ def refuse_scorer_flags(args: argparse.Namespace, why: str, keep: typing.Collect
 
 
 def build_scorer(args: argparse.Namespace, progress: bool = False, **overrides: Any) -> Scorer:
-    """The scorer the scoring flags in ``args`` describe (``rewardlab.scoring.build_scorer(scorer_config(args))``).
+    """The scorer the scoring flags in ``args`` describe (``rewardlab.scoring.build_scorer(scorer_config_from_args(args))``).
 
     ``progress``: commands that score many items in a few calls (eval, diagnose, bon) show a bar per call
     unless ``--no-show-progress``; it says what it loads first."""
@@ -313,7 +313,7 @@ def build_scorer(args: argparse.Namespace, progress: bool = False, **overrides: 
 
     if progress and getattr(args, "show_progress", None) is None:
         overrides.setdefault("show_progress", True)
-    config = scorer_config(args, **overrides)
+    config = scorer_config_from_args(args, **overrides)
     print(f"[rewardlab] loading {config.model}" + (f" (+ ensemble {args.ensemble})" if getattr(args, "ensemble", None) else ""),
           file=sys.stderr)
     return build(config)

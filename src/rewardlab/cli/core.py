@@ -32,9 +32,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     if args.ray is not None:  # blocks scored by a pool of Ray actors, each with its own scorer
         from ..distributed.scoring import score_file_ray
-        from .common import scorer_config
+        from .common import scorer_config_from_args
 
-        result = score_file_ray(scorer_config(args), args.data, args.output, address=None if args.ray == "local" else args.ray,
+        result = score_file_ray(scorer_config_from_args(args), args.data, args.output, address=None if args.ray == "local" else args.ray,
                                 actors=args.ray_actors, gpus_per_actor=args.ray_gpus_per_actor, split=args.split,
                                 connect_timeout=args.ray_timeout,
                                 resume=args.resume, skip_too_long=args.skip_too_long)
