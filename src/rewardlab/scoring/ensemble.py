@@ -11,8 +11,8 @@ Aggregations over the K members' (scaled) rewards ``r_1..r_K`` of one item (Cost
 ``std``/``var`` are across members (population, ddof=0). Members trained separately put rewards on different
 scales (BT rewards are shift-invariant), so they are put on one scale first: ``scale="saved"`` expects
 members that already z-normalize with the reward mean/std saved at training (``RewardModelConfig(normalize=True)``,
-what an ``EnsembleConfig`` with scale 'saved' does for its members); ``scale="reference"`` z-scores each member on a reference
-set (:meth:`EnsembleScorer.fit_scale`); ``scale="none"`` takes rewards as they are.
+what an ``EnsembleConfig`` with scale 'saved' does for its members); ``scale="reference"`` z-scores each member
+on a reference set (:meth:`EnsembleScorer.fit_scale`); ``scale="none"`` takes rewards as they are.
 """
 
 from __future__ import annotations
