@@ -144,6 +144,35 @@ def test_neighbours_with_a_common_prompt_share_it_and_keep_their_rewards(scorer,
     assert len(set(round(r, 4) for r in shared)) > 5  # distinct rewards were compared
 
 
+def test_samples_of_one_prompt_share_it_wherever_they_are_in_the_input(scorer, monkeypatch):
+    """A server batch interleaves the samples of many prompts (one request each): they are still grouped by prompt,
+    each batch packs the tokens the cap counts, and every reward is the unshared one, in input order."""
+    import rewardlab.scoring.local as scoring
+
+    packed = []
+    real = scoring.pack_for
+
+    def counting(pooling, examples, share_prefix):
+        ids, layout = real(pooling, examples, share_prefix)
+        packed.append((ids.shape[1], [len(e.sequences) for e in examples]))
+        return ids, layout
+
+    monkeypatch.setattr(scoring, "pack_for", counting)
+    topics = ["honey bees organise their hive and survive the winter", "rivers carve canyons out of solid rock over time",
+              "volcanoes form islands in the middle of the ocean"]
+    prompts = [f"Please describe in careful detail how {t}, with examples." for t in topics] * 3  # A B C A B C A B C
+    replies = [f"Answer number {i}: {'it is complicated' if i % 2 else 'slowly'}." for i in range(9)]
+    shared = scorer.score(prompts, replies)
+    assert sorted(n for _, groups in packed for n in groups) == [3, 3, 3]  # one group per prompt (batch_size 3)
+    ids = scorer.tokenize(prompts, replies)
+    by_prompt = [[ids[i] for i in range(k, 9, 3)] for k in range(3)]
+    assert sum(t for t, _ in packed) == sum(scoring._packed_tokens(g) for g in by_prompt) < sum(map(len, ids))
+    plain = LocalScorer(scorer.model, scorer.tokenizer,
+                        RewardModelConfig(model="rm", max_length=scorer.max_length, batch_size=3, share_prefix=False), scorer.metadata)
+    assert shared == pytest.approx(plain.score(prompts, replies), abs=1e-5)
+    assert len(set(round(r, 4) for r in shared)) == 9
+
+
 @pytest.mark.parametrize("layout", ["packed", "padded"])
 def test_identical_inputs_get_identical_rewards_in_every_layout(tiny_llama_dir, layout):
     model, tokenizer = build_reward_model(str(tiny_llama_dir))

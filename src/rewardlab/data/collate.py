@@ -8,7 +8,8 @@ from typing import Literal
 
 import torch
 
-__all__ = ["Example", "PackedLayout", "Segment", "collate_examples", "collate_targets", "length_sorted_batches", "pack_examples", "pad_sequences"]
+__all__ = ["Example", "PackedLayout", "Segment", "collate_examples", "collate_targets", "common_prefix_length",
+           "length_sorted_batches", "pack_examples", "pad_sequences"]
 
 
 def length_sorted_batches(
@@ -137,7 +138,12 @@ class PackedLayout:
         return PackedLayout(self.position_ids.to(device), self.segments, self.readout.to(device))
 
 
-def _common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Tokens every sequence starts with, leaving each at least one of its own (where its reward is read).
+
+    >>> common_prefix_length([[1, 2, 3], [1, 2, 4, 5]]), common_prefix_length([[1, 2], [1, 2, 3]])
+    (2, 1)
+    """
     n = min(len(s) for s in sequences) - 1  # every sequence keeps >= 1 own token to read its reward at
     first = sequences[0]
     for k in range(max(n, 0)):
@@ -181,7 +187,7 @@ def pack_examples(
 
     for example in examples:
         seqs = example.sequences
-        shared = _common_prefix(seqs) if share_prefix and len(seqs) > 1 else 0
+        shared = common_prefix_length(seqs) if share_prefix and len(seqs) > 1 else 0
         prefix: tuple[tuple[int, int], ...] = (add(seqs[0][:shared], 0, ()),) if shared else ()
         for seq in seqs:
             start, end = add(seq[shared:], shared, prefix)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import torch
 
-from ..data.collate import Example, pad_sequences
+from ..data.collate import Example, common_prefix_length, pad_sequences
 from ..data.normalization import TargetNormalizer
 from ..data.templating import Prompt, as_messages, tokenize_conversation
 from ..devices import tune_cpu_memory
@@ -20,7 +20,8 @@ from ..models.reward_model import RewardModel
 from .config import RewardModelConfig
 from .engine import encode_all, raise_if_too_long, run_batches
 
-__all__ = ["CPU_BATCH_TOKENS", "LocalScorer", "MIN_SHARED_PREFIX", "load_reward_model", "model_fingerprint", "prefix_groups"]
+__all__ = ["CPU_BATCH_TOKENS", "LocalScorer", "MIN_SHARED_PREFIX", "load_reward_model", "model_fingerprint", "prefix_groups",
+           "shared_prefix_order"]
 
 
 CPU_BATCH_TOKENS = 2048
@@ -52,10 +53,17 @@ def prefix_groups(sequences: Sequence[Sequence[int]], max_size: int, min_shared:
     :data:`MIN_SHARED_PREFIX`), at most ``max_size`` each; every other sequence is a group of one.
 
     For a causal model the hidden states of a prefix do not depend on what follows it, so scoring
-    the prefix once for the whole group gives every sequence its plain reward.
+    the prefix once for the whole group gives every sequence its plain reward. A group of ``k``
+    with shared prefix ``s`` packs ``sum(len) - (k - 1) s`` tokens, so a sequence that shares only
+    ``c < s`` tokens with it joins only when that packs fewer tokens than starting a new group:
+    ``k c > (k - 1) s``. (Two prompts with a long system prompt in common do not pull a pair's
+    shared prompt down to the system prompt.)
 
     >>> prefix_groups([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9], [7, 7, 7]], max_size=8, min_shared=3)
     [[0, 1], [2], [3]]
+    >>> pair = [list(range(10)) + [10], list(range(10)) + [11]]  # 10 tokens in common
+    >>> prefix_groups(pair + [[0, 1, 2, 99]], max_size=8, min_shared=2)  # 3 in common with the pair: 2 x 3 < 10
+    [[0, 1], [2]]
     """
     need = MIN_SHARED_PREFIX if min_shared is None else min_shared
     groups: list[list[int]] = []
@@ -67,13 +75,24 @@ def prefix_groups(sequences: Sequence[Sequence[int]], max_size: int, min_shared:
             common = 0
             while common < limit and seq[common] == first[common]:
                 common += 1
-            if common >= need:
+            size = len(groups[-1])
+            if common >= need and size * common > (size - 1) * shared:
                 groups[-1].append(i)
                 shared = common
                 continue
         groups.append([i])
         shared = len(seq) - 1
     return groups
+
+
+def shared_prefix_order(sequences: Sequence[Sequence[int]]) -> list[int]:
+    """Indices of ``sequences`` in lexicographic order of their tokens, so that sequences with a common prefix are
+    neighbours whatever order they came in (a reward server's batch interleaves the samples of many prompts).
+
+    >>> shared_prefix_order([[5, 1], [3, 9], [5, 0, 2], [3, 8]])
+    [3, 1, 2, 0]
+    """
+    return sorted(range(len(sequences)), key=lambda i: tuple(sequences[i]))
 
 
 def _share_prefix_for(requested: bool | Literal["auto"], device: torch.device) -> bool:
@@ -166,6 +185,11 @@ class LocalScorer:
     def heads(self) -> list[str]:
         return list(self.metadata.heads)
 
+    @property
+    def shares_prefixes(self) -> bool:
+        """Whether sequences with a common prefix compute it once (``share_prefix`` on a decoder in packed layout)."""
+        return self.share_prefix and self.layout == "packed" and self.model.pooling == "last_token"
+
     def describe(self) -> dict[str, Any]:
         """See :class:`~rewardlab.scoring.protocol.Scorer`: the weights' fingerprint and every setting rewards depend on."""
         dtype = str(next(self.model.parameters()).dtype).replace("torch.", "")
@@ -215,10 +239,11 @@ class LocalScorer:
     def score_ids(self, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
         """Rewards for token-id sequences, in input order. ``(N,)`` or ``(N, K)`` float32.
 
-        With ``share_prefix`` (decoders, packed layout), neighbouring sequences that start with the
-        same ``MIN_SHARED_PREFIX`` or more tokens (a pair's chosen and rejected reply, best-of-N
-        candidates) are packed as one group whose common prefix is computed once; causal attention
-        makes that exact (see :func:`prefix_groups`).
+        With ``share_prefix`` (decoders, packed layout), sequences that start with the same
+        ``MIN_SHARED_PREFIX`` or more tokens (a pair's chosen and rejected reply, best-of-N
+        candidates, a prompt's samples from many server requests), wherever they are in the input, are
+        packed as one group whose common prefix is computed once; causal attention makes that exact
+        (see :func:`prefix_groups`). The token cap per batch counts the tokens packed.
 
         Identical sequences are scored once and share the result, so identical inputs tie exactly in
         every layout (in one packed row, two copies at different offsets can differ in the last bits).
@@ -227,8 +252,12 @@ class LocalScorer:
         slots = [unique.setdefault(tuple(seq), len(unique)) for seq in sequences]
         if len(unique) < len(sequences):
             return self.score_ids([list(seq) for seq in unique])[torch.tensor(slots, dtype=torch.long)]
-        sharing = self.share_prefix and self.layout == "packed" and self.model.pooling == "last_token"
-        groups = prefix_groups(sequences, self.batch_size) if sharing else [[i] for i in range(len(sequences))]
+        sharing = self.shares_prefixes
+        if sharing:
+            order = shared_prefix_order(sequences)
+            groups = [[order[j] for j in g] for g in prefix_groups([sequences[i] for i in order], self.batch_size)]
+        else:
+            groups = [[i] for i in range(len(sequences))]
 
         def forward(batch: list[int]) -> list[torch.Tensor]:
             members = [groups[g] for g in batch]
@@ -244,7 +273,7 @@ class LocalScorer:
 
         per_group = run_batches(
             [max(len(sequences[i]) for i in group) for group in groups], forward, self.batch_size, self.max_batch_tokens,
-            counts=[len(group) for group in groups], tokens=[sum(len(sequences[i]) for i in group) for group in groups],
+            counts=[len(group) for group in groups], tokens=[_packed_tokens([sequences[i] for i in group]) for group in groups],
             show_progress=self.show_progress)
         if not sequences:
             return torch.empty((0,) if len(self.metadata.heads) == 1 else (0, len(self.metadata.heads)))
@@ -320,6 +349,13 @@ class LocalScorer:
         if value is None:  # not reached after _check_one_reward (one head, or a combine rule); narrows the type
             raise ConfigError(f"no single reward from the heads {row}")
         return value
+
+
+def _packed_tokens(group: Sequence[Sequence[int]]) -> int:
+    """Tokens a prefix-sharing group packs: its common prefix once, then each sequence's own tokens."""
+    if len(group) == 1:
+        return len(group[0])
+    return sum(len(s) for s in group) - (len(group) - 1) * common_prefix_length(group)
 
 
 def _fields(rule: Any) -> dict[str, Any]:

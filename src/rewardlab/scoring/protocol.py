@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..data.templating import Prompt
 
-__all__ = ["FunctionScorer", "HeadScorer", "LengthChecked", "MemberScorer", "Scorer", "TextScorer", "WrappedScorer",
+__all__ = ["BatchShaped", "FunctionScorer", "HeadScorer", "LengthChecked", "MemberScorer", "Scorer", "TextScorer", "WrappedScorer",
            "ensemble_rewards", "is_ensemble"]
 
 
@@ -76,6 +76,18 @@ class TextScorer(Protocol):
     def too_long_texts(self, texts: Sequence[str]) -> list[int]:
         """Indices of the texts that cannot be scored whole."""
         ...
+
+
+@runtime_checkable
+class BatchShaped(Protocol):
+    """A scorer that says how its forward passes are cut: at most ``max_batch_tokens`` tokens each (None: no cap),
+    and whether sequences with a common prefix compute it once (``shares_prefixes``). A reward server budgets its
+    batches with both."""
+
+    max_batch_tokens: int | None
+
+    @property
+    def shares_prefixes(self) -> bool: ...
 
 
 @runtime_checkable

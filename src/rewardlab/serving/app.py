@@ -176,7 +176,7 @@ class _Service:
         budget = config.batch_tokens if isinstance(config.batch_tokens, int) else (
             self.served.tokens_per_forward if config.batch_tokens == "auto" else None)
         self.batcher = DynamicBatcher(self.served.score_batch, config.batch_window_ms / 1000, config.max_batch_items,
-                                      config.max_queue_items, cost=self.served.estimated_tokens, max_batch_cost=budget)
+                                      config.max_queue_items, meter=self.served.token_meter, max_batch_cost=budget)
         self.described = scorer.describe()
         self.settings = self.described.get("settings", {})
         heads, multi = self.served.heads, self.served.multi

@@ -26,8 +26,8 @@ class _Job:
 
 
 class DynamicBatcher:
-    """Collect jobs for up to ``window_s`` after the first one (or until ``max_batch_items``, or until their
-    ``cost(kind, items)`` reaches ``max_batch_cost``: a job that would pass it waits for the next batch), then run
+    """Collect jobs for up to ``window_s`` after the first one (or until ``max_batch_items``, or until their cost
+    reaches ``max_batch_cost``: a job that would pass it waits for the next batch), then run
     ``score(kind, groups)`` once in a single worker thread: ``groups`` holds each job's items, and the
     answer is, per job, its results or the exception that job alone gets (e.g. an item too long).
 
@@ -35,14 +35,17 @@ class DynamicBatcher:
     the model's OpenMP threads measured 2.5x slower serving on 2 cores. ``max_queue_items`` bounds
     the items waiting; :meth:`submit` raises :class:`QueueFull` beyond it. A failure of the whole
     call is set on every job in the batch.
+
+    ``meter()`` gives a fresh cost counter per batch, called with each job's ``(kind, items)`` in turn and
+    answering what they add to the batch (so a counter may discount what an earlier job of the batch shares).
     """
 
     def __init__(self, score: Callable[[Any, list[list[Any]]], list[Any]], window_s: float = 0.005, max_batch_items: int = 256,
-                 max_queue_items: int = 8192, cost: Callable[[Any, Sequence[Any]], float] | None = None,
+                 max_queue_items: int = 8192, meter: Callable[[], Callable[[Any, Sequence[Any]], float]] | None = None,
                  max_batch_cost: float | None = None):
         self.score, self.window_s = score, window_s
         self.max_batch_items, self.max_queue_items = max_batch_items, max_queue_items
-        self.cost, self.max_batch_cost = cost, max_batch_cost
+        self.meter, self.max_batch_cost = meter, max_batch_cost
         self._queue: asyncio.Queue[_Job] | None = None
         self._waiting_items = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardlab-scorer")
@@ -86,7 +89,9 @@ class DynamicBatcher:
         pending: list[_Job] = []
         while True:
             first = pending.pop(0) if pending else await self._queue.get()
-            batch, size, cost = [first], len(first.items), self._cost(first)
+            measure = self.meter() if self.meter is not None else None
+            batch, size = [first], len(first.items)
+            cost = measure(first.kind, first.items) if measure is not None else 0.0
             deadline = asyncio.get_running_loop().time() + self.window_s
             while size < self.max_batch_items and (self.max_batch_cost is None or cost < self.max_batch_cost):
                 timeout = deadline - asyncio.get_running_loop().time()
@@ -96,7 +101,7 @@ class DynamicBatcher:
                     job = await asyncio.wait_for(self._queue.get(), timeout)
                 except asyncio.TimeoutError:
                     break
-                more = self._cost(job)
+                more = measure(job.kind, job.items) if measure is not None and job.kind == first.kind else 0.0
                 if (job.kind != first.kind or size + len(job.items) > self.max_batch_items
                         or self.max_batch_cost is not None and cost + more > self.max_batch_cost):
                     pending.append(job)  # next batch
@@ -104,9 +109,6 @@ class DynamicBatcher:
                 batch.append(job)
                 size, cost = size + len(job.items), cost + more
             await self._score_batch(batch)
-
-    def _cost(self, job: _Job) -> float:
-        return self.cost(job.kind, job.items) if self.cost is not None else 0.0
 
     async def _score_batch(self, batch: list[_Job]) -> None:
         groups = [list(job.items) for job in batch]

@@ -4,12 +4,12 @@ rows) so that ``app.create_app`` is thin routes over it. Called from the batcher
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from ..data.transcripts import looks_hh, parse_hh_transcript
 from ..errors import DataFormatError, SequenceTooLongError
-from ..scoring.protocol import HeadScorer, LengthChecked, Scorer, TextScorer
+from ..scoring.protocol import BatchShaped, FunctionScorer, HeadScorer, LengthChecked, Scorer, TextScorer
 
 __all__ = ["ItemKind", "Result", "ServedScorer"]
 
@@ -35,25 +35,21 @@ class ServedScorer:
         self.heads = list(scorer.heads) if isinstance(scorer, HeadScorer) else []
         self.multi = len(self.heads) > 1
         self.max_length = scorer.max_length if isinstance(scorer, LengthChecked) else None
-        cap = getattr(scorer, "max_batch_tokens", None)  # LocalScorer's tokens per forward pass (None: no cap)
-        self.tokens_per_forward: int | None = cap if isinstance(cap, int) else None
+        shaped = scorer if isinstance(scorer, BatchShaped) else None
+        self.tokens_per_forward: int | None = shaped.max_batch_tokens if shaped is not None else None
+        self.shares_prefixes = shaped is not None and shaped.shares_prefixes
 
-    @staticmethod
-    def estimated_tokens(kind: ItemKind, items: Sequence[Any]) -> float:
-        """About how many tokens ``items`` are (characters / 4, English text's ratio), without tokenizing: what the
-        batcher's token budget counts (tokenizing beside the model's threads slows both, see batcher.py).
+    def token_meter(self) -> Callable[[ItemKind, Sequence[Any]], float]:
+        """A fresh counter for one batch: called with each job's items, it gives about how many tokens they add
+        (characters / 4, English text's ratio), without tokenizing (tokenizing beside the model's threads slows both,
+        see batcher.py). When the scorer computes a shared prefix once, the characters an item shares with one already
+        counted in this batch (a prompt's other samples) are not counted again.
 
-        >>> ServedScorer.estimated_tokens("pairs", [("What is 2+2?", "4")]), ServedScorer.estimated_tokens("texts", ["abcd" * 10])
-        (3.25, 10.0)
+        >>> meter = ServedScorer(FunctionScorer(lambda p, r: 0.0)).token_meter()
+        >>> meter("pairs", [("What is 2+2?", "4")]), meter("texts", ["abcd" * 10])
+        (3.5, 10.0)
         """
-        def chars(prompt: Any) -> int:  # a text, or chat messages (dicts or Message records)
-            if isinstance(prompt, str):
-                return len(prompt)
-            return sum(len(str(m.get("content", "") if isinstance(m, dict) else getattr(m, "content", ""))) for m in prompt)
-
-        if kind == "texts":
-            return sum(len(t) for t in items) / 4
-        return sum(chars(p) + len(r) for p, r in items) / 4
+        return _PrefixMeter() if self.shares_prefixes else _plain_tokens
 
     def _texts(self) -> TextScorer:
         if not isinstance(self.scorer, TextScorer):  # the routes send 'texts' items to text scorers only
@@ -153,3 +149,48 @@ class ServedScorer:
                     rows.append((reward, row, i in marks))
             out.append(rows)
         return out
+
+
+def _as_text(kind: ItemKind, item: Any) -> str:
+    """An item as one string whose prefix is what it shares with others: a rendered query, or prompt then reply."""
+    if kind == "texts":
+        return item
+    prompt, reply = item
+    if not isinstance(prompt, str):  # chat messages (dicts or Message records)
+        prompt = "\x1e".join(str(m.get("content", "") if isinstance(m, dict) else getattr(m, "content", "")) for m in prompt)
+    return f"{prompt}\x1f{reply}"
+
+
+def _plain_tokens(kind: ItemKind, items: Sequence[Any]) -> float:
+    return sum(len(_as_text(kind, item)) for item in items) / 4
+
+
+def _common_chars(a: str, b: str) -> int:
+    """Length of the common prefix of ``a`` and ``b``, by bisection over slice comparisons (each one in C)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if a[:mid] == b[:mid] else (lo, mid - 1)
+    return lo
+
+
+class _PrefixMeter:
+    """Estimated tokens of one batch with shared prefixes counted once: an item is compared with the first item counted
+    that starts with the same 512, 256 or 128 characters (the longest that matches), and only what follows their
+    common prefix counts. Shorter prefixes are not looked for (the scorer shares prefixes of 32+ tokens)."""
+
+    KEYS = (512, 256, 128)
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+
+    def __call__(self, kind: ItemKind, items: Sequence[Any]) -> float:
+        total = 0
+        for item in items:
+            text = _as_text(kind, item)
+            earlier = next((self.seen[text[:k]] for k in self.KEYS if len(text) > k and text[:k] in self.seen), None)
+            total += len(text) - (_common_chars(earlier, text) if earlier is not None else 0)
+            for k in self.KEYS:
+                if len(text) > k:
+                    self.seen.setdefault(text[:k], text)
+        return total / 4
