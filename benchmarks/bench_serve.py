@@ -15,8 +15,18 @@ reward counts as a mismatch, a non-200 answer as an error. Scenarios (``--scenar
   executor's ``_fetch_rewards_via_http``, one query per call, a new aiohttp session each), that many rollouts in
   flight, ``--openrlhf-requests`` calls (needs ``openrlhf`` installed with ``--no-deps``, as ``.ci/run`` does).
 
+* ``grpo8``, ``grpo32``, ``grpo128``, ``grpo512``: the same client and calls, but the rollouts are
+  ``--group-size`` samples of each prompt (GRPO's / RLOO's ``n_samples_per_prompt``), launched together as a
+  trainer's rollouts of one prompt are: an HH prompt rendered with the model's chat template, followed by its own
+  chosen and rejected replies and the chosen replies of the next transcripts (real reply lengths). Every text is
+  distinct. A decoder RM computes a prompt shared by samples in one batch once (``share_prefix``, on by default on
+  CPUs); an encoder cannot (its rewards would change), so there these calls cost what distinct texts cost.
+
 ``--compute-bound`` also times the model alone, in-process, on the same texts (batches of 64): the ceiling a server
-could reach, and the share of it that is tokenization.
+could reach, and the share of it that is tokenization; for grpo scenarios also with prefix sharing off (the
+ceiling of a server that scores each text alone).
+
+``--model builtin:NAME`` serves that packaged backbone with a fresh seeded head (e.g. ``builtin:smollm2``).
 
 ``--servers rewardlab,rewardlab-nometrics,rewardlab,rewardlab-nometrics`` measures what ``GET /metrics`` (on by
 default) costs: the same server with and without it, alternated.
@@ -152,14 +162,37 @@ async def load_openrlhf(url: str, texts: list[str], concurrency: int, expected: 
             "errors": errors, "mismatches": mismatches, "rss_mb_every_1000": []}
 
 
-def compute_bound(folder: str, precision: str, texts: list[str], batch: int) -> dict:
+def grpo_texts(records: list[dict], tokenizer, group: int, prompts: int, fits) -> list[str]:
+    """``prompts`` groups of ``group`` rendered rollouts (prompt + reply, the chat template's text), one group after
+    the other: each HH prompt with its own chosen and rejected replies, then the chosen replies of the transcripts
+    after it. Groups with a text that does not ``fits`` are skipped."""
+    from rewardlab.data.transcripts import parse_hh_transcript
+
+    parsed = [(parse_hh_transcript(r["chosen"])[0], parse_hh_transcript(r["chosen"])[1], parse_hh_transcript(r["rejected"])[1])
+              for r in records]
+    out: list[str] = []
+    for i, (turns, chosen, rejected) in enumerate(parsed):
+        if len(out) >= group * prompts:
+            break
+        replies = [chosen, rejected] + [parsed[(i + j) % len(parsed)][1] for j in range(1, group - 1)]
+        messages = [{"role": m.role, "content": m.content} for m in turns]
+        texts = [tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": r}], tokenize=False)
+                 for r in replies]
+        if len(set(texts)) == group and all(fits(t) for t in texts):
+            out += texts
+    if len(out) < group * prompts:
+        raise SystemExit(f"only {len(out) // group} prompts of {group} distinct samples fit; {prompts} asked for")
+    return out
+
+
+def compute_bound(folder: str, precision: str, texts: list[str], batch: int, share_prefix: bool | str = "auto") -> dict:
     """The model alone on the same texts, in-process: tokenization, then the forward passes of ``batch``-text batches
     (what a server spends at best); texts/s of each part."""
     import torch
 
     from rewardlab.scoring.local import load_reward_model
 
-    scorer = load_reward_model(folder, precision=precision)
+    scorer = load_reward_model(folder, precision=precision, share_prefix=share_prefix)
     began = time.perf_counter()
     for text in texts:
         scorer.encode_text(text)
@@ -189,6 +222,7 @@ def main() -> None:
     parser.add_argument("--openrlhf-requests", type=int, default=512,
                         help="one-query requests per openrlhfC scenario (at least 2 x C)")
     parser.add_argument("--compute-bound", action="store_true", help="also time the model alone on the same texts")
+    parser.add_argument("--group-size", type=int, default=8, help="samples per prompt in grpoC scenarios")
     args = parser.parse_args()
     tolerance = args.tolerance if args.tolerance is not None else (1e-5 if args.precision == "fp32" else 0.05)
 
@@ -198,9 +232,9 @@ def main() -> None:
     from rewardlab.scoring.local import load_reward_model
 
     folder = args.model
-    if folder is None:
+    if folder is None or folder.startswith("builtin:"):
         torch.manual_seed(0)
-        model, tok = build_reward_model("builtin:minilm")
+        model, tok = build_reward_model(folder or "builtin:minilm")
         folder = tempfile.mkdtemp(prefix="bench-serve-") + "/rm"
         save_pretrained(model, tok, RewardModelMetadata(pooling=model.pooling, max_length=512), folder)
     scorer = load_reward_model(folder, precision=args.precision)
@@ -208,6 +242,16 @@ def main() -> None:
     texts = [r["chosen"].strip() for r in records]
     texts = [t for t in texts if scorer.encode_text(t) is not None][: args.texts]
     expected = dict(zip(texts, scorer.score_texts(texts)))
+    grpo: dict[int, list[str]] = {}  # in flight -> the rollouts sent
+    for scenario in args.scenarios.split(","):
+        if scenario.startswith("grpo"):
+            concurrency = int(scenario[len("grpo"):])
+            calls = max(args.openrlhf_requests, 2 * concurrency)
+            grpo[concurrency] = grpo_texts(records, scorer.tokenizer, args.group_size, -(-calls // args.group_size),
+                                           lambda t: scorer.encode_text(t) is not None)
+    for sent in grpo.values():
+        missing = [t for t in sent if t not in expected]
+        expected.update(zip(missing, scorer.score_texts(missing)))
     del scorer
     servers = {
         "rewardlab": [sys.executable, "-m", "rewardlab.cli", "serve", "--model", folder, "--precision", args.precision],
@@ -226,9 +270,10 @@ def main() -> None:
         try:
             asyncio.run(load(url, [texts[:8]] * 4, 4, expected, tolerance))  # warm-up
             for scenario in args.scenarios.split(","):
-                if scenario.startswith("openrlhf"):  # openrlhfC: OpenRLHF's own client, C one-query rollouts in flight
-                    concurrency = int(scenario[len("openrlhf"):])
-                    sent = [texts[i % len(texts)] for i in range(max(args.openrlhf_requests, 2 * concurrency))]
+                if scenario.startswith(("openrlhf", "grpo")):  # OpenRLHF's own client, C one-query rollouts in flight
+                    concurrency = int(scenario.removeprefix("openrlhf").removeprefix("grpo"))
+                    sent = grpo[concurrency] if scenario.startswith("grpo") else [
+                        texts[i % len(texts)] for i in range(max(args.openrlhf_requests, 2 * concurrency))]
                     result = {"server": name, "scenario": scenario,
                               **asyncio.run(load_openrlhf(url, sent, concurrency, expected, tolerance))}
                     print(json.dumps(result), flush=True)
@@ -250,10 +295,17 @@ def main() -> None:
         finally:
             stop(proc)
     if args.compute_bound:
-        bound = compute_bound(folder, args.precision, texts, 64)
-        print(json.dumps({"compute_bound": bound}), flush=True)
-        print(f"\ncompute bound (in-process, batches of 64): {bound['score_texts_per_s']:.1f} texts/s scored, tokenization alone "
-              f"{bound['tokenize_texts_per_s']:.0f} texts/s, forward {100 * bound['forward_share']:.0f}% of the time")
+        bounds = [("distinct HH texts", texts, "auto")]
+        if grpo:
+            samples = max(grpo.values(), key=len)
+            bounds += [(f"grpo samples ({args.group_size} per prompt)", samples, "auto"),
+                       (f"grpo samples ({args.group_size} per prompt), prefix sharing off", samples, False)]
+        for label, sent, share in bounds:
+            bound = compute_bound(folder, args.precision, sent, 64, share)
+            print(json.dumps({"compute_bound": bound, "texts": label}), flush=True)
+            print(f"\ncompute bound, {label} (in-process, batches of 64): {bound['score_texts_per_s']:.1f} texts/s scored, "
+                  f"tokenization alone {bound['tokenize_texts_per_s']:.0f} texts/s, forward {100 * bound['forward_share']:.0f}% "
+                  f"of the time")
     print(f"\nbench_serve: {os.cpu_count()} CPUs, model {args.model or 'builtin:minilm (fresh head)'} {args.precision}, "
           f"{len(texts)} HH texts, tolerance {tolerance}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
