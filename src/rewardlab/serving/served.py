@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from ..data.transcripts import looks_hh, parse_hh_transcript
 from ..errors import DataFormatError, SequenceTooLongError
-from ..scoring.protocol import BatchShaped, FunctionScorer, HeadScorer, LengthChecked, Scorer, TextScorer
+from ..scoring.protocol import BatchShaped, HeadScorer, LengthChecked, Scorer, TextScorer
 
 __all__ = ["ItemKind", "Result", "ServedScorer"]
 
@@ -45,6 +45,7 @@ class ServedScorer:
         see batcher.py). When the scorer computes a shared prefix once, the characters an item shares with one already
         counted in this batch (a prompt's other samples) are not counted again.
 
+        >>> from rewardlab.scoring.protocol import FunctionScorer
         >>> meter = ServedScorer(FunctionScorer(lambda p, r: 0.0)).token_meter()
         >>> meter("pairs", [("What is 2+2?", "4")]), meter("texts", ["abcd" * 10])
         (3.5, 10.0)
