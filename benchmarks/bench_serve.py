@@ -243,12 +243,13 @@ def main() -> None:
     texts = [t for t in texts if scorer.encode_text(t) is not None][: args.texts]
     expected = dict(zip(texts, scorer.score_texts(texts)))
     grpo: dict[int, list[str]] = {}  # in flight -> the rollouts sent
+    encode = scorer.encode_text
     for scenario in args.scenarios.split(","):
         if scenario.startswith("grpo"):
             concurrency = int(scenario[len("grpo"):])
             calls = max(args.openrlhf_requests, 2 * concurrency)
             grpo[concurrency] = grpo_texts(records, scorer.tokenizer, args.group_size, -(-calls // args.group_size),
-                                           lambda t: scorer.encode_text(t) is not None)
+                                           lambda t: encode(t) is not None)
     for sent in grpo.values():
         missing = [t for t in sent if t not in expected]
         expected.update(zip(missing, scorer.score_texts(missing)))

@@ -4,8 +4,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from rewardlab.cli import main
 
 from .conftest import SHARED_DATA, requires_shared, write_jsonl

@@ -2,7 +2,6 @@
 needs it ends with exit code 2 and one line naming the feature and ``pip install "rewardlab[EXTRA]"`` (issue 33, item 1).
 """
 
-import json
 import sys
 
 import pytest

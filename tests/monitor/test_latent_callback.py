@@ -62,8 +62,6 @@ def test_the_callback_feeds_the_monitor_inside_grpo_and_stops_on_an_alarm(tiny_l
     from rewardlab.scoring.protocol import FunctionScorer
     from rewardlab.serving.adapters import trl_reward_function
 
-    steps_seen = []
-
     def proxy_fn(prompt, reply):
         return float(len(reply))
 

@@ -14,7 +14,7 @@ from ..data.normalization import TargetNormalizer
 from ..data.templating import Prompt, as_messages, tokenize_conversation
 from ..devices import tune_cpu_memory
 from ..errors import ConfigError
-from ..models.io import Precision, RewardModelMetadata, load_pretrained
+from ..models.io import RewardModelMetadata, load_pretrained
 from ..models.packing import choose_layout, pack_for
 from ..models.reward_model import RewardModel
 from .config import RewardModelConfig
