@@ -15,6 +15,9 @@ reward counts as a mismatch, a non-200 answer as an error. Scenarios (``--scenar
   executor's ``_fetch_rewards_via_http``, one query per call, a new aiohttp session each), that many rollouts in
   flight, ``--openrlhf-requests`` calls (needs ``openrlhf`` installed with ``--no-deps``, as ``.ci/run`` does).
 
+* ``mixed8``, ``mixed32``, ...: the same client, C calls in flight, each with 1, 2, 4, 8, 16 or 32 queries
+  (seeded draw), ``--openrlhf-requests`` texts in all (cycling through ``--texts`` distinct texts: give at least as
+  many, so that no text repeats);
 * ``grpo8``, ``grpo32``, ``grpo128``, ``grpo512``: the same client and calls, but the rollouts are
   ``--group-size`` samples of each prompt (GRPO's / RLOO's ``n_samples_per_prompt``), launched together as a
   trainer's rollouts of one prompt are: an HH prompt rendered with the model's chat template, followed by its own
@@ -129,9 +132,10 @@ async def load(url: str, batches: list[list[str]], clients: int, expected: dict[
             "p99_ms": 1000 * q[98], "errors": errors, "mismatches": mismatches, "rss_mb_every_1000": rss}
 
 
-async def load_openrlhf(url: str, texts: list[str], concurrency: int, expected: dict[str, float], tolerance: float) -> dict:
+async def load_openrlhf(url: str, calls: list[list[str]], concurrency: int, expected: dict[str, float], tolerance: float) -> dict:
     """OpenRLHF 0.11.2's own reward client (``SingleTurnAgentExecutor._fetch_rewards_via_http``: one aiohttp session
-    per call, five tries), one query per call as its rollouts send them, ``concurrency`` rollouts in flight."""
+    per call, five tries), each call's queries as one request (one query per call as its rollouts send them),
+    ``concurrency`` calls in flight."""
     from openrlhf.utils.agent import SingleTurnAgentExecutor
 
     executor = SingleTurnAgentExecutor(remote_rm_url=url + "/get_reward")
@@ -139,27 +143,40 @@ async def load_openrlhf(url: str, texts: list[str], concurrency: int, expected: 
     latencies: list[float] = []
     mismatches = errors = 0
 
-    async def rollout(text: str) -> None:
+    async def rollout(queries: list[str]) -> None:
         nonlocal mismatches, errors
         async with gate:
             began = time.perf_counter()
             try:
-                (reply,) = await executor._fetch_rewards_via_http([text], [""], [""])
+                (reply,) = await executor._fetch_rewards_via_http(queries, [""] * len(queries), [""] * len(queries))
             except RuntimeError:  # OpenRLHF's client gave up after five tries
                 errors += 1
                 return
             latencies.append(time.perf_counter() - began)
             rewards = reply.get("rewards") or []
-            if len(rewards) != 1 or abs(rewards[0] - expected[text]) > tolerance:
+            if len(rewards) != len(queries) or any(abs(r - expected[t]) > tolerance for r, t in zip(rewards, queries)):
                 mismatches += 1
 
     began = time.perf_counter()
-    await asyncio.gather(*(rollout(t) for t in texts))
+    await asyncio.gather(*(rollout(c) for c in calls))
     elapsed = time.perf_counter() - began
+    texts = sum(len(c) for c in calls)
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    return {"requests": len(texts), "texts": len(texts), "seconds": elapsed, "texts_per_s": len(texts) / elapsed,
-            "requests_per_s": len(texts) / elapsed, "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * q[98],
+    return {"requests": len(calls), "texts": texts, "seconds": elapsed, "texts_per_s": texts / elapsed,
+            "requests_per_s": len(calls) / elapsed, "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * q[98],
             "errors": errors, "mismatches": mismatches, "rss_mb_every_1000": []}
+
+
+def mixed_calls(texts: list[str], total: int, sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32), seed: int = 0) -> list[list[str]]:
+    """``total`` texts (cycling through ``texts``) cut into calls of sizes drawn from ``sizes`` (seeded)."""
+    import random
+
+    pick, calls, i = random.Random(seed), [], 0
+    while i < total:
+        n = min(pick.choice(sizes), total - i)
+        calls.append([texts[(i + j) % len(texts)] for j in range(n)])
+        i += n
+    return calls
 
 
 def grpo_texts(records: list[dict], tokenizer, group: int, prompts: int, fits) -> list[str]:
@@ -220,7 +237,7 @@ def main() -> None:
                         help="largest reward difference from the offline score (default 1e-5 in fp32, 0.05 in bf16)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="both servers' weights")
     parser.add_argument("--openrlhf-requests", type=int, default=512,
-                        help="one-query requests per openrlhfC scenario (at least 2 x C)")
+                        help="texts per openrlhfC / grpoC / mixedC scenario (one per call but in mixedC; at least 2 x C)")
     parser.add_argument("--compute-bound", action="store_true", help="also time the model alone on the same texts")
     parser.add_argument("--group-size", type=int, default=8, help="samples per prompt in grpoC scenarios")
     args = parser.parse_args()
@@ -271,10 +288,14 @@ def main() -> None:
         try:
             asyncio.run(load(url, [texts[:8]] * 4, 4, expected, tolerance))  # warm-up
             for scenario in args.scenarios.split(","):
-                if scenario.startswith(("openrlhf", "grpo")):  # OpenRLHF's own client, C one-query rollouts in flight
-                    concurrency = int(scenario.removeprefix("openrlhf").removeprefix("grpo"))
-                    sent = grpo[concurrency] if scenario.startswith("grpo") else [
-                        texts[i % len(texts)] for i in range(max(args.openrlhf_requests, 2 * concurrency))]
+                if scenario.startswith(("openrlhf", "grpo", "mixed")):  # OpenRLHF's own client, C calls in flight
+                    concurrency = int(scenario.removeprefix("openrlhf").removeprefix("grpo").removeprefix("mixed"))
+                    total = max(args.openrlhf_requests, 2 * concurrency)
+                    if scenario.startswith("mixed"):
+                        sent = mixed_calls(texts, total)
+                    else:
+                        sent = [[t] for t in (grpo[concurrency] if scenario.startswith("grpo") else
+                                              [texts[i % len(texts)] for i in range(total)])]
                     result = {"server": name, "scenario": scenario,
                               **asyncio.run(load_openrlhf(url, sent, concurrency, expected, tolerance))}
                     print(json.dumps(result), flush=True)

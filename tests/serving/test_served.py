@@ -17,23 +17,42 @@ from .server import running
 PROMPT = "Please explain, step by step and with an example for each step, how a bill becomes a law. " * 4  # 364 chars
 
 
+def _counted(meter, kind, items):
+    """What ``items`` add to the batch, then they join it."""
+    cost = meter.cost(kind, items)
+    meter.add(kind, items)
+    return cost
+
+
 def test_a_prompts_other_samples_count_only_their_replies_when_the_scorer_shares_prefixes(rm):
     assert rm.shares_prefixes
     meter = ServedScorer(rm).token_meter()
-    first = meter("pairs", [(PROMPT, "It is voted on.")])
+    first = _counted(meter, "pairs", [(PROMPT, "It is voted on.")])
     assert first == pytest.approx((len(PROMPT) + 1 + 15) / 4)
-    assert meter("pairs", [(PROMPT, "Committees first."), (PROMPT, "Then the senate.")]) == pytest.approx((17 + 16) / 4)
-    assert meter("pairs", [("Another question entirely, and a short one.", "Yes.")]) == pytest.approx((43 + 1 + 4) / 4)
+    assert _counted(meter, "pairs", [(PROMPT, "Committees first."), (PROMPT, "Then the senate.")]) == pytest.approx((17 + 16) / 4)
+    assert _counted(meter, "pairs", [("Another question entirely, and a short one.", "Yes.")]) == pytest.approx((43 + 1 + 4) / 4)
     texts = ServedScorer(rm).token_meter()  # rendered queries: what follows the common prefix counts
-    assert texts("texts", [PROMPT + "A: one"]) == pytest.approx((len(PROMPT) + 6) / 4)
-    assert texts("texts", [PROMPT + "A: two!"]) == pytest.approx(4 / 4)  # "two!": after the prompt and "A: "
+    assert _counted(texts, "texts", [PROMPT + "A: one"]) == pytest.approx((len(PROMPT) + 6) / 4)
+    assert _counted(texts, "texts", [PROMPT + "A: two!"]) == pytest.approx(4 / 4)  # "two!": after the prompt and "A: "
+
+
+def test_one_call_with_a_prompts_samples_counts_the_prompt_once(rm):
+    samples = [(PROMPT, f"Sample {k}.") for k in range(8)]
+    assert ServedScorer(rm).token_meter().cost("pairs", samples) == pytest.approx((len(PROMPT) + 1 + 9 + 7 * 2) / 4)
+
+
+def test_a_job_that_does_not_join_leaves_nothing_behind(rm):
+    meter = ServedScorer(rm).token_meter()
+    assert meter.cost("pairs", [(PROMPT, "One.")]) == meter.cost("pairs", [(PROMPT, "One.")])  # cost has no side effect
+    meter.add("pairs", [(PROMPT, "One.")])
+    assert meter.cost("pairs", [(PROMPT, "Two.")]) == pytest.approx(4 / 4)
 
 
 def test_every_sample_counts_whole_when_the_scorer_does_not_share(rm):
     plain = LocalScorer(rm.model, rm.tokenizer, RewardModelConfig(model="rm", max_length=64, share_prefix=False), rm.metadata)
     for scorer in (plain, FunctionScorer(lambda p, r: 0.0)):
         meter = ServedScorer(scorer).token_meter()
-        assert [meter("pairs", [(PROMPT, "It is voted on.")]) for _ in range(3)] == [(len(PROMPT) + 16) / 4] * 3
+        assert [_counted(meter, "pairs", [(PROMPT, "It is voted on.")]) for _ in range(3)] == [(len(PROMPT) + 16) / 4] * 3
     assert ServedScorer(plain).tokens_per_forward == 2048 and ServedScorer(FunctionScorer(lambda p, r: 0.0)).tokens_per_forward is None
 
 

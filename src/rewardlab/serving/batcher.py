@@ -8,13 +8,22 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["DynamicBatcher", "QueueFull"]
+__all__ = ["CostMeter", "DynamicBatcher", "QueueFull"]
 
 
 class QueueFull(RuntimeError):
     """More items are waiting than the queue holds; the server answers 503 with Retry-After."""
+
+
+class CostMeter(Protocol):
+    """One batch's cost counter: ``cost(kind, items)`` is what a job would add to the batch as it stands (no side
+    effect); ``add(kind, items)`` records that it joined (so a later job may cost less, e.g. a shared prefix)."""
+
+    def cost(self, kind: Any, items: Sequence[Any]) -> float: ...
+
+    def add(self, kind: Any, items: Sequence[Any]) -> None: ...
 
 
 @dataclass
@@ -27,21 +36,25 @@ class _Job:
 
 class DynamicBatcher:
     """Collect jobs for up to ``window_s`` after the first one (or until ``max_batch_items``, or until their cost
-    reaches ``max_batch_cost``: a job that would pass it waits for the next batch), then run
-    ``score(kind, groups)`` once in a single worker thread: ``groups`` holds each job's items, and the
-    answer is, per job, its results or the exception that job alone gets (e.g. an item too long).
+    reaches ``max_batch_cost``), then run ``score(kind, groups)`` once in a single worker thread: ``groups`` holds each
+    job's items, and the answer is, per job, its results or the exception that job alone gets (e.g. an item too long).
+
+    A job that would pass a limit (or is of another kind) waits for the next batch, which it opens: jobs left over
+    are taken oldest first, and a batch always takes its first job, so none waits more than one batch behind a
+    later one. When a batch is full, the jobs already queued behind it are looked through once (without waiting)
+    and those that still fit join it: the other samples of a prompt already in the batch cost only their replies
+    when the scorer computes a shared prefix once (``meter``), and a small request fits where a large one did not.
 
     Validation runs there too, on the same thread as the model: tokenizer threads running beside
     the model's OpenMP threads measured 2.5x slower serving on 2 cores. ``max_queue_items`` bounds
     the items waiting; :meth:`submit` raises :class:`QueueFull` beyond it. A failure of the whole
     call is set on every job in the batch.
 
-    ``meter()`` gives a fresh cost counter per batch, called with each job's ``(kind, items)`` in turn and
-    answering what they add to the batch (so a counter may discount what an earlier job of the batch shares).
+    ``meter()`` gives a fresh :class:`CostMeter` per batch (None: only items count).
     """
 
     def __init__(self, score: Callable[[Any, list[list[Any]]], list[Any]], window_s: float = 0.005, max_batch_items: int = 256,
-                 max_queue_items: int = 8192, meter: Callable[[], Callable[[Any, Sequence[Any]], float]] | None = None,
+                 max_queue_items: int = 8192, meter: Callable[[], CostMeter] | None = None,
                  max_batch_cost: float | None = None):
         self.score, self.window_s = score, window_s
         self.max_batch_items, self.max_queue_items = max_batch_items, max_queue_items
@@ -86,14 +99,19 @@ class DynamicBatcher:
 
     async def _run(self) -> None:
         assert self._queue is not None
-        pending: list[_Job] = []
+        left: list[_Job] = []  # jobs the last batch had no room for, oldest first
         while True:
-            first = pending.pop(0) if pending else await self._queue.get()
-            measure = self.meter() if self.meter is not None else None
-            batch, size = [first], len(first.items)
-            cost = measure(first.kind, first.items) if measure is not None else 0.0
+            if not left:
+                left.append(await self._queue.get())
+            try:
+                batch = _Batch(self, self.meter() if self.meter is not None else None)
+            except Exception as err:  # noqa: BLE001 - the jobs get the meter's failure, the server goes on
+                self._fail(left, err)
+                left = []
+                continue
+            left = [job for job in left if not batch.take(job)]
             deadline = asyncio.get_running_loop().time() + self.window_s
-            while size < self.max_batch_items and (self.max_batch_cost is None or cost < self.max_batch_cost):
+            while not left and not batch.full:  # wait for more, within the window, until a job does not fit
                 timeout = deadline - asyncio.get_running_loop().time()
                 if timeout <= 0:
                     break
@@ -101,14 +119,20 @@ class DynamicBatcher:
                     job = await asyncio.wait_for(self._queue.get(), timeout)
                 except asyncio.TimeoutError:
                     break
-                more = measure(job.kind, job.items) if measure is not None and job.kind == first.kind else 0.0
-                if (job.kind != first.kind or size + len(job.items) > self.max_batch_items
-                        or self.max_batch_cost is not None and cost + more > self.max_batch_cost):
-                    pending.append(job)  # next batch
-                    break
-                batch.append(job)
-                size, cost = size + len(job.items), cost + more
-            await self._score_batch(batch)
+                if not batch.take(job):
+                    left.append(job)
+            for _ in range(self._queue.qsize()):  # already queued: those that fit join, the others open the next batch
+                job = self._queue.get_nowait()
+                if not batch.take(job):
+                    left.append(job)
+            if batch.jobs:
+                await self._score_batch(batch.jobs)
+
+    def _fail(self, jobs: list[_Job], err: BaseException) -> None:
+        for job in jobs:
+            self._waiting_items -= len(job.items)
+            if not job.future.done():
+                job.future.set_exception(err)
 
     async def _score_batch(self, batch: list[_Job]) -> None:
         groups = [list(job.items) for job in batch]
@@ -128,3 +152,36 @@ class DynamicBatcher:
                 job.future.set_exception(answer)
             else:
                 job.future.set_result(answer)
+
+
+class _Batch:
+    """The jobs of one batch and what they cost (items, and the meter's cost when there is a budget)."""
+
+    def __init__(self, owner: DynamicBatcher, meter: CostMeter | None):
+        self.owner, self.meter = owner, meter
+        self.jobs: list[_Job] = []
+        self.items, self.cost = 0, 0.0
+
+    @property
+    def full(self) -> bool:
+        budget = self.owner.max_batch_cost
+        return self.items >= self.owner.max_batch_items or (budget is not None and self.cost >= budget)
+
+    def take(self, job: _Job) -> bool:
+        """Add ``job`` if it fits (the first job always does); False when it must wait for the next batch. A meter
+        that raises fails that job with its error (True: the job is dealt with), so no request waits forever."""
+        budget = self.owner.max_batch_cost
+        metered = self.meter is not None and budget is not None
+        try:
+            more = self.meter.cost(job.kind, job.items) if self.meter is not None and metered else 0.0
+            if self.jobs and (job.kind != self.jobs[0].kind or self.items + len(job.items) > self.owner.max_batch_items
+                              or budget is not None and self.cost + more > budget):
+                return False
+            if self.meter is not None and metered:
+                self.meter.add(job.kind, job.items)
+        except Exception as err:  # noqa: BLE001 - handed to the request
+            self.owner._fail([job], err)
+            return True
+        self.jobs.append(job)
+        self.items, self.cost = self.items + len(job.items), self.cost + more
+        return True

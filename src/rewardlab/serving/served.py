@@ -10,6 +10,7 @@ from typing import Any, Literal
 from ..data.transcripts import looks_hh, parse_hh_transcript
 from ..errors import DataFormatError, SequenceTooLongError
 from ..scoring.protocol import BatchShaped, HeadScorer, LengthChecked, Scorer, TextScorer
+from .batcher import CostMeter
 
 __all__ = ["ItemKind", "Result", "ServedScorer"]
 
@@ -39,18 +40,18 @@ class ServedScorer:
         self.tokens_per_forward: int | None = shaped.max_batch_tokens if shaped is not None else None
         self.shares_prefixes = shaped is not None and shaped.shares_prefixes
 
-    def token_meter(self) -> Callable[[ItemKind, Sequence[Any]], float]:
-        """A fresh counter for one batch: called with each job's items, it gives about how many tokens they add
-        (characters / 4, English text's ratio), without tokenizing (tokenizing beside the model's threads slows both,
-        see batcher.py). When the scorer computes a shared prefix once, the characters an item shares with one already
-        counted in this batch (a prompt's other samples) are not counted again.
+    def token_meter(self) -> CostMeter:
+        """A fresh cost counter for one batch (:class:`~rewardlab.serving.batcher.CostMeter`): about how many tokens a
+        job's items add (characters / 4, English text's ratio), without tokenizing (tokenizing beside the model's
+        threads slows both, see batcher.py). When the scorer computes a shared prefix once, the characters an item
+        shares with one already in the batch (a prompt's other samples) are not counted again.
 
         >>> from rewardlab.scoring.protocol import FunctionScorer
         >>> meter = ServedScorer(FunctionScorer(lambda p, r: 0.0)).token_meter()
-        >>> meter("pairs", [("What is 2+2?", "4")]), meter("texts", ["abcd" * 10])
+        >>> meter.cost("pairs", [("What is 2+2?", "4")]), meter.cost("texts", ["abcd" * 10])
         (3.5, 10.0)
         """
-        return _PrefixMeter() if self.shares_prefixes else _plain_tokens
+        return _PrefixMeter() if self.shares_prefixes else _PlainMeter()
 
     def _texts(self) -> TextScorer:
         if not isinstance(self.scorer, TextScorer):  # the routes send 'texts' items to text scorers only
@@ -162,8 +163,14 @@ def _as_text(kind: ItemKind, item: Any) -> str:
     return f"{prompt}\x1f{reply}"
 
 
-def _plain_tokens(kind: ItemKind, items: Sequence[Any]) -> float:
-    return sum(len(_as_text(kind, item)) for item in items) / 4
+class _PlainMeter:
+    """Every item counts whole (a scorer that shares no prefix)."""
+
+    def cost(self, kind: ItemKind, items: Sequence[Any]) -> float:
+        return sum(len(_as_text(kind, item)) for item in items) / 4
+
+    def add(self, kind: ItemKind, items: Sequence[Any]) -> None:
+        pass
 
 
 def _common_chars(a: str, b: str) -> int:
@@ -185,13 +192,23 @@ class _PrefixMeter:
     def __init__(self) -> None:
         self.seen: dict[str, str] = {}
 
-    def __call__(self, kind: ItemKind, items: Sequence[Any]) -> float:
+    @classmethod
+    def _note(cls, seen: dict[str, str], text: str) -> None:
+        for k in cls.KEYS:
+            if len(text) > k:
+                seen.setdefault(text[:k], text)
+
+    def cost(self, kind: ItemKind, items: Sequence[Any]) -> float:
         total = 0
+        own: dict[str, str] = {}  # the job's own items (one call with a prompt's samples shares its prompt too)
         for item in items:
             text = _as_text(kind, item)
-            earlier = next((self.seen[text[:k]] for k in self.KEYS if len(text) > k and text[:k] in self.seen), None)
+            earlier = next((seen[text[:k]] for k in self.KEYS for seen in (self.seen, own)
+                            if len(text) > k and text[:k] in seen), None)
             total += len(text) - (_common_chars(earlier, text) if earlier is not None else 0)
-            for k in self.KEYS:
-                if len(text) > k:
-                    self.seen.setdefault(text[:k], text)
+            self._note(own, text)
         return total / 4
+
+    def add(self, kind: ItemKind, items: Sequence[Any]) -> None:
+        for item in items:
+            self._note(self.seen, _as_text(kind, item))
