@@ -32,7 +32,8 @@ ceiling of a server that scores each text alone).
 ``--model builtin:NAME`` serves that packaged backbone with a fresh seeded head (e.g. ``builtin:smollm2``).
 
 ``--servers rewardlab,rewardlab-nometrics,rewardlab,rewardlab-nometrics`` measures what ``GET /metrics`` (on by
-default) costs: the same server with and without it, alternated.
+default) costs: the same server with and without it, alternated. ``rewardlab-nobudget`` is ``serve --batch-tokens
+none``, ``rewardlab-tokensN`` is ``serve --batch-tokens N``.
 
 The model is MiniLM (``--model``; default builtin:minilm with a fresh seeded head, saved to a temp folder),
 texts are HH transcripts that fit 512 tokens. Prints a JSON line per run and a Markdown table.
@@ -283,6 +284,8 @@ def main() -> None:
     rows = []
     for name in args.servers.split(","):  # a name may repeat (e.g. rewardlab,rewardlab-nometrics,rewardlab,...): runs alternate
         port = free_port()
+        if name.startswith("rewardlab-tokens"):  # rewardlab-tokensN: serve --batch-tokens N
+            servers[name] = servers["rewardlab"] + ["--batch-tokens", name.removeprefix("rewardlab-tokens")]
         proc = start(servers[name] + ["--port", str(port)], port)
         url = f"http://127.0.0.1:{port}"
         try:
