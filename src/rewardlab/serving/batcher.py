@@ -39,9 +39,9 @@ class DynamicBatcher:
     reaches ``max_batch_cost``), then run ``score(kind, groups)`` once in a single worker thread: ``groups`` holds each
     job's items, and the answer is, per job, its results or the exception that job alone gets (e.g. an item too long).
 
-    A job that would pass a limit (or is of another kind) waits for the next batch, which it opens: jobs left over
-    are taken oldest first, and a batch always takes its first job, so none waits more than one batch behind a
-    later one. When a batch is full, the jobs already queued behind it are looked through once (without waiting)
+    A job that would pass a limit (or is of another kind) waits: jobs left over are offered to the next batch oldest
+    first, and a batch always takes the first one offered, so the oldest waiting job is in the next batch and none
+    is passed over for ever. When a batch is full, the jobs already queued behind it are looked through once (without waiting)
     and those that still fit join it: the other samples of a prompt already in the batch cost only their replies
     when the scorer computes a shared prefix once (``meter``), and a small request fits where a large one did not.
 
