@@ -33,7 +33,8 @@ ceiling of a server that scores each text alone).
 
 ``--servers rewardlab,rewardlab-nometrics,rewardlab,rewardlab-nometrics`` measures what ``GET /metrics`` (on by
 default) costs: the same server with and without it, alternated. ``rewardlab-nobudget`` is ``serve --batch-tokens
-none``, ``rewardlab-tokensN`` is ``serve --batch-tokens N``.
+none``, ``rewardlab-tokensN`` is ``serve --batch-tokens N``; ``NAME-passive`` runs server NAME with
+``OMP_WAIT_POLICY=PASSIVE``.
 
 The model is MiniLM (``--model``; default builtin:minilm with a fresh seeded head, saved to a temp folder),
 texts are HH transcripts that fit 512 tokens. Prints a JSON line per run and a Markdown table.
@@ -63,10 +64,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(command: list[str], port: int) -> subprocess.Popen:
+def start(command: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
     import httpx
 
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=None if env is None else {**os.environ, **env})
     deadline = time.time() + 300
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -225,7 +227,7 @@ def compute_bound(folder: str, precision: str, texts: list[str], batch: int, sha
             "forward_share": max(0.0, 1 - tokenize_s / total_s)}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", default=None, help="a saved reward-model folder (default: MiniLM with a fresh head)")
@@ -241,9 +243,11 @@ def main() -> None:
                         help="texts per openrlhfC / grpoC / mixedC scenario (one per call but in mixedC; at least 2 x C)")
     parser.add_argument("--compute-bound", action="store_true", help="also time the model alone on the same texts")
     parser.add_argument("--group-size", type=int, default=8, help="samples per prompt in grpoC scenarios")
-    args = parser.parse_args()
-    tolerance = args.tolerance if args.tolerance is not None else (1e-5 if args.precision == "fp32" else 0.05)
+    return parser.parse_args()
 
+
+def prepare(args: argparse.Namespace) -> tuple[str, list[str], dict[int, list[str]], dict[str, float]]:
+    """The served folder, the distinct texts, the grpo rollouts per concurrency and every text's offline reward."""
     import torch
 
     from rewardlab.models.io import RewardModelMetadata, build_reward_model, save_pretrained
@@ -261,76 +265,93 @@ def main() -> None:
     texts = [t for t in texts if scorer.encode_text(t) is not None][: args.texts]
     expected = dict(zip(texts, scorer.score_texts(texts)))
     grpo: dict[int, list[str]] = {}  # in flight -> the rollouts sent
-    encode = scorer.encode_text
     for scenario in args.scenarios.split(","):
         if scenario.startswith("grpo"):
             concurrency = int(scenario[len("grpo"):])
             calls = max(args.openrlhf_requests, 2 * concurrency)
             grpo[concurrency] = grpo_texts(records, scorer.tokenizer, args.group_size, -(-calls // args.group_size),
-                                           lambda t: encode(t) is not None)
+                                           lambda t: scorer.encode_text(t) is not None)
     for sent in grpo.values():
         missing = [t for t in sent if t not in expected]
         expected.update(zip(missing, scorer.score_texts(missing)))
-    del scorer
-    servers = {
-        "rewardlab": [sys.executable, "-m", "rewardlab.cli", "serve", "--model", folder, "--precision", args.precision],
-        "rewardlab-nobudget": [sys.executable, "-m", "rewardlab.cli", "serve", "--model", folder, "--precision", args.precision,
-                               "--batch-tokens", "none"],
-        "rewardlab-nometrics": [sys.executable, "-m", "rewardlab.cli", "serve", "--model", folder, "--precision", args.precision,
-                                "--no-metrics"],
-        "baseline": [sys.executable, str(ROOT / "openrlhf_style_server.py"), "--model", folder]
-                    + (["--bf16"] if args.precision == "bf16" else []),
-    }
+    return folder, texts, grpo, expected
+
+
+def server_command(name: str, folder: str, precision: str) -> tuple[list[str], dict[str, str] | None]:
+    """The command (and extra environment) of server ``name``: rewardlab, rewardlab-nobudget, rewardlab-nometrics,
+    rewardlab-tokensN, baseline, and any of them with ``-passive`` (``OMP_WAIT_POLICY=PASSIVE``)."""
+    base, passive = name.removesuffix("-passive"), name.endswith("-passive")
+    serve = [sys.executable, "-m", "rewardlab.cli", "serve", "--model", folder, "--precision", precision]
+    extra = {"rewardlab": [], "rewardlab-nobudget": ["--batch-tokens", "none"], "rewardlab-nometrics": ["--no-metrics"]}
+    if base == "baseline":
+        command = [sys.executable, str(ROOT / "openrlhf_style_server.py"), "--model", folder] + (
+            ["--bf16"] if precision == "bf16" else [])
+    elif base.startswith("rewardlab-tokens"):
+        command = serve + ["--batch-tokens", base.removeprefix("rewardlab-tokens")]
+    else:
+        command = serve + extra[base]
+    return command, {"OMP_WAIT_POLICY": "PASSIVE"} if passive else None
+
+
+def run_scenarios(name: str, url: str, pid: int, args: argparse.Namespace, texts: list[str], grpo: dict[int, list[str]],
+                  expected: dict[str, float], tolerance: float) -> list[dict]:
+    rows = []
+    asyncio.run(load(url, [texts[:8]] * 4, 4, expected, tolerance))  # warm-up
+    for scenario in args.scenarios.split(","):
+        if scenario.startswith(("openrlhf", "grpo", "mixed")):  # OpenRLHF's own client, C calls in flight
+            concurrency = int(scenario.removeprefix("openrlhf").removeprefix("grpo").removeprefix("mixed"))
+            total = max(args.openrlhf_requests, 2 * concurrency)
+            if scenario.startswith("mixed"):
+                sent = mixed_calls(texts, total)
+            else:
+                sent = [[t] for t in (grpo[concurrency] if scenario.startswith("grpo") else
+                                      [texts[i % len(texts)] for i in range(total)])]
+            result = asyncio.run(load_openrlhf(url, sent, concurrency, expected, tolerance))
+        else:
+            clients, per = (int(x) for x in scenario[1:].split("x"))
+            n = clients * args.requests_per_client
+            batches = [[texts[(i * per + j) % len(texts)] for j in range(per)] for i in range(n)]
+            result = asyncio.run(load(url, batches, clients, expected, tolerance))
+        rows.append({"server": name, "scenario": scenario, **result})
+        print(json.dumps(rows[-1]), flush=True)
+    if args.soak and name == "rewardlab":
+        short = sorted(texts, key=len)[:64]
+        batches = [[short[i % len(short)]] for i in range(args.soak)]
+        rows.append({"server": name, "scenario": f"soak{args.soak}x1",
+                     **asyncio.run(load(url, batches, 32, expected, tolerance, rss_of=pid))})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def report_compute_bound(args: argparse.Namespace, folder: str, texts: list[str], grpo: dict[int, list[str]]) -> None:
+    bounds = [("distinct HH texts", texts, "auto")]
+    if grpo:
+        samples = max(grpo.values(), key=len)
+        bounds += [(f"grpo samples ({args.group_size} per prompt)", samples, "auto"),
+                   (f"grpo samples ({args.group_size} per prompt), prefix sharing off", samples, False)]
+    for label, sent, share in bounds:
+        bound = compute_bound(folder, args.precision, sent, 64, share)
+        print(json.dumps({"compute_bound": bound, "texts": label}), flush=True)
+        print(f"\ncompute bound, {label} (in-process, batches of 64): {bound['score_texts_per_s']:.1f} texts/s scored, "
+              f"tokenization alone {bound['tokenize_texts_per_s']:.0f} texts/s, forward {100 * bound['forward_share']:.0f}% "
+              f"of the time")
+
+
+def main() -> None:
+    args = parse_args()
+    tolerance = args.tolerance if args.tolerance is not None else (1e-5 if args.precision == "fp32" else 0.05)
+    folder, texts, grpo, expected = prepare(args)
     rows = []
     for name in args.servers.split(","):  # a name may repeat (e.g. rewardlab,rewardlab-nometrics,rewardlab,...): runs alternate
         port = free_port()
-        if name.startswith("rewardlab-tokens"):  # rewardlab-tokensN: serve --batch-tokens N
-            servers[name] = servers["rewardlab"] + ["--batch-tokens", name.removeprefix("rewardlab-tokens")]
-        proc = start(servers[name] + ["--port", str(port)], port)
-        url = f"http://127.0.0.1:{port}"
+        command, env = server_command(name, folder, args.precision)
+        proc = start(command + ["--port", str(port)], port, env)
         try:
-            asyncio.run(load(url, [texts[:8]] * 4, 4, expected, tolerance))  # warm-up
-            for scenario in args.scenarios.split(","):
-                if scenario.startswith(("openrlhf", "grpo", "mixed")):  # OpenRLHF's own client, C calls in flight
-                    concurrency = int(scenario.removeprefix("openrlhf").removeprefix("grpo").removeprefix("mixed"))
-                    total = max(args.openrlhf_requests, 2 * concurrency)
-                    if scenario.startswith("mixed"):
-                        sent = mixed_calls(texts, total)
-                    else:
-                        sent = [[t] for t in (grpo[concurrency] if scenario.startswith("grpo") else
-                                              [texts[i % len(texts)] for i in range(total)])]
-                    result = {"server": name, "scenario": scenario,
-                              **asyncio.run(load_openrlhf(url, sent, concurrency, expected, tolerance))}
-                    print(json.dumps(result), flush=True)
-                    rows.append(result)
-                    continue
-                clients, per = (int(x) for x in scenario[1:].split("x"))
-                n = clients * args.requests_per_client
-                batches = [[texts[(i * per + j) % len(texts)] for j in range(per)] for i in range(n)]
-                result = {"server": name, "scenario": scenario, **asyncio.run(load(url, batches, clients, expected, tolerance))}
-                print(json.dumps(result), flush=True)
-                rows.append(result)
-            if args.soak and name == "rewardlab":
-                short = sorted(texts, key=len)[:64]
-                batches = [[short[i % len(short)]] for i in range(args.soak)]
-                result = {"server": name, "scenario": f"soak{args.soak}x1",
-                          **asyncio.run(load(url, batches, 32, expected, tolerance, rss_of=proc.pid))}
-                print(json.dumps(result), flush=True)
-                rows.append(result)
+            rows += run_scenarios(name, f"http://127.0.0.1:{port}", proc.pid, args, texts, grpo, expected, tolerance)
         finally:
             stop(proc)
     if args.compute_bound:
-        bounds = [("distinct HH texts", texts, "auto")]
-        if grpo:
-            samples = max(grpo.values(), key=len)
-            bounds += [(f"grpo samples ({args.group_size} per prompt)", samples, "auto"),
-                       (f"grpo samples ({args.group_size} per prompt), prefix sharing off", samples, False)]
-        for label, sent, share in bounds:
-            bound = compute_bound(folder, args.precision, sent, 64, share)
-            print(json.dumps({"compute_bound": bound, "texts": label}), flush=True)
-            print(f"\ncompute bound, {label} (in-process, batches of 64): {bound['score_texts_per_s']:.1f} texts/s scored, "
-                  f"tokenization alone {bound['tokenize_texts_per_s']:.0f} texts/s, forward {100 * bound['forward_share']:.0f}% "
-                  f"of the time")
+        report_compute_bound(args, folder, texts, grpo)
     print(f"\nbench_serve: {os.cpu_count()} CPUs, model {args.model or 'builtin:minilm (fresh head)'} {args.precision}, "
           f"{len(texts)} HH texts, tolerance {tolerance}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
