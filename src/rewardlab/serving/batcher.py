@@ -171,14 +171,14 @@ class _Batch:
         """Add ``job`` if it fits (the first job always does); False when it must wait for the next batch. A meter
         that raises fails that job with its error (True: the job is dealt with), so no request waits forever."""
         budget = self.owner.max_batch_cost
-        metered = self.meter is not None and budget is not None
+        meter = self.meter if budget is not None else None  # no budget: nothing to count
         try:
-            more = self.meter.cost(job.kind, job.items) if self.meter is not None and metered else 0.0
+            more = meter.cost(job.kind, job.items) if meter is not None else 0.0
             if self.jobs and (job.kind != self.jobs[0].kind or self.items + len(job.items) > self.owner.max_batch_items
                               or budget is not None and self.cost + more > budget):
                 return False
-            if self.meter is not None and metered:
-                self.meter.add(job.kind, job.items)
+            if meter is not None:
+                meter.add(job.kind, job.items)
         except Exception as err:  # noqa: BLE001 - handed to the request
             self.owner._fail([job], err)
             return True
