@@ -188,8 +188,7 @@ def grpo_texts(records: list[dict], tokenizer, group: int, prompts: int, fits) -
     after it. Groups with a text that does not ``fits`` are skipped."""
     from rewardlab.data.transcripts import parse_hh_transcript
 
-    parsed = [(parse_hh_transcript(r["chosen"])[0], parse_hh_transcript(r["chosen"])[1], parse_hh_transcript(r["rejected"])[1])
-              for r in records]
+    parsed = [(*parse_hh_transcript(r["chosen"]), parse_hh_transcript(r["rejected"])[1]) for r in records]  # turns, chosen, rejected
     out: list[str] = []
     for i, (turns, chosen, rejected) in enumerate(parsed):
         if len(out) >= group * prompts:

@@ -4,7 +4,7 @@ rows) so that ``app.create_app`` is thin routes over it. Called from the batcher
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..data.transcripts import looks_hh, parse_hh_transcript
