@@ -64,3 +64,39 @@ def test_without_prometheus_client_the_server_names_the_extra(monkeypatch):
     with pytest.raises(MissingExtraError, match=r'pip install "rewardlab\[serve\]"'):
         create_app(FunctionScorer(lambda p, r: 1.0))
     assert create_app(FunctionScorer(lambda p, r: 1.0), ServeConfig(metrics=False)) is not None
+
+
+_NO_IMPORTS = """
+import sys, threading
+from fastapi.testclient import TestClient
+from rewardlab.scoring.local import load_reward_model
+from rewardlab.serving.app import ServeConfig, create_app
+
+app = create_app(load_reward_model(sys.argv[1]), ServeConfig(metrics_window=4))
+with TestClient(app) as client:  # startup (model warm-up) has run
+    seen = []
+    sys.addaudithook(lambda event, args: seen.append(args[0]) if event == "import"
+                     and threading.current_thread().name.startswith("rewardlab-scorer") else None)
+    for _ in range(3):
+        assert client.post("/get_reward", json={"query": ["Human: hi Assistant: a b c"] * 3 + ["plain text"]}).status_code == 200
+        assert client.post("/v1/score", json={"prompts": ["hi"] * 4, "responses": ["a", "a b", "a b c", "d"]}).status_code == 200
+    assert client.get("/metrics").text.count("rewardlab_windows_total 6.0") == 1
+print("IMPORTED", sorted(set(seen)))
+"""
+
+
+@pytest.mark.slow
+def test_after_start_up_the_scoring_thread_imports_nothing(rm, tmp_path):
+    """A fresh server's scoring thread loads no module once it is ready: a lazy import there stalls every request in
+    flight (scipy.stats, loaded when the first reward window closed, cost 0.6 s mid-run and set the p99 at 8 one-query
+    requests in flight). A fresh interpreter, so modules other tests loaded do not hide one."""
+    import subprocess
+    import sys
+
+    from rewardlab.models.io import RewardModelMetadata, save_pretrained
+
+    folder = tmp_path / "rm"
+    save_pretrained(rm.model, rm.tokenizer, RewardModelMetadata(pooling=rm.model.pooling, max_length=64), folder)
+    done = subprocess.run([sys.executable, "-c", _NO_IMPORTS, str(folder)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "IMPORTED []"

@@ -275,6 +275,8 @@ def create_app(scorer: Scorer, config: ServeConfig = ServeConfig()) -> Any:
     async def lifespan(app: Any) -> Any:
         service.batcher.start()
         await service.batcher.run_in_worker(lambda: service.served.score_items("pairs", [("Hello", "Hi! How can I help?")]))
+        if service.metrics is not None:  # the imports a batch's statistics need load now, not in a batch
+            await service.batcher.run_in_worker(service.metrics.warm_up)
         service.ready = True  # warmed up
         yield
         service.ready = False

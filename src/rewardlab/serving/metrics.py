@@ -96,6 +96,13 @@ class ServerMetrics:
         self.windows = Gauge("rewardlab_windows_total", "Reward windows closed", registry=self.registry)
         self._lock = threading.Lock()
 
+    def warm_up(self) -> None:
+        """Compute one window's statistics on throwaway values (the real windows are untouched), so what they import
+        (scipy.stats: about 0.6 s on 2 cores) loads before the server is ready: the first window closes on the scoring
+        thread, and that import used to stall every request in flight once per server (the p99 at 8 one-query
+        requests in flight, docs/benchmarks.md)."""
+        RewardWindow(size=2).add([0.0, 1.0], ["a", "a b"])
+
     def observe_scored(self, rewards: Sequence[float | None], replies: Sequence[str]) -> None:
         """Called on the scoring thread after each model call with what it scored."""
         self.batch_items.observe(len(rewards))
