@@ -140,6 +140,10 @@ def test_a_lora_ensemble_trains_adapters_and_scores_them_on_one_base_like_their_
         assert member.score(prompts, replies) == pytest.approx(merged, abs=1e-4)
     detail = scorer.score_detailed(prompts, replies)
     assert (detail.std > 0).all()  # the adapters differ (different seeds and batch orders)
+    low = build_scorer(scorer_config(str(out), precision="bf16"))  # the shared base is built as asked (it was fp32 always)
+    base = low.members[0].base.model.hf_model
+    assert {p.dtype for n, p in base.named_parameters() if "lora_" not in n} == {torch.bfloat16}
+    assert low.score_detailed(prompts, replies).members.flatten().tolist() == pytest.approx(detail.members.flatten().tolist(), abs=0.1)
 
 
 def test_held_out_loss_of_an_ensemble_is_unweighted_by_the_bootstrap_draws():

@@ -184,8 +184,9 @@ class LoraMember:
 
 def load_lora_ensemble(config: RewardModelConfig, listing: dict[str, Any]) -> list[LoraMember]:
     """The members of the LoRA ensemble folder ``config.model`` (``rewardlab train --ensemble K --ensemble-kind lora``)
-    over one base model: the base backbone is built once, every member's adapter is injected into it, its tokenizer
-    and metadata are the first member's. Members are z-scored with their saved reward statistics."""
+    over one base model: the base backbone is built once (in ``config.precision``, with the members' heads), every
+    member's adapter is injected into it, its tokenizer and metadata are the first member's. Members are z-scored
+    with their saved reward statistics."""
     from dataclasses import replace
     from pathlib import Path
 
@@ -194,8 +195,9 @@ def load_lora_ensemble(config: RewardModelConfig, listing: dict[str, Any]) -> li
     from .local import LocalScorer
 
     root = Path(config.model)
-    model, tokenizer = build_reward_model(listing["base_model"], trust_remote_code=config.trust_remote_code)
     first = RewardModelMetadata.from_file(root / listing["members"][0] / "rewardlab.json")
+    model, tokenizer = build_reward_model(listing["base_model"], heads=first.heads, precision=config.precision,
+                                          trust_remote_code=config.trust_remote_code)
     heads = {name: load_adapter(model.hf_model, root / name, name) for name in listing["members"]}
     members = []
     for name in listing["members"]:
