@@ -222,8 +222,31 @@ def compute_bound(folder: str, precision: str, texts: list[str], batch: int, sha
         for i in range(0, len(texts), batch):
             scorer.score_texts(texts[i : i + batch])
     total_s = time.perf_counter() - began
-    return {"tokenize_texts_per_s": len(texts) / tokenize_s, "score_texts_per_s": len(texts) / total_s,
-            "forward_share": max(0.0, 1 - tokenize_s / total_s)}
+    out = {"tokenize_texts_per_s": len(texts) / tokenize_s, "score_texts_per_s": len(texts) / total_s,
+           "forward_share": max(0.0, 1 - tokenize_s / total_s)}
+    if not scorer.shares_prefixes:  # every token computed: the forward's arithmetic rate against the machine's matmul
+        out.update(arithmetic_rate(scorer, texts, total_s))
+    return out
+
+
+def arithmetic_rate(scorer, texts: list[str], seconds: float) -> dict:
+    """GFLOP/s of the scoring passes (``2 x linear-layer weights x tokens``: attention scores, a few percent at these
+    lengths, left out, so this is a lower bound) and of one large matmul of the model's own shapes (``(2048, d) @
+    (d, 4d)`` in the model's dtype): how far batching is from the machine's arithmetic bound."""
+    import torch
+
+    tokens = sum(len(scorer.encode_text(t)) for t in texts)
+    weights = sum(m.weight.numel() for m in scorer.model.modules() if isinstance(m, torch.nn.Linear) and m.weight.shape[0] > 1)
+    first = next(m for m in scorer.model.modules() if isinstance(m, torch.nn.Linear))
+    d, dtype = first.weight.shape[1], first.weight.dtype
+    a, b = torch.randn(2048, d, dtype=dtype), torch.randn(d, 4 * d, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    began, runs = time.perf_counter(), 20
+    for _ in range(runs):
+        a @ b
+    matmul_s = (time.perf_counter() - began) / runs
+    return {"model_gflops_per_s": 2 * weights * tokens / seconds / 1e9, "matmul_gflops_per_s": 2 * 2048 * d * 4 * d / matmul_s / 1e9}
 
 
 def parse_args() -> argparse.Namespace:
@@ -333,7 +356,8 @@ def report_compute_bound(args: argparse.Namespace, folder: str, texts: list[str]
         print(json.dumps({"compute_bound": bound, "texts": label}), flush=True)
         print(f"\ncompute bound, {label} (in-process, batches of 64): {bound['score_texts_per_s']:.1f} texts/s scored, "
               f"tokenization alone {bound['tokenize_texts_per_s']:.0f} texts/s, forward {100 * bound['forward_share']:.0f}% "
-              f"of the time")
+              f"of the time" + (f"; {bound['model_gflops_per_s']:.0f} GFLOP/s against {bound['matmul_gflops_per_s']:.0f} for one "
+                                 f"large matmul of the model's shapes" if "model_gflops_per_s" in bound else ""))
 
 
 def main() -> None:
