@@ -81,6 +81,7 @@ with TestClient(app) as client:  # startup (model warm-up) has run
         assert client.post("/get_reward", json={"query": ["Human: hi Assistant: a b c"] * 3 + ["plain text"]}).status_code == 200
         assert client.post("/v1/score", json={"prompts": ["hi"] * 4, "responses": ["a", "a b", "a b c", "d"]}).status_code == 200
     assert client.get("/metrics").text.count("rewardlab_windows_total 6.0") == 1
+    assert any(t.name.startswith("rewardlab-scorer") for t in threading.enumerate())  # the hook watched a real thread
 print("IMPORTED", sorted(set(seen)))
 """
 
