@@ -213,8 +213,7 @@ def compute_bound(folder: str, precision: str, texts: list[str], batch: int, sha
 
     scorer = load_reward_model(folder, precision=precision, share_prefix=share_prefix)
     began = time.perf_counter()
-    for text in texts:
-        scorer.encode_text(text)
+    tokens = sum(len(scorer.encode_text(text) or ()) for text in texts)
     tokenize_s = time.perf_counter() - began
     scorer.score_texts(texts[:batch])  # warm-up
     began = time.perf_counter()
@@ -225,17 +224,17 @@ def compute_bound(folder: str, precision: str, texts: list[str], batch: int, sha
     out = {"tokenize_texts_per_s": len(texts) / tokenize_s, "score_texts_per_s": len(texts) / total_s,
            "forward_share": max(0.0, 1 - tokenize_s / total_s)}
     if not scorer.shares_prefixes:  # every token computed: the forward's arithmetic rate against the machine's matmul
-        out.update(arithmetic_rate(scorer, texts, total_s))
+        out.update(arithmetic_rate(scorer, tokens, total_s))
     return out
 
 
-def arithmetic_rate(scorer, texts: list[str], seconds: float) -> dict:
-    """GFLOP/s of the scoring passes (``2 x linear-layer weights x tokens``: attention scores, a few percent at these
-    lengths, left out, so this is a lower bound) and of one large matmul of the model's own shapes (``(2048, d) @
-    (d, 4d)`` in the model's dtype): how far batching is from the machine's arithmetic bound."""
+def arithmetic_rate(scorer, tokens: int, seconds: float) -> dict:
+    """GFLOP/s of scoring ``tokens`` tokens in ``seconds`` (``2 x linear-layer weights x tokens``, the one-logit head
+    left out; attention scores, a few percent at these lengths, and the tokenization inside ``seconds`` make it a
+    lower bound) and of one large matmul of the model's own shapes (``(2048, d) @ (d, 4d)`` in the model's dtype):
+    how far batching is from the machine's arithmetic bound."""
     import torch
 
-    tokens = sum(len(scorer.encode_text(t)) for t in texts)
     weights = sum(m.weight.numel() for m in scorer.model.modules() if isinstance(m, torch.nn.Linear) and m.weight.shape[0] > 1)
     first = next(m for m in scorer.model.modules() if isinstance(m, torch.nn.Linear))
     d, dtype = first.weight.shape[1], first.weight.dtype
